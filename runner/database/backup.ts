@@ -1,0 +1,76 @@
+// database.backup: pg_dump -Fc -Z0 streamed through content-defined chunking
+// into the repository; the manifest is written last, so a backup without a
+// manifest is an unfinished one and nothing lists it.
+import { spawn } from "node:child_process";
+import { createHash } from "node:crypto";
+import { CHUNKER, chunkPrefix, DatabaseManifest, FORMAT_VERSION, manifestKey } from "../../workers/shared/format.ts";
+import type { BackupDispatch, BackupResult } from "../../workers/shared/protocol.ts";
+import { chunkStream } from "../repository/chunker.ts";
+import { ChunkWriter } from "../repository/chunk-writer.ts";
+import { RepositoryClient } from "../repository/client.ts";
+import { sha256Hex, ZSTD_LEVEL } from "../repository/codec.ts";
+import { JobFailure } from "../failure.ts";
+import type { JobContext } from "../job-context.ts";
+import { classifyPgError, exitOf, major, psql, stderrTail, toolEnv, toolVersion } from "./pg-tools.ts";
+
+const PG_DUMP_ARGS = ["--format=custom", "--compress=0", "--no-password"];
+
+export async function backupDatabase(job: BackupDispatch, ctx: JobContext): Promise<BackupResult> {
+  const started = new Date();
+  const repo = new RepositoryClient(job.repository);
+  const source = await describeSource(job.source_url);
+  const prefix = chunkPrefix(job.type, job.backup_id);
+  const writer = new ChunkWriter(repo, prefix, job.recipients, job.chunk_id_key);
+
+  const dump = spawn("pg_dump", PG_DUMP_ARGS, { env: toolEnv(job.source_url), stdio: ["ignore", "pipe", "pipe"] });
+  const exited = exitOf(dump);
+  const tail = stderrTail(dump);
+  ctx.onCancel(() => dump.kill("SIGTERM"));
+  const hash = createHash("sha256");
+  let logical = 0;
+  try {
+    for await (const chunk of chunkStream(dump.stdout)) {
+      hash.update(chunk);
+      logical += chunk.length;
+      await writer.add(chunk);
+      ctx.progress({ phase: "dumping", bytes: logical, chunks: writer.stats.new_chunks });
+    }
+  } catch (e) {
+    dump.kill("SIGTERM");
+    await exited.catch(() => {});
+    throw e;
+  }
+  const { code, signal } = await exited;
+  if (code !== 0) throw signal ? new JobFailure("pg_dump_killed", `pg_dump ended by ${signal}`) : classifyPgError("pg_dump", tail(), job.source_url);
+  const chunks = await writer.finish();
+
+  const finished = new Date();
+  const manifest = DatabaseManifest.parse({
+    format: "astrid-backup/database", format_version: FORMAT_VERSION, backup_id: job.backup_id, type: job.type,
+    database: job.database, created_at: started.toISOString(), finished_at: finished.toISOString(), source,
+    dump: { format: "custom", pg_dump_args: PG_DUMP_ARGS, logical_bytes: logical, sha256: hash.digest("hex") },
+    compression: { algorithm: "zstd", level: ZSTD_LEVEL },
+    encryption: { scheme: "age-x25519", recipients: job.recipients },
+    chunker: CHUNKER, chunk_prefix: prefix, chunks,
+    stats: { stored_bytes: writer.stats.stored_bytes, new_stored_bytes: writer.stats.new_stored_bytes, new_chunks: writer.stats.new_chunks },
+  });
+  const body = Buffer.from(JSON.stringify(manifest, null, 1));
+  ctx.progress({ phase: "writing manifest", bytes: logical, chunks: chunks.length });
+  await repo.put(manifestKey(job.backup_id), body, sha256Hex(body));
+  return {
+    kind: "database.backup", backup_id: job.backup_id, manifest_key: manifestKey(job.backup_id), logical_bytes: logical,
+    stored_bytes: manifest.stats.stored_bytes, new_stored_bytes: manifest.stats.new_stored_bytes, chunk_count: chunks.length,
+    new_chunk_count: manifest.stats.new_chunks, sha256: manifest.dump.sha256, started_at: started.toISOString(),
+    finished_at: finished.toISOString(), duration_ms: finished.getTime() - started.getTime(),
+  };
+}
+
+/** Versions and name of the source; refuses a pg_dump older than the server, which could not read it. */
+async function describeSource(url: string) {
+  const [row, pgDump] = await Promise.all([psql(url, "SELECT current_setting('server_version') || '|' || current_database()"), toolVersion("pg_dump")]);
+  const [serverVersion = "", databaseName = ""] = row.split("|");
+  if (major(pgDump) < major(serverVersion)) {
+    throw new JobFailure("pg_dump_too_old", `pg_dump ${pgDump} cannot dump a PostgreSQL ${serverVersion} server; install client tools ${major(serverVersion)} or newer in the runner`);
+  }
+  return { database_name: databaseName, server_version: serverVersion.split(" ")[0]!, pg_dump_version: pgDump };
+}

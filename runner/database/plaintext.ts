@@ -1,0 +1,31 @@
+// The dump stream of a backup, rebuilt from its chunks: each chunk checked,
+// decrypted and decompressed in order, the whole checked against the
+// manifest's SHA-256 at the end.
+import { createHash } from "node:crypto";
+import type { DatabaseManifest } from "../../workers/shared/format.ts";
+import { readChunks, IntegrityError } from "../repository/chunk-reader.ts";
+import type { RepositoryClient } from "../repository/client.ts";
+import { chunkOpener } from "../repository/codec.ts";
+
+export async function* dumpStream(repo: RepositoryClient, manifest: DatabaseManifest, identities: string[], onBytes: (n: number) => void = () => {}): AsyncGenerator<Buffer> {
+  const open = chunkOpener(identities);
+  const hash = createHash("sha256");
+  let total = 0;
+  const plaintexts = readChunks(repo, manifest.chunk_prefix, manifest.chunks, async (stored, ref, index) => {
+    let plain: Buffer;
+    try {
+      plain = await open(stored);
+    } catch (e) {
+      throw new IntegrityError(`chunk #${index} ${ref.id}: ${(e as Error).message}`);
+    }
+    if (plain.length !== ref.plain_size) throw new IntegrityError(`chunk #${index} ${ref.id}: ${plain.length} bytes after decryption, manifest says ${ref.plain_size}`);
+    return plain;
+  });
+  for await (const plain of plaintexts) {
+    hash.update(plain);
+    total += plain.length;
+    onBytes(total);
+    yield plain;
+  }
+  if (hash.digest("hex") !== manifest.dump.sha256) throw new IntegrityError(`the restored dump's SHA-256 differs from the manifest's`);
+}

@@ -1,0 +1,9 @@
+import type { JobProgress } from "../workers/shared/protocol.ts";
+
+/** What a running job may ask of the runner around it. */
+export interface JobContext {
+  /** Records progress; the runner sends the latest value with each heartbeat. */
+  progress(p: JobProgress): void;
+  /** Registers cleanup to run if the runner shuts down mid-job. */
+  onCancel(fn: () => void): void;
+}

@@ -1,0 +1,75 @@
+// Runs dispatched jobs: one at a time per job id, a heartbeat while it runs,
+// and exactly one completion report at the end, whatever happened.
+import type { JobCompletion, JobProgress, JobResult, RunnerDispatch } from "../workers/shared/protocol.ts";
+import { backupDatabase } from "./database/backup.ts";
+import { restoreDatabase } from "./database/restore.ts";
+import { verifyBackup } from "./database/verify.ts";
+import { JobFailure, scrub } from "./failure.ts";
+import type { JobContext } from "./job-context.ts";
+import { RepositoryClient, RepositoryError } from "./repository/client.ts";
+import { IntegrityError } from "./repository/chunk-reader.ts";
+
+const HEARTBEAT_MS = Number(process.env.RUNNER_HEARTBEAT_MS ?? 5000);
+
+const running = new Map<string, Promise<void>>();
+
+export function runningJobs(): string[] {
+  return [...running.keys()];
+}
+
+/** Starts a job unless it is already running here (a redelivered dispatch). */
+export function startJob(job: RunnerDispatch): "started" | "already-running" {
+  if (running.has(job.job_id)) return "already-running";
+  const done = runJob(job).finally(() => running.delete(job.job_id));
+  running.set(job.job_id, done);
+  return "started";
+}
+
+async function runJob(job: RunnerDispatch): Promise<void> {
+  const repo = new RepositoryClient(job.repository);
+  let latest: JobProgress = { phase: "starting", bytes: 0, chunks: 0 };
+  const cancels: (() => void)[] = [];
+  const ctx: JobContext = { progress: (p) => (latest = p), onCancel: (fn) => cancels.push(fn) };
+  const beat = setInterval(() => repo.progress(job.job_id, latest).catch(() => {}), HEARTBEAT_MS);
+  console.log(`job ${job.job_id} (${job.kind}) started`);
+  let completion: JobCompletion;
+  try {
+    completion = judge(await execute(job, ctx));
+  } catch (e) {
+    completion = { status: "failed", error: describeFailure(e, job) };
+  } finally {
+    clearInterval(beat);
+  }
+  console.log(`job ${job.job_id} (${job.kind}) ${completion.status}${completion.status === "failed" ? `: ${completion.error.code}` : ""}`);
+  await repo.complete(job.job_id, completion).catch((e: Error) => console.error(`job ${job.job_id}: could not report completion: ${e.message}`));
+}
+
+function execute(job: RunnerDispatch, ctx: JobContext): Promise<JobResult> {
+  switch (job.kind) {
+    case "database.backup": return backupDatabase(job, ctx);
+    case "database.verify": return verifyBackup(job, ctx);
+    case "database.restore": return restoreDatabase(job, ctx);
+  }
+}
+
+/** A verify that found damage is a failed job that still carries its findings. */
+function judge(result: JobResult): JobCompletion {
+  if (result.kind === "database.verify" && !result.ok) {
+    const first = result.problems[0] ?? "unknown problem";
+    const more = result.problems.length > 1 ? ` (and ${result.problems.length - 1} more)` : "";
+    return { status: "failed", error: { code: "integrity_error", message: `${first}${more}` }, result };
+  }
+  return { status: "succeeded", result };
+}
+
+function describeFailure(e: unknown, job: RunnerDispatch) {
+  const secrets = [
+    ...("source_url" in job ? [job.source_url] : []),
+    ...("target_url" in job ? [job.target_url] : []),
+    ...("identities" in job ? job.identities : []),
+  ];
+  const message = scrub((e as Error)?.message ?? String(e), secrets);
+  if (e instanceof JobFailure || e instanceof RepositoryError) return { code: e.code, message };
+  if (e instanceof IntegrityError) return { code: "integrity_error", message };
+  return { code: "runner_error", message };
+}

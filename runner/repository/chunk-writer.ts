@@ -1,0 +1,76 @@
+// Stores a stream of plaintext chunks: id each one, skip those the repository
+// already has, compress and encrypt the rest, upload. Up to `concurrency`
+// chunks are in flight; the manifest's chunk list keeps stream order.
+import { chunkKey, type ChunkRef } from "../../workers/shared/format.ts";
+import { chunkId, sealChunk, sha256Hex } from "./codec.ts";
+import type { RepositoryClient } from "./client.ts";
+
+export interface WriterStats {
+  stored_bytes: number;
+  new_stored_bytes: number;
+  new_chunks: number;
+}
+
+export class ChunkWriter {
+  readonly stats: WriterStats = { stored_bytes: 0, new_stored_bytes: 0, new_chunks: 0 };
+  private readonly refs: Promise<ChunkRef>[] = [];
+  private readonly inFlight = new Set<Promise<unknown>>();
+  /** Chunks seen in this backup: a repeated chunk is stored and counted once. */
+  private readonly seen = new Map<string, Promise<ChunkRef>>();
+  private readonly idKey: Buffer;
+  private readonly repo: RepositoryClient;
+  private readonly prefix: string;
+  private readonly recipients: string[];
+  private readonly concurrency: number;
+  private failure: unknown;
+
+  constructor(repo: RepositoryClient, prefix: string, recipients: string[], idKeyHex: string, concurrency = 4) {
+    this.repo = repo;
+    this.prefix = prefix;
+    this.recipients = recipients;
+    this.idKey = Buffer.from(idKeyHex, "hex");
+    this.concurrency = concurrency;
+  }
+
+  /** Queues a chunk; waits while the pipeline is full, and throws the first failure. */
+  async add(plaintext: Buffer): Promise<void> {
+    const id = chunkId(this.idKey, plaintext);
+    let ref = this.seen.get(id);
+    if (!ref) {
+      ref = this.store(id, plaintext);
+      this.seen.set(id, ref);
+      const tracked: Promise<unknown> = ref.then(() => this.inFlight.delete(tracked), () => this.inFlight.delete(tracked));
+      this.inFlight.add(tracked);
+    }
+    ref.catch(() => {}); // observed by finish(); avoids an unhandled rejection meanwhile
+    this.refs.push(ref);
+    while (this.inFlight.size >= this.concurrency) await Promise.race(this.inFlight);
+    if (this.failure) throw this.failure;
+  }
+
+  /** All chunk references in stream order, once every upload has finished. */
+  async finish(): Promise<ChunkRef[]> {
+    const refs = await Promise.all(this.refs);
+    for (const r of refs) this.stats.stored_bytes += r.stored_size;
+    return refs;
+  }
+
+  private async store(id: string, plaintext: Buffer): Promise<ChunkRef> {
+    try {
+      const key = chunkKey(this.prefix, id);
+      const existing = await this.repo.head(key);
+      if (existing?.sha256) return { id, plain_size: plaintext.length, stored_size: existing.size, stored_sha256: existing.sha256 };
+      const sealed = await sealChunk(plaintext, this.recipients);
+      const sha = sha256Hex(sealed);
+      const stored = await this.repo.put(key, sealed, sha);
+      if (stored.sha256 === sha) {
+        this.stats.new_chunks += 1;
+        this.stats.new_stored_bytes += sealed.length;
+      }
+      return { id, plain_size: plaintext.length, stored_size: stored.size, stored_sha256: stored.sha256 ?? sha };
+    } catch (e) {
+      this.failure ??= e;
+      throw e;
+    }
+  }
+}

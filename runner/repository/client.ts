@@ -1,0 +1,79 @@
+// The runner's only way to the repository: the Worker's job-scoped endpoint
+// (workers/repository/routes.ts). Every call is idempotent (objects are
+// write-once), so transient failures are retried with backoff.
+import type { JobCompletion, JobProgress, RepositoryAccess } from "../../workers/shared/protocol.ts";
+
+export class RepositoryError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string) {
+    super(message);
+    this.code = code;
+  }
+}
+
+export interface StoredObjectInfo {
+  size: number;
+  sha256: string | undefined;
+}
+
+const ATTEMPTS = 4;
+
+export class RepositoryClient {
+  private readonly base: string;
+  private readonly token: string;
+  constructor(access: RepositoryAccess) {
+    this.base = access.url.replace(/\/+$/, "");
+    this.token = access.token;
+  }
+
+  async head(key: string): Promise<StoredObjectInfo | undefined> {
+    const res = await this.send("HEAD", `/objects/${key}`, "read");
+    if (res.status === 404) return undefined;
+    return info(res);
+  }
+
+  async get(key: string): Promise<Buffer> {
+    const res = await this.send("GET", `/objects/${key}`, "read");
+    if (res.status === 404) throw new RepositoryError("object_missing", `${key} is missing from the repository`);
+    return Buffer.from(await res.arrayBuffer());
+  }
+
+  /** Writes an object once; an existing object is left as it is and described. */
+  async put(key: string, body: Buffer, sha256: string): Promise<StoredObjectInfo> {
+    const res = await this.send("PUT", `/objects/${key}`, "write", body, { "x-content-sha256": sha256 });
+    return info(res);
+  }
+
+  async progress(jobId: string, progress: JobProgress): Promise<void> {
+    await this.send("POST", `/jobs/${jobId}/progress`, "report", Buffer.from(JSON.stringify(progress)), json);
+  }
+
+  async complete(jobId: string, completion: JobCompletion): Promise<void> {
+    await this.send("POST", `/jobs/${jobId}/complete`, "report", Buffer.from(JSON.stringify(completion)), json);
+  }
+
+  private async send(method: string, path: string, what: "read" | "write" | "report", body?: Buffer, headers: Record<string, string> = {}) {
+    let last = "";
+    for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
+      try {
+        const res = await fetch(this.base + path, {
+          method, headers: { authorization: `Bearer ${this.token}`, ...headers }, ...(body ? { body } : {}),
+        });
+        if (res.ok || res.status === 404) return res;
+        const text = method === "HEAD" ? "" : (await res.text()).slice(0, 300);
+        last = `HTTP ${res.status} ${text}`.trim();
+        if (res.status < 500 && res.status !== 429) break; // the request itself is wrong: retrying will not help
+      } catch (e) {
+        last = (e as Error).message;
+      }
+      if (attempt < ATTEMPTS) await new Promise((r) => setTimeout(r, 200 * 4 ** (attempt - 1)));
+    }
+    throw new RepositoryError(`repository_${what}_failed`, `repository ${method} ${path.split("/").slice(0, 3).join("/")}… failed: ${last}`);
+  }
+}
+
+const json = { "content-type": "application/json" };
+
+function info(res: Response): StoredObjectInfo {
+  return { size: Number(res.headers.get("x-stored-size")), sha256: res.headers.get("x-stored-sha256") ?? undefined };
+}

@@ -1,0 +1,41 @@
+// The runner: a small HTTP service that accepts jobs from the Worker and runs
+// pg_dump / pg_restore next to the data. It holds no R2 credentials and no
+// long-lived secrets: each job brings what it needs.
+import { timingSafeEqual, createHash } from "node:crypto";
+import { serve } from "@hono/node-server";
+import { Hono } from "hono";
+import { RunnerDispatch } from "../workers/shared/protocol.ts";
+import { runningJobs, startJob } from "./jobs.ts";
+
+export function createRunnerApp(token: string) {
+  const app = new Hono();
+  const expected = createHash("sha256").update(token).digest();
+
+  app.get("/health", (c) => c.json({ status: "ok", running: runningJobs().length }));
+
+  app.post("/jobs", async (c) => {
+    const presented = /^Bearer\s+(\S+)$/i.exec(c.req.header("authorization") ?? "")?.[1] ?? "";
+    if (!timingSafeEqual(createHash("sha256").update(presented).digest(), expected)) {
+      return c.json({ error: { code: "unauthorized", message: "invalid runner token" } }, 401);
+    }
+    const parsed = RunnerDispatch.safeParse(await c.req.json().catch(() => undefined));
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      return c.json({ error: { code: "invalid_job", message: `${issue?.path.join(".")}: ${issue?.message}` } }, 400);
+    }
+    const outcome = startJob(parsed.data);
+    return c.json({ job_id: parsed.data.job_id, outcome }, 202);
+  });
+  return app;
+}
+
+if (import.meta.main) {
+  const token = process.env.RUNNER_TOKEN;
+  if (!token || token.length < 16) {
+    console.error("RUNNER_TOKEN (16+ characters) must be set");
+    process.exit(2);
+  }
+  const port = Number(process.env.PORT ?? 8788);
+  const hostname = process.env.HOST ?? "127.0.0.1";
+  serve({ fetch: createRunnerApp(token).fetch, port, hostname }, () => console.log(`runner listening on http://${hostname}:${port}`));
+}

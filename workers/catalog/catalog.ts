@@ -1,0 +1,162 @@
+// Catalog access: the only module that writes SQL against D1.
+import { and, desc, eq, lt, or, sql } from "drizzle-orm";
+import { drizzle, type DrizzleD1Database } from "drizzle-orm/d1";
+import type { BackupResult, JobError, JobKind, JobProgress } from "../shared/protocol.ts";
+import { auditLog, backups, jobs, type BackupRow, type JobRow } from "./schema.ts";
+
+export type Catalog = ReturnType<typeof openCatalog>;
+
+export function openCatalog(d1: D1Database) {
+  const db = drizzle(d1);
+  return {
+    createJob: (job: NewJob) => createJob(db, job),
+    getJob: (id: string) => db.select().from(jobs).where(eq(jobs.id, id)).get(),
+    claimJob: (id: string, now: Date, leaseSeconds: number) => claimJob(db, id, now, leaseSeconds),
+    requeueJob: (id: string, error: JobError) =>
+      db.update(jobs).set({ status: "queued", error_code: error.code, error_message: error.message })
+        .where(and(eq(jobs.id, id), eq(jobs.status, "running"))).run(),
+    recordProgress: (id: string, progress: JobProgress, now: Date) =>
+      db.update(jobs).set({ progress: JSON.stringify(progress), heartbeat_at: now.toISOString() })
+        .where(and(eq(jobs.id, id), eq(jobs.status, "running"))).returning({ id: jobs.id }).get(),
+    succeedJob: (id: string, result: unknown, now: Date) => settleJob(db, id, now, { status: "succeeded", result }),
+    failJob: (id: string, error: JobError, now: Date, result?: unknown) => settleJob(db, id, now, { status: "failed", error, result }),
+    expireStaleJobs: (now: Date, leaseSeconds: number) => expireStaleJobs(db, now, leaseSeconds),
+    recordBackup: (jobId: string, params: { database: string; type: BackupRow["type"] }, result: BackupResult, now: Date) =>
+      recordBackup(d1, jobId, params, result, now),
+    getBackup: (id: string) => db.select().from(backups).where(eq(backups.id, id)).get(),
+    listBackups: (filter: BackupFilter) => listBackups(db, filter),
+    deleteBackup: (id: string) => db.delete(backups).where(eq(backups.id, id)).run(),
+    recordVerification: (id: string, v: Verification) =>
+      db.update(backups).set({
+        verified_at: v.at.toISOString(), verify_depth: v.depth, verify_status: v.ok ? "passed" : "failed",
+        verify_detail: v.ok ? null : v.problems.slice(0, 20).join("\n"),
+        ...(v.ok ? {} : { status: "corrupt" as const }),
+      }).where(eq(backups.id, id)).run(),
+    recordRestore: (id: string, durationMs: number) =>
+      db.update(backups).set({ last_restore_ms: durationMs }).where(eq(backups.id, id)).run(),
+    audit: (entry: AuditEntry) =>
+      db.insert(auditLog).values({
+        at: new Date().toISOString(), actor: entry.actor, action: entry.action, target: entry.target ?? null,
+        outcome: entry.outcome, detail: entry.detail === undefined ? null : JSON.stringify(entry.detail),
+      }).run(),
+    listAudit: (limit: number) => db.select().from(auditLog).orderBy(desc(auditLog.id)).limit(limit).all(),
+  };
+}
+
+export interface NewJob {
+  id: string;
+  kind: JobKind;
+  params: unknown;
+  backup_id?: string;
+  requested_by: string;
+}
+
+export interface AuditEntry {
+  actor: string;
+  action: string;
+  target?: string;
+  outcome: "accepted" | "denied" | "succeeded" | "failed";
+  detail?: unknown;
+}
+
+export interface Verification {
+  at: Date;
+  depth: string;
+  ok: boolean;
+  problems: string[];
+}
+
+export interface BackupFilter {
+  database?: string;
+  type?: string;
+  status?: string;
+  limit: number;
+  cursor?: { created_at: string; id: string };
+}
+
+type Db = DrizzleD1Database;
+
+async function createJob(db: Db, job: NewJob): Promise<JobRow> {
+  return db.insert(jobs).values({
+    id: job.id, kind: job.kind, status: "queued", params: JSON.stringify(job.params),
+    backup_id: job.backup_id ?? null, requested_by: job.requested_by, created_at: new Date().toISOString(),
+  }).returning().get();
+}
+
+/**
+ * Atomically takes a job for dispatch: a queued job, or a running one whose
+ * lease has run out. Returns undefined when someone else has it or it is
+ * finished, which is what makes a redelivered Queue message harmless.
+ */
+async function claimJob(db: Db, id: string, now: Date, leaseSeconds: number): Promise<JobRow | undefined> {
+  const cutoff = new Date(now.getTime() - leaseSeconds * 1000).toISOString();
+  return db.update(jobs)
+    .set({
+      status: "running", attempts: sql`${jobs.attempts} + 1`, heartbeat_at: now.toISOString(),
+      started_at: sql`coalesce(${jobs.started_at}, ${now.toISOString()})`,
+    })
+    .where(and(eq(jobs.id, id), or(eq(jobs.status, "queued"), and(eq(jobs.status, "running"), lt(jobs.heartbeat_at, cutoff)))))
+    .returning().get();
+}
+
+type Settlement = { status: "succeeded"; result: unknown } | { status: "failed"; error: JobError; result?: unknown };
+
+/** Finishes a job that is not finished yet; returns undefined if it already was. */
+async function settleJob(db: Db, id: string, now: Date, s: Settlement): Promise<JobRow | undefined> {
+  return db.update(jobs)
+    .set({
+      status: s.status, finished_at: now.toISOString(),
+      result: s.result === undefined ? null : JSON.stringify(s.result),
+      error_code: s.status === "failed" ? s.error.code : null,
+      error_message: s.status === "failed" ? s.error.message : null,
+    })
+    .where(and(eq(jobs.id, id), or(eq(jobs.status, "running"), eq(jobs.status, "queued"))))
+    .returning().get();
+}
+
+async function expireStaleJobs(db: Db, now: Date, leaseSeconds: number): Promise<number> {
+  const cutoff = new Date(now.getTime() - leaseSeconds * 1000).toISOString();
+  const expired = await db.update(jobs)
+    .set({
+      status: "failed", finished_at: now.toISOString(), error_code: "runner_lost",
+      error_message: `the runner stopped reporting (no heartbeat for ${leaseSeconds}s); nothing was recorded as a backup`,
+    })
+    .where(and(eq(jobs.status, "running"), lt(jobs.heartbeat_at, cutoff)))
+    .returning({ id: jobs.id }).all();
+  return expired.length;
+}
+
+/**
+ * Job success and backup row in one transaction, in that order: the row goes in
+ * only if this job is (now) succeeded, so a late report from a runner whose job
+ * was already declared lost lists nothing, and a repeated report adds nothing.
+ */
+async function recordBackup(d1: D1Database, jobId: string, p: { database: string; type: BackupRow["type"] }, r: BackupResult, now: Date) {
+  const [settled] = await d1.batch([
+    d1.prepare("UPDATE jobs SET status = 'succeeded', finished_at = ?, result = ?, backup_id = ? WHERE id = ? AND status = 'running'")
+      .bind(now.toISOString(), JSON.stringify(r), r.backup_id, jobId),
+    d1.prepare(
+      `INSERT INTO backups (id, domain, database, type, status, manifest_key, logical_bytes, stored_bytes, new_stored_bytes,
+         chunk_count, sha256, job_id, created_at, finished_at, duration_ms)
+       SELECT ?, 'database', ?, ?, 'completed', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
+       WHERE EXISTS (SELECT 1 FROM jobs WHERE id = ? AND status = 'succeeded' AND backup_id = ?)
+       ON CONFLICT (id) DO NOTHING`,
+    ).bind(
+      r.backup_id, p.database, p.type, r.manifest_key, r.logical_bytes, r.stored_bytes, r.new_stored_bytes,
+      r.chunk_count, r.sha256, jobId, r.started_at, r.finished_at, Math.round(r.duration_ms), jobId, r.backup_id,
+    ),
+  ]);
+  return (settled?.meta.changes ?? 0) > 0;
+}
+
+async function listBackups(db: Db, f: BackupFilter): Promise<BackupRow[]> {
+  const conditions = [
+    f.database ? eq(backups.database, f.database) : undefined,
+    f.type ? eq(backups.type, f.type as BackupRow["type"]) : undefined,
+    f.status ? eq(backups.status, f.status as BackupRow["status"]) : undefined,
+    f.cursor
+      ? or(lt(backups.created_at, f.cursor.created_at), and(eq(backups.created_at, f.cursor.created_at), lt(backups.id, f.cursor.id)))
+      : undefined,
+  ];
+  return db.select().from(backups).where(and(...conditions)).orderBy(desc(backups.created_at), desc(backups.id)).limit(f.limit).all();
+}

@@ -1,0 +1,160 @@
+// BackupConfig from ASTR-112: one typed, validated place for every setting.
+// Defaults are the ticket's; the ticket's environment variables override them.
+// A bad value throws ConfigError naming the variable, so a typo fails the first
+// request or cron after deploy (and `npm run check-config`), not the 2 AM backup.
+import { z } from "zod";
+import { DatabaseName, type BackupType } from "./shared/protocol.ts";
+
+const CRON_FIELD = /^(\*|\d+(-\d+)?)(\/\d+)?(,(\*|\d+(-\d+)?)(\/\d+)?)*$/;
+const Cron = z.string().refine((s) => {
+  const fields = s.trim().split(/\s+/);
+  return fields.length === 5 && fields.every((f) => CRON_FIELD.test(f));
+}, "not a 5-field cron expression");
+
+const Bool = z.enum(["true", "false", "1", "0"]).transform((v) => v === "true" || v === "1");
+const Minutes = z.coerce.number().int().positive();
+const Days = z.coerce.number().int().positive().max(36500);
+
+export const BackupConfig = z.object({
+  backup_enabled: z.boolean(),
+  backup_storage_bucket: z.string().min(1),
+  // database
+  database_backup_enabled: z.boolean(),
+  database_backup_schedule: Cron,
+  database_incremental_schedule: Cron,
+  database_archive_schedule: Cron,
+  database_retention_days: Days,
+  database_encryption_enabled: z.literal(true, "backups are always encrypted; set BACKUP_ENCRYPTION_KEY"),
+  /** Configured databases: name -> name of the secret holding its URL. */
+  databases: z.record(DatabaseName, z.string()),
+  default_database: DatabaseName,
+  /** age recipients (public keys) new backups are encrypted to. */
+  encryption_recipients: z.array(z.string().regex(/^age1[0-9a-z]{20,}$/, "not an age recipient")).min(1),
+  // storage, ml (their jobs arrive with later issues; the settings are read now)
+  storage_backup_enabled: z.boolean(),
+  storage_backup_schedule: Cron,
+  storage_versioning_enabled: z.boolean(),
+  storage_cross_region_replication: z.boolean(),
+  ml_backup_enabled: z.boolean(),
+  ml_backup_schedule: Cron,
+  ml_artifact_retention_days: Days,
+  ml_model_versioning: z.boolean(),
+  // disaster recovery
+  dr_testing_enabled: z.boolean(),
+  dr_test_schedule: Cron,
+  rto_target_minutes: Minutes,
+  rpo_target_minutes: Minutes,
+  /** A running job that has not reported for this long is declared lost. */
+  job_lease_seconds: z.number().int().positive(),
+});
+export type BackupConfig = z.infer<typeof BackupConfig>;
+
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+/** Environment variable -> config field, with the parser for its text. */
+const OVERRIDES: Record<string, [keyof BackupConfig, z.ZodType]> = {
+  BACKUP_ENABLED: ["backup_enabled", Bool],
+  BACKUP_STORAGE_BUCKET: ["backup_storage_bucket", z.string()],
+  DATABASE_BACKUP_ENABLED: ["database_backup_enabled", Bool],
+  DATABASE_BACKUP_SCHEDULE: ["database_backup_schedule", z.string()],
+  DATABASE_INCREMENTAL_SCHEDULE: ["database_incremental_schedule", z.string()],
+  DATABASE_ARCHIVE_SCHEDULE: ["database_archive_schedule", z.string()],
+  DATABASE_RETENTION_DAYS: ["database_retention_days", z.string()],
+  STORAGE_BACKUP_ENABLED: ["storage_backup_enabled", Bool],
+  STORAGE_BACKUP_SCHEDULE: ["storage_backup_schedule", z.string()],
+  STORAGE_VERSIONING_ENABLED: ["storage_versioning_enabled", Bool],
+  STORAGE_CROSS_REGION_REPLICATION: ["storage_cross_region_replication", Bool],
+  ML_BACKUP_ENABLED: ["ml_backup_enabled", Bool],
+  ML_BACKUP_SCHEDULE: ["ml_backup_schedule", z.string()],
+  ML_ARTIFACT_RETENTION_DAYS: ["ml_artifact_retention_days", z.string()],
+  DR_TESTING_ENABLED: ["dr_testing_enabled", Bool],
+  DR_TEST_SCHEDULE: ["dr_test_schedule", z.string()],
+  RTO_TARGET_MINUTES: ["rto_target_minutes", z.string()],
+  RPO_TARGET_MINUTES: ["rpo_target_minutes", z.string()],
+  JOB_LEASE_SECONDS: ["job_lease_seconds", z.coerce.number()],
+};
+
+export const DEFAULTS = {
+  backup_enabled: true,
+  backup_storage_bucket: "astrid-backups",
+  database_backup_enabled: true,
+  database_backup_schedule: "0 2 * * *",
+  database_incremental_schedule: "0 9-17 * * 1-5",
+  database_archive_schedule: "0 5 * * 0",
+  database_retention_days: 30,
+  database_encryption_enabled: true,
+  storage_backup_enabled: true,
+  storage_backup_schedule: "0 3 * * *",
+  storage_versioning_enabled: true,
+  storage_cross_region_replication: true,
+  ml_backup_enabled: true,
+  ml_backup_schedule: "0 4 * * *",
+  ml_artifact_retention_days: 90,
+  ml_model_versioning: true,
+  dr_testing_enabled: true,
+  dr_test_schedule: "0 0 * * 0",
+  rto_target_minutes: 60,
+  rpo_target_minutes: 15,
+  job_lease_seconds: 120,
+} as const;
+
+export type ConfigEnv = Record<string, unknown>;
+
+/**
+ * Builds the config from environment variables. Databases: BACKUP_DATABASES is
+ * a comma list of names (default "astrid"); each name's URL is in the secret
+ * DATABASE_URL_<NAME>, and the first name may use the ticket's DATABASE_URL.
+ */
+export function loadConfig(env: ConfigEnv): BackupConfig {
+  const raw: Record<string, unknown> = { ...DEFAULTS };
+  for (const [variable, [field, parser]] of Object.entries(OVERRIDES)) {
+    const text = env[variable];
+    if (typeof text !== "string" || text === "") continue;
+    const parsed = parser.safeParse(text);
+    if (!parsed.success) throw new ConfigError(`${variable}=${JSON.stringify(text)}: ${parsed.error.issues[0]?.message}`);
+    raw[field] = parsed.data;
+  }
+  const names = String(env.BACKUP_DATABASES ?? "astrid").split(",").map((s) => s.trim()).filter(Boolean);
+  raw.databases = Object.fromEntries(names.map((n) => [n, databaseSecretName(n)]));
+  raw.default_database = names[0];
+  raw.database_encryption_enabled = env.DATABASE_ENCRYPTION_ENABLED === "false" ? false : true;
+  raw.encryption_recipients = String(env.BACKUP_ENCRYPTION_KEY ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+  const result = BackupConfig.safeParse(raw);
+  if (!result.success) {
+    const issue = result.error.issues[0]!;
+    throw new ConfigError(`config ${issue.path.join(".") || "(root)"}: ${issue.message}`);
+  }
+  return result.data;
+}
+
+export function databaseSecretName(name: string): string {
+  return `DATABASE_URL_${name.toUpperCase()}`;
+}
+
+/** The URL of a configured database, from its secret (or DATABASE_URL for the default). */
+export function databaseUrl(config: BackupConfig, env: ConfigEnv, name: string): string | undefined {
+  const secret = config.databases[name];
+  if (!secret) return undefined;
+  const value = env[secret] ?? (name === config.default_database ? env.DATABASE_URL : undefined);
+  return typeof value === "string" && value !== "" ? value : undefined;
+}
+
+/** What a cron expression asks for, according to the config. */
+export type ScheduledWork = { kind: "database.backup"; type: BackupType };
+
+export function workForCron(config: BackupConfig, cron: string): ScheduledWork[] {
+  if (!config.backup_enabled || !config.database_backup_enabled) return [];
+  const byType: [string, BackupType][] = [
+    [config.database_backup_schedule, "full"],
+    [config.database_incremental_schedule, "incremental"],
+    [config.database_archive_schedule, "archive"],
+  ];
+  return byType.filter(([schedule]) => schedule === cron).map(([, type]) => ({ kind: "database.backup", type }));
+}
+
+/** Every schedule the config uses: wrangler.toml must list each as a cron trigger. */
+export function configuredSchedules(config: BackupConfig): string[] {
+  return [config.database_backup_schedule, config.database_incremental_schedule, config.database_archive_schedule];
+}

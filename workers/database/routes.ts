@@ -1,0 +1,139 @@
+// Admin routes for database backups (ASTR-112's DatabaseBackupService over HTTP).
+import { Hono, type Context } from "hono";
+import { z } from "zod";
+import type { AppEnv } from "../app-env.ts";
+import { requireRole } from "../auth.ts";
+import { databaseUrl } from "../config.ts";
+import { base64url, fromBase64url, randomId, seal } from "../crypto.ts";
+import { ApiError, badRequest, conflict, notFound } from "../errors.ts";
+import { backupView, parseJson, parseQuery } from "../http.ts";
+import { submitJob } from "../jobs/submit.ts";
+import { BackupType, DatabaseName, VerifyDepth } from "../shared/protocol.ts";
+import { newBackupId } from "../shared/format.ts";
+import { cleanupOldBackups } from "./cleanup.ts";
+
+export const databaseRoutes = new Hono<AppEnv>();
+
+const BackupRequest = z.strictObject({ type: BackupType.default("full"), database: DatabaseName.optional() });
+
+databaseRoutes.post("/backup/database", requireRole("admin"), async (c) => {
+  const body = await parseJson(c, BackupRequest);
+  const config = c.get("config");
+  const database = body.database ?? config.default_database;
+  requireConfiguredDatabase(c, database);
+  const backup_id = newBackupId(database, new Date(), randomId(6));
+  const job = await submitJob(c.env, c.get("catalog"), {
+    kind: "database.backup", params: { database, type: body.type, backup_id }, backup_id, actor: c.get("actor"), target: database,
+  });
+  return c.json({ job_id: job.id, status: job.status, backup_id }, 202);
+});
+
+const ListQuery = z.strictObject({
+  database: DatabaseName.optional(),
+  type: BackupType.optional(),
+  status: z.enum(["completed", "corrupt"]).optional(),
+  limit: z.coerce.number().int().min(1).max(100).default(20),
+  cursor: z.string().optional(),
+});
+
+databaseRoutes.get("/backup/database", requireRole("viewer"), async (c) => {
+  const q = parseQuery(c, ListQuery);
+  const rows = await c.get("catalog").listBackups({ ...q, cursor: q.cursor ? decodeCursor(q.cursor) : undefined, limit: q.limit + 1 });
+  const page = rows.slice(0, q.limit);
+  const last = page[page.length - 1];
+  return c.json({
+    backups: page.map(backupView),
+    ...(rows.length > q.limit && last ? { next_cursor: encodeCursor(last.created_at, last.id) } : {}),
+  });
+});
+
+databaseRoutes.get("/backups/:id", requireRole("viewer"), async (c) => {
+  const backup = await c.get("catalog").getBackup(c.req.param("id"));
+  if (!backup) throw notFound("backup");
+  return c.json({ ...backupView(backup), manifest_key: backup.manifest_key, sha256: backup.sha256 });
+});
+
+const VerifyRequest = z.strictObject({ depth: VerifyDepth.default("quick") });
+
+databaseRoutes.post("/backups/:id/verify", requireRole("admin"), async (c) => {
+  const body = await parseJson(c, VerifyRequest);
+  const backup = await c.get("catalog").getBackup(c.req.param("id"));
+  if (!backup) throw notFound("backup");
+  const job = await submitJob(c.env, c.get("catalog"), {
+    kind: "database.verify", params: { backup_id: backup.id, depth: body.depth }, backup_id: backup.id,
+    actor: c.get("actor"), target: backup.id,
+  });
+  return c.json({ job_id: job.id, status: job.status }, 202);
+});
+
+const RestoreRequest = z.strictObject({ target: z.string().min(1).max(2048), replace: z.boolean().default(false) });
+
+databaseRoutes.post("/backups/:id/restore", requireRole("admin"), async (c) => {
+  const body = await parseJson(c, RestoreRequest);
+  const backup = await c.get("catalog").getBackup(c.req.param("id"));
+  if (!backup) throw notFound("backup");
+  if (backup.status === "corrupt") throw conflict(`backup ${backup.id} failed verification; restore refused`);
+  const target = await restoreTarget(c, body.target);
+  const job = await submitJob(c.env, c.get("catalog"), {
+    kind: "database.restore", params: { backup_id: backup.id, replace: body.replace, ...target }, backup_id: backup.id,
+    actor: c.get("actor"), target: `${backup.id} -> ${target.target_label}`,
+  });
+  return c.json({ job_id: job.id, status: job.status }, 202);
+});
+
+const CleanupRequest = z.strictObject({
+  retention_days: z.number().int().min(1).max(36500).optional(),
+  dry_run: z.boolean().default(false),
+});
+
+databaseRoutes.post("/backup/database/cleanup", requireRole("admin"), async (c) => {
+  const body = await parseJson(c, CleanupRequest);
+  const days = body.retention_days ?? c.get("config").database_retention_days;
+  const outcome = await cleanupOldBackups(c.env, c.get("catalog"), days, body.dry_run, new Date());
+  await c.get("catalog").audit({
+    actor: c.get("actor"), action: "database.cleanup", target: `older than ${days} days`, outcome: "succeeded",
+    detail: { dry_run: body.dry_run, removed: outcome.backup_ids },
+  });
+  return c.json({ retention_days: days, ...outcome });
+});
+
+type Ctx = Context<AppEnv>;
+
+function requireConfiguredDatabase(c: Ctx, name: string): void {
+  const config = c.get("config");
+  if (!(name in config.databases)) throw badRequest(`database "${name}" is not configured (BACKUP_DATABASES)`);
+  if (!databaseUrl(config, c.env, name)) {
+    throw new ApiError(422, "database_not_configured", `database "${name}" has no connection URL secret`);
+  }
+}
+
+/** A configured name, or a connection URL that is sealed at once and never stored or echoed in clear. */
+async function restoreTarget(c: Ctx, target: string) {
+  if (/^postgres(ql)?:\/\//.test(target)) {
+    let name: string;
+    try {
+      name = decodeURIComponent(new URL(target).pathname.slice(1));
+    } catch {
+      throw badRequest("target: not a valid connection URL");
+    }
+    if (!name) throw badRequest("target: the connection URL names no database");
+    return { target_label: `${name} (url)`, target_url_sealed: await seal(c.env.JOB_TOKEN_SECRET, target) };
+  }
+  if (!DatabaseName.safeParse(target).success) throw badRequest("target: a configured database name or a postgres:// URL");
+  requireConfiguredDatabase(c, target);
+  return { target_label: target, target_database: target };
+}
+
+function encodeCursor(created_at: string, id: string): string {
+  return base64url(new TextEncoder().encode(JSON.stringify([created_at, id])));
+}
+
+function decodeCursor(cursor: string): { created_at: string; id: string } {
+  try {
+    const [created_at, id] = JSON.parse(new TextDecoder().decode(fromBase64url(cursor))) as [string, string];
+    if (typeof created_at === "string" && typeof id === "string") return { created_at, id };
+  } catch {
+    // fall through
+  }
+  throw badRequest("cursor: not a cursor this API returned");
+}

@@ -1,0 +1,56 @@
+// A runner's final report on a job. Before a backup is listed, its manifest
+// is read back from R2 and must agree with the report: the catalog never
+// lists a backup whose manifest is missing, malformed or different.
+import { DatabaseManifest, manifestKey } from "../shared/format.ts";
+import { DatabaseBackupParams, type BackupResult, type JobCompletion } from "../shared/protocol.ts";
+import type { Catalog } from "../catalog/catalog.ts";
+import type { JobRow } from "../catalog/schema.ts";
+import type { Env } from "../env.ts";
+
+export async function completeJob(env: Env, catalog: Catalog, jobId: string, completion: JobCompletion): Promise<JobRow | undefined> {
+  const now = new Date();
+  const job = await catalog.getJob(jobId);
+  if (!job || job.status !== "running") return job;
+  if (completion.status === "failed") {
+    if (completion.result?.kind === "database.verify") await recordVerify(catalog, completion.result, now);
+    await catalog.failJob(jobId, completion.error, now, completion.result);
+  } else {
+    const r = completion.result;
+    if (r.kind === "database.backup") {
+      const problem = await manifestProblem(env, job, r);
+      if (problem) await catalog.failJob(jobId, { code: "manifest_mismatch", message: problem }, now);
+      else await catalog.recordBackup(jobId, DatabaseBackupParams.parse(JSON.parse(job.params)), r, now);
+    } else if (r.kind === "database.verify") {
+      await recordVerify(catalog, r, now);
+      await catalog.succeedJob(jobId, r, now);
+    } else {
+      await catalog.recordRestore(r.backup_id, Math.round(r.duration_ms));
+      await catalog.succeedJob(jobId, r, now);
+    }
+  }
+  const settled = await catalog.getJob(jobId);
+  await catalog.audit({
+    actor: "runner", action: `${job.kind}.${settled?.status ?? "unknown"}`, target: job.backup_id ?? jobId,
+    outcome: settled?.status === "succeeded" ? "succeeded" : "failed",
+    detail: { job_id: jobId, ...(settled?.error_code ? { error: settled.error_code } : {}) },
+  });
+  return settled;
+}
+
+async function recordVerify(catalog: Catalog, r: { backup_id: string; depth: string; ok: boolean; problems: string[] }, at: Date) {
+  await catalog.recordVerification(r.backup_id, { at, depth: r.depth, ok: r.ok, problems: r.problems });
+}
+
+async function manifestProblem(env: Env, job: JobRow, r: BackupResult): Promise<string | undefined> {
+  if (r.backup_id !== job.backup_id) return `runner reported backup ${r.backup_id} for job of ${job.backup_id}`;
+  if (r.manifest_key !== manifestKey(r.backup_id)) return `unexpected manifest key ${r.manifest_key}`;
+  const object = await env.BACKUPS.get(r.manifest_key);
+  if (!object) return `manifest ${r.manifest_key} is missing from the repository`;
+  const parsed = DatabaseManifest.safeParse(await object.json());
+  if (!parsed.success) return `manifest ${r.manifest_key} is malformed: ${parsed.error.issues[0]?.message}`;
+  const m = parsed.data;
+  if (m.dump.sha256 !== r.sha256 || m.chunks.length !== r.chunk_count || m.dump.logical_bytes !== r.logical_bytes) {
+    return `manifest ${r.manifest_key} disagrees with the runner's report`;
+  }
+  return undefined;
+}

@@ -1,0 +1,77 @@
+// Turns a claimed job row into what the runner needs, adding the secrets that
+// only this hop may carry (database URLs, keys, a job-scoped repository token).
+import {
+  DatabaseBackupParams, DatabaseRestoreParams, DatabaseVerifyParams, type JobKind, type RunnerDispatch,
+} from "../shared/protocol.ts";
+import { manifestKey } from "../shared/format.ts";
+import { databaseUrl, type BackupConfig } from "../config.ts";
+import { unseal } from "../crypto.ts";
+import type { Env } from "../env.ts";
+import type { JobRow } from "../catalog/schema.ts";
+import { mintJobToken, type JobGrant } from "../repository/job-token.ts";
+
+/** A job that cannot run as asked: fail it at once, retrying will not help. */
+export class JobSetupError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string) {
+    super(message);
+    this.code = code;
+  }
+}
+
+const TOKEN_LIFETIME_SECONDS = 24 * 3600;
+
+export async function buildDispatch(job: JobRow, env: Env, config: BackupConfig, now: Date): Promise<RunnerDispatch> {
+  const params: unknown = JSON.parse(job.params);
+  const repository = async (scope: JobGrant["scope"], backup_id: string) => ({
+    url: env.REPOSITORY_URL,
+    token: await mintJobToken(env.JOB_TOKEN_SECRET, {
+      job_id: job.id, scope, backup_id, expires: Math.floor(now.getTime() / 1000) + TOKEN_LIFETIME_SECONDS,
+    }),
+  });
+  switch (job.kind as JobKind) {
+    case "database.backup": {
+      const p = DatabaseBackupParams.parse(params);
+      return {
+        kind: "database.backup", job_id: job.id, backup_id: p.backup_id, database: p.database, type: p.type,
+        source_url: requireUrl(config, env, p.database), recipients: config.encryption_recipients,
+        chunk_id_key: requireSecret(env.CHUNK_ID_KEY, "CHUNK_ID_KEY"), repository: await repository("write", p.backup_id),
+      };
+    }
+    case "database.verify": {
+      const p = DatabaseVerifyParams.parse(params);
+      return {
+        kind: "database.verify", job_id: job.id, backup_id: p.backup_id, manifest_key: manifestKey(p.backup_id),
+        depth: p.depth, identities: p.depth === "full" ? identities(env) : [], repository: await repository("read", p.backup_id),
+      };
+    }
+    case "database.restore": {
+      const p = DatabaseRestoreParams.parse(params);
+      const target_url = p.target_database
+        ? requireUrl(config, env, p.target_database)
+        : await unseal(env.JOB_TOKEN_SECRET, p.target_url_sealed ?? "");
+      return {
+        kind: "database.restore", job_id: job.id, backup_id: p.backup_id, manifest_key: manifestKey(p.backup_id),
+        target_url, replace: p.replace, identities: identities(env), repository: await repository("read", p.backup_id),
+      };
+    }
+    default:
+      throw new JobSetupError("unknown_kind", `no runner handles jobs of kind ${job.kind}`);
+  }
+}
+
+function requireUrl(config: BackupConfig, env: Env, name: string): string {
+  const url = databaseUrl(config, env, name);
+  if (!url) throw new JobSetupError("database_not_configured", `no connection URL configured for database "${name}"`);
+  return url;
+}
+
+function requireSecret(value: unknown, name: string): string {
+  if (typeof value !== "string" || value === "") throw new JobSetupError("secret_missing", `the Worker secret ${name} is not set`);
+  return value;
+}
+
+function identities(env: Env): string[] {
+  const list = requireSecret(env.AGE_IDENTITY, "AGE_IDENTITY").split(",").map((s) => s.trim()).filter(Boolean);
+  return list;
+}

@@ -1,0 +1,27 @@
+// Cron triggers: wrangler.toml lists the crons, the config says what each one
+// means. Every run also sweeps jobs whose runner stopped reporting.
+import { openCatalog } from "../catalog/catalog.ts";
+import { loadConfig, workForCron } from "../config.ts";
+import { newBackupId } from "../shared/format.ts";
+import { randomId } from "../crypto.ts";
+import type { Env } from "../env.ts";
+import { submitJob } from "./submit.ts";
+
+export async function runSchedule(cron: string, env: Env, now = new Date()): Promise<string[]> {
+  const config = loadConfig(env); // throws loudly: a scheduled run with a bad config fails visibly
+  const catalog = openCatalog(env.CATALOG);
+  await catalog.expireStaleJobs(now, config.job_lease_seconds);
+  const work = workForCron(config, cron);
+  if (work.length === 0) console.log(`cron "${cron}": nothing scheduled for it`);
+  const jobIds: string[] = [];
+  for (const w of work) {
+    for (const database of Object.keys(config.databases)) {
+      const backup_id = newBackupId(database, now, randomId(6));
+      const job = await submitJob(env, catalog, {
+        kind: w.kind, params: { database, type: w.type, backup_id }, backup_id, actor: `cron:${cron}`, target: database,
+      });
+      jobIds.push(job.id);
+    }
+  }
+  return jobIds;
+}

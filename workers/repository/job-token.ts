@@ -1,0 +1,35 @@
+// Job-scoped repository tokens. The runner holds no R2 credentials: for each
+// job the Worker mints a token that lets that job, and only while it runs,
+// read the repository and (for a backup) write its own chunks and manifest.
+import { base64url, fromBase64url, hmac, hmacVerify } from "../crypto.ts";
+
+export interface JobGrant {
+  job_id: string;
+  /** write: a backup job; read: verify and restore. */
+  scope: "read" | "write";
+  backup_id: string;
+  /** Unix seconds. */
+  expires: number;
+}
+
+const PURPOSE = "astrid-backup job token v1";
+
+export async function mintJobToken(secret: string, grant: JobGrant): Promise<string> {
+  const payload = base64url(new TextEncoder().encode(JSON.stringify(grant)));
+  return `${payload}.${base64url(await hmac(secret, PURPOSE, payload))}`;
+}
+
+/** The grant, if the token is authentic and unexpired; undefined otherwise. */
+export async function readJobToken(secret: string, token: string, now: Date): Promise<JobGrant | undefined> {
+  const [payload, mac] = token.split(".");
+  if (!payload || !mac) return undefined;
+  let macBytes: Uint8Array;
+  try {
+    macBytes = fromBase64url(mac);
+  } catch {
+    return undefined;
+  }
+  if (!(await hmacVerify(secret, PURPOSE, payload, macBytes))) return undefined;
+  const grant = JSON.parse(new TextDecoder().decode(fromBase64url(payload))) as JobGrant;
+  return grant.expires * 1000 > now.getTime() ? grant : undefined;
+}

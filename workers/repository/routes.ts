@@ -1,0 +1,98 @@
+// The repository endpoint the runner talks to. It serves R2 through the
+// binding, so the runner needs no R2 credentials: a job-scoped token lets a
+// running job read objects and, for a backup job, write its chunks and its own
+// manifest, write-once. Locally this is a route of the Worker; on Cloudflare
+// the runner container's requests to this host are intercepted and served
+// by the same handler (workers/index.ts), so chunk traffic stays inside Cloudflare.
+import { Hono } from "hono";
+import { createMiddleware } from "hono/factory";
+import type { AppEnv } from "../app-env.ts";
+import { ApiError } from "../errors.ts";
+import { isRepositoryKey, manifestKey } from "../shared/format.ts";
+import { JobCompletion, JobProgress } from "../shared/protocol.ts";
+import { parseJson } from "../http.ts";
+import { readJobToken, type JobGrant } from "./job-token.ts";
+import { completeJob } from "../jobs/complete.ts";
+
+type RepoEnv = AppEnv & { Variables: { grant: JobGrant } };
+
+export const repositoryRoutes = new Hono<RepoEnv>();
+
+const requireJobToken = createMiddleware<RepoEnv>(async (c, next) => {
+  const match = /^Bearer\s+(\S+)$/i.exec(c.req.header("authorization") ?? "");
+  const grant = match ? await readJobToken(c.env.JOB_TOKEN_SECRET, match[1]!, new Date()) : undefined;
+  if (!grant) throw new ApiError(401, "unauthorized", "missing, invalid or expired job token");
+  const job = await c.get("catalog").getJob(grant.job_id);
+  // A token dies with its job: a finished or lost job can no longer touch the repository.
+  if (!job || job.status !== "running") throw new ApiError(403, "job_not_running", `job ${grant.job_id} is not running`);
+  c.set("grant", grant);
+  await next();
+});
+
+repositoryRoutes.use("*", requireJobToken);
+
+function objectKey(path: string): string {
+  const key = decodeURIComponent(path.replace(/^.*?\/objects\//, ""));
+  if (!isRepositoryKey(key)) throw new ApiError(400, "invalid_key", "not a repository key");
+  return key;
+}
+
+/** A backup job may write shared chunks, its own archive chunks, and its own manifest. */
+function mayWrite(grant: JobGrant, key: string): boolean {
+  if (grant.scope !== "write") return false;
+  return key.startsWith("chunks/") || key.startsWith(`archive/${grant.backup_id}/`) || key === manifestKey(grant.backup_id);
+}
+
+function describe(object: R2Object): Record<string, string> {
+  const sha = object.checksums.sha256;
+  return {
+    "x-stored-size": String(object.size),
+    ...(sha ? { "x-stored-sha256": [...new Uint8Array(sha)].map((b) => b.toString(16).padStart(2, "0")).join("") } : {}),
+    etag: object.httpEtag,
+  };
+}
+
+repositoryRoutes.on("HEAD", "/objects/*", async (c) => {
+  const object = await c.env.BACKUPS.head(objectKey(c.req.path));
+  if (!object) return c.body(null, 404);
+  return c.body(null, 200, describe(object));
+});
+
+repositoryRoutes.get("/objects/*", async (c) => {
+  const object = await c.env.BACKUPS.get(objectKey(c.req.path));
+  if (!object) throw new ApiError(404, "not_found", "no such object");
+  return c.body(object.body, 200, { ...describe(object), "content-length": String(object.size) });
+});
+
+repositoryRoutes.put("/objects/*", async (c) => {
+  const key = objectKey(c.req.path);
+  const grant = c.get("grant");
+  if (!mayWrite(grant, key)) throw new ApiError(403, "forbidden", `job ${grant.job_id} may not write ${key}`);
+  const sha256 = c.req.header("x-content-sha256");
+  const length = Number(c.req.header("content-length"));
+  if (!sha256 || !/^[0-9a-f]{64}$/.test(sha256)) throw new ApiError(400, "checksum_required", "x-content-sha256 is required");
+  if (!Number.isInteger(length) || length <= 0 || !c.req.raw.body) throw new ApiError(411, "length_required", "a body with content-length is required");
+  // Write-once: chunks are content-addressed and manifests are final, so an existing object is never replaced.
+  const existing = await c.env.BACKUPS.head(key);
+  if (existing) return c.body(null, 200, { ...describe(existing), "x-existed": "1" });
+  // R2 checks the SHA-256 itself and refuses the write if the bytes differ.
+  const stored = await c.env.BACKUPS.put(key, c.req.raw.body, { sha256 });
+  if (!stored) throw new ApiError(409, "conflict", "object appeared concurrently");
+  return c.body(null, 201, describe(stored));
+});
+
+repositoryRoutes.post("/jobs/:id/progress", async (c) => {
+  const grant = c.get("grant");
+  if (grant.job_id !== c.req.param("id")) throw new ApiError(403, "forbidden", "token is for another job");
+  const progress = await parseJson(c, JobProgress);
+  await c.get("catalog").recordProgress(grant.job_id, progress, new Date());
+  return c.json({ ok: true });
+});
+
+repositoryRoutes.post("/jobs/:id/complete", async (c) => {
+  const grant = c.get("grant");
+  if (grant.job_id !== c.req.param("id")) throw new ApiError(403, "forbidden", "token is for another job");
+  const completion = await parseJson(c, JobCompletion);
+  const job = await completeJob(c.env, c.get("catalog"), grant.job_id, completion);
+  return c.json({ status: job?.status ?? "unknown" });
+});

@@ -1,0 +1,170 @@
+// The job protocol: every message that crosses between the Worker (control
+// plane) and the runner (data plane). Both sides import this module and
+// validate with these schemas; no type here is written twice elsewhere.
+//
+// Three hops, three rules about secrets:
+//   Queue message   (persisted by Cloudflare)  -> ids only, never a secret
+//   RunnerDispatch  (Worker -> runner, HTTPS)   -> carries the secrets a job needs
+//   Runner reports  (runner -> Worker)          -> results, never a secret
+import { z } from "zod";
+
+export const BACKUP_TYPES = ["full", "incremental", "archive"] as const;
+export const BackupType = z.enum(BACKUP_TYPES);
+export type BackupType = z.infer<typeof BackupType>;
+
+export const VerifyDepth = z.enum(["quick", "full"]);
+export type VerifyDepth = z.infer<typeof VerifyDepth>;
+
+export const JOB_KINDS = ["database.backup", "database.verify", "database.restore"] as const;
+export const JobKind = z.enum(JOB_KINDS);
+export type JobKind = z.infer<typeof JobKind>;
+
+export const JOB_STATUSES = ["queued", "running", "succeeded", "failed"] as const;
+export type JobStatus = (typeof JOB_STATUSES)[number];
+
+/** A configured database name: also used in keys and backup ids, so kept tame. */
+export const DatabaseName = z
+  .string()
+  .regex(/^[a-z][a-z0-9_]{0,62}$/, "database names are lower-case letters, digits and _");
+
+// ---- Job parameters, as stored on the job row (no secrets) ----
+
+export const DatabaseBackupParams = z.object({
+  database: DatabaseName,
+  type: BackupType,
+  backup_id: z.string(),
+});
+export type DatabaseBackupParams = z.infer<typeof DatabaseBackupParams>;
+
+export const DatabaseVerifyParams = z.object({
+  backup_id: z.string(),
+  depth: VerifyDepth,
+});
+export type DatabaseVerifyParams = z.infer<typeof DatabaseVerifyParams>;
+
+export const DatabaseRestoreParams = z.object({
+  backup_id: z.string(),
+  /** What the operator sees: a configured name, or "<dbname> (url)". */
+  target_label: z.string(),
+  /** A configured database name, or absent when the target came as a sealed URL. */
+  target_database: DatabaseName.optional(),
+  /** The target URL sealed with the Worker's key; only the Worker can open it. */
+  target_url_sealed: z.string().optional(),
+  replace: z.boolean(),
+});
+export type DatabaseRestoreParams = z.infer<typeof DatabaseRestoreParams>;
+
+/** The Queue message body: the job row holds the rest. */
+export const JobMessage = z.object({ job_id: z.string().min(1) });
+export type JobMessage = z.infer<typeof JobMessage>;
+
+// ---- Worker -> runner ----
+
+/** Where and how the runner reaches the repository (served by the Worker). */
+export const RepositoryAccess = z.object({
+  url: z.url(),
+  token: z.string().min(1),
+});
+export type RepositoryAccess = z.infer<typeof RepositoryAccess>;
+
+const dispatchBase = {
+  job_id: z.string().min(1),
+  repository: RepositoryAccess,
+};
+
+export const BackupDispatch = z.object({
+  ...dispatchBase,
+  kind: z.literal("database.backup"),
+  backup_id: z.string().min(1),
+  database: DatabaseName,
+  type: BackupType,
+  source_url: z.string().min(1),
+  recipients: z.array(z.string().startsWith("age1")).min(1),
+  /** Keys chunk ids (HMAC), so ids reveal nothing about content. Hex, 32 bytes. */
+  chunk_id_key: z.string().regex(/^[0-9a-f]{64}$/),
+});
+export type BackupDispatch = z.infer<typeof BackupDispatch>;
+
+export const VerifyDispatch = z.object({
+  ...dispatchBase,
+  kind: z.literal("database.verify"),
+  backup_id: z.string().min(1),
+  manifest_key: z.string().min(1),
+  depth: VerifyDepth,
+  /** age identities; required for depth "full" only. */
+  identities: z.array(z.string()).default([]),
+});
+export type VerifyDispatch = z.infer<typeof VerifyDispatch>;
+
+export const RestoreDispatch = z.object({
+  ...dispatchBase,
+  kind: z.literal("database.restore"),
+  backup_id: z.string().min(1),
+  manifest_key: z.string().min(1),
+  target_url: z.string().min(1),
+  replace: z.boolean(),
+  identities: z.array(z.string()).min(1),
+});
+export type RestoreDispatch = z.infer<typeof RestoreDispatch>;
+
+export const RunnerDispatch = z.discriminatedUnion("kind", [BackupDispatch, VerifyDispatch, RestoreDispatch]);
+export type RunnerDispatch = z.infer<typeof RunnerDispatch>;
+
+// ---- Runner -> Worker ----
+
+export const JobError = z.object({ code: z.string(), message: z.string() });
+export type JobError = z.infer<typeof JobError>;
+
+export const JobProgress = z.object({
+  phase: z.string(),
+  bytes: z.number().nonnegative(),
+  chunks: z.number().int().nonnegative(),
+});
+export type JobProgress = z.infer<typeof JobProgress>;
+
+export const BackupResult = z.object({
+  kind: z.literal("database.backup"),
+  backup_id: z.string(),
+  manifest_key: z.string(),
+  logical_bytes: z.number().int().nonnegative(),
+  stored_bytes: z.number().int().nonnegative(),
+  new_stored_bytes: z.number().int().nonnegative(),
+  chunk_count: z.number().int().nonnegative(),
+  new_chunk_count: z.number().int().nonnegative(),
+  sha256: z.string(),
+  started_at: z.string(),
+  finished_at: z.string(),
+  duration_ms: z.number().nonnegative(),
+});
+export type BackupResult = z.infer<typeof BackupResult>;
+
+export const VerifyResult = z.object({
+  kind: z.literal("database.verify"),
+  backup_id: z.string(),
+  depth: VerifyDepth,
+  ok: z.boolean(),
+  checked_chunks: z.number().int().nonnegative(),
+  /** One line per problem, naming the chunk; empty when ok. */
+  problems: z.array(z.string()),
+  duration_ms: z.number().nonnegative(),
+});
+export type VerifyResult = z.infer<typeof VerifyResult>;
+
+export const RestoreResult = z.object({
+  kind: z.literal("database.restore"),
+  backup_id: z.string(),
+  target_database: z.string(),
+  bytes: z.number().int().nonnegative(),
+  duration_ms: z.number().nonnegative(),
+});
+export type RestoreResult = z.infer<typeof RestoreResult>;
+
+export const JobResult = z.discriminatedUnion("kind", [BackupResult, VerifyResult, RestoreResult]);
+export type JobResult = z.infer<typeof JobResult>;
+
+/** The runner's last word on a job. A failed job may still carry a result (a verify that found damage). */
+export const JobCompletion = z.union([
+  z.object({ status: z.literal("succeeded"), result: JobResult }),
+  z.object({ status: z.literal("failed"), error: JobError, result: JobResult.optional() }),
+]);
+export type JobCompletion = z.infer<typeof JobCompletion>;
