@@ -11,6 +11,10 @@ export function openCatalog(d1: D1Database) {
   return {
     createJob: (job: NewJob) => createJob(db, job),
     getJob: (id: string) => db.select().from(jobs).where(eq(jobs.id, id)).get(),
+    listJobs: (f: { status?: string; kind?: string; limit: number }) =>
+      db.select().from(jobs)
+        .where(and(f.status ? eq(jobs.status, f.status as JobRow["status"]) : undefined, f.kind ? eq(jobs.kind, f.kind) : undefined))
+        .orderBy(desc(jobs.created_at), desc(jobs.id)).limit(f.limit).all(),
     claimJob: (id: string, now: Date, leaseSeconds: number) => claimJob(db, id, now, leaseSeconds),
     requeueJob: (id: string, error: JobError) =>
       db.update(jobs).set({ status: "queued", error_code: error.code, error_message: error.message })

@@ -4,8 +4,21 @@ import type { AppEnv } from "../app-env.ts";
 import { requireRole } from "../auth.ts";
 import { notFound } from "../errors.ts";
 import { jobView, parseQuery } from "../http.ts";
+import { JOB_STATUSES, JobKind } from "../shared/protocol.ts";
 
 export const jobRoutes = new Hono<AppEnv>();
+
+const JobListQuery = z.strictObject({
+  status: z.enum(JOB_STATUSES).optional(),
+  kind: JobKind.optional(),
+  limit: z.coerce.number().int().min(1).max(200).default(50),
+});
+
+jobRoutes.get("/jobs", requireRole("viewer"), async (c) => {
+  const q = parseQuery(c, JobListQuery);
+  await c.get("catalog").expireStaleJobs(new Date(), c.get("config").job_lease_seconds);
+  return c.json({ jobs: (await c.get("catalog").listJobs(q)).map(jobView) });
+});
 
 jobRoutes.get("/jobs/:id", requireRole("viewer"), async (c) => {
   const catalog = c.get("catalog");

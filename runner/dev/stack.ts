@@ -1,0 +1,120 @@
+// The whole system on one machine: the Worker under `wrangler dev` (local R2,
+// D1 and Queues in workerd) and the runner as a plain Node process. Used by
+// `npm start`, the end-to-end tests and the benchmarks, so all three run the
+// same thing.
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdirSync, openSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { formatVars } from "./secrets.ts";
+
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+const WRANGLER = join(dirname(createRequire(import.meta.url).resolve("wrangler/package.json")), "bin/wrangler.js");
+
+export interface StackOptions {
+  /** Holds the local state (R2, D1, Queues), the effective vars file and logs. */
+  dir: string;
+  workerPort: number;
+  runnerPort: number;
+  /** Config and secrets for the Worker, as .dev.vars would hold them. */
+  vars: Record<string, string>;
+  /** Extra environment for the runner process. */
+  runnerEnv?: Record<string, string>;
+  /** "inherit" prints both processes' output; otherwise it goes to files in dir. */
+  output?: "inherit" | "files";
+}
+
+export interface Stack {
+  workerUrl: string;
+  runnerUrl: string;
+  persistDir: string;
+  startRunner(): Promise<void>;
+  killRunner(signal?: NodeJS.Signals): Promise<void>;
+  runnerPid(): number | undefined;
+  stop(): Promise<void>;
+}
+
+export async function startStack(opts: StackOptions): Promise<Stack> {
+  mkdirSync(opts.dir, { recursive: true });
+  const persistDir = join(opts.dir, "state");
+  const workerUrl = `http://127.0.0.1:${opts.workerPort}`;
+  const runnerUrl = `http://127.0.0.1:${opts.runnerPort}`;
+  const envFile = join(opts.dir, "worker.vars");
+  const vars = { ...opts.vars, RUNNER_URL: runnerUrl, REPOSITORY_URL: `${workerUrl}/repo/v1` };
+  writeFileSync(envFile, formatVars(vars), { mode: 0o600 });
+  const stdio = (name: string) => (opts.output === "inherit" ? "inherit" : openSync(join(opts.dir, `${name}.log`), "a"));
+
+  await run(process.execPath, [WRANGLER, "d1", "migrations", "apply", "CATALOG", "--local", "--persist-to", persistDir], stdio("migrations"));
+
+  let runner: ChildProcess | undefined;
+  const startRunner = async () => {
+    runner = spawn(process.execPath, [join(ROOT, "runner/server.ts")], {
+      cwd: ROOT, stdio: ["ignore", stdio("runner"), stdio("runner")],
+      env: { ...process.env, ...opts.runnerEnv, RUNNER_TOKEN: vars.RUNNER_TOKEN ?? "", PORT: String(opts.runnerPort), HOST: "127.0.0.1" },
+    });
+    await waitFor(`${runnerUrl}/health`, runner);
+  };
+  await startRunner();
+  const worker = spawn(process.execPath, [
+    WRANGLER, "dev", "--local", "--ip", "127.0.0.1", "--port", String(opts.workerPort), "--persist-to", persistDir,
+    "--env-file", envFile, "--test-scheduled", "--show-interactive-dev-session=false", "--inspector-port", "0",
+  ], { cwd: ROOT, stdio: ["ignore", stdio("worker"), stdio("worker")], env: { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "1" } });
+  await waitFor(`${workerUrl}/health`, worker, 90_000);
+
+  const killRunner = async (signal: NodeJS.Signals = "SIGKILL") => {
+    if (!runner || runner.exitCode !== null) return;
+    const exited = new Promise((r) => runner!.once("exit", r));
+    runner.kill(signal);
+    await exited;
+  };
+  return {
+    workerUrl, runnerUrl, persistDir, startRunner, killRunner,
+    runnerPid: () => runner?.pid,
+    async stop() {
+      await killRunner("SIGTERM");
+      if (worker.exitCode === null) {
+        const exited = new Promise((r) => worker.once("exit", r));
+        worker.kill("SIGTERM");
+        await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+        if (worker.exitCode === null) worker.kill("SIGKILL");
+      }
+    },
+  };
+}
+
+function run(cmd: string, args: string[], out: "inherit" | number): Promise<void> {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(cmd, args, { cwd: ROOT, stdio: ["ignore", out, out], env: { ...process.env, CI: "1", WRANGLER_SEND_METRICS: "false" } });
+    child.once("error", reject);
+    child.once("exit", (code) => (code === 0 ? resolvePromise() : reject(new Error(`${args.slice(1, 4).join(" ")} exited ${code}`))));
+  });
+}
+
+async function waitFor(url: string, child: ChildProcess, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`${url}: process exited with ${child.exitCode} before answering`);
+    try {
+      const res = await fetch(url);
+      if (res.ok) return;
+    } catch {
+      // not up yet
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`${url} did not answer within ${timeoutMs / 1000}s`);
+}
+
+/** A free TCP port on loopback. */
+export async function freePort(): Promise<number> {
+  const { createServer } = await import("node:net");
+  return new Promise((resolvePromise, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      server.close(() => resolvePromise(typeof address === "object" && address ? address.port : 0));
+    });
+  });
+}
