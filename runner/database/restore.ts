@@ -61,7 +61,7 @@ async function prepareTarget(url: string, replace: boolean) {
     objects = Number(await psql(url, USER_OBJECTS));
   } catch (e) {
     if ((e as JobFailure).code !== "database_missing") throw e;
-    await psql(maintenanceUrl, `CREATE DATABASE ${quoteIdent(name)}`);
+    await psql(maintenanceUrl, `CREATE DATABASE ${quoteIdent(name)} TEMPLATE template0`); // bare, as pg_restore expects
     return { name, created: true, maintenanceUrl };
   }
   if (objects > 0 && !replace) {

@@ -1,0 +1,20 @@
+// Node project setup: a PostgreSQL to test against (the machine's, or a
+// throwaway cluster started from the installed binaries), shared by all files.
+import type { TestProject } from "vitest/node";
+import { ensurePostgres, type PgServer } from "../../runner/dev/postgres.ts";
+
+let server: PgServer | undefined;
+
+export default async function setup(project: TestProject) {
+  server = await ensurePostgres();
+  project.provide("pgAdminUrl", server.url("postgres"));
+  return async () => {
+    await server?.stop();
+  };
+}
+
+declare module "vitest" {
+  export interface ProvidedContext {
+    pgAdminUrl: string;
+  }
+}

@@ -1,0 +1,51 @@
+import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-plugin";
+import { defineConfig } from "vitest/config";
+
+// Two projects: the Worker's tests run inside workerd (the Workers Vitest
+// integration, with local R2, D1 and Queues); the runner's and the
+// end-to-end tests run in Node against real PostgreSQL and a real local stack.
+export default defineConfig({
+  test: {
+    projects: [
+      {
+        plugins: [
+          cloudflareTest(async () => ({
+            wrangler: { configPath: "./wrangler.toml" },
+            miniflare: {
+              bindings: {
+                TEST_MIGRATIONS: await readD1Migrations("./migrations"),
+                ADMIN_TOKEN: "test-admin-token-0123456789,test-admin-token-rotated-0001",
+                VIEWER_TOKEN: "test-viewer-token-0123456789",
+                RUNNER_TOKEN: "test-runner-token-0123456789",
+                JOB_TOKEN_SECRET: "test-job-token-secret",
+                CHUNK_ID_KEY: "11".repeat(32),
+                AGE_IDENTITY: "AGE-SECRET-KEY-1QQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQ",
+                BACKUP_ENCRYPTION_KEY: "age1rgy76kk0pdvas8rc65nt2tfclrjrc3pjcn599g6zmtzpgzkuusls8cewrx",
+                DATABASE_URL: "postgres://backup:s3cret-pw@127.0.0.1:1/astrid",
+                // Nothing listens on port 1: dispatches fail fast, which the consumer tests rely on.
+                RUNNER_URL: "http://127.0.0.1:1",
+              },
+            },
+          })),
+        ],
+        test: {
+          name: "workers",
+          include: ["test/workers/**/*.test.ts"],
+          setupFiles: ["./test/workers/apply-migrations.ts"],
+        },
+      },
+      {
+        test: {
+          name: "node",
+          include: ["test/node/**/*.test.ts"],
+          environment: "node",
+          globalSetup: ["./test/support/global-setup.ts"],
+          testTimeout: 120_000,
+          hookTimeout: 240_000,
+          // Stacks and databases are heavy on a 2-core machine: one file at a time.
+          fileParallelism: false,
+        },
+      },
+    ],
+  },
+});
