@@ -69,6 +69,7 @@ const OVERRIDES: Record<string, [keyof BackupConfig, z.ZodType]> = {
   ML_BACKUP_ENABLED: ["ml_backup_enabled", Bool],
   ML_BACKUP_SCHEDULE: ["ml_backup_schedule", z.string()],
   ML_ARTIFACT_RETENTION_DAYS: ["ml_artifact_retention_days", z.string()],
+  ML_MODEL_VERSIONING: ["ml_model_versioning", Bool],
   DR_TESTING_ENABLED: ["dr_testing_enabled", Bool],
   DR_TEST_SCHEDULE: ["dr_test_schedule", z.string()],
   RTO_TARGET_MINUTES: ["rto_target_minutes", z.string()],
@@ -124,9 +125,25 @@ export function loadConfig(env: ConfigEnv): BackupConfig {
   const result = BackupConfig.safeParse(raw);
   if (!result.success) {
     const issue = result.error.issues[0]!;
-    throw new ConfigError(`config ${issue.path.join(".") || "(root)"}: ${issue.message}`);
+    const where = `config ${issue.path.join(".") || "(root)"}`;
+    throw new ConfigError(`${variableFor(env, String(issue.path[0] ?? ""))}${where}: ${issue.message}`);
   }
   return result.data;
+}
+
+/** Fields built from variables outside OVERRIDES; their values are not echoed (a key may be pasted by mistake). */
+const DERIVED: Record<string, string> = {
+  databases: "BACKUP_DATABASES",
+  default_database: "BACKUP_DATABASES",
+  database_encryption_enabled: "DATABASE_ENCRYPTION_ENABLED",
+  encryption_recipients: "BACKUP_ENCRYPTION_KEY",
+};
+
+/** "VARIABLE=value, " for the variable that set a failing field, so the error names what to fix. */
+function variableFor(env: ConfigEnv, field: string): string {
+  const override = Object.entries(OVERRIDES).find(([v, [f]]) => f === field && typeof env[v] === "string" && env[v] !== "");
+  if (override) return `${override[0]}=${JSON.stringify(env[override[0]])}, `;
+  return DERIVED[field] ? `${DERIVED[field]}, ` : "";
 }
 
 export function databaseSecretName(name: string): string {

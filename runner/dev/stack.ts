@@ -41,7 +41,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
   const workerUrl = `http://127.0.0.1:${opts.workerPort}`;
   const runnerUrl = `http://127.0.0.1:${opts.runnerPort}`;
   const envFile = join(opts.dir, "worker.vars");
-  const vars = { ...opts.vars, RUNNER_URL: runnerUrl, REPOSITORY_URL: `${workerUrl}/repo/v1` };
+  const vars = { RUNNER_URL: runnerUrl, REPOSITORY_URL: `${workerUrl}/repo/v1`, ...opts.vars };
   writeFileSync(envFile, formatVars(vars), { mode: 0o600 });
   const stdio = (name: string) => (opts.output === "inherit" ? "inherit" : openSync(join(opts.dir, `${name}.log`), "a"));
 

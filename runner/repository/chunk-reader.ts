@@ -3,14 +3,21 @@
 // touches it.
 import { chunkKey, type ChunkRef } from "../../workers/shared/format.ts";
 import { sha256Hex } from "./codec.ts";
-import type { RepositoryClient } from "./client.ts";
+import { RepositoryError, type RepositoryClient } from "./client.ts";
 
 export class IntegrityError extends Error {
   override name = "IntegrityError";
 }
 
 export async function fetchChunk(repo: RepositoryClient, prefix: string, ref: ChunkRef, index: number): Promise<Buffer> {
-  const stored = await repo.get(chunkKey(prefix, ref.id));
+  let stored: Buffer;
+  try {
+    stored = await repo.get(chunkKey(prefix, ref.id));
+  } catch (e) {
+    const damaged = e instanceof RepositoryError && (e.code === "object_missing" || e.code === "object_unreadable");
+    if (damaged) throw new IntegrityError(`chunk #${index} ${ref.id}: ${e.code === "object_missing" ? "missing" : "unreadable"}`);
+    throw e;
+  }
   if (stored.length !== ref.stored_size) {
     throw new IntegrityError(`chunk #${index} ${ref.id}: ${stored.length} bytes stored, manifest says ${ref.stored_size}`);
   }

@@ -32,10 +32,19 @@ export class RepositoryClient {
     return info(res);
   }
 
+  /** An object's bytes. A body that breaks off on every attempt is "object_unreadable": the store answered but cannot deliver it. */
   async get(key: string): Promise<Buffer> {
-    const res = await this.send("GET", `/objects/${key}`, "read");
-    if (res.status === 404) throw new RepositoryError("object_missing", `${key} is missing from the repository`);
-    return Buffer.from(await res.arrayBuffer());
+    let broken = "";
+    for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
+      const res = await this.send("GET", `/objects/${key}`, "read");
+      if (res.status === 404) throw new RepositoryError("object_missing", `${key} is missing from the repository`);
+      try {
+        return Buffer.from(await res.arrayBuffer());
+      } catch (e) {
+        broken = (e as Error).message;
+      }
+    }
+    throw new RepositoryError("object_unreadable", `${key} cannot be read (${broken})`);
   }
 
   /** Writes an object once; an existing object is left as it is and described. */

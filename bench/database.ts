@@ -1,0 +1,471 @@
+// Database backup/restore benchmark: our pipeline (pg_dump -Fc -Z0 ->
+// chunking -> zstd -> age -> repository, and back into pg_restore) against
+// bare pg_dump / pg_restore on the same database, plus the runner's peak
+// memory. Runs the real local stack (wrangler dev + runner), like the tests.
+//
+//   npm exec -- node bench/database.ts [--size 1GB | --sizes 200MB,1GB,4GB]
+//                                      [--no-verify] [--cpu-prof] [--keep-dumps]
+//
+// Sizes are pg_database_size targets (binary units: 1GB = 1 GiB). Source
+// databases (bench_src_<size>) are kept and reused by later runs; their
+// COMMENT records the seeded size. Everything else (the stack, dump files,
+// restore targets) is removed at the end, also on Ctrl-C.
+// The last line of stdout is the whole result as one JSON object.
+import { spawn, type ChildProcess } from "node:child_process";
+import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { seedAstronomyDatabase } from "../runner/dev/astronomy-seed.ts";
+import { tableFingerprints } from "../runner/dev/compare.ts";
+import { createDatabase, dropDatabase, ensurePostgres, pgEnv, psql, type PgServer } from "../runner/dev/postgres.ts";
+import { generateLocalSecrets, type LocalSecrets } from "../runner/dev/secrets.ts";
+import { freePort, ROOT, startStack, type Stack } from "../runner/dev/stack.ts";
+import { formatSummary, summarizeProfileFile, type ProfileSummary } from "./support/cpu-profile.ts";
+import { cpuDelta, cpuSnapshot, loadAverage, machineCpu, sampleRss, type CpuByRole } from "./support/proc.ts";
+
+const TARGET_RATIO = 1.3;
+const TARGET_RSS = 256 * 1024 * 1024;
+const SEED_MARKER = "astrid-bench-source v1";
+const POLL_MS = 100;
+const MiB = 1024 * 1024;
+
+// ---------------------------------------------------------------- arguments
+
+const { values: args } = parseArgs({
+  options: {
+    size: { type: "string" },
+    sizes: { type: "string" },
+    "no-verify": { type: "boolean", default: false },
+    "cpu-prof": { type: "boolean", default: false },
+    "keep-dumps": { type: "boolean", default: false },
+    help: { type: "boolean", default: false },
+  },
+});
+if (args.help) {
+  console.log("usage: node bench/database.ts [--size 1GB | --sizes 200MB,1GB,4GB] [--no-verify] [--cpu-prof] [--keep-dumps]");
+  process.exit(0);
+}
+
+interface Size {
+  label: string;
+  bytes: number;
+}
+
+function parseSize(text: string): Size {
+  const m = /^(\d+(?:\.\d+)?)\s*(k|m|g|t)i?b?$/i.exec(text.trim());
+  if (!m) throw new Error(`not a size: ${text} (e.g. 200MB, 1GB, 4GB)`);
+  const unit = m[2]!.toLowerCase();
+  const bytes = Math.round(Number(m[1]) * 1024 ** ("kmgt".indexOf(unit) + 1));
+  return { label: `${m[1]!.replace(".", "_")}${unit}b`, bytes };
+}
+
+const sizes = (args.sizes ?? args.size ?? "1GB").split(",").filter(Boolean).map(parseSize);
+
+// ---------------------------------------------------------------- cleanup
+
+const cleanups: (() => Promise<void> | void)[] = [];
+let cleaning: Promise<void> | undefined;
+function cleanup(): Promise<void> {
+  return (cleaning ??= (async () => {
+    for (const fn of cleanups.reverse()) {
+      try {
+        await fn();
+      } catch (e) {
+        console.error(`cleanup: ${(e as Error).message}`);
+      }
+    }
+  })());
+}
+const liveChildren = new Set<ChildProcess>();
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.once(signal, () => {
+    console.error(`\n${signal}: cleaning up`);
+    for (const c of liveChildren) c.kill("SIGKILL");
+    void cleanup().finally(() => process.exit(130));
+  });
+}
+
+// ---------------------------------------------------------------- helpers
+
+const log = (msg: string) => console.error(`[${new Date().toISOString().slice(11, 19)}] ${msg}`);
+
+/** Runs a PostgreSQL tool against url; stdout to a file path or /dev/null. Returns wall ms. */
+async function timeTool(cmd: string, argv: string[], url: string, stdoutPath = "/dev/null"): Promise<number> {
+  const out = openSync(stdoutPath, "w");
+  const started = performance.now();
+  try {
+    const child = spawn(cmd, argv, { stdio: ["ignore", out, "pipe"], env: { ...withoutPg(process.env), ...pgEnv(url) } });
+    liveChildren.add(child);
+    let stderr = "";
+    child.stderr!.setEncoding("utf8").on("data", (d: string) => (stderr = (stderr + d).slice(-4000)));
+    const code = await new Promise<number | null>((resolve, reject) => {
+      child.once("error", reject);
+      child.once("close", resolve);
+    });
+    liveChildren.delete(child);
+    if (code !== 0) throw new Error(`${cmd} ${argv.join(" ")} exited ${code}: ${stderr.trim()}`);
+    return performance.now() - started;
+  } finally {
+    closeSync(out);
+  }
+}
+
+function withoutPg(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  return Object.fromEntries(Object.entries(env).filter(([k]) => !k.startsWith("PG")));
+}
+
+function quoteIdent(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`;
+}
+
+/** Whole-phase measurements around fn: wall time, CPU per role, machine load. */
+async function measured<T>(label: string, roleOf: (s: { pid: number; comm: string }) => string, fn: () => Promise<T>) {
+  log(`${label} ...`);
+  const load = loadAverage();
+  const cpu0 = cpuSnapshot(roleOf);
+  const m0 = machineCpu();
+  const t0 = performance.now();
+  const value = await fn();
+  const wall_ms = Math.round(performance.now() - t0);
+  const m1 = machineCpu();
+  const cpu = cpuDelta(cpu0, cpuSnapshot(roleOf));
+  const machine_busy_pct = Math.round((100 * (m1.busy - m0.busy)) / Math.max(1e-9, m1.total - m0.total));
+  log(`${label}: ${(wall_ms / 1000).toFixed(1)} s (machine ${machine_busy_pct}% busy; cpu ${fmtCpu(cpu)})`);
+  return { value, wall_ms, cpu, machine_busy_pct, load_before: load };
+}
+
+function fmtCpu(cpu: CpuByRole): string {
+  return Object.entries(cpu).filter(([, v]) => v >= 0.05).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v.toFixed(1)}s`).join(", ");
+}
+
+// ---------------------------------------------------------------- source databases
+
+async function ensureSource(pg: PgServer, size: Size): Promise<{ name: string; url: string; bytes: number; seeded_ms?: number }> {
+  const name = `bench_src_${size.label}`;
+  const marker = `${SEED_MARKER} target_bytes=${size.bytes}`;
+  const admin = pg.url("postgres");
+  const existing = (await psql(admin, `SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = '${name}'`)).trim();
+  const url = pg.url(name);
+  if (existing === marker) {
+    const bytes = Number(await psql(url, "SELECT pg_database_size(current_database())"));
+    log(`reusing ${name} (${(bytes / MiB).toFixed(0)} MiB)`);
+    return { name, url, bytes };
+  }
+  log(`seeding ${name} to ${(size.bytes / MiB).toFixed(0)} MiB${existing ? ` (replacing: comment was ${JSON.stringify(existing)})` : ""} ...`);
+  const t0 = performance.now();
+  await createDatabase(pg, name);
+  await seedAstronomyDatabase(url, { targetBytes: size.bytes });
+  // The marker goes on last: an interrupted seed is never reused.
+  await psql(admin, `COMMENT ON DATABASE ${quoteIdent(name)} IS '${marker}'`);
+  const seeded_ms = Math.round(performance.now() - t0);
+  const bytes = Number(await psql(url, "SELECT pg_database_size(current_database())"));
+  log(`seeded ${name}: ${(bytes / MiB).toFixed(0)} MiB in ${(seeded_ms / 1000).toFixed(0)} s`);
+  return { name, url, bytes, seeded_ms };
+}
+
+// ---------------------------------------------------------------- the stack
+
+interface Bench {
+  stack: Stack;
+  secrets: LocalSecrets;
+  dir: string;
+  profDir: string | undefined;
+  api<T = any>(method: string, path: string, body?: unknown): Promise<T>;
+  roleOf(s: { pid: number; comm: string }): string;
+}
+
+let stackDir: string | undefined;
+
+/** The end of the stack's logs, for a failure report (the directory is removed afterwards). */
+function logTails(): string {
+  if (!stackDir) return "";
+  return ["runner", "worker"].map((name) => {
+    try {
+      const text = readFileSync(join(stackDir!, `${name}.log`), "utf8");
+      return `--- ${name}.log (end) ---\n${text.split("\n").slice(-30).join("\n")}`;
+    } catch {
+      return "";
+    }
+  }).join("\n");
+}
+
+async function startBench(sources: { name: string; url: string }[]): Promise<Bench> {
+  const secrets = await generateLocalSecrets();
+  const dir = mkdtempSync(join(tmpdir(), "astrid-bench-"));
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  const profDir = args["cpu-prof"] ? join(dir, "cpu-prof") : undefined;
+  const vars: Record<string, string> = { ...secrets, BACKUP_DATABASES: sources.map((s) => s.name).join(",") };
+  for (const s of sources) vars[`DATABASE_URL_${s.name.toUpperCase()}`] = s.url;
+  const runnerEnv: Record<string, string> = {};
+  if (profDir) {
+    runnerEnv.NODE_OPTIONS = `--cpu-prof --cpu-prof-dir=${profDir} --import=${join(ROOT, "bench/support/exit-on-signal.mjs")}`;
+  }
+  stackDir = dir;
+  log(`starting the stack in ${dir} ...`);
+  const stack = await startStack({ dir, workerPort: await freePort(), runnerPort: await freePort(), vars, runnerEnv, output: "files" });
+  cleanups.push(() => stack.stop());
+  const api = async (method: string, path: string, body?: unknown) => {
+    const res = await fetch(stack.workerUrl + path, {
+      method, headers: { authorization: `Bearer ${secrets.ADMIN_TOKEN}`, "content-type": "application/json" },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+    const text = await res.text();
+    if (!res.ok) throw new Error(`${method} ${path}: HTTP ${res.status} ${text.slice(0, 500)}`);
+    return text ? JSON.parse(text) : undefined;
+  };
+  const roleOf = (s: { pid: number; comm: string }) => {
+    if (s.pid === process.pid) return "bench (bare tools)";
+    if (s.pid === stack.runnerPid()) return "runner";
+    if (s.comm === "workerd") return "workerd";
+    if (s.comm === "node" || s.comm === "MainThread" || s.comm === "esbuild") return "wrangler";
+    return s.comm;
+  };
+  return { stack, secrets, dir, profDir, api, roleOf };
+}
+
+/** A fresh runner process, so its VmHWM covers one phase only. */
+async function freshRunner(b: Bench): Promise<number> {
+  await b.stack.killRunner("SIGTERM");
+  await b.stack.startRunner();
+  return b.stack.runnerPid()!;
+}
+
+/**
+ * One job of ours as a measured phase: a fresh runner first (outside the
+ * measurement), then submit and poll every POLL_MS until the job settles.
+ */
+async function ourJob(b: Bench, label: string, submit: () => Promise<{ job_id: string }>, timeoutMs: number) {
+  const pid = await freshRunner(b);
+  const rss = sampleRss(pid, 50);
+  const phase = await measured(label, b.roleOf, async () => {
+    const t0 = performance.now();
+    const { job_id } = await submit();
+    const deadline = Date.now() + timeoutMs;
+    let job: any;
+    for (;;) {
+      job = await b.api("GET", `/jobs/${job_id}`);
+      if (job.status === "succeeded" || job.status === "failed") break;
+      if (Date.now() > deadline) throw new Error(`job ${job_id} still ${job.status} after ${timeoutMs / 1000} s (progress ${JSON.stringify(job.progress)})`);
+      await new Promise((r) => setTimeout(r, POLL_MS));
+    }
+    return { job, wall_ms: Math.round(performance.now() - t0) };
+  }).finally(() => void rss.stop());
+  const memory = rss.stop();
+  const { job, wall_ms } = phase.value;
+  if (job.status !== "succeeded") throw new Error(`job ${job.id} failed: ${JSON.stringify(job.error)}`);
+  const profile = await collectProfile(b, pid);
+  return { job, result: job.result, wall_ms, memory, cpu: phase.cpu, machine_busy_pct: phase.machine_busy_pct, load_before: phase.load_before, profile };
+}
+
+// ---------------------------------------------------------------- one size
+
+async function benchSize(b: Bench, pg: PgServer, size: Size, source: Awaited<ReturnType<typeof ensureSource>>) {
+  const jobTimeout = Math.max(10 * 60_000, (source.bytes / 1024 ** 3) * 20 * 60_000);
+  const dumpDir = mkdtempSync(join(tmpdir(), `astrid-bench-dump-${size.label}-`));
+  if (!args["keep-dumps"]) cleanups.push(() => rmSync(dumpDir, { recursive: true, force: true }));
+  const gzFile = join(dumpDir, "source.Fc.dump");
+  const rawFile = join(dumpDir, "source.Fc-Z0.dump");
+  const scratch = { bare: `bench_dst_${size.label}_bare`, bareZ0: `bench_dst_${size.label}_bare_z0`, ours: `bench_dst_${size.label}_ours` };
+  cleanups.push(async () => {
+    for (const db of Object.values(scratch)) await dropDatabase(pg, db);
+  });
+  const tool = (label: string, cmd: string, argv: string[], url: string, out?: string) =>
+    measured(label, b.roleOf, () => timeTool(cmd, argv, url, out));
+
+  // Dump files first: the restore baselines need them, and the first pass
+  // brings the source into the page cache for everything after it.
+  const dumpZ0File = await tool("pg_dump -Fc -Z0 -f file (warm-up)", "pg_dump", ["-Fc", "-Z0", "-f", rawFile], source.url);
+  const dumpFile = await tool("pg_dump -Fc -f file", "pg_dump", ["-Fc", "-f", gzFile], source.url);
+  const bareFc = await tool("pg_dump -Fc > /dev/null", "pg_dump", ["-Fc"], source.url);
+  const bareZ0 = await tool("pg_dump -Fc -Z0 > /dev/null", "pg_dump", ["-Fc", "-Z0"], source.url);
+
+  const submitBackup = () => b.api("POST", "/backup/database", { type: "full", database: source.name });
+  const backup = await ourJob(b, "our backup", submitBackup, jobTimeout);
+  const rerun = await ourJob(b, "our backup again (all chunks deduplicated)", submitBackup, jobTimeout);
+
+  const restoreArgs = ["--no-owner", "--no-privileges", "--single-transaction", "--exit-on-error"];
+  const bareRestore = async (label: string, db: string, file: string) => {
+    const url = await createDatabase(pg, db);
+    const phase = await tool(label, "pg_restore", [...restoreArgs, "-d", db, file], url);
+    await dropDatabase(pg, db);
+    return phase;
+  };
+  const restoreBare = await bareRestore("pg_restore from the -Fc file", scratch.bare, gzFile);
+  const restoreBareZ0 = await bareRestore("pg_restore from the -Fc -Z0 file", scratch.bareZ0, rawFile);
+
+  const oursUrl = await createDatabase(pg, scratch.ours);
+  const restore = await ourJob(b, "our restore", () => b.api("POST", `/backups/${backup.result.backup_id}/restore`, { target: oursUrl }), jobTimeout);
+
+  let verified: boolean | undefined;
+  if (!args["no-verify"]) {
+    log("verifying: table fingerprints of the restored copy against the source ...");
+    const [x, y] = await Promise.all([tableFingerprints(source.url), tableFingerprints(oursUrl)]);
+    verified = JSON.stringify(sortKeys(x)) === JSON.stringify(sortKeys(y));
+    log(verified ? "restored copy matches the source" : "RESTORED COPY DIFFERS FROM THE SOURCE");
+  }
+  await dropDatabase(pg, scratch.ours);
+
+  const ms = (p: { value: number }) => Math.round(p.value);
+  const mibps = (bytes: number, t: number) => Math.round((bytes / MiB / (t / 1000)) * 10) / 10;
+  const peak = (m: { peak_rss_sampled_bytes: number; vm_hwm_bytes: number | undefined }) => Math.max(m.peak_rss_sampled_bytes, m.vm_hwm_bytes ?? 0);
+  const r = backup.result;
+  return {
+    size: size.label,
+    database: source.name,
+    database_bytes: source.bytes,
+    ...(source.seeded_ms ? { seeded_ms: source.seeded_ms } : {}),
+    dump_file_bytes: { fc: statSync(gzFile).size, fc_z0: statSync(rawFile).size },
+    backup: {
+      bare_pg_dump_fc_ms: ms(bareFc),
+      bare_pg_dump_fc_z0_ms: ms(bareZ0),
+      bare_pg_dump_fc_to_file_ms: ms(dumpFile),
+      bare_pg_dump_fc_z0_to_file_ms: ms(dumpZ0File),
+      ours_wall_ms: backup.wall_ms,
+      ours_job_duration_ms: r.duration_ms,
+      ratio_vs_fc: round2(backup.wall_ms / bareFc.value),
+      ratio_vs_fc_z0: round2(backup.wall_ms / bareZ0.value),
+      logical_bytes: r.logical_bytes,
+      stored_bytes: r.stored_bytes,
+      compression_ratio: round2(r.logical_bytes / r.stored_bytes),
+      chunk_count: r.chunk_count,
+      new_chunk_count: r.new_chunk_count,
+      mib_per_s: mibps(r.logical_bytes, backup.wall_ms),
+      runner_peak_rss_bytes: peak(backup.memory),
+      runner_rss: backup.memory,
+      cpu_s: backup.cpu,
+      machine_busy_pct: backup.machine_busy_pct,
+      load_before: backup.load_before,
+      ...(backup.profile ? { runner_profile: backup.profile } : {}),
+    },
+    backup_dedup_rerun: {
+      ours_wall_ms: rerun.wall_ms,
+      ours_job_duration_ms: rerun.result.duration_ms,
+      ratio_vs_fc_z0: round2(rerun.wall_ms / bareZ0.value),
+      new_chunk_count: rerun.result.new_chunk_count,
+      runner_peak_rss_bytes: peak(rerun.memory),
+      cpu_s: rerun.cpu,
+      machine_busy_pct: rerun.machine_busy_pct,
+      ...(rerun.profile ? { runner_profile: rerun.profile } : {}),
+    },
+    restore: {
+      bare_pg_restore_fc_ms: ms(restoreBare),
+      bare_pg_restore_fc_z0_ms: ms(restoreBareZ0),
+      ours_wall_ms: restore.wall_ms,
+      ours_job_duration_ms: restore.result.duration_ms,
+      ratio_vs_fc: round2(restore.wall_ms / restoreBare.value),
+      ratio_vs_fc_z0: round2(restore.wall_ms / restoreBareZ0.value),
+      bytes: restore.result.bytes,
+      mib_per_s: mibps(restore.result.bytes, restore.wall_ms),
+      runner_peak_rss_bytes: peak(restore.memory),
+      runner_rss: restore.memory,
+      cpu_s: restore.cpu,
+      machine_busy_pct: restore.machine_busy_pct,
+      load_before: restore.load_before,
+      verified,
+      ...(restore.profile ? { runner_profile: restore.profile } : {}),
+    },
+    bare_cpu_s: { pg_dump_fc: bareFc.cpu, pg_dump_fc_z0: bareZ0.cpu, pg_restore_fc: restoreBare.cpu, pg_restore_fc_z0: restoreBareZ0.cpu },
+    bare_machine_busy_pct: { pg_dump_fc: bareFc.machine_busy_pct, pg_dump_fc_z0: bareZ0.machine_busy_pct, pg_restore_fc: restoreBare.machine_busy_pct, pg_restore_fc_z0: restoreBareZ0.machine_busy_pct },
+  };
+}
+
+function round2(x: number): number {
+  return Math.round(x * 100) / 100;
+}
+
+function sortKeys<T>(o: Record<string, T>): [string, T][] {
+  return Object.entries(o).sort(([a], [b]) => a.localeCompare(b));
+}
+
+/** With --cpu-prof, the runner that ran a phase is stopped so it writes its profile. */
+async function collectProfile(b: Bench, pid: number): Promise<ProfileSummary | undefined> {
+  if (!b.profDir) return undefined;
+  await b.stack.killRunner("SIGTERM");
+  const file = readdirSync(b.profDir).find((f) => f.includes(`.${pid}.`) && f.endsWith(".cpuprofile"));
+  if (!file) {
+    log(`no CPU profile for runner ${pid}`);
+    return undefined;
+  }
+  const summary = summarizeProfileFile(join(b.profDir, file), 12);
+  log(`runner ${pid} profile (${file}):\n${formatSummary(summary)}`);
+  return summary;
+}
+
+// ---------------------------------------------------------------- report
+
+type SizeResult = Awaited<ReturnType<typeof benchSize>>;
+
+function printTable(results: SizeResult[]): void {
+  const s = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+  const mib = (n: number | undefined) => (n === undefined ? "?" : `${(n / MiB).toFixed(0)} MiB`);
+  const mark = (ok: boolean) => (ok ? "ok" : "MISS");
+  for (const r of results) {
+    const bk = r.backup;
+    const rs = r.restore;
+    const rssB = bk.runner_peak_rss_bytes;
+    const rssR = rs.runner_peak_rss_bytes;
+    const rows: [string, string, string][] = [
+      ["database", `${r.database} (${mib(r.database_bytes)})`, ""],
+      ["bare pg_dump -Fc > /dev/null", s(bk.bare_pg_dump_fc_ms), ""],
+      ["bare pg_dump -Fc -Z0 > /dev/null", s(bk.bare_pg_dump_fc_z0_ms), ""],
+      ["our backup (wall, API submit -> succeeded)", s(bk.ours_wall_ms), `job duration_ms ${s(bk.ours_job_duration_ms)}`],
+      ["  ratio vs pg_dump -Fc", `${bk.ratio_vs_fc.toFixed(2)}x`, `${mark(bk.ratio_vs_fc <= TARGET_RATIO)} (target <= ${TARGET_RATIO}x)`],
+      ["  ratio vs pg_dump -Fc -Z0", `${bk.ratio_vs_fc_z0.toFixed(2)}x`, `${mark(bk.ratio_vs_fc_z0 <= TARGET_RATIO)} (target <= ${TARGET_RATIO}x)`],
+      ["  throughput", `${bk.mib_per_s} MiB/s`, "logical bytes / wall"],
+      ["  logical / stored bytes", `${mib(bk.logical_bytes)} / ${mib(bk.stored_bytes)}`, `${bk.compression_ratio}x smaller; pg_dump -Fc file ${mib(r.dump_file_bytes.fc)}`],
+      ["  chunks", String(bk.chunk_count), `${bk.new_chunk_count} new`],
+      ["  runner peak RSS", mib(rssB), `${mark(rssB <= TARGET_RSS)} (target <= 256 MiB; VmRSS sampled every 50 ms ${mib(bk.runner_rss.peak_rss_sampled_bytes)}, VmHWM ${mib(bk.runner_rss.vm_hwm_bytes)})`],
+      ["  CPU during backup", fmtCpu(bk.cpu_s), `machine ${bk.machine_busy_pct}% busy`],
+      ["our backup again (all chunks dedup'd)", s(r.backup_dedup_rerun.ours_wall_ms), `${r.backup_dedup_rerun.ratio_vs_fc_z0.toFixed(2)}x vs -Z0; ${r.backup_dedup_rerun.new_chunk_count} new chunks`],
+      ["  CPU during rerun", fmtCpu(r.backup_dedup_rerun.cpu_s), `machine ${r.backup_dedup_rerun.machine_busy_pct}% busy`],
+      ["bare pg_restore (-Fc file)", s(rs.bare_pg_restore_fc_ms), ""],
+      ["bare pg_restore (-Fc -Z0 file)", s(rs.bare_pg_restore_fc_z0_ms), ""],
+      ["our restore (wall, API submit -> succeeded)", s(rs.ours_wall_ms), `job duration_ms ${s(rs.ours_job_duration_ms)}`],
+      ["  ratio vs pg_restore (-Fc file)", `${rs.ratio_vs_fc.toFixed(2)}x`, `${mark(rs.ratio_vs_fc <= TARGET_RATIO)} (target <= ${TARGET_RATIO}x)`],
+      ["  ratio vs pg_restore (-Z0 file)", `${rs.ratio_vs_fc_z0.toFixed(2)}x`, `${mark(rs.ratio_vs_fc_z0 <= TARGET_RATIO)}`],
+      ["  throughput", `${rs.mib_per_s} MiB/s`, "dump bytes / wall"],
+      ["  runner peak RSS", mib(rssR), `${mark(rssR <= TARGET_RSS)} (target <= 256 MiB; VmRSS sampled every 50 ms ${mib(rs.runner_rss.peak_rss_sampled_bytes)}, VmHWM ${mib(rs.runner_rss.vm_hwm_bytes)})`],
+      ["  CPU during restore", fmtCpu(rs.cpu_s), `machine ${rs.machine_busy_pct}% busy`],
+      ["  restored copy = source", rs.verified === undefined ? "not checked" : rs.verified ? "yes" : "NO", ""],
+    ];
+    const w0 = Math.max(...rows.map((x) => x[0].length));
+    const w1 = Math.max(...rows.map((x) => x[1].length));
+    console.log(`\n== ${r.size} ==`);
+    for (const [a, b2, c] of rows) console.log(`${a.padEnd(w0)}  ${b2.padEnd(w1)}  ${c}`.trimEnd());
+  }
+  console.log("");
+}
+
+// ---------------------------------------------------------------- main
+
+async function main(): Promise<number> {
+  const pg = await ensurePostgres();
+  cleanups.push(() => pg.stop()); // a no-op for the machine's own server
+  const sources = [];
+  for (const size of sizes) sources.push(await ensureSource(pg, size));
+  const b = await startBench(sources);
+  const results: SizeResult[] = [];
+  for (const [i, size] of sizes.entries()) results.push(await benchSize(b, pg, size, sources[i]!));
+  printTable(results);
+  const ok = results.every((r) =>
+    r.backup.ratio_vs_fc <= TARGET_RATIO && r.restore.ratio_vs_fc <= TARGET_RATIO &&
+    r.backup.runner_peak_rss_bytes <= TARGET_RSS && r.restore.runner_peak_rss_bytes <= TARGET_RSS &&
+    r.restore.verified !== false);
+  console.log(JSON.stringify({
+    bench: "database", at: new Date().toISOString(), cpus: (await import("node:os")).availableParallelism(),
+    targets: { ratio: TARGET_RATIO, ratio_baselines: "pg_dump -Fc > /dev/null; pg_restore of a pg_dump -Fc file", runner_rss_bytes: TARGET_RSS }, all_targets_met: ok, results,
+  }));
+  return 0;
+}
+
+let code = 1;
+try {
+  code = await main();
+} catch (e) {
+  console.error(`bench failed: ${(e as Error).stack ?? e}`);
+  console.error(logTails());
+} finally {
+  await cleanup();
+}
+process.exit(code);

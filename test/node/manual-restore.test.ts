@@ -1,0 +1,224 @@
+// docs/format.md promises that a backup can be restored without this project,
+// with age, zstd, jq, sha256sum and pg_restore. This test takes a backup through
+// the real local stack, stops the stack, fetches the objects with wrangler's
+// own CLI and runs the two scripts printed in docs/format.md (extracted from
+// the document itself, so they cannot drift apart), then compares the
+// restored database with its source.
+import { spawn, spawnSync } from "node:child_process";
+import { cpSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { seedAstronomyDatabase } from "../../runner/dev/astronomy-seed.ts";
+import { tableFingerprints } from "../../runner/dev/compare.ts";
+import { psql } from "../../runner/dev/postgres.ts";
+import { ROOT } from "../../runner/dev/stack.ts";
+import { createDatabase, dropDatabase, scratchName, startTestStack, testPg, type TestStack } from "../support/fixture.ts";
+
+const MiB = 1024 * 1024;
+const WRANGLER = join(dirname(createRequire(import.meta.url).resolve("wrangler/package.json")), "bin/wrangler.js");
+
+/** The tools the document tells a restorer to use, and the Debian package of each. */
+const TOOLS: [tool: string, pkg: string][] = [
+  ["age", "age"],
+  ["zstd", "zstd"],
+  ["jq", "jq"],
+  ["sha256sum", "coreutils"],
+  ["pg_restore", "postgresql-client"],
+];
+
+function requireTools(): void {
+  const missing = TOOLS.filter(([tool]) => spawnSync("bash", ["-c", `command -v ${tool}`], { stdio: "ignore" }).status !== 0);
+  if (missing.length > 0) {
+    const pkgs = missing.map(([, pkg]) => pkg).join(" ");
+    throw new Error(
+      `manual restore needs ${missing.map(([t, p]) => `'${t}' (Debian package ${p})`).join(", ")}, not found on PATH: ` +
+        `install with  apt-get install -y ${pkgs}`,
+    );
+  }
+}
+
+/** A script as docs/format.md prints it: the bash block after `<!-- script: NAME -->`. */
+function scriptFromDoc(name: string): string {
+  const doc = readFileSync(join(ROOT, "docs/format.md"), "utf8");
+  const marker = `<!-- script: ${name} -->`;
+  const at = doc.indexOf(marker);
+  if (at < 0) throw new Error(`docs/format.md has no ${marker}`);
+  const block = /^```bash\n([\s\S]*?)^```$/m.exec(doc.slice(at + marker.length));
+  if (!block) throw new Error(`docs/format.md: no bash block after ${marker}`);
+  return block[1]!;
+}
+
+interface RunResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function run(cmd: string, args: string[], opts: { cwd?: string; env?: Record<string, string> } = {}): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { cwd: opts.cwd ?? ROOT, env: { ...process.env, ...opts.env }, stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
+    child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
+    child.once("error", reject);
+    child.once("exit", (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+function succeeded(what: string, r: RunResult): RunResult {
+  if (r.code !== 0) throw new Error(`${what} exited ${r.code}\n${r.stderr.slice(-3000)}`);
+  return r;
+}
+
+describe("manual restore with stock tools (docs/format.md)", () => {
+  const pg = testPg();
+  const databases: string[] = [];
+  let stack: TestStack | undefined;
+  let stopped = false;
+  let work: string;
+  let sourceUrl: string;
+  let backupId: string;
+  let manifestPath: string;
+  let manifest: any;
+  let fetchScript: string;
+  let restoreScript: string;
+  let identityFile: string;
+  const objects = () => join(work, "objects");
+
+  async function scratchDatabase(label: string): Promise<string> {
+    const name = scratchName(label);
+    databases.push(name);
+    return createDatabase(pg, name);
+  }
+
+  beforeAll(async () => {
+    requireTools();
+    work = mkdtempSync(join(tmpdir(), "astrid-manual-restore-"));
+    fetchScript = join(work, "fetch-backup.sh");
+    restoreScript = join(work, "manual-restore.sh");
+    writeFileSync(fetchScript, scriptFromDoc("fetch-backup.sh"), { mode: 0o755 });
+    writeFileSync(restoreScript, scriptFromDoc("manual-restore.sh"), { mode: 0o755 });
+
+    sourceUrl = await scratchDatabase("mr_src");
+    await seedAstronomyDatabase(sourceUrl, { targetBytes: 10 * MiB });
+
+    stack = await startTestStack({ vars: { DATABASE_URL: sourceUrl } });
+    const submitted = await stack.api("POST", "/backup/database", {});
+    expect(submitted.status).toBe(202);
+    backupId = submitted.body.backup_id;
+    const job = await stack.waitForJob(submitted.body.job_id);
+    if (job.status !== "succeeded") throw new Error(`backup job ${job.status}: ${JSON.stringify(job)}`);
+    // wrangler's CLI opens the same local persistence as `wrangler dev`: stop the stack first.
+    await stack.stop();
+    stopped = true;
+
+    // Step 1 of the document: fetch the manifest and its chunks, here with wrangler against the local bucket.
+    const fetched = succeeded("fetch-backup.sh", await run("bash", [fetchScript, backupId, objects()], {
+      env: {
+        NODE: process.execPath, WRANGLER, PERSIST: stack.persistDir, WRANGLER_SEND_METRICS: "false", CI: "1",
+        FETCH: '"$NODE" "$WRANGLER" r2 object get "astrid-backups/$1" --local --persist-to "$PERSIST" --file "$2"',
+      },
+    }));
+    manifestPath = fetched.stdout.trim();
+    expect(manifestPath).toBe(join(objects(), `manifests/database/${backupId}.json`));
+    manifest = JSON.parse(readFileSync(manifestPath, "utf8"));
+
+    identityFile = join(work, "identity.txt");
+    writeFileSync(identityFile, `${stack.secrets.AGE_IDENTITY.split(",").join("\n")}\n`, { mode: 0o600 });
+  }, 300_000);
+
+  afterAll(async () => {
+    for (const name of databases) await dropDatabase(pg, name).catch(() => {});
+    // dispose() would stop() a second time, which never returns once the runner
+    // has died of a signal (runner/dev/stack.ts waits for an exit event that
+    // already fired); the stack is stopped, so only its directory is left.
+    if (stack && !stopped) await stack.dispose();
+    else if (stack) rmSync(stack.dir, { recursive: true, force: true });
+    if (work) rmSync(work, { recursive: true, force: true });
+  }, 60_000);
+
+  it("fetches a manifest of format 1 and age-encrypted chunks under the documented keys", () => {
+    expect(manifest).toMatchObject({
+      format: "astrid-backup/database", format_version: 1, backup_id: backupId, type: "full", database: "astrid",
+      chunk_prefix: "chunks/", compression: { algorithm: "zstd" },
+      encryption: { scheme: "age-x25519", recipients: [stack!.secrets.BACKUP_ENCRYPTION_KEY] },
+      dump: { format: "custom", pg_dump_args: ["--format=custom", "--compress=0", "--no-password"] },
+    });
+    // Several chunks (a 10 MiB seed dumps to about 3 MB), so concatenation order matters.
+    expect(manifest.chunks.length).toBeGreaterThan(1);
+    expect(manifest.chunks.reduce((s: number, c: any) => s + c.plain_size, 0)).toBe(manifest.dump.logical_bytes);
+    for (const c of manifest.chunks) {
+      const stored = readFileSync(join(objects(), "chunks", c.id.slice(0, 2), c.id));
+      expect(stored.length).toBe(c.stored_size);
+      expect(stored.subarray(0, 22).toString("latin1")).toBe("age-encryption.org/v1\n");
+    }
+  });
+
+  it("restores with the document's script into a database equal to the source", async () => {
+    const targetUrl = await scratchDatabase("mr_dst");
+    const dumpFile = join(work, `${backupId}.dump`);
+    const started = Date.now();
+    succeeded("manual-restore.sh", await run("bash", [restoreScript, manifestPath, objects(), identityFile, targetUrl], {
+      cwd: work, env: { DUMP_FILE: dumpFile },
+    }));
+    console.log(`manual restore of ${manifest.chunks.length} chunks, ${manifest.dump.logical_bytes} bytes: ${Date.now() - started} ms`);
+
+    const sha = succeeded("sha256sum", await run("sha256sum", [dumpFile])).stdout.split(" ")[0];
+    expect(sha).toBe(manifest.dump.sha256);
+    expect(readFileSync(dumpFile).subarray(0, 5).toString("latin1")).toBe("PGDMP");
+
+    const [source, restored] = await Promise.all([tableFingerprints(sourceUrl), tableFingerprints(targetUrl)]);
+    expect(Object.keys(source).length).toBeGreaterThan(5);
+    expect(restored).toEqual(source);
+  });
+
+  it("refuses damaged chunks, a wrong identity and unknown format versions before touching the target", async () => {
+    const targetUrl = await scratchDatabase("mr_bad");
+    const attempt = async (label: string, dir: string, manifestFile: string, identity = identityFile) => {
+      const r = await run("bash", [restoreScript, manifestFile, dir, identity, targetUrl], {
+        cwd: work, env: { DUMP_FILE: join(work, `${label}.dump`) },
+      });
+      expect(r.code, label).not.toBe(0);
+      return r.stderr;
+    };
+
+    // One flipped byte in the last chunk: caught by stored_sha256, with no key involved.
+    const damaged = join(work, "damaged");
+    cpSync(objects(), damaged, { recursive: true });
+    const last = manifest.chunks[manifest.chunks.length - 1];
+    const victim = join(damaged, "chunks", last.id.slice(0, 2), last.id);
+    const bytes = readFileSync(victim);
+    bytes[bytes.length - 100]! ^= 0x01;
+    writeFileSync(victim, bytes);
+    expect(await attempt("damaged", damaged, manifestPath)).toMatch(new RegExp(`chunk ${manifest.chunks.length}/${manifest.chunks.length}: .* does not match its stored_sha256`));
+
+    // The same flip with the manifest's hash updated to match: age's authentication catches it.
+    const forged = join(work, "forged.json");
+    const sha = succeeded("sha256sum", await run("sha256sum", [victim])).stdout.split(" ")[0];
+    writeFileSync(forged, JSON.stringify({ ...manifest, chunks: manifest.chunks.map((c: any) => (c.id === last.id ? { ...c, stored_sha256: sha } : c)) }));
+    expect(await attempt("forged", damaged, forged)).toMatch(/does not decrypt or decompress/);
+
+    // Another identity cannot open the chunks.
+    const other = join(work, "other-identity.txt");
+    succeeded("age-keygen", await run("age-keygen", ["-o", other]));
+    expect(await attempt("identity", objects(), manifestPath, other)).toMatch(/chunk 1\/\d+: .* does not decrypt/);
+
+    // A future version is refused outright.
+    const future = join(work, "future.json");
+    writeFileSync(future, JSON.stringify({ ...manifest, format_version: 2 }));
+    expect(await attempt("future", objects(), future)).toMatch(/format_version 2 is not supported/);
+
+    // Chunks in the wrong order pass every per-chunk check but not dump.sha256.
+    const reordered = join(work, "reordered.json");
+    writeFileSync(reordered, JSON.stringify({ ...manifest, chunks: [...manifest.chunks].reverse() }));
+    expect(await attempt("reordered", objects(), reordered)).toMatch(/does not match dump\.sha256/);
+
+    // None of these reached pg_restore: the target is still empty.
+    const relations = await psql(targetUrl, "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public'");
+    expect(relations.trim()).toBe("0");
+    expect(readdirSync(work).filter((f) => f.endsWith(".slice"))).toEqual([]);
+  });
+});

@@ -1,0 +1,269 @@
+// BackupConfig (workers/config.ts): the ticket's defaults, every environment
+// override, ConfigError naming the variable, and the cron triggers in
+// wrangler.toml covering every schedule the config uses.
+import { env } from "cloudflare:test";
+import { describe, expect, it } from "vitest";
+import wranglerToml from "../../wrangler.toml?raw";
+import {
+  ConfigError, configuredSchedules, databaseUrl, DEFAULTS, loadConfig, workForCron, type BackupConfig,
+} from "../../workers/config.ts";
+import { api } from "./helpers.ts";
+
+const RECIPIENT = "age1rgy76kk0pdvas8rc65nt2tfclrjrc3pjcn599g6zmtzpgzkuusls8cewrx";
+const RECIPIENT_2 = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+/** The smallest valid environment: everything else defaults. */
+const minimal = (extra: Record<string, unknown> = {}) => ({ BACKUP_ENCRYPTION_KEY: RECIPIENT, ...extra });
+
+function expectConfigError(vars: Record<string, unknown>, variable: string): void {
+  let thrown: unknown;
+  try {
+    loadConfig(vars);
+  } catch (e) {
+    thrown = e;
+  }
+  expect(thrown).toBeInstanceOf(ConfigError);
+  expect((thrown as Error).message).toContain(variable);
+}
+
+// ---- wrangler.toml, read as text ----
+
+/** Strips a TOML comment that is not inside a string. */
+function stripComment(line: string): string {
+  let inString = false;
+  for (let i = 0; i < line.length; i++) {
+    if (line[i] === '"' && line[i - 1] !== "\\") inString = !inString;
+    if (line[i] === "#" && !inString) return line.slice(0, i);
+  }
+  return line;
+}
+
+/** The `crons = [...]` array of the top-level [triggers] table. */
+function topLevelCrons(toml: string): string[] {
+  const lines = toml.split("\n").map(stripComment);
+  const start = lines.findIndex((l) => l.trim() === "[triggers]");
+  if (start < 0) throw new Error("wrangler.toml has no [triggers] table");
+  let text = "";
+  for (const line of lines.slice(start + 1)) {
+    if (/^\s*\[/.test(line)) break; // next table
+    text += `${line}\n`;
+  }
+  const array = /crons\s*=\s*\[([\s\S]*?)\]/.exec(text);
+  if (!array) throw new Error("[triggers] has no crons array");
+  return [...array[1]!.matchAll(/"([^"]*)"/g)].map((m) => m[1]!);
+}
+
+/** The inline `triggers = { crons = [...] }` of [env.<name>]. */
+function environmentCrons(toml: string, name: string): string[] {
+  const section = toml.split(/^\[/m).find((s) => s.startsWith(`env.${name}]`));
+  const inline = section && /^triggers\s*=\s*\{\s*crons\s*=\s*\[([^\]]*)\]/m.exec(section);
+  if (!inline) throw new Error(`[env.${name}] has no triggers`);
+  return [...inline[1]!.matchAll(/"([^"]*)"/g)].map((m) => m[1]!);
+}
+
+describe("loadConfig defaults", () => {
+  it("are the ticket's BackupConfig values", () => {
+    const config = loadConfig(minimal());
+    expect(config).toEqual({
+      ...DEFAULTS,
+      databases: { astrid: "DATABASE_URL_ASTRID" },
+      default_database: "astrid",
+      encryption_recipients: [RECIPIENT],
+    });
+    // The ticket's own numbers, spelled out so a change to DEFAULTS is noticed here.
+    expect(config).toMatchObject({
+      database_backup_enabled: true, database_backup_schedule: "0 2 * * *", database_retention_days: 30,
+      database_encryption_enabled: true, storage_backup_schedule: "0 3 * * *", ml_backup_schedule: "0 4 * * *",
+      ml_artifact_retention_days: 90, dr_test_schedule: "0 0 * * 0", rto_target_minutes: 60, rpo_target_minutes: 15,
+    });
+  });
+
+  it("treat an empty variable as unset", () => {
+    expect(loadConfig(minimal({ DATABASE_RETENTION_DAYS: "", BACKUP_ENABLED: "" })).database_retention_days).toBe(30);
+  });
+
+  it("load from the test Worker's own bindings (wrangler.toml [vars] plus secrets)", () => {
+    const config = loadConfig(env);
+    expect(config.databases).toEqual({ astrid: "DATABASE_URL_ASTRID" });
+    expect(config.encryption_recipients).toEqual([RECIPIENT]);
+  });
+});
+
+describe("loadConfig environment overrides", () => {
+  const overrides: [string, string, keyof BackupConfig, unknown][] = [
+    ["BACKUP_ENABLED", "false", "backup_enabled", false],
+    ["BACKUP_STORAGE_BUCKET", "astrid-dr", "backup_storage_bucket", "astrid-dr"],
+    ["DATABASE_BACKUP_ENABLED", "0", "database_backup_enabled", false],
+    ["DATABASE_BACKUP_SCHEDULE", "30 1 * * *", "database_backup_schedule", "30 1 * * *"],
+    ["DATABASE_INCREMENTAL_SCHEDULE", "15 8-18 * * 1-5", "database_incremental_schedule", "15 8-18 * * 1-5"],
+    ["DATABASE_ARCHIVE_SCHEDULE", "0 6 1 * *", "database_archive_schedule", "0 6 1 * *"],
+    ["DATABASE_RETENTION_DAYS", "14", "database_retention_days", 14],
+    ["STORAGE_BACKUP_ENABLED", "false", "storage_backup_enabled", false],
+    ["STORAGE_BACKUP_SCHEDULE", "0 */6 * * *", "storage_backup_schedule", "0 */6 * * *"],
+    ["STORAGE_VERSIONING_ENABLED", "false", "storage_versioning_enabled", false],
+    ["STORAGE_CROSS_REGION_REPLICATION", "0", "storage_cross_region_replication", false],
+    ["ML_BACKUP_ENABLED", "false", "ml_backup_enabled", false],
+    ["ML_BACKUP_SCHEDULE", "45 4 * * 1,3,5", "ml_backup_schedule", "45 4 * * 1,3,5"],
+    ["ML_ARTIFACT_RETENTION_DAYS", "180", "ml_artifact_retention_days", 180],
+    ["ML_MODEL_VERSIONING", "false", "ml_model_versioning", false],
+    ["DR_TESTING_ENABLED", "false", "dr_testing_enabled", false],
+    ["DR_TEST_SCHEDULE", "0 1 * * 6", "dr_test_schedule", "0 1 * * 6"],
+    ["RTO_TARGET_MINUTES", "120", "rto_target_minutes", 120],
+    ["RPO_TARGET_MINUTES", "5", "rpo_target_minutes", 5],
+    ["JOB_LEASE_SECONDS", "300", "job_lease_seconds", 300],
+  ];
+
+  for (const [variable, text, field, expected] of overrides) {
+    it(`${variable}=${JSON.stringify(text)} sets ${field}`, () => {
+      const config = loadConfig(minimal({ [variable]: text }));
+      expect(config[field]).toEqual(expected);
+      expect(expected).not.toEqual(DEFAULTS[field as keyof typeof DEFAULTS]); // the override must change something
+      // Nothing else moved.
+      expect({ ...config, [field]: undefined }).toEqual({ ...loadConfig(minimal()), [field]: undefined });
+    });
+  }
+
+  it("cover every setting except database_encryption_enabled (which may only be true)", () => {
+    const covered = new Set(overrides.map(([, , field]) => field));
+    const settable = Object.keys(DEFAULTS).filter((k) => k !== "database_encryption_enabled");
+    expect(settable.filter((k) => !covered.has(k as keyof BackupConfig))).toEqual([]);
+  });
+
+  it("accept true/1 for booleans", () => {
+    expect(loadConfig(minimal({ BACKUP_ENABLED: "true" })).backup_enabled).toBe(true);
+    expect(loadConfig(minimal({ ML_MODEL_VERSIONING: "1" })).ml_model_versioning).toBe(true);
+  });
+
+  it("BACKUP_DATABASES lists the databases, the first is the default", () => {
+    const config = loadConfig(minimal({ BACKUP_DATABASES: " sky , astrid,lab_2 " }));
+    expect(config.databases).toEqual({ sky: "DATABASE_URL_SKY", astrid: "DATABASE_URL_ASTRID", lab_2: "DATABASE_URL_LAB_2" });
+    expect(config.default_database).toBe("sky");
+  });
+
+  it("BACKUP_ENCRYPTION_KEY may list several recipients", () => {
+    expect(loadConfig(minimal({ BACKUP_ENCRYPTION_KEY: `${RECIPIENT}, ${RECIPIENT_2}` })).encryption_recipients).toEqual([RECIPIENT, RECIPIENT_2]);
+  });
+});
+
+describe("loadConfig bad values throw ConfigError naming the variable", () => {
+  const bad: [string, string][] = [
+    ["BACKUP_ENABLED", "yes"],
+    ["DATABASE_BACKUP_ENABLED", "on"],
+    ["STORAGE_VERSIONING_ENABLED", "TRUE"],
+    ["DATABASE_BACKUP_SCHEDULE", "daily at 2"],
+    ["DATABASE_BACKUP_SCHEDULE", "0 2 * *"],
+    ["DATABASE_INCREMENTAL_SCHEDULE", "0 9-17 * * MON-FRI"],
+    ["DATABASE_ARCHIVE_SCHEDULE", "@weekly"],
+    ["STORAGE_BACKUP_SCHEDULE", "0 3 * * * *"],
+    ["DR_TEST_SCHEDULE", "0 0 ? * 0"],
+    ["DATABASE_RETENTION_DAYS", "thirty"],
+    ["DATABASE_RETENTION_DAYS", "0"],
+    ["DATABASE_RETENTION_DAYS", "-1"],
+    ["DATABASE_RETENTION_DAYS", "7.5"],
+    ["DATABASE_RETENTION_DAYS", "99999"],
+    ["ML_ARTIFACT_RETENTION_DAYS", "forever"],
+    ["RTO_TARGET_MINUTES", "0"],
+    ["RPO_TARGET_MINUTES", "a quarter hour"],
+    ["JOB_LEASE_SECONDS", "soon"],
+    ["JOB_LEASE_SECONDS", "0"],
+  ];
+  for (const [variable, text] of bad) {
+    it(`${variable}=${JSON.stringify(text)}`, () => expectConfigError(minimal({ [variable]: text }), variable));
+  }
+
+  it("a database name that is not a safe identifier names BACKUP_DATABASES", () => {
+    expectConfigError(minimal({ BACKUP_DATABASES: "astrid,Sky-Prod" }), "BACKUP_DATABASES");
+  });
+
+  it("a missing BACKUP_ENCRYPTION_KEY names BACKUP_ENCRYPTION_KEY", () => {
+    expectConfigError({}, "BACKUP_ENCRYPTION_KEY");
+  });
+
+  it("a malformed BACKUP_ENCRYPTION_KEY names BACKUP_ENCRYPTION_KEY", () => {
+    expectConfigError({ BACKUP_ENCRYPTION_KEY: "not-an-age-key" }, "BACKUP_ENCRYPTION_KEY");
+  });
+
+  it("DATABASE_ENCRYPTION_ENABLED=false is refused: backups are always encrypted", () => {
+    expectConfigError(minimal({ DATABASE_ENCRYPTION_ENABLED: "false" }), "DATABASE_ENCRYPTION_ENABLED");
+  });
+
+  it("surfaces on the API as 500 config_invalid and on /health as 503", async () => {
+    const vars = { DATABASE_RETENTION_DAYS: "thirty" };
+    const res = await api("GET", "/backup/database", { env: vars });
+    expect(res.status).toBe(500);
+    expect(res.body.error).toEqual({ code: "config_invalid", message: expect.stringContaining("DATABASE_RETENTION_DAYS") });
+    const health = await api("GET", "/health", { token: null, env: vars });
+    expect(health.status).toBe(503);
+    expect(health.body).toMatchObject({ status: "unhealthy", error: { code: "config_invalid" } });
+  });
+});
+
+describe("schedules", () => {
+  it("map each configured cron to its backup type", () => {
+    const config = loadConfig(minimal());
+    expect(workForCron(config, "0 2 * * *")).toEqual([{ kind: "database.backup", type: "full" }]);
+    expect(workForCron(config, "0 9-17 * * 1-5")).toEqual([{ kind: "database.backup", type: "incremental" }]);
+    expect(workForCron(config, "0 5 * * 0")).toEqual([{ kind: "database.backup", type: "archive" }]);
+    expect(workForCron(config, "*/10 * * * *")).toEqual([]);
+  });
+
+  it("yield no work when backups are disabled", () => {
+    expect(workForCron(loadConfig(minimal({ BACKUP_ENABLED: "false" })), "0 2 * * *")).toEqual([]);
+    expect(workForCron(loadConfig(minimal({ DATABASE_BACKUP_ENABLED: "false" })), "0 2 * * *")).toEqual([]);
+  });
+
+  it("yield both types when two schedules are the same cron", () => {
+    const config = loadConfig(minimal({ DATABASE_ARCHIVE_SCHEDULE: "0 2 * * *" }));
+    expect(workForCron(config, "0 2 * * *").map((w) => w.type)).toEqual(["full", "archive"]);
+  });
+
+  it("are all listed in wrangler.toml's [triggers] crons", () => {
+    const crons = topLevelCrons(wranglerToml);
+    expect(crons).toContain("*/10 * * * *"); // the parser found the real list, sweep included
+    for (const config of [loadConfig(minimal()), loadConfig(env)]) {
+      const schedules = configuredSchedules(config);
+      expect(schedules).toHaveLength(3);
+      expect(schedules.filter((s) => !crons.includes(s))).toEqual([]);
+    }
+  });
+
+  it("are all listed in the production environment's triggers too", () => {
+    const crons = environmentCrons(wranglerToml, "production");
+    expect(configuredSchedules(loadConfig(minimal())).filter((s) => !crons.includes(s))).toEqual([]);
+    expect(crons.sort()).toEqual(topLevelCrons(wranglerToml).sort());
+  });
+
+  it("every wrangler.toml cron is one the config or the sweep uses (no orphan triggers)", () => {
+    const used = new Set([...configuredSchedules(loadConfig(minimal())), "*/10 * * * *"]);
+    expect(topLevelCrons(wranglerToml).filter((c) => !used.has(c))).toEqual([]);
+  });
+});
+
+describe("wrangler.toml queue consumers", () => {
+  it("retry a bounded number of times and then dead-letter to a queue whose name ends in -dlq, which is consumed", () => {
+    const consumers = wranglerToml.split("[[queues.consumers]]").slice(1).map((block) => block.split(/^\[/m)[0]!);
+    const jobs = consumers.find((b) => /queue\s*=\s*"astrid-backup-jobs"/.test(b));
+    expect(jobs).toBeDefined();
+    const retries = Number(/max_retries\s*=\s*(\d+)/.exec(jobs!)?.[1]);
+    expect(retries).toBeGreaterThan(0);
+    expect(retries).toBeLessThanOrEqual(10);
+    const dlq = /dead_letter_queue\s*=\s*"([^"]+)"/.exec(jobs!)?.[1];
+    expect(dlq).toMatch(/-dlq$/); // the consumer recognises dead letters by this suffix
+    expect(consumers.some((b) => b.includes(`queue = "${dlq}"`))).toBe(true);
+  });
+});
+
+describe("databaseUrl", () => {
+  const config = loadConfig(minimal({ BACKUP_DATABASES: "astrid,sky" }));
+
+  it("reads DATABASE_URL_<NAME>, falling back to DATABASE_URL for the default database only", () => {
+    expect(databaseUrl(config, { DATABASE_URL: "postgres://a/astrid" }, "astrid")).toBe("postgres://a/astrid");
+    expect(databaseUrl(config, { DATABASE_URL: "postgres://a/astrid", DATABASE_URL_ASTRID: "postgres://b/astrid" }, "astrid")).toBe("postgres://b/astrid");
+    expect(databaseUrl(config, { DATABASE_URL: "postgres://a/astrid" }, "sky")).toBeUndefined();
+    expect(databaseUrl(config, { DATABASE_URL_SKY: "postgres://c/sky" }, "sky")).toBe("postgres://c/sky");
+  });
+
+  it("knows no URL for a database that is not configured or whose secret is empty", () => {
+    expect(databaseUrl(config, { DATABASE_URL_GHOST: "postgres://x/ghost" }, "ghost")).toBeUndefined();
+    expect(databaseUrl(config, { DATABASE_URL_SKY: "" }, "sky")).toBeUndefined();
+  });
+});
