@@ -1,8 +1,9 @@
 // Seeds a database that looks like AstrID's astronomy catalog, so backups and
 // restores are exercised against realistic types and sizes: float8 columns,
-// real[] arrays, jsonb, bytea (some large enough to be TOASTed), long text,
-// an extension type in a column, an extension opclass in an index, GiST,
-// partial and unique indexes, foreign keys, a view, sequences and NULLs.
+// real[] arrays, jsonb, bytea (some stored out of line), text (some long
+// enough to be compressed), an extension type in a column, an extension
+// opclass in an index, GiST, partial and unique indexes, foreign keys, a
+// view, sequences and NULLs.
 //
 // All rows are generated server-side, one INSERT ... SELECT per table, from
 // hashes of the row id: no per-row round trips, and the same size always
@@ -12,8 +13,8 @@ import { psql } from "./postgres.ts";
 const DEFAULT_TARGET_BYTES = 20 * 1024 * 1024;
 
 // What one observation, together with its share of the other tables and of
-// every index, adds to pg_database_size. Measured by seeding 200 MB and
-// 1 GB databases; re-measure after changing the generators below.
+// every index, adds to pg_database_size. Measured by seeding 200 MiB, 1 GiB
+// and 4 GiB databases; re-measure after changing the generators below.
 const BYTES_PER_OBSERVATION = 1090;
 
 // Small targets still get enough rows for every table to be non-trivial.
@@ -86,7 +87,7 @@ function seedSql(observations: number): string {
     ${SURVEYS_SQL}
     ${insertObservationsSql(String(observations))}
     ${insertSourcesSql(sources)}
-    ${insertDetectionsSql(observations, observations, sources)}
+    ${insertDetectionsSql(observations, sources)}
     ${insertImageFilesSql(images)}
     ${CONSTRAINTS_SQL}
     COMMIT;`;
@@ -197,7 +198,7 @@ function insertObservationsSql(countSql: string): string {
          substr('ugrizy', 1 + (i % 6)::int, 1),
          m.magnitude,
          CASE WHEN m.magnitude IS NOT NULL THEN (0.004 + 0.2 * pg_temp.rnd(i, 6) ^ 3)::real END,
-         (ARRAY[15, 30, 30, 60, 120, 300])[1 + (i % 6)::int],
+         (ARRAY[15, 30, 30, 60, 120, 300])[1 + (i / 6 % 6)::int],
          CASE WHEN pg_temp.rnd(i, 7) >= 0.02 THEN (1 / cos(radians(70 * pg_temp.rnd(i, 8))))::real END,
          ARRAY(SELECT (m.flux * (1 + 0.05 * sin(k::float8 * 0.7 + i)) + 4 * (pg_temp.rnd(i * 64 + k, 9) - 0.5))::real
                  FROM generate_series(1, 16 + (i % 33)::int) k),
@@ -215,13 +216,13 @@ function insertObservationsSql(countSql: string): string {
                    ELSE '{}' END,
          CASE WHEN pg_temp.rnd(i, 18) < 0.5 THEN NULL ELSE
            (SELECT string_agg(${PHRASES}[1 + ((hashint8extended(i * 64 + k, 19) & 1023) % ${PHRASE_COUNT})::int], ' ')
-              -- about 1% are long logs that PostgreSQL compresses and TOASTs
+              -- about 1% are long logs, over the 2 kB that makes PostgreSQL compress them
               FROM generate_series(1, CASE WHEN pg_temp.rnd(i, 20) < 0.01 THEN 90 ELSE 2 + (i % 9)::int END) k)
          END
     FROM (SELECT nextval('observation_id_seq') AS i FROM generate_series(1, ${countSql})) AS ids
          CROSS JOIN LATERAL (
            SELECT CASE WHEN pg_temp.rnd(i, 4) >= 0.04 THEN 15 + 9 * sqrt(pg_temp.rnd(i, 5)) END AS magnitude,
-                  100 * pg_temp.rnd(i, 5) + 5 AS flux) AS m;`;
+                  105 - 100 * pg_temp.rnd(i, 5) AS flux) AS m;  -- fainter, less flux`;
 }
 
 // Observer-log fragments; notes are random runs of them, which compress about
@@ -261,7 +262,7 @@ const PHRASE_LIST = [
   "telescope parked during high winds",
 ];
 const PHRASE_COUNT = PHRASE_LIST.length;
-const PHRASES = `(ARRAY[${PHRASE_LIST.map((p) => `'${p}'`).join(", ")}])`;
+const PHRASES = `(ARRAY[${PHRASE_LIST.map((p) => `'${p.replaceAll("'", "''")}'`).join(", ")}])`;
 
 function insertSourcesSql(count: number): string {
   return `
@@ -281,7 +282,7 @@ function insertSourcesSql(count: number): string {
 // One detection per observation on average, spread at random (some
 // observations have none). Cutouts are noise: 128 bytes each, 4 KiB (stored
 // out of line, uncompressed) for the brightest 2%, none below SNR 5.
-function insertDetectionsSql(count: number, observations: number, sources: number): string {
+function insertDetectionsSql(observations: number, sources: number): string {
   return `
   INSERT INTO detections (observation_id, source_id, snr, cutout)
   SELECT 1 + (hashint8extended(j, 40) & 2147483647) % ${observations},
@@ -291,7 +292,7 @@ function insertDetectionsSql(count: number, observations: number, sources: numbe
               WHEN s.snr > 98 THEN (SELECT string_agg(sha512(int8send(j * 64 + k)), ''::bytea) FROM generate_series(1, 64) k)
               ELSE sha512(int8send(j)) || sha512(int8send(-j))
          END
-    FROM generate_series(1, ${count}) j
+    FROM generate_series(1, ${observations}) j
          CROSS JOIN LATERAL (SELECT (3 + 97 * pg_temp.rnd(j, 43))::real AS snr) AS s;`;
 }
 

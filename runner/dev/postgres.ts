@@ -24,7 +24,9 @@ const SUPERUSER = "postgres";
 
 /**
  * Returns the server at PGHOST/PGPORT (default 127.0.0.1:5432) if it accepts
- * the postgres superuser; otherwise initdb's and starts a throwaway cluster.
+ * the postgres superuser; otherwise creates and starts a throwaway cluster,
+ * which stop() shuts down and deletes (a caller's dataDir is kept, and
+ * reused without initdb next time).
  * ASTRID_PG_FORCE_THROWAWAY=1 skips the existing server (to test that path).
  */
 export async function ensurePostgres(opts: { dataDir?: string } = {}): Promise<PgServer> {
@@ -98,10 +100,13 @@ async function startThrowaway(dataDir?: string): Promise<PgServer> {
       await prepareDir(data, owner);
       // --no-locale keeps initdb independent of which locales the machine
       // has generated; UTF8 matches what production databases use.
-      await runChecked(join(binDir, "initdb"), ["-D", data, "-A", "trust", "-U", SUPERUSER, "-E", "UTF8", "--no-locale", "--no-sync"], inWorkDir);
+      const initdbArgs = ["-D", data, "-A", "trust", "-U", SUPERUSER, "-E", "UTF8", "--no-locale", "--no-sync"];
+      await runChecked(join(binDir, "initdb"), initdbArgs, inWorkDir);
     }
     const port = await freePort();
-    await runChecked(join(binDir, "pg_ctl"), ["-D", data, "-l", join(workDir, "server.log"), "-w", "-t", "60", "-o", serverOptions(port, workDir), "start"], inWorkDir);
+    const log = join(workDir, "server.log");
+    const startArgs = ["-D", data, "-l", log, "-w", "-t", "60", "-o", serverOptions(port, workDir), "start"];
+    await runChecked(join(binDir, "pg_ctl"), startArgs, inWorkDir);
     return throwawayServer(port, binDir, data, workDir, owner, dataDir === undefined);
   } catch (error) {
     // pg_ctl may time out while a postmaster is still coming up: stop it
@@ -119,7 +124,14 @@ function serverOptions(port: number, socketDir: string): string {
   return `-p ${port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='${socketDir}' -c fsync=off`;
 }
 
-function throwawayServer(port: number, binDir: string, data: string, workDir: string, owner: Owner | null, ownsData: boolean): PgServer {
+function throwawayServer(
+  port: number,
+  binDir: string,
+  data: string,
+  workDir: string,
+  owner: Owner | null,
+  ownsData: boolean,
+): PgServer {
   const stopArgs = (mode: string) => ["-D", data, "-m", mode, "-w", "stop"];
   const cleanup = [workDir, ...(ownsData ? [data] : [])];
   // If the process exits without calling stop(), don't leave a postmaster

@@ -1,0 +1,54 @@
+// npm start: the whole system on this machine. wrangler dev serves the admin
+// API (local R2, D1 and Queues), the runner runs as a process, and with no
+// database configured a sample astronomy database is created and seeded.
+import { join } from "node:path";
+import { seedAstronomyDatabase } from "../dev/astronomy-seed.ts";
+import { ensurePostgres, psql, type PgServer } from "../dev/postgres.ts";
+import { ROOT, startStack } from "../dev/stack.ts";
+import { loadLocalVars } from "./local-vars.ts";
+
+const SAMPLE_DATABASE = "astrid_sample";
+
+async function sampleDatabase(pg: PgServer): Promise<string> {
+  const exists = await psql(pg.url("postgres"), `SELECT 1 FROM pg_database WHERE datname = '${SAMPLE_DATABASE}'`);
+  const url = pg.url(SAMPLE_DATABASE);
+  if (exists.trim() !== "1") {
+    console.log(`creating and seeding the sample astronomy database "${SAMPLE_DATABASE}"…`);
+    await psql(pg.url("postgres"), `CREATE DATABASE ${SAMPLE_DATABASE}`);
+    await seedAstronomyDatabase(url, { targetBytes: 20 * 1024 * 1024 });
+  }
+  return url;
+}
+
+async function main() {
+  const { vars, created } = await loadLocalVars();
+  if (created) console.log("wrote .dev.vars with fresh local secrets");
+  let pg: PgServer | undefined;
+  if (!vars.DATABASE_URL && !vars.DATABASE_URL_ASTRID) {
+    pg = await ensurePostgres({ dataDir: join(ROOT, ".wrangler/astrid/pgdata") });
+    vars.DATABASE_URL = await sampleDatabase(pg);
+  }
+  const stack = await startStack({
+    dir: join(ROOT, ".wrangler/astrid"), workerPort: Number(process.env.PORT ?? 8787), runnerPort: Number(process.env.RUNNER_PORT ?? 8788),
+    vars, output: "inherit",
+  });
+  console.log(`
+astrid-backup is running locally.
+  admin API      ${stack.workerUrl}
+  runner         ${stack.runnerUrl}
+  admin token    ${vars.ADMIN_TOKEN}   (viewer: ${vars.VIEWER_TOKEN}; both in .dev.vars)
+
+  curl -s -X POST -H "Authorization: Bearer ${vars.ADMIN_TOKEN}" ${stack.workerUrl}/backup/database -d '{"type":"full"}'
+  curl -s -H "Authorization: Bearer ${vars.ADMIN_TOKEN}" ${stack.workerUrl}/backup/database
+  curl -s "${stack.workerUrl}/__scheduled?cron=0+2+*+*+*"    # fire the 02:00 cron now
+`);
+  const shutdown = async () => {
+    await stack.stop();
+    await pg?.stop();
+    process.exit(0);
+  };
+  process.once("SIGINT", shutdown);
+  process.once("SIGTERM", shutdown);
+}
+
+await main();
