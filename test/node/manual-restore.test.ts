@@ -111,7 +111,7 @@ describe("manual restore with stock tools (docs/format.md)", () => {
     backupId = submitted.body.backup_id;
     const job = await stack.waitForJob(submitted.body.job_id);
     if (job.status !== "succeeded") throw new Error(`backup job ${job.status}: ${JSON.stringify(job)}`);
-    // wrangler's CLI opens the same local persistence as `wrangler dev`: stop the stack first.
+    // wrangler's CLI opens the same local persistence as `wrangler dev`: stop the stack so they never share it.
     await stack.stop();
     stopped = true;
 
