@@ -36,8 +36,21 @@ function fetcherRunner(send: (req: Request) => Promise<Response>, base: string, 
         throw new DispatchError(`runner unreachable: ${(e as Error).message}`);
       }
       if (res.status !== 202 && res.status !== 200) {
-        throw new DispatchError(`runner refused the job (HTTP ${res.status}): ${(await res.text()).slice(0, 300)}`);
+        throw new DispatchError(`runner refused the job (HTTP ${res.status}): ${redact(await res.text(), job).slice(0, 300)}`);
       }
     },
   };
+}
+
+/** The runner's answer ends up in the catalog: never let it carry this job's secrets (or any URL's credentials). */
+function redact(text: string, job: RunnerDispatch): string {
+  const secrets = [
+    job.repository.token,
+    ...(job.kind === "database.backup" ? [job.source_url, job.chunk_id_key] : []),
+    ...(job.kind === "database.restore" ? [job.target_url] : []),
+    ...(job.kind !== "database.backup" ? job.identities : []),
+  ].filter((s) => s.length > 0);
+  let out = text;
+  for (const secret of secrets) out = out.split(secret).join("[redacted]");
+  return out.replace(/\/\/[^\s/@"']+@/g, "//[redacted]@");
 }
