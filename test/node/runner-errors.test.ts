@@ -1,12 +1,13 @@
 // The runner against the real PostgreSQL: each way a source can be wrong
 // ends in a clear job failure with a code, quickly, and with no secret in it.
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { backupDatabase } from "../../runner/database/backup.ts";
 import { JobFailure } from "../../runner/failure.ts";
 import type { BackupDispatch } from "../../workers/shared/protocol.ts";
+import { ensurePostgres, psql, type PgServer } from "../../runner/dev/postgres.ts";
 import { testPg } from "../support/fixture.ts";
 
 const pg = testPg();
@@ -69,5 +70,34 @@ describe("backup source errors", () => {
       expect(f.code).toBe("pg_dump_too_old");
       expect(f.message).toMatch(/pg_dump 12\.19 cannot dump a PostgreSQL 1[5-9]/);
     });
+  });
+});
+
+describe("a wrong password", () => {
+  // The machine's server trusts loopback; a throwaway cluster that asks for a password shows this case for real.
+  const dataDir = mkdtempSync(join(tmpdir(), "astrid-scram-"));
+  let server: PgServer | undefined;
+  afterAll(async () => {
+    await server?.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it("fails as auth_failed without echoing the password", async () => {
+    process.env.ASTRID_PG_FORCE_THROWAWAY = "1";
+    try {
+      server = await ensurePostgres({ dataDir });
+    } finally {
+      delete process.env.ASTRID_PG_FORCE_THROWAWAY;
+    }
+    await psql(server.url("postgres"), "CREATE ROLE guarded LOGIN PASSWORD 'right-password'");
+    const hba = join(dataDir, "pg_hba.conf");
+    writeFileSync(hba, `host all guarded 127.0.0.1/32 scram-sha-256\n${readFileSync(hba, "utf8")}`);
+    await psql(server.url("postgres"), "SELECT pg_reload_conf()");
+
+    const url = new URL(server.url("postgres"));
+    url.username = "guarded";
+    url.password = "hunter2";
+    const f = await failureOf(url.toString());
+    expect(f.code).toBe("auth_failed");
   });
 });
