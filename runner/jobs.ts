@@ -12,6 +12,7 @@ import { IntegrityError } from "./repository/chunk-reader.ts";
 const HEARTBEAT_MS = Number(process.env.RUNNER_HEARTBEAT_MS ?? 5000);
 
 const running = new Map<string, Promise<void>>();
+const cancellers = new Map<string, (() => void)[]>();
 
 export function runningJobs(): string[] {
   return [...running.keys()];
@@ -20,15 +21,28 @@ export function runningJobs(): string[] {
 /** Starts a job unless it is already running here (a redelivered dispatch). */
 export function startJob(job: RunnerDispatch): "started" | "already-running" {
   if (running.has(job.job_id)) return "already-running";
-  const done = runJob(job).finally(() => running.delete(job.job_id));
+  const done = runJob(job).finally(() => {
+    running.delete(job.job_id);
+    cancellers.delete(job.job_id);
+  });
   running.set(job.job_id, done);
   return "started";
+}
+
+/**
+ * Stops every running job (their child processes are killed, so each job
+ * fails and reports why) and waits up to `graceMs` for the reports to go out.
+ */
+export async function shutdown(graceMs: number): Promise<void> {
+  for (const cancels of cancellers.values()) for (const cancel of cancels) cancel();
+  await Promise.race([Promise.allSettled(running.values()), new Promise((r) => setTimeout(r, graceMs))]);
 }
 
 async function runJob(job: RunnerDispatch): Promise<void> {
   const repo = new RepositoryClient(job.repository);
   let latest: JobProgress = { phase: "starting", bytes: 0, chunks: 0 };
   const cancels: (() => void)[] = [];
+  cancellers.set(job.job_id, cancels);
   const ctx: JobContext = { progress: (p) => (latest = p), onCancel: (fn) => cancels.push(fn) };
   const beat = setInterval(() => repo.progress(job.job_id, latest).catch(() => {}), HEARTBEAT_MS);
   console.log(`job ${job.job_id} (${job.kind}) started`);

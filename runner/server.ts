@@ -5,7 +5,7 @@ import { timingSafeEqual, createHash } from "node:crypto";
 import { serve } from "@hono/node-server";
 import { Hono } from "hono";
 import { RunnerDispatch } from "../workers/shared/protocol.ts";
-import { runningJobs, startJob } from "./jobs.ts";
+import { runningJobs, shutdown, startJob } from "./jobs.ts";
 
 export function createRunnerApp(token: string) {
   const app = new Hono();
@@ -37,5 +37,12 @@ if (import.meta.main) {
   }
   const port = Number(process.env.PORT ?? 8788);
   const hostname = process.env.HOST ?? "127.0.0.1";
-  serve({ fetch: createRunnerApp(token).fetch, port, hostname }, () => console.log(`runner listening on http://${hostname}:${port}`));
+  const server = serve({ fetch: createRunnerApp(token).fetch, port, hostname }, () => console.log(`runner listening on http://${hostname}:${port}`));
+  for (const signal of ["SIGTERM", "SIGINT"] as const) {
+    process.once(signal, async () => {
+      server.close();
+      await shutdown(5000);
+      process.exit(0);
+    });
+  }
 }

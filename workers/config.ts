@@ -11,6 +11,9 @@ const Cron = z.string().refine((s) => {
   return fields.length === 5 && fields.every((f) => CRON_FIELD.test(f));
 }, "not a 5-field cron expression");
 
+/** Bech32 "age1" + 58 characters: X25519 only, which is what manifests record and stock `age` decrypts. */
+const AGE_X25519_RECIPIENT = /^age1[02-9ac-hj-np-z]{58}$/;
+
 const Bool = z.enum(["true", "false", "1", "0"]).transform((v) => v === "true" || v === "1");
 const Minutes = z.coerce.number().int().positive();
 const Days = z.coerce.number().int().positive().max(36500);
@@ -29,7 +32,7 @@ export const BackupConfig = z.object({
   databases: z.record(DatabaseName, z.string()),
   default_database: DatabaseName,
   /** age recipients (public keys) new backups are encrypted to. */
-  encryption_recipients: z.array(z.string().regex(/^age1[0-9a-z]{20,}$/, "not an age recipient")).min(1),
+  encryption_recipients: z.array(z.string().regex(AGE_X25519_RECIPIENT, "not an age X25519 recipient (age1…, 62 characters)")).min(1),
   // storage, ml (their jobs arrive with later issues; the settings are read now)
   storage_backup_enabled: z.boolean(),
   storage_backup_schedule: Cron,

@@ -41,7 +41,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
   const workerUrl = `http://127.0.0.1:${opts.workerPort}`;
   const runnerUrl = `http://127.0.0.1:${opts.runnerPort}`;
   const envFile = join(opts.dir, "worker.vars");
-  const vars = { RUNNER_URL: runnerUrl, REPOSITORY_URL: `${workerUrl}/repo/v1`, ...opts.vars };
+  const vars: Record<string, string> = { RUNNER_URL: runnerUrl, REPOSITORY_URL: `${workerUrl}/repo/v1`, ...opts.vars };
   writeFileSync(envFile, formatVars(vars), { mode: 0o600 });
   const stdio = (name: string) => (opts.output === "inherit" ? "inherit" : openSync(join(opts.dir, `${name}.log`), "a"));
 
@@ -63,7 +63,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
   await waitFor(`${workerUrl}/health`, worker, 90_000);
 
   const killRunner = async (signal: NodeJS.Signals = "SIGKILL") => {
-    if (!runner || runner.exitCode !== null) return;
+    if (!runner || runner.exitCode !== null || runner.signalCode !== null) return;
     const exited = new Promise((r) => runner!.once("exit", r));
     runner.kill(signal);
     await exited;
@@ -73,11 +73,11 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     runnerPid: () => runner?.pid,
     async stop() {
       await killRunner("SIGTERM");
-      if (worker.exitCode === null) {
+      if (worker.exitCode === null && worker.signalCode === null) {
         const exited = new Promise((r) => worker.once("exit", r));
         worker.kill("SIGTERM");
         await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
-        if (worker.exitCode === null) worker.kill("SIGKILL");
+        if (worker.exitCode === null && worker.signalCode === null) worker.kill("SIGKILL");
       }
     },
   };

@@ -3,7 +3,7 @@
 // chunks are in flight; the manifest's chunk list keeps stream order.
 import { chunkKey, type ChunkRef } from "../../workers/shared/format.ts";
 import { chunkId, sealChunk, sha256Hex } from "./codec.ts";
-import type { RepositoryClient } from "./client.ts";
+import type { RepositoryClient, StoredObjectInfo } from "./client.ts";
 
 export interface WriterStats {
   stored_bytes: number;
@@ -59,7 +59,7 @@ export class ChunkWriter {
     try {
       const key = chunkKey(this.prefix, id);
       const existing = await this.repo.head(key);
-      if (existing?.sha256) return { id, plain_size: plaintext.length, stored_size: existing.size, stored_sha256: existing.sha256 };
+      if (existing) return { id, plain_size: plaintext.length, ...(await this.describeStored(key, existing)) };
       const sealed = await sealChunk(plaintext, this.recipients);
       const sha = sha256Hex(sealed);
       const stored = await this.repo.put(key, sealed, sha);
@@ -67,10 +67,17 @@ export class ChunkWriter {
         this.stats.new_chunks += 1;
         this.stats.new_stored_bytes += sealed.length;
       }
-      return { id, plain_size: plaintext.length, stored_size: stored.size, stored_sha256: stored.sha256 ?? sha };
+      return { id, plain_size: plaintext.length, ...(await this.describeStored(key, stored)) };
     } catch (e) {
       this.failure ??= e;
       throw e;
     }
+  }
+
+  /** Size and SHA-256 of what is really stored; hashed here if the store recorded no checksum (e.g. copied in by another tool). */
+  private async describeStored(key: string, info: StoredObjectInfo): Promise<{ stored_size: number; stored_sha256: string }> {
+    if (info.sha256) return { stored_size: info.size, stored_sha256: info.sha256 };
+    const bytes = await this.repo.get(key);
+    return { stored_size: bytes.length, stored_sha256: sha256Hex(bytes) };
   }
 }

@@ -147,7 +147,7 @@ function tamperWithChunk(persistDir: string, backupId: string, index: number): s
   const file = files.find((f) => createHash("sha256").update(readFileSync(f)).digest("hex") === chunk.stored_sha256);
   if (!file) throw new Error(`blob of chunk ${chunk.id} not found`);
   const bytes = readFileSync(file);
-  bytes[Math.floor(bytes.length / 2)] ^= 0xff;
+  bytes[Math.floor(bytes.length / 2)]! ^= 0xff;
   writeFileSync(file, bytes);
   return chunk.id;
 }
