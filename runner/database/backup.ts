@@ -11,6 +11,7 @@ import { RepositoryClient } from "../repository/client.ts";
 import { sha256Hex, ZSTD_LEVEL } from "../repository/codec.ts";
 import { JobFailure } from "../failure.ts";
 import type { JobContext } from "../job-context.ts";
+import { readManifest } from "./manifest.ts";
 import { classifyPgError, exitOf, major, psql, stderrTail, toolEnv, toolVersion } from "./pg-tools.ts";
 
 const PG_DUMP_ARGS = ["--format=custom", "--compress=0", "--no-password"];
@@ -21,6 +22,7 @@ export async function backupDatabase(job: BackupDispatch, ctx: JobContext): Prom
   const source = await describeSource(job.source_url);
   const prefix = chunkPrefix(job.type, job.backup_id);
   const writer = new ChunkWriter(repo, prefix, job.recipients, job.chunk_id_key);
+  if (job.parent_manifest_key) writer.know(await parentChunks(repo, job.parent_manifest_key, prefix));
 
   const dump = spawn("pg_dump", PG_DUMP_ARGS, { env: toolEnv(job.source_url), stdio: ["ignore", "pipe", "pipe"] });
   const exited = exitOf(dump);
@@ -63,6 +65,20 @@ export async function backupDatabase(job: BackupDispatch, ctx: JobContext): Prom
     new_chunk_count: manifest.stats.new_chunks, sha256: manifest.dump.sha256, started_at: started.toISOString(),
     finished_at: finished.toISOString(), duration_ms: finished.getTime() - started.getTime(),
   };
+}
+
+/**
+ * The parent's chunks, if its manifest can be read and uses the same chunk
+ * store. An unusable parent only costs deduplication, never the backup.
+ */
+async function parentChunks(repo: RepositoryClient, key: string, prefix: string) {
+  try {
+    const parent = await readManifest(repo, key);
+    return parent.chunk_prefix === prefix ? parent.chunks : [];
+  } catch (e) {
+    console.warn(`parent manifest ${key} unusable, backing up without it: ${(e as Error).message}`);
+    return [];
+  }
 }
 
 /** Versions and name of the source; refuses a pg_dump older than the server, which could not read it. */

@@ -24,12 +24,17 @@ export class ChunkWriter {
   private readonly concurrency: number;
   private failure: unknown;
 
-  constructor(repo: RepositoryClient, prefix: string, recipients: string[], idKeyHex: string, concurrency = 4) {
+  constructor(repo: RepositoryClient, prefix: string, recipients: string[], idKeyHex: string, concurrency = 8) {
     this.repo = repo;
     this.prefix = prefix;
     this.recipients = recipients;
     this.idKey = Buffer.from(idKeyHex, "hex");
     this.concurrency = concurrency;
+  }
+
+  /** Chunks an earlier backup stored: referenced without a request (its manifest vouches for them). */
+  know(refs: ChunkRef[]): void {
+    for (const r of refs) if (!this.seen.has(r.id)) this.seen.set(r.id, Promise.resolve(r));
   }
 
   /** Queues a chunk; waits while the pipeline is full, and throws the first failure. */
@@ -57,9 +62,10 @@ export class ChunkWriter {
 
   private async store(id: string, plaintext: Buffer): Promise<ChunkRef> {
     try {
+      // No existence check first: the endpoint is write-once and answers a PUT of
+      // an existing chunk with the stored one's description, so a chunk that is
+      // new to this backup line costs one request whether or not it exists.
       const key = chunkKey(this.prefix, id);
-      const existing = await this.repo.head(key);
-      if (existing) return { id, plain_size: plaintext.length, ...(await this.describeStored(key, existing)) };
       const sealed = await sealChunk(plaintext, this.recipients);
       const sha = sha256Hex(sealed);
       const stored = await this.repo.put(key, sealed, sha);

@@ -42,7 +42,7 @@ async function startJob(catalog: Catalog, env: Env, jobId: string): Promise<"don
   const job = await catalog.claimJob(jobId, now, config.job_lease_seconds);
   if (!job) return "done"; // finished, or a runner holds a live lease on it
   try {
-    await runnerClient(env).dispatch(await buildDispatch(job, env, config, now));
+    await runnerClient(env).dispatch(await buildDispatch(job, env, config, catalog, now));
     return "done";
   } catch (e) {
     if (e instanceof JobSetupError) {

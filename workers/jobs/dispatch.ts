@@ -8,6 +8,7 @@ import { databaseUrl, type BackupConfig } from "../config.ts";
 import { unseal } from "../crypto.ts";
 import type { Env } from "../env.ts";
 import type { JobRow } from "../catalog/schema.ts";
+import type { Catalog } from "../catalog/catalog.ts";
 import { mintJobToken, type JobGrant } from "../repository/job-token.ts";
 
 /** A job that cannot run as asked: fail it at once, retrying will not help. */
@@ -21,7 +22,7 @@ export class JobSetupError extends Error {
 
 const TOKEN_LIFETIME_SECONDS = 24 * 3600;
 
-export async function buildDispatch(job: JobRow, env: Env, config: BackupConfig, now: Date): Promise<RunnerDispatch> {
+export async function buildDispatch(job: JobRow, env: Env, config: BackupConfig, catalog: Catalog, now: Date): Promise<RunnerDispatch> {
   const params: unknown = JSON.parse(job.params);
   const repository = async (scope: JobGrant["scope"], backup_id: string) => ({
     url: env.REPOSITORY_URL,
@@ -32,7 +33,9 @@ export async function buildDispatch(job: JobRow, env: Env, config: BackupConfig,
   switch (job.kind as JobKind) {
     case "database.backup": {
       const p = DatabaseBackupParams.parse(params);
+      const parent = p.type === "archive" ? undefined : await catalog.latestSharedBackup(p.database);
       return {
+        ...(parent ? { parent_manifest_key: parent.manifest_key } : {}),
         kind: "database.backup", job_id: job.id, backup_id: p.backup_id, database: p.database, type: p.type,
         source_url: requireUrl(config, env, p.database), recipients: config.encryption_recipients,
         chunk_id_key: requireSecret(env.CHUNK_ID_KEY, "CHUNK_ID_KEY"), repository: await repository("write", p.backup_id),

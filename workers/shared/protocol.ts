@@ -82,6 +82,12 @@ export const BackupDispatch = z.object({
   recipients: z.array(z.string().startsWith("age1")).min(1),
   /** Keys chunk ids (HMAC), so ids reveal nothing about content. Hex, 32 bytes. */
   chunk_id_key: z.string().regex(/^[0-9a-f]{64}$/),
+  /**
+   * The newest earlier backup of the same database sharing this chunk store:
+   * its chunks are referenced without asking the repository, which is what
+   * keeps an incremental's requests proportional to what changed.
+   */
+  parent_manifest_key: z.string().optional(),
 });
 export type BackupDispatch = z.infer<typeof BackupDispatch>;
 
