@@ -5,6 +5,7 @@ import type { AppEnv } from "./app-env.ts";
 import { openCatalog } from "./catalog/catalog.ts";
 import { ConfigError, loadConfig } from "./config.ts";
 import { databaseRoutes } from "./database/routes.ts";
+import { statusRoutes } from "./database/status.ts";
 import { ApiError } from "./errors.ts";
 import { jobRoutes } from "./jobs/routes.ts";
 import { repositoryRoutes } from "./repository/routes.ts";
@@ -29,6 +30,7 @@ app.get("/health", async (c) => {
 });
 
 app.use("*", context);
+app.route("/", statusRoutes);
 app.route("/", databaseRoutes);
 app.route("/", jobRoutes);
 app.route("/repo/v1", repositoryRoutes);

@@ -147,7 +147,7 @@ export async function seedBackup(p: Partial<BackupRow> & { created_at: string })
 }
 
 /** Inserts a job row in any state. */
-export async function seedJob(p: Partial<JobRow> & { kind: JobRow["kind"]; params: unknown }): Promise<JobRow> {
+export async function seedJob(p: Omit<Partial<JobRow>, "params"> & { kind: JobRow["kind"]; params: unknown }): Promise<JobRow> {
   const now = new Date().toISOString();
   const row: JobRow = {
     id: `job-test-${pad(++seq, 6)}`, status: "queued", backup_id: null, requested_by: "test", attempts: 0,
@@ -155,13 +155,13 @@ export async function seedJob(p: Partial<JobRow> & { kind: JobRow["kind"]; param
     heartbeat_at: null, finished_at: null,
     ...p,
     params: typeof p.params === "string" ? p.params : JSON.stringify(p.params),
-  } as JobRow;
+  };
   await db().insert(jobs).values(row).run();
   return row;
 }
 
 /** A queued database.backup job as POST /backup/database would create it. */
-export async function seedBackupJob(p: Partial<JobRow> & { database?: string } = {}): Promise<JobRow> {
+export async function seedBackupJob(p: Omit<Partial<JobRow>, "params"> & { database?: string } = {}): Promise<JobRow> {
   const { database = "astrid", ...rest } = p;
   const backup_id = p.backup_id ?? backupIdFor(database);
   return seedJob({ kind: "database.backup", params: { database, type: "full", backup_id }, backup_id, ...rest });

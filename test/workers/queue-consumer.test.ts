@@ -9,11 +9,12 @@
 import { createExecutionContext, createMessageBatch, env, getQueueResult, type QueueResult } from "cloudflare:test";
 import { beforeEach, describe, expect, it } from "vitest";
 import worker from "../../workers/index.ts";
+import type { Env } from "../../workers/env.ts";
 import { seal } from "../../workers/crypto.ts";
 import { readJobToken } from "../../workers/repository/job-token.ts";
 import { BackupDispatch, RestoreDispatch, VerifyDispatch } from "../../workers/shared/protocol.ts";
 import {
-  api, auditRows, catalogDump, DATABASE_URL_PASSWORD, isoSecondsAgo, jobRow, resetState, seedBackupJob, seedJob, testEnv,
+  api, auditRows, captureLogs, catalogDump, DATABASE_URL_PASSWORD, isoSecondsAgo, jobRow, resetState, seedBackupJob, seedJob, testEnv,
 } from "./helpers.ts";
 
 beforeEach(resetState);
@@ -43,7 +44,8 @@ async function deliver(bodies: unknown[], opts: { queue?: string; attempts?: num
     };
   }
   const ctx = createExecutionContext();
-  await worker.queue(batch, testEnv(opts.env), ctx);
+  const handler: ExportedHandler<Env> = worker;
+  await handler.queue!(batch, testEnv(opts.env), ctx);
   const result = await getQueueResult(batch, ctx);
   const ids = messages.map((m) => m.id);
   return {
@@ -134,12 +136,15 @@ describe("dispatch to an unreachable runner", () => {
     expect(row!.started_at).not.toBeNull();
   });
 
-  it("never writes the database URL into the catalog while failing", async () => {
+  it("never writes the database URL into the catalog or a log line while failing", async () => {
     const job = await seedBackupJob();
-    await deliver([{ job_id: job.id }]);
+    const { logs } = await captureLogs(() => deliver([{ job_id: job.id }, "malformed"]));
+    expect(logs).toContain("dropping malformed job message"); // the capture works
     const dump = await catalogDump();
-    expect(dump).not.toContain(DATABASE_URL_PASSWORD);
-    expect(dump).not.toContain("postgres://");
+    for (const text of [dump, logs]) {
+      expect(text).not.toContain(DATABASE_URL_PASSWORD);
+      expect(text).not.toContain("postgres://");
+    }
   });
 
   it("backs off exponentially, capped at 300 seconds", async () => {

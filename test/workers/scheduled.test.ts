@@ -1,13 +1,13 @@
 // The cron handler (workers/jobs/schedule.ts) through the Worker's default
 // export `scheduled`: each configured schedule creates one backup job per
 // configured database, and every run sweeps jobs whose runner went silent.
-import { createExecutionContext, createScheduledController, waitOnExecutionContext } from "cloudflare:test";
+import { createExecutionContext, createScheduledController, env, waitOnExecutionContext } from "cloudflare:test";
 import { beforeEach, describe, expect, it } from "vitest";
 import worker from "../../workers/index.ts";
 import { BackupId } from "../../workers/shared/format.ts";
-import type { JobMessage } from "../../workers/shared/protocol.ts";
+import type { JobRow } from "../../workers/catalog/schema.ts";
+import type { DatabaseBackupParams, JobMessage } from "../../workers/shared/protocol.ts";
 import { allBackupRows, auditRows, isoSecondsAgo, jobRow, recordingQueue, resetState, seedBackupJob, testEnv } from "./helpers.ts";
-import { env } from "cloudflare:test";
 
 beforeEach(resetState);
 
@@ -19,8 +19,8 @@ async function runCron(cron: string, vars: Record<string, unknown> = {}, schedul
   const ctx = createExecutionContext();
   await worker.scheduled(createScheduledController({ cron, scheduledTime }), testEnv({ JOBS: recordingQueue(queued), ...vars }), ctx);
   await waitOnExecutionContext(ctx);
-  const rows = await env.CATALOG.prepare("SELECT * FROM jobs WHERE requested_by LIKE 'cron:%' ORDER BY id").all<Record<string, any>>();
-  const jobs = rows.results.map((j) => ({ ...j, params: JSON.parse(j.params) }));
+  const rows = await env.CATALOG.prepare("SELECT * FROM jobs WHERE requested_by LIKE 'cron:%' ORDER BY id").all<JobRow>();
+  const jobs = rows.results.map((j) => ({ ...j, params: JSON.parse(j.params) as DatabaseBackupParams }));
   return { jobs, queued };
 }
 

@@ -1,5 +1,5 @@
 // Catalog access: the only module that writes SQL against D1.
-import { and, desc, eq, lt, ne, or, sql } from "drizzle-orm";
+import { and, desc, eq, isNotNull, lt, ne, or, sql } from "drizzle-orm";
 import { drizzle, type DrizzleD1Database } from "drizzle-orm/d1";
 import type { BackupResult, JobError, JobKind, JobProgress } from "../shared/protocol.ts";
 import { auditLog, backups, jobs, type BackupRow, type JobRow } from "./schema.ts";
@@ -28,6 +28,15 @@ export function openCatalog(d1: D1Database) {
     recordBackup: (jobId: string, params: { database: string; type: BackupRow["type"] }, result: BackupResult, now: Date) =>
       recordBackup(d1, jobId, params, result, now),
     getBackup: (id: string) => db.select().from(backups).where(eq(backups.id, id)).get(),
+    /** The newest good backup of a database; optionally only verified ones, or only ones restored at least once. */
+    latestBackup: (database: string, only: { verified?: boolean; restored?: boolean }) =>
+      db.select().from(backups)
+        .where(and(
+          eq(backups.database, database), eq(backups.status, "completed"),
+          only.verified ? eq(backups.verify_status, "passed") : undefined,
+          only.restored ? isNotNull(backups.last_restore_ms) : undefined,
+        ))
+        .orderBy(desc(backups.created_at)).limit(1).get(),
     /** The newest good backup of a database whose chunks live in the shared store (archives have their own). */
     latestSharedBackup: (database: string) =>
       db.select().from(backups)

@@ -46,7 +46,13 @@ async function manifestProblem(env: Env, job: JobRow, r: BackupResult): Promise<
   if (r.manifest_key !== manifestKey(r.backup_id)) return `unexpected manifest key ${r.manifest_key}`;
   const object = await env.BACKUPS.get(r.manifest_key);
   if (!object) return `manifest ${r.manifest_key} is missing from the repository`;
-  const parsed = DatabaseManifest.safeParse(await object.json());
+  let json: unknown;
+  try {
+    json = await object.json();
+  } catch {
+    return `manifest ${r.manifest_key} is malformed: not JSON`;
+  }
+  const parsed = DatabaseManifest.safeParse(json);
   if (!parsed.success) return `manifest ${r.manifest_key} is malformed: ${parsed.error.issues[0]?.message}`;
   const m = parsed.data;
   if (m.dump.sha256 !== r.sha256 || m.chunks.length !== r.chunk_count || m.dump.logical_bytes !== r.logical_bytes) {

@@ -76,7 +76,13 @@ repositoryRoutes.put("/objects/*", async (c) => {
   const existing = await c.env.BACKUPS.head(key);
   if (existing) return c.body(null, 200, { ...describe(existing), "x-existed": "1" });
   // R2 checks the SHA-256 itself and refuses the write if the bytes differ.
-  const stored = await c.env.BACKUPS.put(key, c.req.raw.body, { sha256 });
+  let stored: R2Object | null;
+  try {
+    stored = await c.env.BACKUPS.put(key, c.req.raw.body, { sha256 });
+  } catch (e) {
+    if (/SHA-256|checksum/i.test((e as Error).message)) throw new ApiError(400, "checksum_mismatch", "the body does not match x-content-sha256; nothing was stored");
+    throw e;
+  }
   if (!stored) throw new ApiError(409, "conflict", "object appeared concurrently");
   return c.body(null, 201, describe(stored));
 });
