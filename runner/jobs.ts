@@ -1,9 +1,10 @@
 // Runs dispatched jobs: one at a time per job id, a heartbeat while it runs,
 // and exactly one completion report at the end, whatever happened.
-import type { JobCompletion, JobProgress, JobResult, RunnerDispatch } from "../workers/shared/protocol.ts";
+import { dispatchSecrets, type JobCompletion, type JobProgress, type JobResult, type RunnerDispatch } from "../workers/shared/protocol.ts";
 import { backupDatabase } from "./database/backup.ts";
 import { restoreDatabase } from "./database/restore.ts";
 import { verifyBackup } from "./database/verify.ts";
+import { collectGarbage } from "./repository/gc.ts";
 import { JobFailure, scrub } from "./failure.ts";
 import type { JobContext } from "./job-context.ts";
 import { RepositoryClient, RepositoryError } from "./repository/client.ts";
@@ -63,6 +64,7 @@ function execute(job: RunnerDispatch, ctx: JobContext): Promise<JobResult> {
     case "database.backup": return backupDatabase(job, ctx);
     case "database.verify": return verifyBackup(job, ctx);
     case "database.restore": return restoreDatabase(job, ctx);
+    case "repository.gc": return collectGarbage(job, ctx);
   }
 }
 
@@ -77,12 +79,7 @@ function judge(result: JobResult): JobCompletion {
 }
 
 function describeFailure(e: unknown, job: RunnerDispatch) {
-  const secrets = [
-    ...("source_url" in job ? [job.source_url] : []),
-    ...("target_url" in job ? [job.target_url] : []),
-    ...("identities" in job ? job.identities : []),
-  ];
-  const message = scrub((e as Error)?.message ?? String(e), secrets);
+  const message = scrub((e as Error)?.message ?? String(e), dispatchSecrets(job));
   if (e instanceof JobFailure || e instanceof RepositoryError) return { code: e.code, message };
   if (e instanceof IntegrityError) return { code: "integrity_error", message };
   return { code: "runner_error", message };

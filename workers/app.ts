@@ -3,11 +3,13 @@ import { Hono } from "hono";
 import { createMiddleware } from "hono/factory";
 import type { AppEnv } from "./app-env.ts";
 import { openCatalog } from "./catalog/catalog.ts";
+import { catalogRoutes } from "./catalog/rebuild.ts";
 import { ConfigError, loadConfig } from "./config.ts";
 import { databaseRoutes } from "./database/routes.ts";
 import { statusRoutes } from "./database/status.ts";
 import { ApiError } from "./errors.ts";
 import { jobRoutes } from "./jobs/routes.ts";
+import { gcRoutes } from "./repository/gc-routes.ts";
 import { repositoryRoutes } from "./repository/routes.ts";
 
 export const app = new Hono<AppEnv>();
@@ -33,6 +35,8 @@ app.use("*", context);
 app.route("/", statusRoutes);
 app.route("/", databaseRoutes);
 app.route("/", jobRoutes);
+app.route("/", gcRoutes);
+app.route("/", catalogRoutes);
 app.route("/repo/v1", repositoryRoutes);
 
 app.notFound((c) => c.json({ error: { code: "not_found", message: `no route for ${c.req.method} ${c.req.path}` } }, 404));

@@ -17,6 +17,8 @@ const AGE_X25519_RECIPIENT = /^age1[02-9ac-hj-np-z]{58}$/;
 const Bool = z.enum(["true", "false", "1", "0"]).transform((v) => v === "true" || v === "1");
 const Minutes = z.coerce.number().int().positive();
 const Days = z.coerce.number().int().positive().max(36500);
+/** A keep_* retention count; 0 turns the rule off. */
+const KeepCount = z.coerce.number().int().nonnegative().max(100_000);
 
 export const BackupConfig = z.object({
   backup_enabled: z.boolean(),
@@ -27,6 +29,14 @@ export const BackupConfig = z.object({
   database_incremental_schedule: Cron,
   database_archive_schedule: Cron,
   database_retention_days: Days,
+  /** Archives are kept this long; they are not subject to the keep_* rules (database/retention.ts). */
+  database_archive_retention_days: Days,
+  /** restic-style keep rules for full and incremental backups, beyond retention_days; 0 = off. */
+  database_keep_last: KeepCount,
+  database_keep_hourly: KeepCount,
+  database_keep_daily: KeepCount,
+  database_keep_weekly: KeepCount,
+  database_keep_monthly: KeepCount,
   database_encryption_enabled: z.literal(true, "backups are always encrypted; set BACKUP_ENCRYPTION_KEY"),
   /** Configured databases: name -> name of the secret holding its URL. */
   databases: z.record(DatabaseName, z.string()),
@@ -47,6 +57,9 @@ export const BackupConfig = z.object({
   dr_test_schedule: Cron,
   rto_target_minutes: Minutes,
   rpo_target_minutes: Minutes,
+  /** Garbage collection: when it runs, and how young an unreferenced chunk must be to be spared. */
+  repository_gc_schedule: Cron,
+  gc_grace_minutes: z.number().int().nonnegative(),
   /** A running job that has not reported for this long is declared lost. */
   job_lease_seconds: z.number().int().positive(),
 });
@@ -65,6 +78,12 @@ const OVERRIDES: Record<string, [keyof BackupConfig, z.ZodType]> = {
   DATABASE_INCREMENTAL_SCHEDULE: ["database_incremental_schedule", z.string()],
   DATABASE_ARCHIVE_SCHEDULE: ["database_archive_schedule", z.string()],
   DATABASE_RETENTION_DAYS: ["database_retention_days", z.string()],
+  DATABASE_ARCHIVE_RETENTION_DAYS: ["database_archive_retention_days", z.string()],
+  DATABASE_KEEP_LAST: ["database_keep_last", z.string()],
+  DATABASE_KEEP_HOURLY: ["database_keep_hourly", z.string()],
+  DATABASE_KEEP_DAILY: ["database_keep_daily", z.string()],
+  DATABASE_KEEP_WEEKLY: ["database_keep_weekly", z.string()],
+  DATABASE_KEEP_MONTHLY: ["database_keep_monthly", z.string()],
   STORAGE_BACKUP_ENABLED: ["storage_backup_enabled", Bool],
   STORAGE_BACKUP_SCHEDULE: ["storage_backup_schedule", z.string()],
   STORAGE_VERSIONING_ENABLED: ["storage_versioning_enabled", Bool],
@@ -78,6 +97,8 @@ const OVERRIDES: Record<string, [keyof BackupConfig, z.ZodType]> = {
   RTO_TARGET_MINUTES: ["rto_target_minutes", z.string()],
   RPO_TARGET_MINUTES: ["rpo_target_minutes", z.string()],
   JOB_LEASE_SECONDS: ["job_lease_seconds", z.coerce.number()],
+  REPOSITORY_GC_SCHEDULE: ["repository_gc_schedule", z.string()],
+  GC_GRACE_MINUTES: ["gc_grace_minutes", z.coerce.number()],
 };
 
 export const DEFAULTS = {
@@ -88,6 +109,13 @@ export const DEFAULTS = {
   database_incremental_schedule: "0 9-17 * * 1-5",
   database_archive_schedule: "0 5 * * 0",
   database_retention_days: 30,
+  database_archive_retention_days: 365,
+  // All keep_* rules off: retention is the seed's plain 30 days unless configured.
+  database_keep_last: 0,
+  database_keep_hourly: 0,
+  database_keep_daily: 0,
+  database_keep_weekly: 0,
+  database_keep_monthly: 0,
   database_encryption_enabled: true,
   storage_backup_enabled: true,
   storage_backup_schedule: "0 3 * * *",
@@ -102,6 +130,8 @@ export const DEFAULTS = {
   rto_target_minutes: 60,
   rpo_target_minutes: 15,
   job_lease_seconds: 120,
+  repository_gc_schedule: "0 6 * * 0",
+  gc_grace_minutes: 24 * 60,
 } as const;
 
 export type ConfigEnv = Record<string, unknown>;
@@ -162,19 +192,24 @@ export function databaseUrl(config: BackupConfig, env: ConfigEnv, name: string):
 }
 
 /** What a cron expression asks for, according to the config. */
-export type ScheduledWork = { kind: "database.backup"; type: BackupType };
+export type ScheduledWork = { kind: "database.backup"; type: BackupType } | { kind: "repository.gc" };
 
 export function workForCron(config: BackupConfig, cron: string): ScheduledWork[] {
-  if (!config.backup_enabled || !config.database_backup_enabled) return [];
-  const byType: [string, BackupType][] = [
-    [config.database_backup_schedule, "full"],
-    [config.database_incremental_schedule, "incremental"],
-    [config.database_archive_schedule, "archive"],
-  ];
-  return byType.filter(([schedule]) => schedule === cron).map(([, type]) => ({ kind: "database.backup", type }));
+  if (!config.backup_enabled) return [];
+  const work: ScheduledWork[] = [];
+  if (config.database_backup_enabled) {
+    const byType: [string, BackupType][] = [
+      [config.database_backup_schedule, "full"],
+      [config.database_incremental_schedule, "incremental"],
+      [config.database_archive_schedule, "archive"],
+    ];
+    for (const [schedule, type] of byType) if (schedule === cron) work.push({ kind: "database.backup", type });
+  }
+  if (config.repository_gc_schedule === cron) work.push({ kind: "repository.gc" });
+  return work;
 }
 
 /** Every schedule the config uses: wrangler.toml must list each as a cron trigger. */
 export function configuredSchedules(config: BackupConfig): string[] {
-  return [config.database_backup_schedule, config.database_incremental_schedule, config.database_archive_schedule];
+  return [config.database_backup_schedule, config.database_incremental_schedule, config.database_archive_schedule, config.repository_gc_schedule];
 }

@@ -10,6 +10,7 @@ import { RepositoryClient } from "../repository/client.ts";
 import { JobFailure } from "../failure.ts";
 import type { JobContext } from "../job-context.ts";
 import { readManifest } from "./manifest.ts";
+import { backupsUsingChunks } from "../repository/manifests.ts";
 import { dumpStream } from "./plaintext.ts";
 import { feed } from "./feed.ts";
 import { exitOf, stderrTail } from "./pg-tools.ts";
@@ -26,9 +27,11 @@ export async function verifyBackup(job: VerifyDispatch, ctx: JobContext): Promis
     const problem = await checkContents(repo, manifest, job.identities, ctx);
     if (problem) problems.push(problem);
   }
+  const damaged = new Set(problems.map((p) => /^chunk #\d+ ([0-9a-f]{64})/.exec(p)?.[1]).filter((id): id is string => !!id));
+  const affected = damaged.size ? await backupsUsingChunks(repo, manifest.chunk_prefix, damaged) : [];
   return {
     kind: "database.verify", backup_id: job.backup_id, depth: job.depth, ok: problems.length === 0,
-    checked_chunks: manifest.chunks.length, problems, duration_ms: Date.now() - started,
+    checked_chunks: manifest.chunks.length, problems, affected_backups: affected, duration_ms: Date.now() - started,
   };
 }
 

@@ -11,6 +11,12 @@ export class RepositoryError extends Error {
   }
 }
 
+export interface ListedObject {
+  key: string;
+  size: number;
+  uploaded: string;
+}
+
 export interface StoredObjectInfo {
   size: number;
   sha256: string | undefined;
@@ -51,6 +57,22 @@ export class RepositoryClient {
   async put(key: string, body: Buffer, sha256: string): Promise<StoredObjectInfo> {
     const res = await this.send("PUT", `/objects/${key}`, "write", body, { "x-content-sha256": sha256 });
     return info(res);
+  }
+
+  /** Every object under a prefix, a page (up to 1,000) at a time. */
+  async *list(prefix: string): AsyncGenerator<ListedObject[]> {
+    let cursor: string | undefined;
+    do {
+      const query = new URLSearchParams({ prefix, ...(cursor ? { cursor } : {}) });
+      const res = await this.send("GET", `/list?${query}`, "read");
+      const page = (await res.json()) as { objects: ListedObject[]; cursor?: string };
+      yield page.objects;
+      cursor = page.cursor;
+    } while (cursor);
+  }
+
+  async delete(keys: string[]): Promise<void> {
+    await this.send("POST", "/delete", "write", Buffer.from(JSON.stringify({ keys })), json);
   }
 
   async progress(jobId: string, progress: JobProgress): Promise<void> {

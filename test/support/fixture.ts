@@ -32,9 +32,16 @@ export interface TestStack extends Stack {
   dispose(): Promise<void>;
 }
 
-export async function startTestStack(opts: { vars?: Record<string, string>; runnerEnv?: Record<string, string> } = {}): Promise<TestStack> {
-  const secrets = await generateLocalSecrets();
-  const dir = mkdtempSync(join(tmpdir(), "astrid-test-"));
+export interface TestStackOptions {
+  vars?: Record<string, string>;
+  runnerEnv?: Record<string, string>;
+  /** Reuse an earlier stack's directory (its R2/D1 state) and secrets: a restart. */
+  reuse?: { dir: string; secrets: LocalSecrets };
+}
+
+export async function startTestStack(opts: TestStackOptions = {}): Promise<TestStack> {
+  const secrets = opts.reuse?.secrets ?? (await generateLocalSecrets());
+  const dir = opts.reuse?.dir ?? mkdtempSync(join(tmpdir(), "astrid-test-"));
   const stack = await startStack({
     dir, workerPort: await freePort(), runnerPort: await freePort(),
     vars: { ...secrets, ...opts.vars },

@@ -97,6 +97,12 @@ describe("loadConfig environment overrides", () => {
     ["DATABASE_INCREMENTAL_SCHEDULE", "15 8-18 * * 1-5", "database_incremental_schedule", "15 8-18 * * 1-5"],
     ["DATABASE_ARCHIVE_SCHEDULE", "0 6 1 * *", "database_archive_schedule", "0 6 1 * *"],
     ["DATABASE_RETENTION_DAYS", "14", "database_retention_days", 14],
+    ["DATABASE_ARCHIVE_RETENTION_DAYS", "730", "database_archive_retention_days", 730],
+    ["DATABASE_KEEP_LAST", "3", "database_keep_last", 3],
+    ["DATABASE_KEEP_HOURLY", "24", "database_keep_hourly", 24],
+    ["DATABASE_KEEP_DAILY", "7", "database_keep_daily", 7],
+    ["DATABASE_KEEP_WEEKLY", "4", "database_keep_weekly", 4],
+    ["DATABASE_KEEP_MONTHLY", "12", "database_keep_monthly", 12],
     ["STORAGE_BACKUP_ENABLED", "false", "storage_backup_enabled", false],
     ["STORAGE_BACKUP_SCHEDULE", "0 */6 * * *", "storage_backup_schedule", "0 */6 * * *"],
     ["STORAGE_VERSIONING_ENABLED", "false", "storage_versioning_enabled", false],
@@ -110,6 +116,8 @@ describe("loadConfig environment overrides", () => {
     ["RTO_TARGET_MINUTES", "120", "rto_target_minutes", 120],
     ["RPO_TARGET_MINUTES", "5", "rpo_target_minutes", 5],
     ["JOB_LEASE_SECONDS", "300", "job_lease_seconds", 300],
+    ["REPOSITORY_GC_SCHEDULE", "0 7 * * 6", "repository_gc_schedule", "0 7 * * 6"],
+    ["GC_GRACE_MINUTES", "90", "gc_grace_minutes", 90],
   ];
 
   for (const [variable, text, field, expected] of overrides) {
@@ -160,11 +168,19 @@ describe("loadConfig bad values throw ConfigError naming the variable", () => {
     ["DATABASE_RETENTION_DAYS", "-1"],
     ["DATABASE_RETENTION_DAYS", "7.5"],
     ["DATABASE_RETENTION_DAYS", "99999"],
+    ["DATABASE_ARCHIVE_RETENTION_DAYS", "0"],
+    ["DATABASE_ARCHIVE_RETENTION_DAYS", "a year"],
+    ["DATABASE_KEEP_DAILY", "-1"],
+    ["DATABASE_KEEP_WEEKLY", "1.5"],
+    ["DATABASE_KEEP_MONTHLY", "twelve"],
+    ["DATABASE_KEEP_LAST", "1000000"],
     ["ML_ARTIFACT_RETENTION_DAYS", "forever"],
     ["RTO_TARGET_MINUTES", "0"],
     ["RPO_TARGET_MINUTES", "a quarter hour"],
     ["JOB_LEASE_SECONDS", "soon"],
     ["JOB_LEASE_SECONDS", "0"],
+    ["REPOSITORY_GC_SCHEDULE", "weekly"],
+    ["GC_GRACE_MINUTES", "-5"],
   ];
   for (const [variable, text] of bad) {
     it(`${variable}=${JSON.stringify(text)}`, () => expectConfigError(minimal({ [variable]: text }), variable));
@@ -213,7 +229,15 @@ describe("schedules", () => {
 
   it("yield both types when two schedules are the same cron", () => {
     const config = loadConfig(minimal({ DATABASE_ARCHIVE_SCHEDULE: "0 2 * * *" }));
-    expect(workForCron(config, "0 2 * * *").map((w) => w.type)).toEqual(["full", "archive"]);
+    expect(workForCron(config, "0 2 * * *")).toEqual([
+      { kind: "database.backup", type: "full" },
+      { kind: "database.backup", type: "archive" },
+    ]);
+  });
+
+  it("map the garbage-collection schedule to a repository.gc job", () => {
+    const config = loadConfig(minimal());
+    expect(workForCron(config, "0 6 * * 0")).toEqual([{ kind: "repository.gc" }]);
   });
 
   it("are all listed in wrangler.toml's [triggers] crons", () => {
@@ -221,7 +245,7 @@ describe("schedules", () => {
     expect(crons).toContain("*/10 * * * *"); // the parser found the real list, sweep included
     for (const config of [loadConfig(minimal()), loadConfig(env)]) {
       const schedules = configuredSchedules(config);
-      expect(schedules).toHaveLength(3);
+      expect(schedules).toHaveLength(4);
       expect(schedules.filter((s) => !crons.includes(s))).toEqual([]);
     }
   });

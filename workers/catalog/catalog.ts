@@ -44,6 +44,9 @@ export function openCatalog(d1: D1Database) {
         .orderBy(desc(backups.created_at)).limit(1).get(),
     listBackups: (filter: BackupFilter) => listBackups(db, filter),
     deleteBackup: (id: string) => db.delete(backups).where(eq(backups.id, id)).run(),
+    /** True if the row was added, false if a backup with that id was already listed. */
+    insertBackupIfAbsent: async (row: typeof backups.$inferInsert) =>
+      (await db.insert(backups).values(row).onConflictDoNothing().returning({ id: backups.id }).all()).length > 0,
     recordVerification: (id: string, v: Verification) =>
       db.update(backups).set({
         verified_at: v.at.toISOString(), verify_depth: v.depth, verify_status: v.ok ? "passed" : "failed",
@@ -105,15 +108,21 @@ async function createJob(db: Db, job: NewJob): Promise<JobRow> {
  * Atomically takes a job for dispatch: a queued job, or a running one whose
  * lease has run out. Returns undefined when someone else has it or it is
  * finished, which is what makes a redelivered Queue message harmless.
+ *
+ * Garbage collection is exclusive: it is not claimed while any other job
+ * runs, and no job is claimed while it runs, so a chunk a backup is about to
+ * reference (or a restore is reading) is never collected under it.
  */
 async function claimJob(db: Db, id: string, now: Date, leaseSeconds: number): Promise<JobRow | undefined> {
   const cutoff = new Date(now.getTime() - leaseSeconds * 1000).toISOString();
+  const exclusive = sql`NOT EXISTS (SELECT 1 FROM jobs AS other WHERE other.status = 'running' AND other.id <> ${jobs.id}
+    AND other.heartbeat_at >= ${cutoff} AND (${jobs.kind} = 'repository.gc' OR other.kind = 'repository.gc'))`;
   return db.update(jobs)
     .set({
       status: "running", attempts: sql`${jobs.attempts} + 1`, heartbeat_at: now.toISOString(),
       started_at: sql`coalesce(${jobs.started_at}, ${now.toISOString()})`,
     })
-    .where(and(eq(jobs.id, id), or(eq(jobs.status, "queued"), and(eq(jobs.status, "running"), lt(jobs.heartbeat_at, cutoff)))))
+    .where(and(eq(jobs.id, id), or(eq(jobs.status, "queued"), and(eq(jobs.status, "running"), lt(jobs.heartbeat_at, cutoff))), exclusive))
     .returning().get();
 }
 

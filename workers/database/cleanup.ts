@@ -1,38 +1,70 @@
-// Age-based retention (ASTR-112's cleanup_old_backups). Removes the manifest
-// and the catalog row; chunks no manifest references are left for garbage
-// collection. The newest completed backup of each database always survives.
+// Retention (ASTR-112's cleanup_old_backups, grown restic-style keep rules):
+// plans with the pure planRetention (retention.ts), then deletes each removed
+// backup's manifest from R2 and its catalog row. Chunks are left for garbage
+// collection (docs/format.md, "Deletion").
 import type { Catalog } from "../catalog/catalog.ts";
-import type { Env } from "../env.ts";
 import type { BackupRow } from "../catalog/schema.ts";
+import type { Env } from "../env.ts";
+import { planRetention, type RetentionPlan, type RetentionPolicy } from "./retention.ts";
+
+export interface CleanupOptions {
+  policy: RetentionPolicy;
+  /** Only this database's backups; all databases when omitted. */
+  database?: string;
+  dryRun: boolean;
+}
 
 export interface CleanupOutcome {
   dry_run: boolean;
+  /** How many backups were (or, in a dry run, would be) removed. */
   removed: number;
   backup_ids: string[];
+  kept: RetentionPlan["keep"];
+  removed_detail: RetentionPlan["remove"];
 }
 
-export async function cleanupOldBackups(env: Env, catalog: Catalog, days: number, dryRun: boolean, now: Date): Promise<CleanupOutcome> {
-  const cutoff = new Date(now.getTime() - days * 86_400_000).toISOString();
-  const all = await allBackups(catalog);
-  const newest = new Map<string, string>();
-  for (const b of all) {
-    if (b.status === "completed" && !newest.has(b.database)) newest.set(b.database, b.id); // rows come newest first
-  }
-  const doomed = all.filter((b) => b.created_at < cutoff && newest.get(b.database) !== b.id);
-  if (!dryRun) {
-    for (const b of doomed) {
-      await env.BACKUPS.delete(b.manifest_key);
-      await catalog.deleteBackup(b.id);
+/** R2 deletes up to 1000 keys per call; smaller batches keep a failed run's leftovers small. */
+const DELETE_BATCH = 100;
+
+export async function cleanupBackups(env: Env, catalog: Catalog, opts: CleanupOptions, now: Date): Promise<CleanupOutcome> {
+  const backups = await allBackups(catalog, opts.database);
+  const plan = planRetention(backups, opts.policy, now, await backupsInUse(catalog));
+  if (!opts.dryRun) {
+    const doomed = new Set(plan.remove.map((r) => r.backup_id));
+    const rows = backups.filter((b) => doomed.has(b.id));
+    for (let i = 0; i < rows.length; i += DELETE_BATCH) {
+      const batch = rows.slice(i, i + DELETE_BATCH);
+      // Manifest first: a backup exists iff its manifest does, and a row left by
+      // a failure here is removed by the next run (deleting a missing key is fine).
+      await env.BACKUPS.delete(batch.map((b) => b.manifest_key));
+      for (const b of batch) await catalog.deleteBackup(b.id);
     }
   }
-  return { dry_run: dryRun, removed: doomed.length, backup_ids: doomed.map((b) => b.id) };
+  return {
+    dry_run: opts.dryRun,
+    removed: plan.remove.length,
+    backup_ids: plan.remove.map((r) => r.backup_id),
+    kept: plan.keep,
+    removed_detail: plan.remove,
+  };
 }
 
-async function allBackups(catalog: Catalog): Promise<BackupRow[]> {
+/** Backups a queued or running job reads (verify, restore): removing them would fail the job midway. */
+async function backupsInUse(catalog: Catalog): Promise<Map<string, string>> {
+  const pinned = new Map<string, string>();
+  for (const status of ["queued", "running"] as const) {
+    for (const job of await catalog.listJobs({ status, limit: 1000 })) {
+      if (job.backup_id) pinned.set(job.backup_id, `in_use ${job.id}`);
+    }
+  }
+  return pinned;
+}
+
+async function allBackups(catalog: Catalog, database: string | undefined): Promise<BackupRow[]> {
   const rows: BackupRow[] = [];
   let cursor: { created_at: string; id: string } | undefined;
   for (;;) {
-    const page = await catalog.listBackups({ limit: 500, ...(cursor ? { cursor } : {}) });
+    const page = await catalog.listBackups({ limit: 500, ...(database ? { database } : {}), ...(cursor ? { cursor } : {}) });
     rows.push(...page);
     const last = page[page.length - 1];
     if (page.length < 500 || !last) return rows;

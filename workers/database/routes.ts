@@ -10,7 +10,8 @@ import { backupView, parseJson, parseQuery } from "../http.ts";
 import { submitJob } from "../jobs/submit.ts";
 import { BackupType, DatabaseName, VerifyDepth } from "../shared/protocol.ts";
 import { newBackupId } from "../shared/format.ts";
-import { cleanupOldBackups } from "./cleanup.ts";
+import { cleanupBackups } from "./cleanup.ts";
+import { describeGfs, type RetentionPolicy } from "./retention.ts";
 
 export const databaseRoutes = new Hono<AppEnv>();
 
@@ -81,20 +82,46 @@ databaseRoutes.post("/backups/:id/restore", requireRole("admin"), async (c) => {
   return c.json({ job_id: job.id, status: job.status }, 202);
 });
 
+const KeepCount = z.number().int().min(0).max(100_000).optional();
+const RetentionDays = z.number().int().min(1).max(36500).optional();
+
 const CleanupRequest = z.strictObject({
-  retention_days: z.number().int().min(1).max(36500).optional(),
+  retention_days: RetentionDays,
+  archive_retention_days: RetentionDays,
+  keep_last: KeepCount,
+  keep_hourly: KeepCount,
+  keep_daily: KeepCount,
+  keep_weekly: KeepCount,
+  keep_monthly: KeepCount,
+  database: DatabaseName.optional(),
   dry_run: z.boolean().default(false),
 });
 
+// Retention (database/retention.ts): each field omitted falls back to the config
+// (DATABASE_RETENTION_DAYS, DATABASE_ARCHIVE_RETENTION_DAYS, DATABASE_KEEP_*).
 databaseRoutes.post("/backup/database/cleanup", requireRole("admin"), async (c) => {
   const body = await parseJson(c, CleanupRequest);
-  const days = body.retention_days ?? c.get("config").database_retention_days;
-  const outcome = await cleanupOldBackups(c.env, c.get("catalog"), days, body.dry_run, new Date());
+  const config = c.get("config");
+  const policy: RetentionPolicy = {
+    retention_days: body.retention_days ?? config.database_retention_days,
+    archive_retention_days: body.archive_retention_days ?? config.database_archive_retention_days,
+    keep_last: body.keep_last ?? config.database_keep_last,
+    keep_hourly: body.keep_hourly ?? config.database_keep_hourly,
+    keep_daily: body.keep_daily ?? config.database_keep_daily,
+    keep_weekly: body.keep_weekly ?? config.database_keep_weekly,
+    keep_monthly: body.keep_monthly ?? config.database_keep_monthly,
+  };
+  const outcome = await cleanupBackups(c.env, c.get("catalog"), { policy, database: body.database, dryRun: body.dry_run }, new Date());
+  const gfs = describeGfs(policy);
   await c.get("catalog").audit({
-    actor: c.get("actor"), action: "database.cleanup", target: `older than ${days} days`, outcome: "succeeded",
-    detail: { dry_run: body.dry_run, removed: outcome.backup_ids },
+    actor: c.get("actor"), action: "database.cleanup",
+    target: `${body.database ?? "all databases"}: older than ${policy.retention_days} days${gfs ? `, ${gfs}` : ""}`,
+    outcome: "succeeded",
+    detail: { dry_run: body.dry_run, policy, removed: outcome.backup_ids },
   });
-  return c.json({ retention_days: days, ...outcome });
+  return c.json({
+    retention_days: policy.retention_days, policy, ...(body.database ? { database: body.database } : {}), ...outcome,
+  });
 });
 
 type Ctx = Context<AppEnv>;

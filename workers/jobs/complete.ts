@@ -2,7 +2,7 @@
 // is read back from R2 and must agree with the report: the catalog never
 // lists a backup whose manifest is missing, malformed or different.
 import { DatabaseManifest, manifestKey } from "../shared/format.ts";
-import { DatabaseBackupParams, type BackupResult, type JobCompletion } from "../shared/protocol.ts";
+import { DatabaseBackupParams, type BackupResult, type JobCompletion, type VerifyResult } from "../shared/protocol.ts";
 import type { Catalog } from "../catalog/catalog.ts";
 import type { JobRow } from "../catalog/schema.ts";
 import type { Env } from "../env.ts";
@@ -23,8 +23,10 @@ export async function completeJob(env: Env, catalog: Catalog, jobId: string, com
     } else if (r.kind === "database.verify") {
       await recordVerify(catalog, r, now);
       await catalog.succeedJob(jobId, r, now);
-    } else {
+    } else if (r.kind === "database.restore") {
       await catalog.recordRestore(r.backup_id, Math.round(r.duration_ms));
+      await catalog.succeedJob(jobId, r, now);
+    } else {
       await catalog.succeedJob(jobId, r, now);
     }
   }
@@ -37,8 +39,13 @@ export async function completeJob(env: Env, catalog: Catalog, jobId: string, com
   return settled;
 }
 
-async function recordVerify(catalog: Catalog, r: { backup_id: string; depth: string; ok: boolean; problems: string[] }, at: Date) {
+/** Chunks are shared: damage found through one backup marks every backup whose manifest uses the chunk. */
+async function recordVerify(catalog: Catalog, r: VerifyResult, at: Date) {
   await catalog.recordVerification(r.backup_id, { at, depth: r.depth, ok: r.ok, problems: r.problems });
+  for (const other of r.affected_backups ?? []) {
+    if (other === r.backup_id) continue;
+    await catalog.recordVerification(other, { at, depth: r.depth, ok: false, problems: [`damaged chunks found by verifying ${r.backup_id}`, ...r.problems] });
+  }
 }
 
 async function manifestProblem(env: Env, job: JobRow, r: BackupResult): Promise<string | undefined> {

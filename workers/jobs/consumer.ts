@@ -2,6 +2,7 @@
 // so a redelivered message finds the job already claimed or finished and does
 // nothing. Dispatch failures retry with backoff (max_retries in wrangler.toml),
 // then land in the dead-letter queue, whose consumer fails the job with the reason.
+// A job that must wait for an exclusive one (garbage collection) is re-sent with a delay.
 import { JobMessage } from "../shared/protocol.ts";
 import { openCatalog, type Catalog } from "../catalog/catalog.ts";
 import { loadConfig, type BackupConfig } from "../config.ts";
@@ -26,11 +27,15 @@ export async function consumeJobs(batch: MessageBatch<unknown>, env: Env): Promi
     }
     const outcome = await startJob(catalog, env, parsed.data.job_id);
     if (outcome === "retry") message.retry({ delaySeconds: Math.min(300, 5 * 2 ** message.attempts) });
-    else message.ack();
+    // Waiting for an exclusive job is not a failure: a fresh message waits without using up retries.
+    else if (outcome === "wait") await env.JOBS.send(parsed.data, { delaySeconds: WAIT_SECONDS });
+    if (outcome !== "retry") message.ack();
   }
 }
 
-async function startJob(catalog: Catalog, env: Env, jobId: string): Promise<"done" | "retry"> {
+const WAIT_SECONDS = 10;
+
+async function startJob(catalog: Catalog, env: Env, jobId: string): Promise<"done" | "retry" | "wait"> {
   let config: BackupConfig;
   const now = new Date();
   try {
@@ -40,7 +45,7 @@ async function startJob(catalog: Catalog, env: Env, jobId: string): Promise<"don
     return "done";
   }
   const job = await catalog.claimJob(jobId, now, config.job_lease_seconds);
-  if (!job) return "done"; // finished, or a runner holds a live lease on it
+  if (!job) return (await catalog.getJob(jobId))?.status === "queued" ? "wait" : "done"; // finished, or held by a runner
   try {
     await runnerClient(env).dispatch(await buildDispatch(job, env, config, catalog, now));
     return "done";

@@ -1,7 +1,7 @@
 // Turns a claimed job row into what the runner needs, adding the secrets that
 // only this hop may carry (database URLs, keys, a job-scoped repository token).
 import {
-  DatabaseBackupParams, DatabaseRestoreParams, DatabaseVerifyParams, type JobKind, type RunnerDispatch,
+  DatabaseBackupParams, DatabaseRestoreParams, DatabaseVerifyParams, RepositoryGcParams, type JobKind, type RunnerDispatch,
 } from "../shared/protocol.ts";
 import { manifestKey } from "../shared/format.ts";
 import { databaseUrl, type BackupConfig } from "../config.ts";
@@ -57,6 +57,10 @@ export async function buildDispatch(job: JobRow, env: Env, config: BackupConfig,
         kind: "database.restore", job_id: job.id, backup_id: p.backup_id, manifest_key: manifestKey(p.backup_id),
         target_url, replace: p.replace, identities: identities(env), repository: await repository("read", p.backup_id),
       };
+    }
+    case "repository.gc": {
+      const p = RepositoryGcParams.parse(params);
+      return { kind: "repository.gc", job_id: job.id, ...p, repository: await repository("gc", "-") };
     }
     default:
       throw new JobSetupError("unknown_kind", `no runner handles jobs of kind ${job.kind}`);

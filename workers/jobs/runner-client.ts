@@ -1,6 +1,6 @@
 // How the Worker hands a job to the runner. One narrow interface, two
 // transports: a Cloudflare Container (production) or a plain URL (local mode).
-import type { RunnerDispatch } from "../shared/protocol.ts";
+import { dispatchSecrets, type RunnerDispatch } from "../shared/protocol.ts";
 import type { Env } from "../env.ts";
 
 export interface RunnerClient {
@@ -44,13 +44,7 @@ function fetcherRunner(send: (req: Request) => Promise<Response>, base: string, 
 
 /** The runner's answer ends up in the catalog: never let it carry this job's secrets (or any URL's credentials). */
 function redact(text: string, job: RunnerDispatch): string {
-  const secrets = [
-    job.repository.token,
-    ...(job.kind === "database.backup" ? [job.source_url, job.chunk_id_key] : []),
-    ...(job.kind === "database.restore" ? [job.target_url] : []),
-    ...(job.kind !== "database.backup" ? job.identities : []),
-  ].filter((s) => s.length > 0);
   let out = text;
-  for (const secret of secrets) out = out.split(secret).join("[redacted]");
+  for (const secret of dispatchSecrets(job)) out = out.split(secret).join("[redacted]");
   return out.replace(/\/\/[^\s/@"']+@/g, "//[redacted]@");
 }

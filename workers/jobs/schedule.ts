@@ -15,6 +15,11 @@ export async function runSchedule(cron: string, env: Env, now = new Date()): Pro
   if (work.length === 0) console.log(`cron "${cron}": nothing scheduled for it`);
   const jobIds: string[] = [];
   for (const w of work) {
+    if (w.kind === "repository.gc") {
+      const params = { grace_minutes: config.gc_grace_minutes, dry_run: false };
+      jobIds.push((await submitJob(env, catalog, { kind: w.kind, params, actor: `cron:${cron}`, target: "repository" })).id);
+      continue;
+    }
     for (const database of Object.keys(config.databases)) {
       const backup_id = newBackupId(database, now, randomId(6));
       const job = await submitJob(env, catalog, {

@@ -5,8 +5,8 @@ import { base64url, fromBase64url, hmac, hmacVerify } from "../crypto.ts";
 
 export interface JobGrant {
   job_id: string;
-  /** write: a backup job; read: verify and restore. */
-  scope: "read" | "write";
+  /** write: a backup job; read: verify and restore; gc: garbage collection (list and delete unreferenced objects). */
+  scope: "read" | "write" | "gc";
   backup_id: string;
   /** Unix seconds. */
   expires: number;

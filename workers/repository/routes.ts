@@ -10,7 +10,8 @@ import type { AppEnv } from "../app-env.ts";
 import { ApiError } from "../errors.ts";
 import { isRepositoryKey, manifestKey } from "../shared/format.ts";
 import { JobCompletion, JobProgress } from "../shared/protocol.ts";
-import { parseJson } from "../http.ts";
+import { parseJson, parseQuery } from "../http.ts";
+import { z } from "zod";
 import { readJobToken, type JobGrant } from "./job-token.ts";
 import { completeJob } from "../jobs/complete.ts";
 
@@ -52,6 +53,33 @@ function describe(object: R2Object): Record<string, string> {
   };
 }
 
+const LIST_PREFIXES = ["chunks/", "archive/", "manifests/"];
+const ListQuery = z.strictObject({ prefix: z.string(), cursor: z.string().optional() });
+
+/** One page (up to 1,000) of objects under a repository prefix, with sizes and upload times. */
+repositoryRoutes.get("/list", async (c) => {
+  const q = parseQuery(c, ListQuery);
+  if (!LIST_PREFIXES.some((p) => q.prefix.startsWith(p))) throw new ApiError(400, "invalid_prefix", `list under ${LIST_PREFIXES.join(", ")} only`);
+  const page = await c.env.BACKUPS.list({ prefix: q.prefix, limit: 1000, ...(q.cursor ? { cursor: q.cursor } : {}) });
+  return c.json({
+    objects: page.objects.map((o) => ({ key: o.key, size: o.size, uploaded: o.uploaded.toISOString() })),
+    ...(page.truncated ? { cursor: page.cursor } : {}),
+  });
+});
+
+const DeleteRequest = z.strictObject({ keys: z.array(z.string()).min(1).max(1000) });
+
+/** Garbage collection only: chunk and archive objects, never manifests (retention owns those). */
+repositoryRoutes.post("/delete", async (c) => {
+  const grant = c.get("grant");
+  if (grant.scope !== "gc") throw new ApiError(403, "forbidden", `job ${grant.job_id} may not delete`);
+  const { keys } = await parseJson(c, DeleteRequest);
+  const bad = keys.find((k) => !isRepositoryKey(k) || !(k.startsWith("chunks/") || k.startsWith("archive/")));
+  if (bad !== undefined) throw new ApiError(400, "invalid_key", "only chunk and archive objects can be deleted");
+  await c.env.BACKUPS.delete(keys);
+  return c.json({ deleted: keys.length });
+});
+
 repositoryRoutes.on("HEAD", "/objects/*", async (c) => {
   const object = await c.env.BACKUPS.head(objectKey(c.req.path));
   if (!object) return c.body(null, 404);
@@ -78,7 +106,9 @@ repositoryRoutes.put("/objects/*", async (c) => {
   // R2 checks the SHA-256 itself and refuses the write if the bytes differ.
   let stored: R2Object | null;
   try {
-    stored = await c.env.BACKUPS.put(key, c.req.raw.body, { sha256 });
+    // Archives are written once and read rarely: Infrequent Access halves their storage price.
+    const storageClass = key.startsWith("archive/") ? "InfrequentAccess" : "Standard";
+    stored = await c.env.BACKUPS.put(key, c.req.raw.body, { sha256, storageClass });
   } catch (e) {
     if (/SHA-256|checksum/i.test((e as Error).message)) throw new ApiError(400, "checksum_mismatch", "the body does not match x-content-sha256; nothing was stored");
     throw e;

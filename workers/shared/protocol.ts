@@ -15,7 +15,7 @@ export type BackupType = z.infer<typeof BackupType>;
 export const VerifyDepth = z.enum(["quick", "full"]);
 export type VerifyDepth = z.infer<typeof VerifyDepth>;
 
-export const JOB_KINDS = ["database.backup", "database.verify", "database.restore"] as const;
+export const JOB_KINDS = ["database.backup", "database.verify", "database.restore", "repository.gc"] as const;
 export const JobKind = z.enum(JOB_KINDS);
 export type JobKind = z.infer<typeof JobKind>;
 
@@ -53,6 +53,13 @@ export const DatabaseRestoreParams = z.object({
   replace: z.boolean(),
 });
 export type DatabaseRestoreParams = z.infer<typeof DatabaseRestoreParams>;
+
+export const RepositoryGcParams = z.object({
+  /** Unreferenced objects younger than this are kept: a backup may still be about to reference them. */
+  grace_minutes: z.number().int().nonnegative(),
+  dry_run: z.boolean(),
+});
+export type RepositoryGcParams = z.infer<typeof RepositoryGcParams>;
 
 /** The Queue message body: the job row holds the rest. */
 export const JobMessage = z.object({ job_id: z.string().min(1) });
@@ -113,8 +120,24 @@ export const RestoreDispatch = z.object({
 });
 export type RestoreDispatch = z.infer<typeof RestoreDispatch>;
 
-export const RunnerDispatch = z.discriminatedUnion("kind", [BackupDispatch, VerifyDispatch, RestoreDispatch]);
+export const GcDispatch = z.object({
+  ...dispatchBase,
+  kind: z.literal("repository.gc"),
+  ...RepositoryGcParams.shape,
+});
+export type GcDispatch = z.infer<typeof GcDispatch>;
+
+export const RunnerDispatch = z.discriminatedUnion("kind", [BackupDispatch, VerifyDispatch, RestoreDispatch, GcDispatch]);
 export type RunnerDispatch = z.infer<typeof RunnerDispatch>;
+
+/** Every secret a dispatch carries: what must be scrubbed from any text about the job. */
+export function dispatchSecrets(job: RunnerDispatch): string[] {
+  const secrets = [job.repository.token];
+  if (job.kind === "database.backup") secrets.push(job.source_url, job.chunk_id_key);
+  if (job.kind === "database.restore") secrets.push(job.target_url);
+  if (job.kind === "database.verify" || job.kind === "database.restore") secrets.push(...job.identities);
+  return secrets.filter((s) => s.length > 0);
+}
 
 // ---- Runner -> Worker ----
 
@@ -152,6 +175,8 @@ export const VerifyResult = z.object({
   checked_chunks: z.number().int().nonnegative(),
   /** One line per problem, naming the chunk; empty when ok. */
   problems: z.array(z.string()),
+  /** Every backup whose manifest references a damaged chunk (chunks are shared), this one included. */
+  affected_backups: z.array(z.string()).optional(),
   duration_ms: z.number().nonnegative(),
 });
 export type VerifyResult = z.infer<typeof VerifyResult>;
@@ -165,7 +190,20 @@ export const RestoreResult = z.object({
 });
 export type RestoreResult = z.infer<typeof RestoreResult>;
 
-export const JobResult = z.discriminatedUnion("kind", [BackupResult, VerifyResult, RestoreResult]);
+export const GcResult = z.object({
+  kind: z.literal("repository.gc"),
+  dry_run: z.boolean(),
+  manifests: z.number().int().nonnegative(),
+  scanned_objects: z.number().int().nonnegative(),
+  deleted_objects: z.number().int().nonnegative(),
+  reclaimed_bytes: z.number().int().nonnegative(),
+  /** Unreferenced but inside the grace period. */
+  kept_young: z.number().int().nonnegative(),
+  duration_ms: z.number().nonnegative(),
+});
+export type GcResult = z.infer<typeof GcResult>;
+
+export const JobResult = z.discriminatedUnion("kind", [BackupResult, VerifyResult, RestoreResult, GcResult]);
 export type JobResult = z.infer<typeof JobResult>;
 
 /** The runner's last word on a job. A failed job may still carry a result (a verify that found damage). */

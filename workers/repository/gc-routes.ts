@@ -1,0 +1,25 @@
+// POST /repository/gc: garbage collection of chunks that no manifest
+// references any more (retention deletes manifests, never chunks). It runs on
+// the runner as an exclusive job; see catalog.claimJob.
+import { Hono } from "hono";
+import { z } from "zod";
+import type { AppEnv } from "../app-env.ts";
+import { requireRole } from "../auth.ts";
+import { parseJson } from "../http.ts";
+import { submitJob } from "../jobs/submit.ts";
+
+export const gcRoutes = new Hono<AppEnv>();
+
+const GcRequest = z.strictObject({
+  grace_minutes: z.number().int().min(0).max(60 * 24 * 30).optional(),
+  dry_run: z.boolean().default(false),
+});
+
+gcRoutes.post("/repository/gc", requireRole("admin"), async (c) => {
+  const body = await parseJson(c, GcRequest);
+  const params = { grace_minutes: body.grace_minutes ?? c.get("config").gc_grace_minutes, dry_run: body.dry_run };
+  const job = await submitJob(c.env, c.get("catalog"), {
+    kind: "repository.gc", params, actor: c.get("actor"), target: "repository",
+  });
+  return c.json({ job_id: job.id, status: job.status }, 202);
+});
