@@ -2,7 +2,7 @@
 // already has, compress and encrypt the rest, upload. Up to `concurrency`
 // chunks are in flight; the manifest's chunk list keeps stream order.
 import { chunkKey, type ChunkRef } from "../../workers/shared/format.ts";
-import { chunkId, sealChunk, sha256Hex } from "./codec.ts";
+import { AgeSealer, chunkId, sealChunk, sha256Hex } from "./codec.ts";
 import type { RepositoryClient, StoredObjectInfo } from "./client.ts";
 
 export interface WriterStats {
@@ -20,14 +20,14 @@ export class ChunkWriter {
   private readonly idKey: Buffer;
   private readonly repo: RepositoryClient;
   private readonly prefix: string;
-  private readonly recipients: string[];
+  private readonly sealer: AgeSealer;
   private readonly concurrency: number;
   private failure: unknown;
 
   constructor(repo: RepositoryClient, prefix: string, recipients: string[], idKeyHex: string, concurrency = 8) {
     this.repo = repo;
     this.prefix = prefix;
-    this.recipients = recipients;
+    this.sealer = new AgeSealer(recipients);
     this.idKey = Buffer.from(idKeyHex, "hex");
     this.concurrency = concurrency;
   }
@@ -66,7 +66,7 @@ export class ChunkWriter {
       // an existing chunk with the stored one's description, so a chunk that is
       // new to this backup line costs one request whether or not it exists.
       const key = chunkKey(this.prefix, id);
-      const sealed = await sealChunk(plaintext, this.recipients);
+      const sealed = await sealChunk(plaintext, this.sealer);
       const sha = sha256Hex(sealed);
       const stored = await this.repo.put(key, sealed, sha);
       if (stored.sha256 === sha) {

@@ -1,9 +1,10 @@
 // One chunk's stored form: age(zstd(plaintext)). Each chunk is a complete age
 // file, so `age -d | zstd -d` restores it with the stock tools (docs/format.md).
+export { AgeSealer };
 import { createHash, createHmac } from "node:crypto";
 import { promisify } from "node:util";
 import zlib from "node:zlib";
-import { Decrypter, Encrypter } from "age-encryption";
+import { AgeOpener, AgeSealer } from "./age.ts";
 
 export const ZSTD_LEVEL = 3;
 
@@ -19,11 +20,10 @@ export function sha256Hex(data: Uint8Array): string {
   return createHash("sha256").update(data).digest("hex");
 }
 
-export async function sealChunk(plaintext: Uint8Array, recipients: string[]): Promise<Buffer> {
+/** zstd, then age to the sealer's recipients (one age header per backup: see age.ts). */
+export async function sealChunk(plaintext: Uint8Array, sealer: AgeSealer): Promise<Buffer> {
   const compressed = await zstdCompress(plaintext, { params: { [zlib.constants.ZSTD_c_compressionLevel]: ZSTD_LEVEL } });
-  const encrypter = new Encrypter();
-  for (const r of recipients) encrypter.addRecipient(r);
-  return Buffer.from(await encrypter.encrypt(compressed));
+  return sealer.seal(compressed);
 }
 
 export class DecryptionError extends Error {
@@ -31,12 +31,11 @@ export class DecryptionError extends Error {
 }
 
 export function chunkOpener(identities: string[]): (stored: Uint8Array) => Promise<Buffer> {
-  const decrypter = new Decrypter();
-  for (const id of identities) decrypter.addIdentity(id);
+  const opener = new AgeOpener(identities);
   return async (stored) => {
-    let compressed: Uint8Array;
+    let compressed: Buffer;
     try {
-      compressed = await decrypter.decrypt(stored);
+      compressed = opener.open(stored);
     } catch (e) {
       throw new DecryptionError(`cannot decrypt: ${(e as Error).message}`);
     }
