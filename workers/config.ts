@@ -57,6 +57,12 @@ export const BackupConfig = z.object({
   dr_test_schedule: Cron,
   rto_target_minutes: Minutes,
   rpo_target_minutes: Minutes,
+  /**
+   * Verification queued after every backup, so the RPO counts verified
+   * restore points (GET /backup/database/status). "quick" reads every chunk
+   * back without a key; "off" leaves verification to explicit requests.
+   */
+  database_verify_after_backup: z.enum(["off", "quick", "full"]),
   /** Garbage collection: when it runs, and how young an unreferenced chunk must be to be spared. */
   repository_gc_schedule: Cron,
   gc_grace_minutes: z.number().int().nonnegative(),
@@ -98,6 +104,7 @@ const OVERRIDES: Record<string, [keyof BackupConfig, z.ZodType]> = {
   RPO_TARGET_MINUTES: ["rpo_target_minutes", z.string()],
   JOB_LEASE_SECONDS: ["job_lease_seconds", z.coerce.number()],
   REPOSITORY_GC_SCHEDULE: ["repository_gc_schedule", z.string()],
+  DATABASE_VERIFY_AFTER_BACKUP: ["database_verify_after_backup", z.string()],
   GC_GRACE_MINUTES: ["gc_grace_minutes", z.coerce.number()],
 };
 
@@ -131,6 +138,7 @@ export const DEFAULTS = {
   rpo_target_minutes: 15,
   job_lease_seconds: 120,
   repository_gc_schedule: "0 6 * * 0",
+  database_verify_after_backup: "quick",
   gc_grace_minutes: 24 * 60,
 } as const;
 

@@ -118,6 +118,7 @@ describe("loadConfig environment overrides", () => {
     ["JOB_LEASE_SECONDS", "300", "job_lease_seconds", 300],
     ["REPOSITORY_GC_SCHEDULE", "0 7 * * 6", "repository_gc_schedule", "0 7 * * 6"],
     ["GC_GRACE_MINUTES", "90", "gc_grace_minutes", 90],
+    ["DATABASE_VERIFY_AFTER_BACKUP", "full", "database_verify_after_backup", "full"],
   ];
 
   for (const [variable, text, field, expected] of overrides) {
@@ -181,6 +182,7 @@ describe("loadConfig bad values throw ConfigError naming the variable", () => {
     ["JOB_LEASE_SECONDS", "0"],
     ["REPOSITORY_GC_SCHEDULE", "weekly"],
     ["GC_GRACE_MINUTES", "-5"],
+    ["DATABASE_VERIFY_AFTER_BACKUP", "sometimes"],
   ];
   for (const [variable, text] of bad) {
     it(`${variable}=${JSON.stringify(text)}`, () => expectConfigError(minimal({ [variable]: text }), variable));

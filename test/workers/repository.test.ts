@@ -333,7 +333,13 @@ describe("completing a backup job", () => {
     });
     const [row] = await allBackupRows();
     expect(row).toMatchObject({ job_id: job.id, manifest_key: manifestKey(job.backup_id!), sha256: result.sha256 });
-    expect(await auditRows()).toEqual([expect.objectContaining({ actor: "runner", action: "database.backup.succeeded", target: job.backup_id, outcome: "succeeded" })]);
+    expect(await auditRows()).toEqual(expect.arrayContaining([
+      expect.objectContaining({ actor: "runner", action: "database.backup.succeeded", target: job.backup_id, outcome: "succeeded" }),
+      // database_verify_after_backup (default "quick") queues a verification of every new backup
+      expect.objectContaining({ actor: "policy:verify_after_backup", action: "database.verify", target: job.backup_id, outcome: "accepted" }),
+    ]));
+    const verify = await env.CATALOG.prepare("SELECT kind, params FROM jobs WHERE kind = 'database.verify'").all<{ kind: string; params: string }>();
+    expect(verify.results.map((r) => JSON.parse(r.params))).toEqual([{ backup_id: job.backup_id, depth: "quick" }]);
   });
 
   it("lists exactly one backup when the runner reports twice", async () => {

@@ -6,6 +6,8 @@ import { DatabaseBackupParams, type BackupResult, type JobCompletion, type Verif
 import type { Catalog } from "../catalog/catalog.ts";
 import type { JobRow } from "../catalog/schema.ts";
 import type { Env } from "../env.ts";
+import { loadConfig } from "../config.ts";
+import { submitJob } from "./submit.ts";
 
 export async function completeJob(env: Env, catalog: Catalog, jobId: string, completion: JobCompletion): Promise<JobRow | undefined> {
   const now = new Date();
@@ -19,7 +21,7 @@ export async function completeJob(env: Env, catalog: Catalog, jobId: string, com
     if (r.kind === "database.backup") {
       const problem = await manifestProblem(env, job, r);
       if (problem) await catalog.failJob(jobId, { code: "manifest_mismatch", message: problem }, now);
-      else await catalog.recordBackup(jobId, DatabaseBackupParams.parse(JSON.parse(job.params)), r, now);
+      else if (await catalog.recordBackup(jobId, DatabaseBackupParams.parse(JSON.parse(job.params)), r, now)) await verifyAfterBackup(env, catalog, r.backup_id);
     } else if (r.kind === "database.verify") {
       await recordVerify(catalog, r, now);
       await catalog.succeedJob(jobId, r, now);
@@ -45,6 +47,18 @@ async function recordVerify(catalog: Catalog, r: VerifyResult, at: Date) {
   for (const other of r.affected_backups ?? []) {
     if (other === r.backup_id) continue;
     await catalog.recordVerification(other, { at, depth: r.depth, ok: false, problems: [`damaged chunks found by verifying ${r.backup_id}`, ...r.problems] });
+  }
+}
+
+/** Queues the configured verification of a new backup: the RPO counts verified restore points only. */
+async function verifyAfterBackup(env: Env, catalog: Catalog, backupId: string) {
+  const depth = loadConfig(env).database_verify_after_backup;
+  if (depth === "off") return;
+  try {
+    await submitJob(env, catalog, { kind: "database.verify", params: { backup_id: backupId, depth }, backup_id: backupId, actor: "policy:verify_after_backup", target: backupId });
+  } catch (e) {
+    // The backup is recorded either way; an unverified one just does not count toward the RPO yet.
+    console.error(`could not queue the verification of ${backupId}: ${(e as Error).message}`);
   }
 }
 
