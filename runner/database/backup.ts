@@ -3,7 +3,7 @@
 // manifest is an unfinished one and nothing lists it.
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { CHUNKER, chunkPrefix, DatabaseManifest, FORMAT_VERSION, manifestKey } from "../../workers/shared/format.ts";
+import { CHUNKER, DatabaseManifest, FORMAT_VERSION, manifestKey, packPrefix } from "../../workers/shared/format.ts";
 import type { BackupDispatch, BackupResult } from "../../workers/shared/protocol.ts";
 import { chunkStream } from "../repository/chunker.ts";
 import { ChunkWriter } from "../repository/chunk-writer.ts";
@@ -20,7 +20,7 @@ export async function backupDatabase(job: BackupDispatch, ctx: JobContext): Prom
   const started = new Date();
   const repo = new RepositoryClient(job.repository);
   const source = await describeSource(job.source_url);
-  const prefix = chunkPrefix(job.type, job.backup_id);
+  const prefix = packPrefix(job.type, job.backup_id);
   const writer = new ChunkWriter(repo, prefix, job.recipients, job.chunk_id_key);
   if (job.parent_manifest_key) writer.know(await parentChunks(repo, job.parent_manifest_key, prefix));
 
@@ -53,7 +53,7 @@ export async function backupDatabase(job: BackupDispatch, ctx: JobContext): Prom
     dump: { format: "custom", pg_dump_args: PG_DUMP_ARGS, logical_bytes: logical, sha256: hash.digest("hex") },
     compression: { algorithm: "zstd", level: ZSTD_LEVEL },
     encryption: { scheme: "age-x25519", recipients: job.recipients },
-    chunker: CHUNKER, chunk_prefix: prefix, chunks,
+    chunker: CHUNKER, pack_prefix: prefix, chunks,
     stats: { stored_bytes: writer.stats.stored_bytes, new_stored_bytes: writer.stats.new_stored_bytes, new_chunks: writer.stats.new_chunks },
   });
   const body = Buffer.from(JSON.stringify(manifest, null, 1));
@@ -74,7 +74,7 @@ export async function backupDatabase(job: BackupDispatch, ctx: JobContext): Prom
 async function parentChunks(repo: RepositoryClient, key: string, prefix: string) {
   try {
     const parent = await readManifest(repo, key);
-    return parent.chunk_prefix === prefix ? parent.chunks : [];
+    return parent.pack_prefix === prefix ? parent.chunks : [];
   } catch (e) {
     console.warn(`parent manifest ${key} unusable, backing up without it: ${(e as Error).message}`);
     return [];

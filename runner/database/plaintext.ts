@@ -11,7 +11,7 @@ export async function* dumpStream(repo: RepositoryClient, manifest: DatabaseMani
   const open = chunkOpener(identities);
   const hash = createHash("sha256");
   let total = 0;
-  const plaintexts = readChunks(repo, manifest.chunk_prefix, manifest.chunks, async (stored, ref, index) => {
+  const plaintexts = readChunks(repo, manifest.pack_prefix, manifest.chunks, async (stored, ref, index) => {
     let plain: Buffer;
     try {
       plain = await open(stored);

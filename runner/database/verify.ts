@@ -5,7 +5,7 @@
 import { spawn } from "node:child_process";
 import type { DatabaseManifest } from "../../workers/shared/format.ts";
 import type { VerifyDispatch, VerifyResult } from "../../workers/shared/protocol.ts";
-import { fetchChunk } from "../repository/chunk-reader.ts";
+import { checkSpan, spans } from "../repository/chunk-reader.ts";
 import { RepositoryClient } from "../repository/client.ts";
 import { JobFailure } from "../failure.ts";
 import type { JobContext } from "../job-context.ts";
@@ -15,7 +15,7 @@ import { dumpStream } from "./plaintext.ts";
 import { feed } from "./feed.ts";
 import { exitOf, stderrTail } from "./pg-tools.ts";
 
-const QUICK_CONCURRENCY = 8;
+const QUICK_CONCURRENCY = 3;
 
 export async function verifyBackup(job: VerifyDispatch, ctx: JobContext): Promise<VerifyResult> {
   const started = Date.now();
@@ -28,7 +28,7 @@ export async function verifyBackup(job: VerifyDispatch, ctx: JobContext): Promis
     if (problem) problems.push(problem);
   }
   const damaged = new Set(problems.map((p) => /^chunk #\d+ ([0-9a-f]{64})/.exec(p)?.[1]).filter((id): id is string => !!id));
-  const affected = damaged.size ? await backupsUsingChunks(repo, manifest.chunk_prefix, damaged) : [];
+  const affected = damaged.size ? await backupsUsingChunks(repo, manifest.pack_prefix, damaged) : [];
   return {
     kind: "database.verify", backup_id: job.backup_id, depth: job.depth, ok: problems.length === 0,
     checked_chunks: manifest.chunks.length, problems, affected_backups: affected, duration_ms: Date.now() - started,
@@ -37,17 +37,15 @@ export async function verifyBackup(job: VerifyDispatch, ctx: JobContext): Promis
 
 /** Checks every chunk, not just up to the first bad one, so the report names all the damage. */
 async function checkStoredChunks(repo: RepositoryClient, manifest: DatabaseManifest, ctx: JobContext): Promise<string[]> {
+  const all = spans(manifest.chunks);
   const problems: string[] = [];
   let next = 0;
   let done = 0;
   const worker = async () => {
-    for (let i = next++; i < manifest.chunks.length; i = next++) {
-      try {
-        await fetchChunk(repo, manifest.chunk_prefix, manifest.chunks[i]!, i);
-      } catch (e) {
-        problems.push((e as Error).message);
-      }
-      ctx.progress({ phase: "checking chunks", bytes: 0, chunks: ++done });
+    for (let i = next++; i < all.length; i = next++) {
+      problems.push(...(await checkSpan(repo, manifest.pack_prefix, all[i]!)));
+      done += all[i]!.chunks.length;
+      ctx.progress({ phase: "checking chunks", bytes: 0, chunks: done });
     }
   };
   await Promise.all(Array.from({ length: QUICK_CONCURRENCY }, worker));

@@ -1,7 +1,9 @@
-// Reads a manifest's chunks back in order with bounded prefetch, checking each
-// stored object's size and SHA-256 against the manifest before anything else
-// touches it.
-import { chunkKey, type ChunkRef } from "../../workers/shared/format.ts";
+// Reads a manifest's chunks back in order. Chunks that sit next to each other
+// in the same pack are fetched with one range request (a full backup reads
+// each pack about once), a bounded number of ranges ahead of the consumer.
+// Every chunk file's size and SHA-256 are checked against the manifest before
+// anything else touches it.
+import { packKey, type ChunkRef } from "../../workers/shared/format.ts";
 import { sha256Hex } from "./codec.ts";
 import { RepositoryError, type RepositoryClient } from "./client.ts";
 
@@ -9,44 +11,105 @@ export class IntegrityError extends Error {
   override name = "IntegrityError";
 }
 
-export async function fetchChunk(repo: RepositoryClient, prefix: string, ref: ChunkRef, index: number): Promise<Buffer> {
-  let stored: Buffer;
+/** Consecutive chunks (manifest order) stored back to back in one pack. */
+interface Span {
+  pack: string;
+  offset: number;
+  length: number;
+  first: number;
+  chunks: ChunkRef[];
+}
+
+const MAX_SPAN = 8 * 1024 * 1024;
+
+export function spans(chunks: ChunkRef[]): Span[] {
+  const out: Span[] = [];
+  let current: Span | undefined;
+  chunks.forEach((c, index) => {
+    const adjacent = current && current.pack === c.pack && current.offset + current.length === c.offset && current.length + c.stored_size <= MAX_SPAN;
+    if (adjacent) {
+      current!.length += c.stored_size;
+      current!.chunks.push(c);
+    } else {
+      current = { pack: c.pack, offset: c.offset, length: c.stored_size, first: index, chunks: [c] };
+      out.push(current);
+    }
+  });
+  return out;
+}
+
+const chunkName = (span: Span, i: number) => `chunk #${span.first + i} ${span.chunks[i]!.id}`;
+
+/** The span's bytes; a pack that is missing, unreadable or short is an integrity problem. */
+async function spanBytes(repo: RepositoryClient, prefix: string, span: Span): Promise<Buffer> {
+  let bytes: Buffer;
   try {
-    stored = await repo.get(chunkKey(prefix, ref.id));
+    bytes = await repo.getRange(packKey(prefix, span.pack), span.offset, span.length);
   } catch (e) {
     const damaged = e instanceof RepositoryError && (e.code === "object_missing" || e.code === "object_unreadable");
-    if (damaged) throw new IntegrityError(`chunk #${index} ${ref.id}: ${e.code === "object_missing" ? "missing" : "unreadable"}`);
+    if (damaged) throw new IntegrityError(`pack ${span.pack} ${e.code === "object_missing" ? "missing" : "unreadable"}`);
     throw e;
   }
-  if (stored.length !== ref.stored_size) {
-    throw new IntegrityError(`chunk #${index} ${ref.id}: ${stored.length} bytes stored, manifest says ${ref.stored_size}`);
+  if (bytes.length !== span.length) throw new IntegrityError(`pack ${span.pack} is shorter than the manifest says`);
+  return bytes;
+}
+
+/** Splits a span's bytes into chunk files, checking each against its size and SHA-256. */
+function chunkFiles(bytes: Buffer, span: Span): { file: Buffer; problem?: string }[] {
+  let at = 0;
+  return span.chunks.map((c, i) => {
+    const file = bytes.subarray(at, at + c.stored_size);
+    at += c.stored_size;
+    return sha256Hex(file) === c.stored_sha256 ? { file } : { file, problem: `${chunkName(span, i)}: stored bytes do not match their SHA-256` };
+  });
+}
+
+/** The chunk files of one span; the first damaged one throws, naming the chunk. */
+export async function fetchSpan(repo: RepositoryClient, prefix: string, span: Span): Promise<Buffer[]> {
+  let bytes: Buffer;
+  try {
+    bytes = await spanBytes(repo, prefix, span);
+  } catch (e) {
+    throw e instanceof IntegrityError ? new IntegrityError(`${chunkName(span, 0)}: ${e.message}`) : e;
   }
-  if (sha256Hex(stored) !== ref.stored_sha256) throw new IntegrityError(`chunk #${index} ${ref.id}: stored bytes do not match their SHA-256`);
-  return stored;
+  return chunkFiles(bytes, span).map(({ file, problem }) => {
+    if (problem) throw new IntegrityError(problem);
+    return file;
+  });
+}
+
+/** Every problem in one span, one line per damaged chunk (for verify, which reports all damage). */
+export async function checkSpan(repo: RepositoryClient, prefix: string, span: Span): Promise<string[]> {
+  try {
+    return chunkFiles(await spanBytes(repo, prefix, span), span).flatMap((c) => (c.problem ? [c.problem] : []));
+  } catch (e) {
+    if (!(e instanceof IntegrityError)) throw e;
+    return span.chunks.map((_, i) => `${chunkName(span, i)}: ${e.message}`);
+  }
 }
 
 /**
- * Yields transform(chunk) for every chunk in manifest order. Up to `prefetch`
- * chunks are fetched and transformed ahead of the consumer; memory stays at
- * about prefetch x max chunk size whatever the backup's size.
+ * Yields transform(chunk file) for every chunk in manifest order. Up to
+ * `prefetch` spans (each at most 8 MiB) are fetched and transformed ahead of
+ * the consumer, so memory stays bounded whatever the backup's size.
  */
 export async function* readChunks<T>(
-  repo: RepositoryClient, prefix: string, chunks: ChunkRef[], transform: (stored: Buffer, ref: ChunkRef, index: number) => Promise<T>,
-  prefetch = 4,
+  repo: RepositoryClient, prefix: string, chunks: ChunkRef[], transform: (file: Buffer, ref: ChunkRef, index: number) => Promise<T>,
+  prefetch = 3,
 ): AsyncGenerator<T> {
-  const window: Promise<T>[] = [];
+  const all = spans(chunks);
+  const window: Promise<T[]>[] = [];
   let next = 0;
   const launch = () => {
-    const index = next++;
-    const ref = chunks[index]!;
-    const p = fetchChunk(repo, prefix, ref, index).then((stored) => transform(stored, ref, index));
+    const span = all[next++]!;
+    const p = fetchSpan(repo, prefix, span).then((files) => Promise.all(files.map((f, i) => transform(f, span.chunks[i]!, span.first + i))));
     p.catch(() => {}); // surfaced in order when the consumer reaches it
     window.push(p);
   };
-  while (next < chunks.length && window.length < prefetch) launch();
+  while (next < all.length && window.length < prefetch) launch();
   while (window.length > 0) {
-    const value = await window.shift()!;
-    if (next < chunks.length) launch();
-    yield value;
+    const values = await window.shift()!;
+    if (next < all.length) launch();
+    yield* values;
   }
 }

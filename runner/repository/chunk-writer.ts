@@ -1,9 +1,12 @@
-// Stores a stream of plaintext chunks: id each one, skip those the repository
-// already has, compress and encrypt the rest, upload. Up to `concurrency`
-// chunks are in flight; the manifest's chunk list keeps stream order.
-import { chunkKey, type ChunkRef } from "../../workers/shared/format.ts";
+// Stores a stream of plaintext chunks: id each one, reference those an earlier
+// backup stored, seal (zstd + age) the rest and gather them into packs of
+// about PACK_TARGET_SIZE, each uploaded once full. Sealing and uploads run
+// concurrently but bounded, so memory is a few packs whatever the dump's size;
+// the manifest's chunk list keeps stream order.
+import { createHash } from "node:crypto";
+import { PACK_TARGET_SIZE, packKey, type ChunkRef } from "../../workers/shared/format.ts";
 import { AgeSealer, chunkId, sealChunk, sha256Hex } from "./codec.ts";
-import type { RepositoryClient, StoredObjectInfo } from "./client.ts";
+import type { RepositoryClient } from "./client.ts";
 
 export interface WriterStats {
   stored_bytes: number;
@@ -11,25 +14,34 @@ export interface WriterStats {
   new_chunks: number;
 }
 
+type Placement = Omit<ChunkRef, "pack"> & { resolve: (ref: ChunkRef) => void; reject: (e: unknown) => void };
+
+/** An open pack: sealed chunk files appended until it is big enough to upload. */
+class OpenPack {
+  readonly parts: Buffer[] = [];
+  readonly placements: Placement[] = [];
+  size = 0;
+}
+
 export class ChunkWriter {
   readonly stats: WriterStats = { stored_bytes: 0, new_stored_bytes: 0, new_chunks: 0 };
   private readonly refs: Promise<ChunkRef>[] = [];
-  private readonly inFlight = new Set<Promise<unknown>>();
-  /** Chunks seen in this backup: a repeated chunk is stored and counted once. */
+  /** Chunks this backup references: repeats and known chunks cost no request. */
   private readonly seen = new Map<string, Promise<ChunkRef>>();
-  private readonly idKey: Buffer;
+  private readonly sealing = new Set<Promise<unknown>>();
+  private readonly uploading = new Set<Promise<unknown>>();
+  private pack = new OpenPack();
+  private failure: unknown;
   private readonly repo: RepositoryClient;
   private readonly prefix: string;
   private readonly sealer: AgeSealer;
-  private readonly concurrency: number;
-  private failure: unknown;
+  private readonly idKey: Buffer;
 
-  constructor(repo: RepositoryClient, prefix: string, recipients: string[], idKeyHex: string, concurrency = 8) {
+  constructor(repo: RepositoryClient, prefix: string, recipients: string[], idKeyHex: string) {
     this.repo = repo;
     this.prefix = prefix;
     this.sealer = new AgeSealer(recipients);
     this.idKey = Buffer.from(idKeyHex, "hex");
-    this.concurrency = concurrency;
   }
 
   /** Chunks an earlier backup stored: referenced without a request (its manifest vouches for them). */
@@ -37,53 +49,70 @@ export class ChunkWriter {
     for (const r of refs) if (!this.seen.has(r.id)) this.seen.set(r.id, Promise.resolve(r));
   }
 
-  /** Queues a chunk; waits while the pipeline is full, and throws the first failure. */
+  /** Queues a chunk; waits while sealing or uploading is at its bound, and throws the first failure. */
   async add(plaintext: Buffer): Promise<void> {
     const id = chunkId(this.idKey, plaintext);
     let ref = this.seen.get(id);
     if (!ref) {
-      ref = this.store(id, plaintext);
+      ref = new Promise<ChunkRef>((resolve, reject) => {
+        const sealed = sealChunk(plaintext, this.sealer).then((file) => this.place(file, { id, plain_size: plaintext.length, resolve, reject }));
+        this.track(this.sealing, sealed.catch((e) => this.fail(e, reject)));
+      });
       this.seen.set(id, ref);
-      const tracked: Promise<unknown> = ref.then(() => this.inFlight.delete(tracked), () => this.inFlight.delete(tracked));
-      this.inFlight.add(tracked);
     }
-    ref.catch(() => {}); // observed by finish(); avoids an unhandled rejection meanwhile
+    ref.catch(() => {}); // observed by finish()
     this.refs.push(ref);
-    while (this.inFlight.size >= this.concurrency) await Promise.race(this.inFlight);
+    while (this.sealing.size >= SEAL_CONCURRENCY) await Promise.race(this.sealing);
+    while (this.uploading.size >= UPLOAD_CONCURRENCY) await Promise.race(this.uploading);
     if (this.failure) throw this.failure;
   }
 
-  /** All chunk references in stream order, once every upload has finished. */
+  /** All chunk references in stream order, once the last pack is uploaded. */
   async finish(): Promise<ChunkRef[]> {
+    await Promise.all(this.sealing);
+    if (this.pack.size > 0) this.flush();
+    await Promise.all(this.uploading);
+    if (this.failure) throw this.failure;
     const refs = await Promise.all(this.refs);
     for (const r of refs) this.stats.stored_bytes += r.stored_size;
     return refs;
   }
 
-  private async store(id: string, plaintext: Buffer): Promise<ChunkRef> {
-    try {
-      // No existence check first: the endpoint is write-once and answers a PUT of
-      // an existing chunk with the stored one's description, so a chunk that is
-      // new to this backup line costs one request whether or not it exists.
-      const key = chunkKey(this.prefix, id);
-      const sealed = await sealChunk(plaintext, this.sealer);
-      const sha = sha256Hex(sealed);
-      const stored = await this.repo.put(key, sealed, sha);
-      if (stored.sha256 === sha) {
-        this.stats.new_chunks += 1;
-        this.stats.new_stored_bytes += sealed.length;
-      }
-      return { id, plain_size: plaintext.length, ...(await this.describeStored(key, stored)) };
-    } catch (e) {
-      this.failure ??= e;
-      throw e;
-    }
+  private place(file: Buffer, chunk: Pick<Placement, "id" | "plain_size" | "resolve" | "reject">): void {
+    const pack = this.pack;
+    pack.placements.push({ ...chunk, offset: pack.size, stored_size: file.length, stored_sha256: sha256Hex(file) });
+    pack.parts.push(file);
+    pack.size += file.length;
+    if (pack.size >= PACK_TARGET_SIZE) this.flush();
   }
 
-  /** Size and SHA-256 of what is really stored; hashed here if the store recorded no checksum (e.g. copied in by another tool). */
-  private async describeStored(key: string, info: StoredObjectInfo): Promise<{ stored_size: number; stored_sha256: string }> {
-    if (info.sha256) return { stored_size: info.size, stored_sha256: info.sha256 };
-    const bytes = await this.repo.get(key);
-    return { stored_size: bytes.length, stored_sha256: sha256Hex(bytes) };
+  private flush(): void {
+    const pack = this.pack;
+    this.pack = new OpenPack();
+    const bytes = Buffer.concat(pack.parts, pack.size);
+    const packId = createHash("sha256").update(bytes).digest("hex");
+    const upload = this.repo.put(packKey(this.prefix, packId), bytes, packId).then(() => {
+      this.stats.new_chunks += pack.placements.length;
+      this.stats.new_stored_bytes += bytes.length;
+      for (const { resolve, reject: _, ...ref } of pack.placements) resolve({ ...ref, pack: packId });
+    });
+    this.track(this.uploading, upload.catch((e) => {
+      for (const p of pack.placements) this.fail(e, p.reject);
+    }));
+  }
+
+  private track(set: Set<Promise<unknown>>, p: Promise<unknown>): void {
+    const tracked: Promise<unknown> = p.finally(() => set.delete(tracked));
+    set.add(tracked);
+  }
+
+  private fail(e: unknown, reject: (e: unknown) => void): void {
+    this.failure ??= e;
+    reject(e);
   }
 }
+
+/** zstd runs on libuv's thread pool: a few chunks at once keep both cores busy. */
+const SEAL_CONCURRENCY = 8;
+/** Packs are ~8 MiB: two uploads in flight bound memory to a few packs. */
+const UPLOAD_CONCURRENCY = 2;

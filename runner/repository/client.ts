@@ -39,10 +39,10 @@ export class RepositoryClient {
   }
 
   /** An object's bytes. A body that breaks off on every attempt is "object_unreadable": the store answered but cannot deliver it. */
-  async get(key: string): Promise<Buffer> {
+  async get(key: string, headers: Record<string, string> = {}): Promise<Buffer> {
     let broken = "";
     for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
-      const res = await this.send("GET", `/objects/${key}`, "read");
+      const res = await this.send("GET", `/objects/${key}`, "read", undefined, headers);
       if (res.status === 404) throw new RepositoryError("object_missing", `${key} is missing from the repository`);
       try {
         return Buffer.from(await res.arrayBuffer());
@@ -51,6 +51,11 @@ export class RepositoryClient {
       }
     }
     throw new RepositoryError("object_unreadable", `${key} cannot be read (${broken})`);
+  }
+
+  /** Bytes [offset, offset + length) of an object, with the same retry rules as get(). */
+  async getRange(key: string, offset: number, length: number): Promise<Buffer> {
+    return this.get(key, { range: `bytes=${offset}-${offset + length - 1}` });
   }
 
   /** Writes an object once; an existing object is left as it is and described. */

@@ -1,19 +1,13 @@
-// repository.gc: deletes chunk objects that no manifest references, and the
-// private chunks of archives whose manifest is gone. Unreferenced objects
-// younger than the grace period are kept: the catalog makes GC exclusive
-// with every other job, and the grace period covers a runner that was
-// declared lost but is in fact still writing.
+// repository.gc: deletes packs that no manifest references, and the private
+// packs of archives whose manifest is gone. Unreferenced objects younger
+// than the grace period are kept: the catalog makes GC exclusive with every
+// other job, and the grace period covers a runner that was declared lost but
+// is in fact still writing. A pack that is only partly referenced is kept
+// whole (repacking it is not done yet); its dead bytes are reported.
 import type { GcDispatch, GcResult } from "../../workers/shared/protocol.ts";
 import type { JobContext } from "../job-context.ts";
 import { RepositoryClient, type ListedObject } from "./client.ts";
 import { allManifests } from "./manifests.ts";
-
-/**
- * Referenced chunk ids are held by their first 16 hex digits: a collision can
- * only make GC keep an object it could have deleted, never the reverse, and
- * it halves the memory for millions of chunks.
- */
-const idKey = (id: string) => id.slice(0, 16);
 
 export async function collectGarbage(job: GcDispatch, ctx: JobContext): Promise<GcResult> {
   const started = Date.now();
@@ -23,7 +17,7 @@ export async function collectGarbage(job: GcDispatch, ctx: JobContext): Promise<
   let manifests = 0;
   for await (const m of allManifests(repo)) {
     manifests++;
-    if (m.chunk_prefix === "chunks/") for (const c of m.chunks) referenced.add(idKey(c.id));
+    if (m.pack_prefix === "packs/") for (const c of m.chunks) referenced.add(c.pack);
     else liveArchives.add(m.backup_id);
     ctx.progress({ phase: "reading manifests", bytes: 0, chunks: manifests });
   }
@@ -41,7 +35,7 @@ export async function collectGarbage(job: GcDispatch, ctx: JobContext): Promise<
       ctx.progress({ phase: "sweeping", bytes: tally.reclaimed_bytes, chunks: tally.scanned_objects });
     }
   };
-  await sweep("chunks/", (o) => !referenced.has(idKey(o.key.slice(o.key.lastIndexOf("/") + 1))));
+  await sweep("packs/", (o) => !referenced.has(o.key.slice(o.key.lastIndexOf("/") + 1)));
   await sweep("archive/", (o) => !liveArchives.has(o.key.split("/")[1] ?? ""));
   return { kind: "repository.gc", dry_run: job.dry_run, manifests, ...tally, duration_ms: Date.now() - started };
 }

@@ -10,11 +10,11 @@ export async function* allManifests(repo: RepositoryClient): AsyncGenerator<Data
   }
 }
 
-/** The backups whose manifests reference any of these chunk ids (in the given chunk store). */
+/** The backups whose manifests reference any of these chunk ids (in the given pack store). */
 export async function backupsUsingChunks(repo: RepositoryClient, prefix: string, ids: Set<string>): Promise<string[]> {
   const affected: string[] = [];
   for await (const m of allManifests(repo)) {
-    if (m.chunk_prefix === prefix && m.chunks.some((c) => ids.has(c.id))) affected.push(m.backup_id);
+    if (m.pack_prefix === prefix && m.chunks.some((c) => ids.has(c.id))) affected.push(m.backup_id);
   }
   return affected.sort();
 }

@@ -84,7 +84,8 @@ describe("failures during a database backup", () => {
     proxy.failChunkWrites = true;
     proxy.failedWrites = 0;
     try {
-      const { job_id, backup_id } = await startBackup();
+      // An archive writes every pack afresh (a full of an unchanged database may write nothing new).
+      const { job_id, backup_id } = await startBackup("archive");
       const job = await stack.waitForJob(job_id);
       expect(job.status).toBe("failed");
       expect(job.error.code).toBe("repository_write_failed");
@@ -136,7 +137,8 @@ describe("failures during a database backup", () => {
 
 /**
  * Flips one byte of a stored chunk in miniflare's local R2 (blobs are plain
- * files): the manifest is found by content, the chunk by its stored SHA-256.
+ * files): the manifest is found by content, the chunk's pack by its SHA-256
+ * (its name), and the byte inside the chunk's range of the pack.
  */
 function tamperWithChunk(persistDir: string, backupId: string, index: number): string {
   const blobs = join(persistDir, "v3/r2/astrid-backups/blobs");
@@ -144,10 +146,10 @@ function tamperWithChunk(persistDir: string, backupId: string, index: number): s
   const manifest = files.map((f) => readFileSync(f)).map(tryJson).find((m) => m?.backup_id === backupId);
   if (!manifest) throw new Error(`manifest of ${backupId} not found among ${files.length} blobs`);
   const chunk = manifest.chunks[index];
-  const file = files.find((f) => createHash("sha256").update(readFileSync(f)).digest("hex") === chunk.stored_sha256);
-  if (!file) throw new Error(`blob of chunk ${chunk.id} not found`);
+  const file = files.find((f) => createHash("sha256").update(readFileSync(f)).digest("hex") === chunk.pack);
+  if (!file) throw new Error(`pack ${chunk.pack} of chunk ${chunk.id} not found`);
   const bytes = readFileSync(file);
-  bytes[Math.floor(bytes.length / 2)]! ^= 0xff;
+  bytes[chunk.offset + Math.floor(chunk.stored_size / 2)]! ^= 0xff;
   writeFileSync(file, bytes);
   return chunk.id;
 }

@@ -33,10 +33,11 @@ async function submit(path: string, body: unknown) {
   return res.body.job_id as string;
 }
 
+/** Until the job has uploaded at least one pack (progress.chunks counts chunks in uploaded packs). */
 async function waitForProgress(jobId: string) {
   for (let i = 0; i < 400; i++) {
     const { body } = await stack.api("GET", `/jobs/${jobId}`);
-    if (body.progress?.bytes > 0) return;
+    if (body.progress?.chunks > 0) return;
     await new Promise((r) => setTimeout(r, 50));
   }
   throw new Error("no progress");
@@ -53,7 +54,7 @@ describe("garbage collection", () => {
 
   it("collects the chunks of a backup that died, after the grace period, and only then", async () => {
     kept = (await stack.waitForJob(await submit("/backup/database", { type: "full" }))).backup_id;
-    // An archive writes every chunk afresh; killing the runner leaves them unreferenced.
+    // An archive writes every pack afresh; killing the runner leaves those it uploaded unreferenced.
     const doomed = await submit("/backup/database", { type: "archive" });
     await waitForProgress(doomed);
     await stack.killRunner("SIGKILL");

@@ -7,7 +7,7 @@ import type { AddressInfo } from "node:net";
 export interface FaultProxy {
   url: string;
   target: string;
-  /** When set, PUTs of chunk objects answer 503 and never reach the Worker. */
+  /** When set, PUTs of pack objects answer 503 and never reach the Worker. */
   failChunkWrites: boolean;
   failedWrites: number;
   close(): Promise<void>;
@@ -16,7 +16,7 @@ export interface FaultProxy {
 export async function startFaultProxy(): Promise<FaultProxy> {
   const state = { target: "", failChunkWrites: false, failedWrites: 0 };
   const server: Server = createServer(async (req, res) => {
-    if (state.failChunkWrites && req.method === "PUT" && req.url?.includes("/objects/chunks/")) {
+    if (state.failChunkWrites && req.method === "PUT" && /\/objects\/(archive\/[^/]+\/)?packs\//.test(req.url ?? "")) {
       state.failedWrites++;
       req.resume();
       res.writeHead(503, { "content-type": "application/json" }).end('{"error":{"code":"unavailable","message":"injected"}}');

@@ -8,7 +8,7 @@ import { allBackupRows, api, auditRows, isoDaysAgo, resetState, seedBackup } fro
 
 beforeEach(resetState);
 
-const CHUNK_KEY = `chunks/ab/${"ab".repeat(32)}`;
+const CHUNK_KEY = `packs/ab/${"ab".repeat(32)}`;
 
 /** A backup row plus its manifest object in R2. */
 async function backupAged(days: number, p: Partial<BackupRow> = {}): Promise<BackupRow> {

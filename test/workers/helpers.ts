@@ -181,6 +181,8 @@ export function validManifest(backupId: string, opts: { database?: string; chunk
   const chunks = Array.from({ length: opts.chunks ?? 2 }, (_, i) => ({
     id: pad(i + 1, 2).repeat(32),
     plain_size: 1000 + i,
+    pack: "e".repeat(64),
+    offset: i * 1000,
     stored_size: 500 + i,
     stored_sha256: "c".repeat(63) + String(i % 10),
   }));
@@ -197,8 +199,8 @@ export function validManifest(backupId: string, opts: { database?: string; chunk
     dump: { format: "custom", pg_dump_args: ["--format=custom"], logical_bytes: opts.logicalBytes ?? 2001, sha256: opts.dumpSha ?? "d".repeat(64) },
     compression: { algorithm: "zstd", level: 3 },
     encryption: { scheme: "age-x25519", recipients: [String(env.BACKUP_ENCRYPTION_KEY)] },
-    chunker: { algorithm: "fastcdc-gear32-nc2", min_size: 262144, avg_size: 1048576, max_size: 4194304 },
-    chunk_prefix: "chunks/",
+    chunker: { algorithm: "fastcdc-gear32-nc2", min_size: 16384, avg_size: 65536, max_size: 262144 },
+    pack_prefix: "packs/",
     chunks,
     stats: { stored_bytes: stored, new_stored_bytes: stored, new_chunks: chunks.length },
   };

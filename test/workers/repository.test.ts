@@ -58,7 +58,7 @@ function tokenFor(job: JobRow, scope: JobGrant["scope"] = "write", grant: Partia
 const runningBackupJob = (p: Partial<JobRow> = {}) =>
   seedBackupJob({ status: "running", attempts: 1, started_at: isoSecondsAgo(10), heartbeat_at: isoSecondsAgo(5), ...p });
 
-const chunkKeyOf = (hex: string) => `chunks/${hex.slice(0, 2)}/${hex}`;
+const chunkKeyOf = (hex: string) => `packs/${hex.slice(0, 2)}/${hex}`;
 const CHUNK_A = chunkKeyOf("ab".repeat(32));
 const CHUNK_B = chunkKeyOf("cd".repeat(32));
 const objectText = async (key: string) => (await env.BACKUPS.get(key))?.text();
@@ -166,7 +166,7 @@ describe("writing objects", () => {
     const job = await runningBackupJob();
     const token = await tokenFor(job);
     expect((await put(token, manifestKey(job.backup_id!), "{}")).status).toBe(201);
-    const archiveChunk = `archive/${job.backup_id}/chunks/ab/${"ab".repeat(32)}`;
+    const archiveChunk = `archive/${job.backup_id}/packs/ab/${"ab".repeat(32)}`;
     expect((await put(token, archiveChunk, "archived")).status).toBe(201);
     expect(await objectText(archiveChunk)).toBe("archived");
   });
@@ -175,14 +175,14 @@ describe("writing objects", () => {
     const job = await runningBackupJob();
     const other = backupIdFor();
     const token = await tokenFor(job);
-    for (const key of [manifestKey(other), `archive/${other}/chunks/ab/${"ab".repeat(32)}`, `manifests/database/${job.backup_id}.json.bak`]) {
+    for (const key of [manifestKey(other), `archive/${other}/packs/ab/${"ab".repeat(32)}`, `manifests/database/${job.backup_id}.json.bak`]) {
       const res = await put(token, key, "{}");
       expect(res.status, key).toBe(403);
       expect(await env.BACKUPS.head(key)).toBeNull();
     }
   });
 
-  it("a write token cannot PUT outside chunks/, its archive and its manifest", async () => {
+  it("a write token cannot PUT outside packs/, its archive and its manifest", async () => {
     const token = await tokenFor(await runningBackupJob());
     for (const key of ["catalog/backups.json", "manifests/storage/x.json", "index/latest"]) {
       expect((await put(token, key, "x")).status, key).toBe(403);
@@ -241,16 +241,16 @@ describe("repository keys", () => {
   const bad: [string, string][] = [
     ["a .. segment", "chunks%2F..%2F..%2Fmanifests%2Fdatabase%2Fother.json"],
     ["a . segment", "chunks%2F.%2Fab%2Fx"],
-    ["a double-encoded .. segment", "chunks/%252E%252E/x"],
-    ["a space", "chunks/ab/a%20b"],
-    ["a NUL byte", "chunks/ab/a%00b"],
-    ["a backslash", "chunks/ab/a%5Cb"],
-    ["a dollar sign", "chunks/ab/$x"],
-    ["non-ASCII", "chunks/ab/%C3%A9"],
+    ["a double-encoded .. segment", "packs/%252E%252E/x"],
+    ["a space", "packs/ab/a%20b"],
+    ["a NUL byte", "packs/ab/a%00b"],
+    ["a backslash", "packs/ab/a%5Cb"],
+    ["a dollar sign", "packs/ab/$x"],
+    ["non-ASCII", "packs/ab/%C3%A9"],
     ["an upper-case first segment", "Chunks/ab/x"],
     ["a single segment", "chunks"],
-    ["an empty segment", "chunks//x"],
-    ["a trailing slash", "chunks/ab/"],
+    ["an empty segment", "packs//x"],
+    ["a trailing slash", "packs/ab/"],
   ];
   for (const [what, key] of bad) {
     it(`with ${what} are 400 invalid_key on PUT and GET`, async () => {
@@ -429,7 +429,7 @@ describe("completing a backup job", () => {
   it("fails with manifest_mismatch when the report names an unexpected manifest key", async () => {
     const { job, token, manifest } = await backupInFlight();
     await storeManifest(manifest, job.backup_id!);
-    await expectManifestMismatch(job, token, { ...backupResultFor(manifest), manifest_key: `chunks/ab/${"ab".repeat(32)}` }, /unexpected manifest key/);
+    await expectManifestMismatch(job, token, { ...backupResultFor(manifest), manifest_key: `packs/ab/${"ab".repeat(32)}` }, /unexpected manifest key/);
   });
 
   it("records the runner's error when the runner reports failure, listing nothing", async () => {

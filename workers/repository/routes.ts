@@ -38,10 +38,10 @@ function objectKey(path: string): string {
   return key;
 }
 
-/** A backup job may write shared chunks, its own archive chunks, and its own manifest. */
+/** A backup job may write shared packs, its own archive packs, and its own manifest. */
 function mayWrite(grant: JobGrant, key: string): boolean {
   if (grant.scope !== "write") return false;
-  return key.startsWith("chunks/") || key.startsWith(`archive/${grant.backup_id}/`) || key === manifestKey(grant.backup_id);
+  return key.startsWith("packs/") || key.startsWith(`archive/${grant.backup_id}/`) || key === manifestKey(grant.backup_id);
 }
 
 function describe(object: R2Object): Record<string, string> {
@@ -53,7 +53,7 @@ function describe(object: R2Object): Record<string, string> {
   };
 }
 
-const LIST_PREFIXES = ["chunks/", "archive/", "manifests/"];
+const LIST_PREFIXES = ["packs/", "archive/", "manifests/"];
 const ListQuery = z.strictObject({ prefix: z.string(), cursor: z.string().optional() });
 
 /** One page (up to 1,000) of objects under a repository prefix, with sizes and upload times. */
@@ -69,13 +69,13 @@ repositoryRoutes.get("/list", async (c) => {
 
 const DeleteRequest = z.strictObject({ keys: z.array(z.string()).min(1).max(1000) });
 
-/** Garbage collection only: chunk and archive objects, never manifests (retention owns those). */
+/** Garbage collection only: pack and archive objects, never manifests (retention owns those). */
 repositoryRoutes.post("/delete", async (c) => {
   const grant = c.get("grant");
   if (grant.scope !== "gc") throw new ApiError(403, "forbidden", `job ${grant.job_id} may not delete`);
   const { keys } = await parseJson(c, DeleteRequest);
-  const bad = keys.find((k) => !isRepositoryKey(k) || !(k.startsWith("chunks/") || k.startsWith("archive/")));
-  if (bad !== undefined) throw new ApiError(400, "invalid_key", "only chunk and archive objects can be deleted");
+  const bad = keys.find((k) => !isRepositoryKey(k) || !(k.startsWith("packs/") || k.startsWith("archive/")));
+  if (bad !== undefined) throw new ApiError(400, "invalid_key", "only pack and archive objects can be deleted");
   await c.env.BACKUPS.delete(keys);
   return c.json({ deleted: keys.length });
 });
@@ -86,11 +86,26 @@ repositoryRoutes.on("HEAD", "/objects/*", async (c) => {
   return c.body(null, 200, describe(object));
 });
 
+/** Whole objects, or one byte range (`Range: bytes=a-b`): readers fetch runs of chunks out of packs. */
 repositoryRoutes.get("/objects/*", async (c) => {
-  const object = await c.env.BACKUPS.get(objectKey(c.req.path));
+  const key = objectKey(c.req.path);
+  const range = parseRange(c.req.header("range"));
+  const object = await c.env.BACKUPS.get(key, range ? { range } : {});
   if (!object) throw new ApiError(404, "not_found", "no such object");
-  return c.body(object.body, 200, { ...describe(object), "content-length": String(object.size) });
+  if (!range) return c.body(object.body, 200, { ...describe(object), "content-length": String(object.size) });
+  if (range.offset + range.length > object.size) throw new ApiError(416, "range_not_satisfiable", `${key} has ${object.size} bytes`);
+  return c.body(object.body, 206, {
+    ...describe(object), "content-length": String(range.length),
+    "content-range": `bytes ${range.offset}-${range.offset + range.length - 1}/${object.size}`,
+  });
 });
+
+function parseRange(header: string | undefined): { offset: number; length: number } | undefined {
+  if (!header) return undefined;
+  const m = /^bytes=(\d+)-(\d+)$/.exec(header);
+  if (!m || Number(m[2]) < Number(m[1])) throw new ApiError(400, "invalid_range", "Range must be bytes=<first>-<last>");
+  return { offset: Number(m[1]), length: Number(m[2]) - Number(m[1]) + 1 };
+}
 
 repositoryRoutes.put("/objects/*", async (c) => {
   const key = objectKey(c.req.path);

@@ -2,17 +2,21 @@
 // same thing for people; this module is what code reads and writes.
 //
 // Layout inside the backup bucket:
-//   chunks/<id[0:2]>/<id>                      deduplicated chunks, shared by all backups
-//   archive/<backup_id>/chunks/<id[0:2]>/<id>  chunks of one self-contained archive backup
-//   manifests/database/<backup_id>.json        one plaintext manifest per backup
+//   packs/<pack[0:2]>/<pack>                      pack files of the deduplicated store, shared by all backups
+//   archive/<backup_id>/packs/<pack[0:2]>/<pack>  pack files of one self-contained archive backup
+//   manifests/database/<backup_id>.json           one plaintext manifest per backup
 //
-// A chunk object is  age(zstd(plaintext))  to the manifest's recipients, where
-// plaintext is one content-defined slice of the pg_dump stream. The chunk id is
-// HMAC-SHA256(chunk_id_key, plaintext) in hex: equal content gets one id (so it
-// is stored once) without the id telling anyone what the content is.
+// A pack is a concatenation of chunk files; its name is the SHA-256 of its
+// bytes. A chunk file is  age(zstd(plaintext))  to the manifest's
+// recipients, where plaintext is one content-defined slice of the pg_dump
+// stream. Chunks are small (64 KiB on average) so that a change touches
+// little; packs are large (about 8 MiB) so that a gigabyte is a hundred
+// objects, not sixteen thousand. The manifest says where each chunk sits.
+// The chunk id is HMAC-SHA256(chunk_id_key, plaintext) in hex: equal content
+// gets one id (so it is stored once) without the id telling anyone what the
+// content is.
 import { z } from "zod";
 import { BackupType, DatabaseName } from "./protocol.ts";
-
 export const FORMAT_VERSION = 1;
 
 /** Content-defined chunking parameters (FastCDC with normalized chunking). */
@@ -20,7 +24,7 @@ export const FORMAT_VERSION = 1;
 // astronomy database, 1% appended + 1% of the newest rows updated + 100
 // scattered old rows updated): the incremental added 3.0% of the full
 // backup's stored bytes at 64 KiB, 5.5% at 128 KiB, 25% at 1 MiB. Smaller
-// chunks dedup better but mean more objects and requests per backup.
+// chunks dedup better; packs (below) keep the number of objects small.
 export const CHUNKER = {
   algorithm: "fastcdc-gear32-nc2",
   min_size: 16 * 1024,
@@ -31,13 +35,16 @@ export const CHUNKER = {
 export const ChunkId = z.string().regex(/^[0-9a-f]{64}$/);
 const Sha256Hex = z.string().regex(/^[0-9a-f]{64}$/);
 
-/** Where a backup's chunks live: shared store, or the archive's private one. */
-export function chunkPrefix(type: BackupType, backupId: string): string {
-  return type === "archive" ? `archive/${backupId}/chunks/` : "chunks/";
+/** A pack is closed and uploaded once it holds at least this many bytes. */
+export const PACK_TARGET_SIZE = 8 * 1024 * 1024;
+
+/** Where a backup's packs live: the shared store, or the archive's private one. */
+export function packPrefix(type: BackupType, backupId: string): string {
+  return type === "archive" ? `archive/${backupId}/packs/` : "packs/";
 }
 
-export function chunkKey(prefix: string, id: string): string {
-  return `${prefix}${id.slice(0, 2)}/${id}`;
+export function packKey(prefix: string, packId: string): string {
+  return `${prefix}${packId.slice(0, 2)}/${packId}`;
 }
 
 export function manifestKey(backupId: string): string {
@@ -63,7 +70,10 @@ export const ChunkRef = z.object({
   id: ChunkId,
   /** Bytes of plaintext this chunk contributes to the dump stream. */
   plain_size: z.number().int().positive(),
-  /** Bytes of the stored object, and their SHA-256: checkable without any key. */
+  /** The pack holding the chunk file (the pack's SHA-256), and where in it. */
+  pack: Sha256Hex,
+  offset: z.number().int().nonnegative(),
+  /** Bytes of the chunk file, and their SHA-256: checkable without any key. */
   stored_size: z.number().int().positive(),
   stored_sha256: Sha256Hex,
 });
@@ -97,7 +107,7 @@ export const DatabaseManifest = z.object({
     avg_size: z.number().int(),
     max_size: z.number().int(),
   }),
-  chunk_prefix: z.string(),
+  pack_prefix: z.string(),
   chunks: z.array(ChunkRef),
   stats: z.object({
     stored_bytes: z.number().int().nonnegative(),
