@@ -112,6 +112,12 @@ describe("failures during a database backup", () => {
     const row = (await stack.api("GET", `/backups/${backup_id}`)).body;
     expect(row).toMatchObject({ status: "corrupt", verify_status: "failed" });
     expect((await stack.api("GET", "/backup/database?status=completed&limit=100")).body.backups.map((b: any) => b.backup_id)).not.toContain(backup_id);
+    // The database did not change since the earlier full backup: it shares the damaged chunk, and is named and marked too.
+    const affected: string[] = verified.result.affected_backups;
+    expect(affected).toContain(backup_id);
+    const others = affected.filter((id) => id !== backup_id);
+    expect(others.length).toBeGreaterThan(0);
+    for (const id of others) expect((await stack.api("GET", `/backups/${id}`)).body).toMatchObject({ status: "corrupt", verify_status: "failed" });
 
     const refused = await stack.api("POST", `/backups/${backup_id}/restore`, { target: pg.url(scratchName("never")) });
     expect(refused.status).toBe(409);
