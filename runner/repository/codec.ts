@@ -1,14 +1,15 @@
 // One chunk's stored form: age(zstd(plaintext)). Each chunk is a complete age
 // file, so `age -d | zstd -d` restores it with the stock tools (docs/format.md).
-export { AgeSealer };
 import { createHash, createHmac } from "node:crypto";
 import { promisify } from "node:util";
 import zlib from "node:zlib";
 import { AgeOpener, AgeSealer } from "./age.ts";
 
+export { AgeSealer };
+
 export const ZSTD_LEVEL = 3;
 
-// The async forms run on libuv's thread pool, beside the JS thread that encrypts.
+// The async forms run on libuv's thread pool, beside the JS thread.
 const zstdCompress = promisify(zlib.zstdCompress);
 const zstdDecompress = promisify(zlib.zstdDecompress);
 
