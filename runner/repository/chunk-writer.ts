@@ -1,8 +1,8 @@
 // Stores a stream of plaintext chunks: id each one, reference those an earlier
 // backup stored, seal (zstd + age) the rest and gather them into packs of
-// about PACK_TARGET_SIZE, each uploaded once full. Sealing and uploads run
-// concurrently but bounded, so memory is a few packs whatever the dump's size;
-// the manifest's chunk list keeps stream order.
+// about PACK_TARGET_SIZE, each uploaded once full. Uploads run concurrently
+// but bounded, so memory is a few packs whatever the dump's size; the
+// manifest's chunk list keeps stream order.
 import { createHash } from "node:crypto";
 import { PACK_TARGET_SIZE, packKey, type ChunkRef } from "../../workers/shared/format.ts";
 import { AgeSealer, chunkId, sealChunk, sha256Hex } from "./codec.ts";
@@ -28,7 +28,6 @@ export class ChunkWriter {
   private readonly refs: Promise<ChunkRef>[] = [];
   /** Chunks this backup references: repeats and known chunks cost no request. */
   private readonly seen = new Map<string, Promise<ChunkRef>>();
-  private readonly sealing = new Set<Promise<unknown>>();
   private readonly uploading = new Set<Promise<unknown>>();
   private pack = new OpenPack();
   private failure: unknown;
@@ -49,27 +48,23 @@ export class ChunkWriter {
     for (const r of refs) if (!this.seen.has(r.id)) this.seen.set(r.id, Promise.resolve(r));
   }
 
-  /** Queues a chunk; waits while sealing or uploading is at its bound, and throws the first failure. */
+  /** Seals and places a chunk; waits while uploads are at their bound, and throws the first failure. */
   async add(plaintext: Buffer): Promise<void> {
     const id = chunkId(this.idKey, plaintext);
     let ref = this.seen.get(id);
     if (!ref) {
-      ref = new Promise<ChunkRef>((resolve, reject) => {
-        const sealed = sealChunk(plaintext, this.sealer).then((file) => this.place(file, { id, plain_size: plaintext.length, resolve, reject }));
-        this.track(this.sealing, sealed.catch((e) => this.fail(e, reject)));
-      });
+      const file = sealChunk(plaintext, this.sealer);
+      ref = new Promise<ChunkRef>((resolve, reject) => this.place(file, { id, plain_size: plaintext.length, resolve, reject }));
       this.seen.set(id, ref);
     }
     ref.catch(() => {}); // observed by finish()
     this.refs.push(ref);
-    while (this.sealing.size >= SEAL_CONCURRENCY) await Promise.race(this.sealing);
     while (this.uploading.size >= UPLOAD_CONCURRENCY) await Promise.race(this.uploading);
     if (this.failure) throw this.failure;
   }
 
   /** All chunk references in stream order, once the last pack is uploaded. */
   async finish(): Promise<ChunkRef[]> {
-    await Promise.all(this.sealing);
     if (this.pack.size > 0) this.flush();
     await Promise.all(this.uploading);
     if (this.failure) throw this.failure;
@@ -112,7 +107,5 @@ export class ChunkWriter {
   }
 }
 
-/** zstd runs on libuv's thread pool: a few chunks at once keep both cores busy. */
-const SEAL_CONCURRENCY = 8;
 /** Packs are ~8 MiB: two uploads in flight bound memory to a few packs. */
 const UPLOAD_CONCURRENCY = 2;

@@ -1,7 +1,6 @@
 // One chunk's stored form: age(zstd(plaintext)). Each chunk is a complete age
 // file, so `age -d | zstd -d` restores it with the stock tools (docs/format.md).
 import { createHash, createHmac } from "node:crypto";
-import { promisify } from "node:util";
 import zlib from "node:zlib";
 import { AgeOpener, AgeSealer } from "./age.ts";
 
@@ -9,9 +8,10 @@ export { AgeSealer };
 
 export const ZSTD_LEVEL = 3;
 
-// The async forms run on libuv's thread pool, beside the JS thread.
-const zstdCompress = promisify(zlib.zstdCompress);
-const zstdDecompress = promisify(zlib.zstdDecompress);
+// Synchronous on purpose: for 64 KiB chunks the async one-shot forms cost
+// ~0.57 ms a call (a fresh context, a thread-pool round trip) against ~0.11 ms
+// in line, which was most of a backup's CPU time (measured on this machine).
+const zstdOptions = { params: { [zlib.constants.ZSTD_c_compressionLevel]: ZSTD_LEVEL } };
 
 export function chunkId(idKey: Buffer, plaintext: Uint8Array): string {
   return createHmac("sha256", idKey).update(plaintext).digest("hex");
@@ -22,9 +22,8 @@ export function sha256Hex(data: Uint8Array): string {
 }
 
 /** zstd, then age to the sealer's recipients (one age header per backup: see age.ts). */
-export async function sealChunk(plaintext: Uint8Array, sealer: AgeSealer): Promise<Buffer> {
-  const compressed = await zstdCompress(plaintext, { params: { [zlib.constants.ZSTD_c_compressionLevel]: ZSTD_LEVEL } });
-  return sealer.seal(compressed);
+export function sealChunk(plaintext: Uint8Array, sealer: AgeSealer): Buffer {
+  return sealer.seal(zlib.zstdCompressSync(plaintext, zstdOptions));
 }
 
 export class DecryptionError extends Error {
@@ -40,6 +39,6 @@ export function chunkOpener(identities: string[]): (stored: Uint8Array) => Promi
     } catch (e) {
       throw new DecryptionError(`cannot decrypt: ${(e as Error).message}`);
     }
-    return zstdDecompress(compressed);
+    return zlib.zstdDecompressSync(compressed);
   };
 }
