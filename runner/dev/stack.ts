@@ -12,6 +12,16 @@ import { formatVars } from "./secrets.ts";
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const WRANGLER = join(dirname(createRequire(import.meta.url).resolve("wrangler/package.json")), "bin/wrangler.js");
 
+/**
+ * How the runner process is started, here and in runner/Dockerfile (keep the
+ * two alike). Backups churn through many 64 KiB Buffers: a small young
+ * generation collects them early, and glibc returns freed blocks instead of
+ * keeping them in per-thread arenas. Together they took a 1 GB backup's peak
+ * RSS from ~315 MiB to ~205 MiB in a measurement on this machine.
+ */
+export const RUNNER_NODE_FLAGS = ["--max-semi-space-size=1"];
+export const RUNNER_MALLOC_ENV = { MALLOC_ARENA_MAX: "2", MALLOC_MMAP_THRESHOLD_: "65536", MALLOC_TRIM_THRESHOLD_: "131072" };
+
 export interface StackOptions {
   /** Holds the local state (R2, D1, Queues), the effective vars file and logs. */
   dir: string;
@@ -49,9 +59,9 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
 
   let runner: ChildProcess | undefined;
   const startRunner = async () => {
-    runner = spawn(process.execPath, [join(ROOT, "runner/server.ts")], {
+    runner = spawn(process.execPath, [...RUNNER_NODE_FLAGS, join(ROOT, "runner/server.ts")], {
       cwd: ROOT, stdio: ["ignore", stdio("runner"), stdio("runner")],
-      env: { ...process.env, ...opts.runnerEnv, RUNNER_TOKEN: vars.RUNNER_TOKEN ?? "", PORT: String(opts.runnerPort), HOST: "127.0.0.1" },
+      env: { ...process.env, ...RUNNER_MALLOC_ENV, ...opts.runnerEnv, RUNNER_TOKEN: vars.RUNNER_TOKEN ?? "", PORT: String(opts.runnerPort), HOST: "127.0.0.1" },
     });
     await waitFor(`${runnerUrl}/health`, runner);
   };

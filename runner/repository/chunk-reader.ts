@@ -95,7 +95,7 @@ export async function checkSpan(repo: RepositoryClient, prefix: string, span: Sp
  */
 export async function* readChunks<T>(
   repo: RepositoryClient, prefix: string, chunks: ChunkRef[], transform: (file: Buffer, ref: ChunkRef, index: number) => Promise<T>,
-  prefetch = 3,
+  prefetch = 2,
 ): AsyncGenerator<T> {
   const all = spans(chunks);
   const window: Promise<T[]>[] = [];

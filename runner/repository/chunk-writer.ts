@@ -85,6 +85,7 @@ export class ChunkWriter {
     const pack = this.pack;
     this.pack = new OpenPack();
     const bytes = Buffer.concat(pack.parts, pack.size);
+    pack.parts.length = 0; // the sealed files now live only in `bytes`
     const packId = createHash("sha256").update(bytes).digest("hex");
     const upload = this.repo.put(packKey(this.prefix, packId), bytes, packId).then(() => {
       this.stats.new_chunks += pack.placements.length;
