@@ -20,7 +20,7 @@ interface Span {
   chunks: ChunkRef[];
 }
 
-const MAX_SPAN = 8 * 1024 * 1024;
+const MAX_SPAN = 4 * 1024 * 1024;
 
 export function spans(chunks: ChunkRef[]): Span[] {
   const out: Span[] = [];
@@ -90,12 +90,12 @@ export async function checkSpan(repo: RepositoryClient, prefix: string, span: Sp
 
 /**
  * Yields transform(chunk file) for every chunk in manifest order. Up to
- * `prefetch` spans (each at most 8 MiB) are fetched and transformed ahead of
+ * `prefetch` spans (each at most 4 MiB) are fetched and transformed ahead of
  * the consumer, so memory stays bounded whatever the backup's size.
  */
 export async function* readChunks<T>(
   repo: RepositoryClient, prefix: string, chunks: ChunkRef[], transform: (file: Buffer, ref: ChunkRef, index: number) => Promise<T>,
-  prefetch = 2,
+  prefetch = 4,
 ): AsyncGenerator<T> {
   const all = spans(chunks);
   const window: Promise<T[]>[] = [];
