@@ -11,8 +11,8 @@
 // COMMENT records the seeded size. Everything else (the stack, dump files,
 // restore targets) is removed at the end, also on Ctrl-C.
 // The last line of stdout is the whole result as one JSON object.
-import { spawn, type ChildProcess } from "node:child_process";
-import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { closeSync, cpSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -20,9 +20,9 @@ import { seedAstronomyDatabase } from "../runner/dev/astronomy-seed.ts";
 import { tableFingerprints } from "../runner/dev/compare.ts";
 import { createDatabase, dropDatabase, ensurePostgres, pgEnv, psql, type PgServer } from "../runner/dev/postgres.ts";
 import { generateLocalSecrets, type LocalSecrets } from "../runner/dev/secrets.ts";
-import { freePort, ROOT, startStack, type Stack } from "../runner/dev/stack.ts";
+import { freePort, ROOT, type Stack, type startStack as StartStack } from "../runner/dev/stack.ts";
 import { formatSummary, summarizeProfileFile, type ProfileSummary } from "./support/cpu-profile.ts";
-import { cpuDelta, cpuSnapshot, loadAverage, machineCpu, sampleRss, type CpuByRole } from "./support/proc.ts";
+import { cpuDelta, cpuSnapshot, descendantPids, loadAverage, machineCpu, sampleRss, type CpuByRole, type RssSampler } from "./support/proc.ts";
 
 const TARGET_RATIO = 1.3;
 const TARGET_RSS = 256 * 1024 * 1024;
@@ -39,11 +39,19 @@ const { values: args } = parseArgs({
     "no-verify": { type: "boolean", default: false },
     "cpu-prof": { type: "boolean", default: false },
     "keep-dumps": { type: "boolean", default: false },
+    "no-snapshot": { type: "boolean", default: false },
+    "chunk-avg": { type: "string" },
+    "zstd-level": { type: "string" },
+    "runner-env": { type: "string", multiple: true },
+    "memory-probe": { type: "boolean", default: false },
     help: { type: "boolean", default: false },
   },
 });
 if (args.help) {
-  console.log("usage: node bench/database.ts [--size 1GB | --sizes 200MB,1GB,4GB] [--no-verify] [--cpu-prof] [--keep-dumps]");
+  console.log("usage: node bench/database.ts [--size 1GB | --sizes 200MB,1GB,4GB] [--no-verify] [--cpu-prof] [--keep-dumps] [--no-snapshot]\n" +
+    "  what-if (patches the snapshot only): [--chunk-avg 1MB] (min avg/4, max avg*4) [--zstd-level 1]\n" +
+    "  [--runner-env NAME=VALUE]... extra environment for the runner (e.g. MALLOC_ARENA_MAX=2, UV_THREADPOOL_SIZE=2)\n" +
+    "  [--memory-probe] log the runner's V8 heap / external / ArrayBuffer memory and report it at the RSS peak");
   process.exit(0);
 }
 
@@ -120,19 +128,27 @@ function quoteIdent(name: string): string {
 }
 
 /** Whole-phase measurements around fn: wall time, CPU per role, machine load. */
+const FOLDED = new Set(["wrangler"]);
+const phasesWithWorkerReload: string[] = [];
+
 async function measured<T>(label: string, roleOf: (s: { pid: number; comm: string }) => string, fn: () => Promise<T>) {
   log(`${label} ...`);
   const load = loadAverage();
-  const cpu0 = cpuSnapshot(roleOf);
+  const workerd0 = descendantPids("workerd");
+  const cpu0 = cpuSnapshot(roleOf, FOLDED);
   const m0 = machineCpu();
   const t0 = performance.now();
   const value = await fn();
   const wall_ms = Math.round(performance.now() - t0);
   const m1 = machineCpu();
-  const cpu = cpuDelta(cpu0, cpuSnapshot(roleOf));
+  const cpu = cpuDelta(cpu0, cpuSnapshot(roleOf, FOLDED));
   const machine_busy_pct = Math.round((100 * (m1.busy - m0.busy)) / Math.max(1e-9, m1.total - m0.total));
-  log(`${label}: ${(wall_ms / 1000).toFixed(1)} s (machine ${machine_busy_pct}% busy; cpu ${fmtCpu(cpu)})`);
-  return { value, wall_ms, cpu, machine_busy_pct, load_before: load };
+  // wrangler dev rebuilds and restarts workerd when a watched source file
+  // changes; a restart in the middle of a phase distorts it.
+  const worker_reloaded = descendantPids("workerd").some((pid) => !workerd0.includes(pid));
+  if (worker_reloaded) phasesWithWorkerReload.push(label);
+  log(`${label}: ${(wall_ms / 1000).toFixed(1)} s (machine ${machine_busy_pct}% busy; cpu ${fmtCpu(cpu)})${worker_reloaded ? " [WORKER RELOADED during this phase]" : ""}`);
+  return { value, wall_ms, cpu, machine_busy_pct, load_before: load, ...(worker_reloaded ? { worker_reloaded } : {}) };
 }
 
 function fmtCpu(cpu: CpuByRole): string {
@@ -166,6 +182,54 @@ async function ensureSource(pg: PgServer, size: Size): Promise<{ name: string; u
 
 // ---------------------------------------------------------------- the stack
 
+/**
+ * The code under test, frozen at the start: a copy of the sources the stack
+ * runs (node_modules linked), so edits made to the working tree while the
+ * bench runs neither restart wrangler dev's Worker mid-phase nor change the
+ * runner between phases. --no-snapshot runs the working tree itself.
+ */
+async function codeUnderTest(): Promise<{ root: string; startStack: typeof StartStack }> {
+  if (args["no-snapshot"]) {
+    if (args["chunk-avg"] || args["zstd-level"]) throw new Error("--chunk-avg and --zstd-level patch the snapshot: drop --no-snapshot");
+    return { root: ROOT, startStack: (await import("../runner/dev/stack.ts")).startStack };
+  }
+  const root = mkdtempSync(join(tmpdir(), "astrid-bench-code-"));
+  cleanups.push(() => rmSync(root, { recursive: true, force: true }));
+  for (const entry of ["runner", "workers", "migrations", "bench/support", "wrangler.toml", "package.json", "tsconfig.json"]) {
+    cpSync(join(ROOT, entry), join(root, entry), { recursive: true });
+  }
+  symlinkSync(join(ROOT, "node_modules"), join(root, "node_modules"), "dir");
+  applyWhatIfs(root);
+  return { root, startStack: (await import(join(root, "runner/dev/stack.ts"))).startStack };
+}
+
+/** The --chunk-avg / --zstd-level experiments: edits to the snapshot, never to the working tree. */
+const whatIfs: Record<string, string | number> = {};
+function applyWhatIfs(root: string): void {
+  const patch = (file: string, pattern: RegExp, replacement: string) => {
+    const path = join(root, file);
+    const text = readFileSync(path, "utf8");
+    if (!pattern.test(text)) throw new Error(`cannot apply the what-if to ${file}: ${pattern} not found`);
+    writeFileSync(path, text.replace(pattern, replacement));
+  };
+  if (args["chunk-avg"]) {
+    const avg = parseSize(args["chunk-avg"]).bytes;
+    patch("workers/shared/format.ts", /min_size: [^,]+,\s*avg_size: [^,]+,\s*max_size: [^,\n]+,/,
+      `min_size: ${avg / 4}, avg_size: ${avg}, max_size: ${avg * 4},`);
+    whatIfs.chunk_avg_bytes = avg;
+  }
+  if (args["zstd-level"]) {
+    patch("runner/repository/codec.ts", /export const ZSTD_LEVEL = \d+;/, `export const ZSTD_LEVEL = ${Number(args["zstd-level"])};`);
+    whatIfs.zstd_level = Number(args["zstd-level"]);
+  }
+  if (Object.keys(whatIfs).length > 0) log(`what-if, applied to the snapshot: ${JSON.stringify(whatIfs)}`);
+}
+
+function gitState(): { commit: string; dirty_files: number } {
+  const git = (...a: string[]) => spawnSync("git", a, { cwd: ROOT, encoding: "utf8" }).stdout?.trim() ?? "";
+  return { commit: git("rev-parse", "--short", "HEAD"), dirty_files: git("status", "--porcelain").split("\n").filter(Boolean).length };
+}
+
 interface Bench {
   stack: Stack;
   secrets: LocalSecrets;
@@ -195,15 +259,27 @@ async function startBench(sources: { name: string; url: string }[]): Promise<Ben
   const dir = mkdtempSync(join(tmpdir(), "astrid-bench-"));
   cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
   const profDir = args["cpu-prof"] ? join(dir, "cpu-prof") : undefined;
-  const vars: Record<string, string> = { ...secrets, BACKUP_DATABASES: sources.map((s) => s.name).join(",") };
+  // The verification the Worker queues after each backup would overlap the
+  // next phase; the bench times a quick verify as a phase of its own instead.
+  const vars: Record<string, string> = { ...secrets, BACKUP_DATABASES: sources.map((s) => s.name).join(","), DATABASE_VERIFY_AFTER_BACKUP: "off" };
   for (const s of sources) vars[`DATABASE_URL_${s.name.toUpperCase()}`] = s.url;
   const runnerEnv: Record<string, string> = {};
-  if (profDir) {
-    runnerEnv.NODE_OPTIONS = `--cpu-prof --cpu-prof-dir=${profDir} --import=${join(ROOT, "bench/support/exit-on-signal.mjs")}`;
+  for (const pair of args["runner-env"] ?? []) {
+    const eq = pair.indexOf("=");
+    if (eq <= 0) throw new Error(`--runner-env wants NAME=VALUE, not ${pair}`);
+    runnerEnv[pair.slice(0, eq)] = pair.slice(eq + 1);
   }
+  if (profDir) {
+    runnerEnv.NODE_OPTIONS = `${runnerEnv.NODE_OPTIONS ?? ""} --cpu-prof --cpu-prof-dir=${profDir} --import=${join(ROOT, "bench/support/exit-on-signal.mjs")}`;
+  }
+  if (args["memory-probe"]) {
+    runnerEnv.NODE_OPTIONS = `${runnerEnv.NODE_OPTIONS ?? ""} --import=${join(ROOT, "bench/support/memory-probe.mjs")}`;
+    runnerEnv.ASTRID_BENCH_MEMLOG = join(dir, "runner-memory.jsonl");
+  }
+  const code = await codeUnderTest();
   stackDir = dir;
   log(`starting the stack in ${dir} ...`);
-  const stack = await startStack({ dir, workerPort: await freePort(), runnerPort: await freePort(), vars, runnerEnv, output: "files" });
+  const stack = await code.startStack({ dir, workerPort: await freePort(), runnerPort: await freePort(), vars, runnerEnv, output: "files" });
   cleanups.push(() => stack.stop());
   const api = async (method: string, path: string, body?: unknown) => {
     const res = await fetch(stack.workerUrl + path, {
@@ -214,12 +290,13 @@ async function startBench(sources: { name: string; url: string }[]): Promise<Ben
     if (!res.ok) throw new Error(`${method} ${path}: HTTP ${res.status} ${text.slice(0, 500)}`);
     return text ? JSON.parse(text) : undefined;
   };
+  // wrangler dev: a node process (with esbuild) and workerd, which runs the
+  // Worker and the local R2/D1/Queues. A workerd that wrangler restarted is
+  // counted under "wrangler" (see FOLDED).
   const roleOf = (s: { pid: number; comm: string }) => {
     if (s.pid === process.pid) return "bench (bare tools)";
     if (s.pid === stack.runnerPid()) return "runner";
-    if (s.comm === "workerd") return "workerd";
-    if (s.comm === "node" || s.comm === "MainThread" || s.comm === "esbuild") return "wrangler";
-    return s.comm;
+    return s.comm === "workerd" ? "workerd" : "wrangler";
   };
   return { stack, secrets, dir, profDir, api, roleOf };
 }
@@ -251,7 +328,12 @@ async function ourJob(b: Bench, label: string, submit: () => Promise<{ job_id: s
     }
     return { job, wall_ms: Math.round(performance.now() - t0) };
   }).finally(() => void rss.stop());
-  const memory = rss.stop();
+  const memory: ReturnType<RssSampler["stop"]> & { at_peak?: Record<string, number> } = rss.stop();
+  const breakdown = memoryAtPeak(b, pid);
+  if (breakdown) {
+    memory.at_peak = breakdown;
+    log(`runner memory at its RSS peak (MiB): ${Object.entries(breakdown).map(([k, v]) => `${k} ${Math.round(v / MiB)}`).join(", ")}`);
+  }
   const { job, wall_ms } = phase.value;
   if (job.status !== "succeeded") throw new Error(`job ${job.id} failed: ${JSON.stringify(job.error)}`);
   const profile = await collectProfile(b, pid);
@@ -283,6 +365,7 @@ async function benchSize(b: Bench, pg: PgServer, size: Size, source: Awaited<Ret
   const submitBackup = () => b.api("POST", "/backup/database", { type: "full", database: source.name });
   const backup = await ourJob(b, "our backup", submitBackup, jobTimeout);
   const rerun = await ourJob(b, "our backup again (all chunks deduplicated)", submitBackup, jobTimeout);
+  const verify = await ourJob(b, "quick verify of the first backup", () => b.api("POST", `/backups/${backup.result.backup_id}/verify`, { depth: "quick" }), jobTimeout);
 
   const restoreArgs = ["--no-owner", "--no-privileges", "--single-transaction", "--exit-on-error"];
   const bareRestore = async (label: string, db: string, file: string) => {
@@ -348,6 +431,12 @@ async function benchSize(b: Bench, pg: PgServer, size: Size, source: Awaited<Ret
       machine_busy_pct: rerun.machine_busy_pct,
       ...(rerun.profile ? { runner_profile: rerun.profile } : {}),
     },
+    quick_verify: {
+      ours_wall_ms: verify.wall_ms,
+      ours_job_duration_ms: verify.result?.duration_ms,
+      cpu_s: verify.cpu,
+      machine_busy_pct: verify.machine_busy_pct,
+    },
     restore: {
       bare_pg_restore_fc_ms: ms(restoreBare),
       bare_pg_restore_fc_z0_ms: ms(restoreBareZ0),
@@ -376,6 +465,26 @@ function round2(x: number): number {
 
 function sortKeys<T>(o: Record<string, T>): [string, T][] {
   return Object.entries(o).sort(([a], [b]) => a.localeCompare(b));
+}
+
+/** With --memory-probe: the runner's own memory accounting at the sample with the highest RSS. */
+function memoryAtPeak(b: Bench, pid: number): Record<string, number> | undefined {
+  if (!args["memory-probe"]) return undefined;
+  let best: Record<string, number> | undefined;
+  try {
+    for (const line of readFileSync(join(b.dir, "runner-memory.jsonl"), "utf8").split("\n")) {
+      if (!line) continue;
+      const m = JSON.parse(line) as Record<string, number>;
+      if (m.pid === pid && (!best || m.rss! > best.rss!)) best = m;
+    }
+  } catch {
+    return undefined;
+  }
+  if (!best) return undefined;
+  const { rss = 0, heapTotal = 0, heapUsed = 0, external = 0, arrayBuffers = 0 } = best;
+  // external includes arrayBuffers; what RSS holds beyond the V8 heap and the
+  // external memory V8 knows of is native (malloc'd) memory, code and the binary.
+  return { rss, heapTotal, heapUsed, external, arrayBuffers, other_native: Math.max(0, rss - heapTotal - external) };
 }
 
 /** With --cpu-prof, the runner that ran a phase is stopped so it writes its profile. */
@@ -419,6 +528,7 @@ function printTable(results: SizeResult[]): void {
       ["  CPU during backup", fmtCpu(bk.cpu_s), `machine ${bk.machine_busy_pct}% busy`],
       ["our backup again (all chunks dedup'd)", s(r.backup_dedup_rerun.ours_wall_ms), `${r.backup_dedup_rerun.ratio_vs_fc_z0.toFixed(2)}x vs -Z0; ${r.backup_dedup_rerun.new_chunk_count} new chunks`],
       ["  CPU during rerun", fmtCpu(r.backup_dedup_rerun.cpu_s), `machine ${r.backup_dedup_rerun.machine_busy_pct}% busy`],
+      ["quick verify of the backup (informational)", s(r.quick_verify.ours_wall_ms), `machine ${r.quick_verify.machine_busy_pct}% busy; cpu ${fmtCpu(r.quick_verify.cpu_s)}`],
       ["bare pg_restore (-Fc file)", s(rs.bare_pg_restore_fc_ms), ""],
       ["bare pg_restore (-Fc -Z0 file)", s(rs.bare_pg_restore_fc_z0_ms), ""],
       ["our restore (wall, API submit -> succeeded)", s(rs.ours_wall_ms), `job duration_ms ${s(rs.ours_job_duration_ms)}`],
@@ -434,10 +544,15 @@ function printTable(results: SizeResult[]): void {
     console.log(`\n== ${r.size} ==`);
     for (const [a, b2, c] of rows) console.log(`${a.padEnd(w0)}  ${b2.padEnd(w1)}  ${c}`.trimEnd());
   }
+  if (phasesWithWorkerReload.length > 0) {
+    console.log(`note: wrangler dev restarted the Worker (a watched file changed) during: ${phasesWithWorkerReload.join("; ")}`);
+  }
   console.log("");
 }
 
 // ---------------------------------------------------------------- main
+
+const codeState = gitState();
 
 async function main(): Promise<number> {
   const pg = await ensurePostgres();
@@ -454,6 +569,11 @@ async function main(): Promise<number> {
     r.restore.verified !== false);
   console.log(JSON.stringify({
     bench: "database", at: new Date().toISOString(), cpus: (await import("node:os")).availableParallelism(),
+    code: {
+      ...codeState, snapshot: !args["no-snapshot"], ...(Object.keys(whatIfs).length > 0 ? { what_if: whatIfs } : {}),
+      ...(args["runner-env"] ? { runner_env: args["runner-env"] } : {}),
+    },
+    phases_with_worker_reload: phasesWithWorkerReload,
     targets: { ratio: TARGET_RATIO, ratio_baselines: "pg_dump -Fc > /dev/null; pg_restore of a pg_dump -Fc file", runner_rss_bytes: TARGET_RSS }, all_targets_met: ok, results,
   }));
   return 0;

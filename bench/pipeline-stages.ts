@@ -1,26 +1,29 @@
 // Micro-benchmark of the runner's per-byte stages, one at a time, on a real
-// dump: where does the CPU of a backup or restore go? Single JS thread unless
-// the line says otherwise. Uses the runner's own modules.
+// dump: where does the CPU of a backup or restore go? For each stage: wall
+// throughput, and CPU seconds per GiB of dump (all threads of this process,
+// so libuv's zstd work counts), which is what matters on a 2-core runner.
+// Uses the runner's own modules and the current chunker parameters.
 //
-//   npm exec -- node bench/pipeline-stages.ts [--db bench_src_1gb | --file dump] [--mb 512]
+//   npm exec -- node bench/pipeline-stages.ts [--db bench_src_1gb | --file dump] [--mb 256]
 //
-// With --db it takes `pg_dump -Fc -Z0` of that database (what the runner
-// chunks); --mb limits how much of it is used.
+// With --db it reads `pg_dump -Fc -Z0` of that database (what the runner
+// chunks); --mb limits how much of it is used. The last line is JSON.
 import { spawn } from "node:child_process";
-import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
-import { openSync, readSync, closeSync } from "node:fs";
+import { createCipheriv, randomBytes } from "node:crypto";
+import { closeSync, openSync, readFileSync, readSync } from "node:fs";
 import { availableParallelism } from "node:os";
-import { parseArgs } from "node:util";
+import { parseArgs, promisify } from "node:util";
 import zlib from "node:zlib";
-import { promisify } from "node:util";
-import { Decrypter, Encrypter } from "age-encryption";
+import { Encrypter } from "age-encryption";
+import { CHUNKER } from "../workers/shared/format.ts";
 import { chunkStream } from "../runner/repository/chunker.ts";
-import { chunkId, chunkOpener, sealChunk, sha256Hex, ZSTD_LEVEL } from "../runner/repository/codec.ts";
+import { AgeSealer, chunkId, chunkOpener, sealChunk, sha256Hex, ZSTD_LEVEL } from "../runner/repository/codec.ts";
 import { ageKeyPair } from "../runner/dev/secrets.ts";
 import { ensurePostgres, pgEnv } from "../runner/dev/postgres.ts";
 
 const MiB = 1024 * 1024;
-const { values: args } = parseArgs({ options: { db: { type: "string" }, file: { type: "string" }, mb: { type: "string", default: "512" } } });
+const GiB = 1024 * MiB;
+const { values: args } = parseArgs({ options: { db: { type: "string" }, file: { type: "string" }, mb: { type: "string", default: "256" } } });
 const limit = Number(args.mb) * MiB;
 
 async function loadInput(): Promise<Buffer> {
@@ -28,21 +31,14 @@ async function loadInput(): Promise<Buffer> {
     const fd = openSync(args.file, "r");
     const buf = Buffer.allocUnsafe(limit);
     let n = 0;
-    for (;;) {
-      const r = readSync(fd, buf, n, limit - n, null);
-      if (r === 0 || n + r >= limit) {
-        n += r;
-        break;
-      }
-      n += r;
-    }
+    for (let r = 1; r > 0 && n < limit; n += r) r = readSync(fd, buf, n, limit - n, null);
     closeSync(fd);
     return buf.subarray(0, n);
   }
   const pg = await ensurePostgres();
   const url = pg.url(args.db ?? "bench_src_1gb");
   const env = { ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("PG"))), ...pgEnv(url) };
-  const dump = spawn("pg_dump", ["-Fc", "-Z0"], { env, stdio: ["ignore", "pipe", "inherit"] });
+  const dump = spawn("pg_dump", ["-Fc", "-Z0"], { env, stdio: ["ignore", "pipe", "ignore"] });
   const parts: Buffer[] = [];
   let n = 0;
   for await (const part of dump.stdout) {
@@ -54,29 +50,50 @@ async function loadInput(): Promise<Buffer> {
   return Buffer.concat(parts).subarray(0, limit);
 }
 
-const results: { stage: string; mib_s: number; note?: string }[] = [];
+interface StageResult {
+  stage: string;
+  mib_s: number;
+  cpu_s_per_gib: number;
+  rss_growth_mib: number;
+  note?: string;
+}
+const results: StageResult[] = [];
 
+/** Runs fn once and reports wall throughput, process CPU per GiB and peak RSS growth. */
 async function time(stage: string, bytes: number, fn: () => unknown | Promise<unknown>, note?: string): Promise<void> {
-  await fn(); // warm-up on the same data would double the run: measure once, after a short warm-up instead
+  (globalThis as { gc?: () => void }).gc?.();
+  const rss0 = process.memoryUsage.rss();
+  let peak = rss0;
+  const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage.rss())), 20);
+  const c0 = process.cpuUsage();
   const t0 = performance.now();
   await fn();
   const s = (performance.now() - t0) / 1000;
-  const mib_s = Math.round((bytes / MiB / s) * 10) / 10;
-  results.push({ stage, mib_s, ...(note ? { note } : {}) });
-  console.error(`${stage.padEnd(58)} ${String(mib_s).padStart(8)} MiB/s${note ? `  (${note})` : ""}`);
+  const cpu = process.cpuUsage(c0);
+  clearInterval(sampler);
+  peak = Math.max(peak, process.memoryUsage.rss());
+  const r: StageResult = {
+    stage,
+    mib_s: Math.round((bytes / MiB / s) * 10) / 10,
+    cpu_s_per_gib: Math.round(((cpu.user + cpu.system) / 1e6 / (bytes / GiB)) * 100) / 100,
+    rss_growth_mib: Math.round((peak - rss0) / MiB),
+    ...(note ? { note } : {}),
+  };
+  results.push(r);
+  console.error(`${stage.padEnd(62)} ${String(r.mib_s).padStart(7)} MiB/s ${String(r.cpu_s_per_gib).padStart(6)} CPU-s/GiB  +${r.rss_growth_mib} MiB RSS${note ? `  (${note})` : ""}`);
 }
 
-/** Runs fn over items with at most `limit` in flight, like ChunkWriter does. */
-async function pool<T>(items: T[], limit: number, fn: (x: T) => Promise<unknown>): Promise<void> {
+/** At most `n` in flight, like ChunkWriter / readChunks. */
+async function pool<T>(items: T[], n: number, fn: (x: T) => Promise<unknown>): Promise<void> {
   let next = 0;
-  await Promise.all(Array.from({ length: limit }, async () => {
+  await Promise.all(Array.from({ length: n }, async () => {
     while (next < items.length) await fn(items[next++]!);
   }));
 }
 
 const input = await loadInput();
 const bytes = input.length;
-console.error(`input: ${(bytes / MiB).toFixed(0)} MiB of pg_dump -Fc -Z0 output; ${availableParallelism()} CPUs; load ${(await import("node:fs")).readFileSync("/proc/loadavg", "utf8").split(" ")[0]}`);
+console.error(`input: ${(bytes / MiB).toFixed(0)} MiB of pg_dump -Fc -Z0; chunker avg ${CHUNKER.avg_size / 1024} KiB; ${availableParallelism()} CPUs; load ${readFileSync("/proc/loadavg", "utf8").split(" ")[0]}`);
 
 // Pipe-sized pieces, as the runner reads pg_dump's stdout (64 KiB).
 const pieces: Buffer[] = [];
@@ -86,77 +103,95 @@ async function* fromPieces() {
 }
 
 let chunks: Buffer[] = [];
-await time("chunkStream (FastCDC gear, 64 KiB reads)", bytes, async () => {
+await time("chunkStream (FastCDC, 64 KiB reads)", bytes, async () => {
   chunks = [];
   for await (const c of chunkStream(fromPieces())) chunks.push(c);
 });
-console.error(`  -> ${chunks.length} chunks, mean ${(bytes / chunks.length / MiB).toFixed(2)} MiB`);
+console.error(`  -> ${chunks.length} chunks, mean ${(bytes / chunks.length / 1024).toFixed(0)} KiB (${Math.round((chunks.length * GiB) / bytes)} per GiB)`);
+const oneMiB: Buffer[] = [];
+for (let i = 0; i < bytes; i += MiB) oneMiB.push(input.subarray(i, i + MiB));
 
 const idKey = randomBytes(32);
-await time("HMAC-SHA256 chunk id", bytes, () => chunks.forEach((c) => chunkId(idKey, c)));
-await time("SHA-256 (dump hash / stored hash)", bytes, () => chunks.forEach((c) => sha256Hex(c)));
+await time("HMAC-SHA256 chunk ids", bytes, () => chunks.forEach((c) => chunkId(idKey, c)));
+await time("SHA-256", bytes, () => chunks.forEach((c) => sha256Hex(c)));
 
-const level = { params: { [zlib.constants.ZSTD_c_compressionLevel]: ZSTD_LEVEL } };
+const level = (l: number) => ({ params: { [zlib.constants.ZSTD_c_compressionLevel]: l } });
+const zstdAsync = promisify(zlib.zstdCompress);
 let compressed: Buffer[] = [];
-await time(`zstd -${ZSTD_LEVEL} compress, sync`, bytes, () => (compressed = chunks.map((c) => zlib.zstdCompressSync(c, level))));
+await time(`zstd -${ZSTD_LEVEL}, zstdCompressSync per chunk`, bytes, () => (compressed = chunks.map((c) => zlib.zstdCompressSync(c, level(ZSTD_LEVEL)))));
 const compressedBytes = compressed.reduce((a, c) => a + c.length, 0);
 console.error(`  -> ${(compressedBytes / MiB).toFixed(0)} MiB (${(bytes / compressedBytes).toFixed(2)}x)`);
-const zstdAsync = promisify(zlib.zstdCompress);
-await time(`zstd -${ZSTD_LEVEL} compress, async x4 (libuv pool)`, bytes, () => pool(chunks, 4, (c) => zstdAsync(c, level)));
-await time("zstd decompress, sync", bytes, () => compressed.forEach((c) => zlib.zstdDecompressSync(c)));
+await time(`zstd -${ZSTD_LEVEL}, zstdCompress (async) per chunk, 8 in flight`, bytes, () => pool(chunks, 8, (c) => zstdAsync(c, level(ZSTD_LEVEL))), "as ChunkWriter does");
+await time(`zstd -${ZSTD_LEVEL}, async per 1 MiB piece, 8 in flight`, bytes, () => pool(oneMiB, 8, (c) => zstdAsync(c, level(ZSTD_LEVEL))), "per-call overhead at 1 MiB");
+
+/** One long-lived compressor; ZSTD_e_end after each chunk closes a complete frame. */
+function reusableCompressor(l: number) {
+  const z = zlib.createZstdCompress(level(l));
+  const out: Buffer[] = [];
+  z.on("data", (d: Buffer) => out.push(d));
+  return (chunk: Buffer) => new Promise<Buffer>((resolve) => {
+    z.write(chunk);
+    z.flush(zlib.constants.ZSTD_e_end, () => resolve(Buffer.concat(out.splice(0))));
+  });
+}
+{
+  const check = reusableCompressor(ZSTD_LEVEL);
+  const frame = await check(chunks[1]!);
+  if (!zlib.zstdDecompressSync(frame).equals(chunks[1]!)) throw new Error("reused-context frame does not round-trip");
+}
+const reused = [reusableCompressor(ZSTD_LEVEL), reusableCompressor(ZSTD_LEVEL)];
+await time(`zstd -${ZSTD_LEVEL}, 2 reused contexts (flush ZSTD_e_end per chunk)`, bytes, async () => {
+  let next = 0;
+  await Promise.all(reused.map(async (z) => {
+    while (next < chunks.length) await z(chunks[next++]!);
+  }));
+}, "one frame per chunk, no per-chunk context");
+await time("zstd -1, zstdCompressSync per chunk", bytes, () => chunks.forEach((c) => zlib.zstdCompressSync(c, level(1))));
+
+const zstdDecompressAsync = promisify(zlib.zstdDecompress);
+await time("zstd decompress, sync per chunk", bytes, () => compressed.forEach((c) => zlib.zstdDecompressSync(c)));
+await time("zstd decompress, async per chunk, 4 in flight", bytes, () => pool(compressed, 4, (c) => zstdDecompressAsync(c)), "as restore does");
+await time("zstd decompress, one stream over all frames", bytes, async () => {
+  const d = zlib.createZstdDecompress();
+  const done = new Promise<void>((resolve, reject) => d.on("end", resolve).on("error", reject));
+  d.on("data", () => {});
+  for (const c of compressed) if (!d.write(c)) await new Promise((r) => d.once("drain", r));
+  d.end();
+  await done;
+}, "frames concatenated, as a restore could feed them");
 
 const { identity, recipient } = await ageKeyPair();
-let sealedAge: Uint8Array[] = [];
-await time("age encrypt (age-encryption / @noble, JS) of zstd output", bytes, async () => {
-  sealedAge = [];
-  for (const c of compressed) {
+const sealer = new AgeSealer([recipient]);
+let sealed: Buffer[] = [];
+await time("age seal of zstd output (runner codec, node:crypto)", bytes, () => (sealed = compressed.map((c) => sealer.seal(c))), "per plaintext byte");
+await time("age seal of zstd output (age-encryption package, JS)", bytes, async () => {
+  for (const c of compressed.slice(0, Math.ceil(compressed.length / 8))) {
     const e = new Encrypter();
     e.addRecipient(recipient);
-    sealedAge.push(await e.encrypt(c));
+    await e.encrypt(c);
   }
-}, `${(compressedBytes / MiB).toFixed(0)} MiB ciphertext; rate per plaintext MiB`);
-await time("age encrypt x4 concurrent (same JS thread)", bytes, () => pool(compressed, 4, async (c) => {
-  const e = new Encrypter();
-  e.addRecipient(recipient);
-  await e.encrypt(c);
-}));
-const dec = new Decrypter();
-dec.addIdentity(identity);
-await time("age decrypt (JS) of stored chunks", bytes, async () => {
-  for (const s of sealedAge) await dec.decrypt(s);
-});
-
-// What age's payload STREAM (ChaCha20-Poly1305 per 64 KiB) costs with
-// OpenSSL instead of JS: the same work a native implementation would do.
-function nativeStream(data: Buffer, key: Buffer): Buffer[] {
-  const out: Buffer[] = [];
-  const nonce = Buffer.alloc(12);
-  for (let off = 0, n = 0; off < data.length || n === 0; off += 65536, n++) {
-    nonce.writeUIntBE(n, 5, 6);
-    nonce[11] = off + 65536 >= data.length ? 1 : 0;
-    const c = createCipheriv("chacha20-poly1305", key, nonce, { authTagLength: 16 });
-    out.push(c.update(data.subarray(off, off + 65536)), c.final(), c.getAuthTag());
-  }
-  return out;
+}, "on 1/8 of the chunks; scaled below");
+// Fix up the sampled stage above to the full-size equivalent.
+{
+  const r = results[results.length - 1]!;
+  r.mib_s = Math.round((r.mib_s / 8) * 10) / 10;
+  r.cpu_s_per_gib = Math.round(r.cpu_s_per_gib * 8 * 100) / 100;
+  r.note = "measured on 1/8 of the chunks, scaled";
+  console.error(`  -> scaled: ${r.mib_s} MiB/s, ${r.cpu_s_per_gib} CPU-s/GiB`);
 }
 const streamKey = randomBytes(32);
-await time("ChaCha20-Poly1305 STREAM via node:crypto (OpenSSL)", bytes, () => compressed.forEach((c) => nativeStream(c, streamKey)),
-  "same payload encryption as age, native");
-await time("ChaCha20-Poly1305 decrypt via node:crypto (OpenSSL)", bytes, () => compressed.forEach((c) => {
-  const nonce = Buffer.alloc(12);
-  for (let off = 0, n = 0; off < c.length || n === 0; off += 65536, n++) {
-    nonce.writeUIntBE(n, 5, 6);
-    const d = createDecipheriv("chacha20-poly1305", streamKey, nonce, { authTagLength: 16 });
-    d.update(c.subarray(off, off + 65536));
-  }
-}), "auth tag check omitted: same cipher work");
+await time("bare ChaCha20-Poly1305 (node:crypto) over zstd output", bytes, () => compressed.forEach((c) => {
+  const cipher = createCipheriv("chacha20-poly1305", streamKey, randomBytes(12), { authTagLength: 16 });
+  cipher.update(c);
+  cipher.final();
+}), "the cipher's floor");
 
-await time("sealChunk end to end (zstd async + age JS), x4 like ChunkWriter", bytes, () => pool(chunks, 4, (c) => sealChunk(c, [recipient])));
 const open = chunkOpener([identity]);
-await time("chunkOpener end to end (age JS + zstd async), sequential", bytes, async () => {
-  for (const s of sealedAge) await open(s);
-});
-await time("chunkOpener x4 (like readChunks prefetch)", bytes, () => pool(sealedAge, 4, (s) => open(s)));
+await time("chunkOpener (runner codec: age open + zstd), 4 in flight", bytes, () => pool(sealed, 4, (s) => open(s)), "as restore does");
+await time("sealChunk (runner codec: zstd + age), 8 in flight", bytes, () => pool(chunks, 8, async (c) => await sealChunk(c, sealer)), "as ChunkWriter does");
 
-console.log(JSON.stringify({ bench: "pipeline-stages", input_mib: Math.round(bytes / MiB), chunks: chunks.length, compressed_mib: Math.round(compressedBytes / MiB), results }));
+console.log(JSON.stringify({
+  bench: "pipeline-stages", input_mib: Math.round(bytes / MiB), chunker_avg: CHUNKER.avg_size, chunks: chunks.length,
+  compressed_mib: Math.round(compressedBytes / MiB), results,
+}));
 process.exit(0);

@@ -81,8 +81,9 @@ export type CpuByRole = Record<string, number>;
  * roles by `roleOf`) and by the PostgreSQL server. Exited processes are
  * covered by their parent's cutime, so the difference of two snapshots is
  * exactly the CPU spent in between, as long as parents reap their children.
+ * Roles in foldChildren count their reaped children under their own name.
  */
-export function cpuSnapshot(roleOf: (s: { pid: number; comm: string }) => string): CpuByRole {
+export function cpuSnapshot(roleOf: (s: { pid: number; comm: string }) => string, foldChildren: ReadonlySet<string> = new Set()): CpuByRole {
   const stats = allStats();
   const children = new Map<number, ProcStat[]>();
   for (const s of stats) {
@@ -95,7 +96,10 @@ export function cpuSnapshot(roleOf: (s: { pid: number; comm: string }) => string
   const visit = (s: ProcStat) => {
     const role = roleOf(s);
     add(role, s.self);
-    add(`${role} children`, s.reaped);
+    // Folded roles keep reaped children under their own name: e.g. a Worker
+    // whose workerd wrangler restarted stays one figure instead of moving
+    // from "workerd" to "wrangler children" half-way through a phase.
+    add(foldChildren.has(role) ? role : `${role} children`, s.reaped);
     for (const c of children.get(s.pid) ?? []) visit(c);
   };
   const self = stats.find((s) => s.pid === process.pid);
@@ -129,4 +133,15 @@ export function machineCpu(): { busy: number; total: number } {
 
 export function loadAverage(): number {
   return Number(readFileSync("/proc/loadavg", "utf8").split(" ")[0]);
+}
+
+/** Pids of this process's descendants with the given comm (e.g. workerd). */
+export function descendantPids(comm: string): number[] {
+  const stats = allStats();
+  const parent = new Map(stats.map((s) => [s.pid, s.ppid]));
+  const isOurs = (pid: number): boolean => {
+    for (let p = parent.get(pid), hops = 0; p !== undefined && hops < 64; p = parent.get(p), hops++) if (p === process.pid) return true;
+    return false;
+  };
+  return stats.filter((s) => s.comm === comm && isOurs(s.pid)).map((s) => s.pid);
 }
