@@ -7,7 +7,7 @@ import worker from "../../workers/index.ts";
 import { BackupId } from "../../workers/shared/format.ts";
 import type { JobRow } from "../../workers/catalog/schema.ts";
 import type { DatabaseBackupParams, JobMessage } from "../../workers/shared/protocol.ts";
-import { allBackupRows, auditRows, isoSecondsAgo, jobRow, recordingQueue, resetState, seedBackupJob, testEnv } from "./helpers.ts";
+import { allBackupRows, auditRows, isoDaysAgo, isoSecondsAgo, jobRow, recordingQueue, resetState, seedBackup, seedBackupJob, testEnv } from "./helpers.ts";
 
 beforeEach(resetState);
 
@@ -35,6 +35,20 @@ describe("scheduled handler", () => {
     expect(job!.backup_id).toMatch(/^db-astrid-20261125T020000Z-/); // named for the scheduled time
     expect(queued).toEqual([{ job_id: job!.id }]);
     expect((await auditRows())[0]).toMatchObject({ actor: "cron:0 2 * * *", action: "database.backup", outcome: "accepted" });
+  });
+
+  it("applies retention with the daily full backup: backups past DATABASE_RETENTION_DAYS go, the newest stays", async () => {
+    const old = await seedBackup({ created_at: isoDaysAgo(40, SCHEDULED_AT) });
+    const recent = await seedBackup({ created_at: isoDaysAgo(2, SCHEDULED_AT) });
+    await env.BACKUPS.put(old.manifest_key, "{}");
+    await runCron("0 2 * * *", {}, SCHEDULED_AT);
+    expect((await allBackupRows()).map((b) => b.id)).toEqual([recent.id]);
+    expect(await env.BACKUPS.head(old.manifest_key)).toBeNull();
+    expect(await auditRows()).toContainEqual(expect.objectContaining({ actor: "cron:0 2 * * *", action: "database.cleanup", outcome: "succeeded" }));
+    // other crons leave retention alone
+    const older = await seedBackup({ created_at: isoDaysAgo(50, SCHEDULED_AT) });
+    await runCron("0 9-17 * * 1-5");
+    expect((await allBackupRows()).map((b) => b.id)).toContain(older.id);
   });
 
   it("creates one full backup job per configured database", async () => {

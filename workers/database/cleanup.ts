@@ -5,7 +5,21 @@
 import type { Catalog } from "../catalog/catalog.ts";
 import type { BackupRow } from "../catalog/schema.ts";
 import type { Env } from "../env.ts";
+import type { BackupConfig } from "../config.ts";
 import { planRetention, type RetentionPlan, type RetentionPolicy } from "./retention.ts";
+
+/** The configured policy (DATABASE_RETENTION_DAYS, DATABASE_ARCHIVE_RETENTION_DAYS, DATABASE_KEEP_*), with per-request overrides. */
+export function retentionPolicy(config: BackupConfig, overrides: Partial<RetentionPolicy> = {}): RetentionPolicy {
+  return {
+    retention_days: overrides.retention_days ?? config.database_retention_days,
+    archive_retention_days: overrides.archive_retention_days ?? config.database_archive_retention_days,
+    keep_last: overrides.keep_last ?? config.database_keep_last,
+    keep_hourly: overrides.keep_hourly ?? config.database_keep_hourly,
+    keep_daily: overrides.keep_daily ?? config.database_keep_daily,
+    keep_weekly: overrides.keep_weekly ?? config.database_keep_weekly,
+    keep_monthly: overrides.keep_monthly ?? config.database_keep_monthly,
+  };
+}
 
 export interface CleanupOptions {
   policy: RetentionPolicy;

@@ -10,8 +10,8 @@ import { backupView, parseJson, parseQuery } from "../http.ts";
 import { submitJob } from "../jobs/submit.ts";
 import { BackupType, DatabaseName, VerifyDepth } from "../shared/protocol.ts";
 import { newBackupId } from "../shared/format.ts";
-import { cleanupBackups } from "./cleanup.ts";
-import { describeGfs, type RetentionPolicy } from "./retention.ts";
+import { cleanupBackups, retentionPolicy } from "./cleanup.ts";
+import { describeGfs } from "./retention.ts";
 
 export const databaseRoutes = new Hono<AppEnv>();
 
@@ -101,16 +101,7 @@ const CleanupRequest = z.strictObject({
 // (DATABASE_RETENTION_DAYS, DATABASE_ARCHIVE_RETENTION_DAYS, DATABASE_KEEP_*).
 databaseRoutes.post("/backup/database/cleanup", requireRole("admin"), async (c) => {
   const body = await parseJson(c, CleanupRequest);
-  const config = c.get("config");
-  const policy: RetentionPolicy = {
-    retention_days: body.retention_days ?? config.database_retention_days,
-    archive_retention_days: body.archive_retention_days ?? config.database_archive_retention_days,
-    keep_last: body.keep_last ?? config.database_keep_last,
-    keep_hourly: body.keep_hourly ?? config.database_keep_hourly,
-    keep_daily: body.keep_daily ?? config.database_keep_daily,
-    keep_weekly: body.keep_weekly ?? config.database_keep_weekly,
-    keep_monthly: body.keep_monthly ?? config.database_keep_monthly,
-  };
+  const policy = retentionPolicy(c.get("config"), body);
   const outcome = await cleanupBackups(c.env, c.get("catalog"), { policy, database: body.database, dryRun: body.dry_run }, new Date());
   const gfs = describeGfs(policy);
   await c.get("catalog").audit({

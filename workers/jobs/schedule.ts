@@ -6,12 +6,23 @@ import { newBackupId } from "../shared/format.ts";
 import { randomId } from "../crypto.ts";
 import type { Env } from "../env.ts";
 import { submitJob } from "./submit.ts";
+import { cleanupBackups, retentionPolicy } from "../database/cleanup.ts";
+import type { Catalog } from "../catalog/catalog.ts";
+import type { BackupConfig } from "../config.ts";
+
+async function applyRetention(env: Env, catalog: Catalog, config: BackupConfig, cron: string, now: Date) {
+  const policy = retentionPolicy(config);
+  const outcome = await cleanupBackups(env, catalog, { policy, dryRun: false }, now);
+  await catalog.audit({ actor: `cron:${cron}`, action: "database.cleanup", target: "all databases", outcome: "succeeded", detail: { policy, removed: outcome.backup_ids } });
+}
 
 export async function runSchedule(cron: string, env: Env, now = new Date()): Promise<string[]> {
   const config = loadConfig(env); // throws loudly: a scheduled run with a bad config fails visibly
   const catalog = openCatalog(env.CATALOG);
   await catalog.expireStaleJobs(now, config.job_lease_seconds);
   const work = workForCron(config, cron);
+  // Retention runs with the daily full backup: the seed's database_retention_days, plus the keep_* rules.
+  if (config.backup_enabled && cron === config.database_backup_schedule) await applyRetention(env, catalog, config, cron, now);
   if (work.length === 0) console.log(`cron "${cron}": nothing scheduled for it`);
   const jobIds: string[] = [];
   for (const w of work) {
