@@ -146,7 +146,9 @@ await time(`zstd -${ZSTD_LEVEL}, 2 reused contexts (flush ZSTD_e_end per chunk)`
     while (next < chunks.length) await z(chunks[next++]!);
   }));
 }, "one frame per chunk, no per-chunk context");
-await time("zstd -1, zstdCompressSync per chunk", bytes, () => chunks.forEach((c) => zlib.zstdCompressSync(c, level(1))));
+let level1Bytes = 0;
+await time("zstd -1, zstdCompressSync per chunk", bytes, () => (level1Bytes = chunks.reduce((n, c) => n + zlib.zstdCompressSync(c, level(1)).length, 0)));
+console.error(`  -> ${(level1Bytes / MiB).toFixed(0)} MiB (${(bytes / level1Bytes).toFixed(2)}x; level ${ZSTD_LEVEL}: ${(bytes / compressedBytes).toFixed(2)}x)`);
 
 const zstdDecompressAsync = promisify(zlib.zstdDecompress);
 await time("zstd decompress, sync per chunk", bytes, () => compressed.forEach((c) => zlib.zstdDecompressSync(c)));
@@ -192,6 +194,6 @@ await time("sealChunk (runner codec: zstd + age), 8 in flight", bytes, () => poo
 
 console.log(JSON.stringify({
   bench: "pipeline-stages", input_mib: Math.round(bytes / MiB), chunker_avg: CHUNKER.avg_size, chunks: chunks.length,
-  compressed_mib: Math.round(compressedBytes / MiB), results,
+  compressed_mib: Math.round(compressedBytes / MiB), compressed_level1_mib: Math.round(level1Bytes / MiB), results,
 }));
 process.exit(0);
