@@ -72,7 +72,8 @@ describe("failures during a database backup", () => {
   it("the database going away mid-dump fails the job with the reason", async () => {
     const { job_id, backup_id } = await startBackup();
     await waitForDumpProgress(job_id);
-    await psql(pg.url("postgres"), "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'astrid-backup'");
+    // Only this test's source database: other runs (a benchmark, a parallel suite) may be dumping too.
+    await psql(pg.url("postgres"), `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'astrid-backup' AND datname = '${sourceName}'`);
     const job = await stack.waitForJob(job_id);
     expect(job.status).toBe("failed");
     expect(job.error.code).toBe("database_connection_lost");
