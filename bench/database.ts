@@ -42,6 +42,7 @@ const { values: args } = parseArgs({
     "no-snapshot": { type: "boolean", default: false },
     "chunk-avg": { type: "string" },
     "zstd-level": { type: "string" },
+    "runner-node-flags": { type: "string" },
     "runner-env": { type: "string", multiple: true },
     "memory-probe": { type: "boolean", default: false },
     help: { type: "boolean", default: false },
@@ -50,6 +51,7 @@ const { values: args } = parseArgs({
 if (args.help) {
   console.log("usage: node bench/database.ts [--size 1GB | --sizes 200MB,1GB,4GB] [--no-verify] [--cpu-prof] [--keep-dumps] [--no-snapshot]\n" +
     "  what-if (patches the snapshot only): [--chunk-avg 1MB] (min avg/4, max avg*4) [--zstd-level 1]\n" +
+    "    [--runner-node-flags=--max-semi-space-size=8] (replaces stack.ts's RUNNER_NODE_FLAGS; --runner-node-flags= for none)\n" +
     "  [--runner-env NAME=VALUE]... extra environment for the runner (e.g. MALLOC_ARENA_MAX=2, UV_THREADPOOL_SIZE=2)\n" +
     "  [--memory-probe] log the runner's V8 heap / external / ArrayBuffer memory and report it at the RSS peak");
   process.exit(0);
@@ -190,7 +192,9 @@ async function ensureSource(pg: PgServer, size: Size): Promise<{ name: string; u
  */
 async function codeUnderTest(): Promise<{ root: string; startStack: typeof StartStack }> {
   if (args["no-snapshot"]) {
-    if (args["chunk-avg"] || args["zstd-level"]) throw new Error("--chunk-avg and --zstd-level patch the snapshot: drop --no-snapshot");
+    if (args["chunk-avg"] || args["zstd-level"] || args["runner-node-flags"] !== undefined) {
+      throw new Error("--chunk-avg, --zstd-level and --runner-node-flags patch the snapshot: drop --no-snapshot");
+    }
     return { root: ROOT, startStack: (await import("../runner/dev/stack.ts")).startStack };
   }
   const root = mkdtempSync(join(tmpdir(), "astrid-bench-code-"));
@@ -221,6 +225,11 @@ function applyWhatIfs(root: string): void {
   if (args["zstd-level"]) {
     patch("runner/repository/codec.ts", /export const ZSTD_LEVEL = \d+;/, `export const ZSTD_LEVEL = ${Number(args["zstd-level"])};`);
     whatIfs.zstd_level = Number(args["zstd-level"]);
+  }
+  if (args["runner-node-flags"] !== undefined) {
+    const flags = args["runner-node-flags"].split(/\s+/).filter(Boolean);
+    patch("runner/dev/stack.ts", /export const RUNNER_NODE_FLAGS = \[[^\]]*\];/, `export const RUNNER_NODE_FLAGS = ${JSON.stringify(flags)};`);
+    whatIfs.runner_node_flags = flags.join(" ");
   }
   if (Object.keys(whatIfs).length > 0) log(`what-if, applied to the snapshot: ${JSON.stringify(whatIfs)}`);
 }
