@@ -24,7 +24,10 @@ export default defineConfig({
                 DATABASE_URL: "postgres://backup:s3cret-pw@127.0.0.1:1/astrid",
                 // Nothing listens on port 1: dispatches fail fast, which the consumer tests rely on.
                 RUNNER_URL: "http://127.0.0.1:1",
+                // wrangler.toml's two buckets plus a restore target and a bucket with no replica.
+                STORAGE_BUCKETS: "astrid-data=ASTRID_DATA,astrid-data-replica=ASTRID_DATA_REPLICA,restore-target=RESTORE_TARGET,astrid-scratch=SCRATCH",
               },
+              r2Buckets: { RESTORE_TARGET: "restore-target", SCRATCH: "astrid-scratch" },
             },
           })),
         ],

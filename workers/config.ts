@@ -4,6 +4,7 @@
 // request or cron after deploy (and `npm run check-config`), not the 2 AM backup.
 import { z } from "zod";
 import { DatabaseName, type BackupType } from "./shared/protocol.ts";
+import { BucketName } from "./shared/format.ts";
 
 const CRON_FIELD = /^(\*|\d+(-\d+)?)(\/\d+)?(,(\*|\d+(-\d+)?)(\/\d+)?)*$/;
 const Cron = z.string().refine((s) => {
@@ -48,6 +49,20 @@ export const BackupConfig = z.object({
   storage_backup_schedule: Cron,
   storage_versioning_enabled: z.boolean(),
   storage_cross_region_replication: z.boolean(),
+  /** R2 buckets this system protects: bucket name -> name of its Worker binding (STORAGE_BUCKETS). */
+  storage_buckets: z.record(BucketName, z.string().regex(/^[A-Z][A-Z0-9_]*$/, "binding names are upper-case")),
+  /** What the storage schedule snapshots: "bucket" or "bucket/prefix/" (STORAGE_BACKUP_SOURCES; default every bucket not a replica). */
+  storage_backup_sources: z.array(z.object({ bucket: BucketName, prefix: z.string() })),
+  /** Static replication pairs (STORAGE_REPLICATION "source=replica,…"); more can be switched on through the API. */
+  storage_replication: z.record(BucketName, BucketName),
+  /** Objects per snapshot/restore step (one Queue message); each new object costs about 4 R2 operations. */
+  storage_page_size: z.coerce.number().int().min(1).max(1000),
+  /** Objects larger than this move as multipart uploads of storage_part_size_bytes parts. */
+  storage_multipart_threshold_bytes: z.coerce.number().int().min(5 * 1024 * 1024),
+  storage_part_size_bytes: z.coerce.number().int().min(5 * 1024 * 1024).max(5 * 1024 * 1024 * 1024),
+  /** Reconciliation of versioned and replicated buckets against their listings. */
+  storage_reconcile_schedule: Cron,
+  storage_retention_days: Days,
   ml_backup_enabled: z.boolean(),
   ml_backup_schedule: Cron,
   ml_artifact_retention_days: Days,
@@ -94,6 +109,11 @@ const OVERRIDES: Record<string, [keyof BackupConfig, z.ZodType]> = {
   STORAGE_BACKUP_SCHEDULE: ["storage_backup_schedule", z.string()],
   STORAGE_VERSIONING_ENABLED: ["storage_versioning_enabled", Bool],
   STORAGE_CROSS_REGION_REPLICATION: ["storage_cross_region_replication", Bool],
+  STORAGE_PAGE_SIZE: ["storage_page_size", z.string()],
+  STORAGE_MULTIPART_THRESHOLD_BYTES: ["storage_multipart_threshold_bytes", z.string()],
+  STORAGE_PART_SIZE_BYTES: ["storage_part_size_bytes", z.string()],
+  STORAGE_RECONCILE_SCHEDULE: ["storage_reconcile_schedule", z.string()],
+  STORAGE_RETENTION_DAYS: ["storage_retention_days", z.string()],
   ML_BACKUP_ENABLED: ["ml_backup_enabled", Bool],
   ML_BACKUP_SCHEDULE: ["ml_backup_schedule", z.string()],
   ML_ARTIFACT_RETENTION_DAYS: ["ml_artifact_retention_days", z.string()],
@@ -128,6 +148,11 @@ export const DEFAULTS = {
   storage_backup_schedule: "0 3 * * *",
   storage_versioning_enabled: true,
   storage_cross_region_replication: true,
+  storage_page_size: 200,
+  storage_multipart_threshold_bytes: 256 * 1024 * 1024,
+  storage_part_size_bytes: 64 * 1024 * 1024,
+  storage_reconcile_schedule: "15 * * * *",
+  storage_retention_days: 30,
   ml_backup_enabled: true,
   ml_backup_schedule: "0 4 * * *",
   ml_artifact_retention_days: 90,
@@ -163,6 +188,7 @@ export function loadConfig(env: ConfigEnv): BackupConfig {
   raw.default_database = names[0];
   raw.database_encryption_enabled = env.DATABASE_ENCRYPTION_ENABLED === "false" ? false : true;
   raw.encryption_recipients = String(env.BACKUP_ENCRYPTION_KEY ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+  Object.assign(raw, storageSettings(env));
   const result = BackupConfig.safeParse(raw);
   if (!result.success) {
     const issue = result.error.issues[0]!;
@@ -178,7 +204,41 @@ const DERIVED: Record<string, string> = {
   default_database: "BACKUP_DATABASES",
   database_encryption_enabled: "DATABASE_ENCRYPTION_ENABLED",
   encryption_recipients: "BACKUP_ENCRYPTION_KEY",
+  storage_buckets: "STORAGE_BUCKETS",
+  storage_backup_sources: "STORAGE_BACKUP_SOURCES",
+  storage_replication: "STORAGE_REPLICATION",
 };
+
+/** "a=b,c=d" -> {a: "b", c: "d"}; an item without "=" throws ConfigError naming the variable. */
+function pairs(env: ConfigEnv, variable: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const item of String(env[variable] ?? "").split(",").map((s) => s.trim()).filter(Boolean)) {
+    const [name, value, extra] = item.split("=").map((s) => s.trim());
+    if (!name || !value || extra !== undefined) throw new ConfigError(`${variable}: "${item}" is not name=value`);
+    out[name] = value;
+  }
+  return out;
+}
+
+/** Storage settings built from STORAGE_BUCKETS, STORAGE_REPLICATION and STORAGE_BACKUP_SOURCES. */
+function storageSettings(env: ConfigEnv) {
+  const storage_buckets = pairs(env, "STORAGE_BUCKETS");
+  const storage_replication = pairs(env, "STORAGE_REPLICATION");
+  for (const [source, replica] of Object.entries(storage_replication)) {
+    for (const b of [source, replica]) {
+      if (!storage_buckets[b]) throw new ConfigError(`STORAGE_REPLICATION: bucket "${b}" is not in STORAGE_BUCKETS`);
+    }
+  }
+  const replicas = new Set(Object.values(storage_replication));
+  const listed = String(env.STORAGE_BACKUP_SOURCES ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+  const sources = (listed.length ? listed : Object.keys(storage_buckets).filter((b) => !replicas.has(b))).map((s) => {
+    const slash = s.indexOf("/");
+    const source = slash < 0 ? { bucket: s, prefix: "" } : { bucket: s.slice(0, slash), prefix: s.slice(slash + 1) };
+    if (!storage_buckets[source.bucket]) throw new ConfigError(`STORAGE_BACKUP_SOURCES: bucket "${source.bucket}" is not in STORAGE_BUCKETS`);
+    return source;
+  });
+  return { storage_buckets, storage_replication, storage_backup_sources: sources };
+}
 
 /** "VARIABLE=value, " for the variable that set a failing field, so the error names what to fix. */
 function variableFor(env: ConfigEnv, field: string): string {
@@ -200,7 +260,11 @@ export function databaseUrl(config: BackupConfig, env: ConfigEnv, name: string):
 }
 
 /** What a cron expression asks for, according to the config. */
-export type ScheduledWork = { kind: "database.backup"; type: BackupType } | { kind: "repository.gc" };
+export type ScheduledWork =
+  | { kind: "database.backup"; type: BackupType }
+  | { kind: "repository.gc" }
+  | { kind: "storage.snapshot" }
+  | { kind: "storage.reconcile" };
 
 export function workForCron(config: BackupConfig, cron: string): ScheduledWork[] {
   if (!config.backup_enabled) return [];
@@ -214,10 +278,15 @@ export function workForCron(config: BackupConfig, cron: string): ScheduledWork[]
     for (const [schedule, type] of byType) if (schedule === cron) work.push({ kind: "database.backup", type });
   }
   if (config.repository_gc_schedule === cron) work.push({ kind: "repository.gc" });
+  if (config.storage_backup_enabled && config.storage_backup_schedule === cron) work.push({ kind: "storage.snapshot" });
+  if (config.storage_reconcile_schedule === cron) work.push({ kind: "storage.reconcile" });
   return work;
 }
 
 /** Every schedule the config uses: wrangler.toml must list each as a cron trigger. */
 export function configuredSchedules(config: BackupConfig): string[] {
-  return [config.database_backup_schedule, config.database_incremental_schedule, config.database_archive_schedule, config.repository_gc_schedule];
+  return [
+    config.database_backup_schedule, config.database_incremental_schedule, config.database_archive_schedule, config.repository_gc_schedule,
+    config.storage_backup_schedule, config.storage_reconcile_schedule,
+  ];
 }

@@ -5,6 +5,8 @@ export interface Env {
   BACKUPS: R2Bucket;
   CATALOG: D1Database;
   JOBS: Queue<JobMessage>;
+  /** R2 event notifications of protected buckets arrive on astrid-storage-events; the binding lets local tools and tests send them. */
+  STORAGE_EVENTS?: Queue<unknown>;
   /** The runner as a Cloudflare Container (production). */
   RUNNER?: DurableObjectNamespace;
   /** The runner as a plain URL (local mode); used when RUNNER is not bound. */

@@ -4,6 +4,8 @@ import { app } from "./app.ts";
 import type { Env } from "./env.ts";
 import { consumeJobs } from "./jobs/consumer.ts";
 import { runSchedule } from "./jobs/schedule.ts";
+import { loadConfig } from "./config.ts";
+import { consumeStorageEvents, STORAGE_EVENTS_QUEUE } from "./storage/capture.ts";
 
 export { RunnerContainer } from "./runner-container.ts";
 
@@ -13,6 +15,7 @@ export default {
     ctx.waitUntil(runSchedule(controller.cron, env, new Date(controller.scheduledTime)));
   },
   async queue(batch, env) {
-    await consumeJobs(batch, env);
+    if (batch.queue.startsWith(STORAGE_EVENTS_QUEUE)) await consumeStorageEvents(batch, env, loadConfig(env));
+    else await consumeJobs(batch, env);
   },
 } satisfies ExportedHandler<Env>;

@@ -68,6 +68,7 @@ describe("loadConfig defaults", () => {
       databases: { astrid: "DATABASE_URL_ASTRID" },
       default_database: "astrid",
       encryption_recipients: [RECIPIENT],
+      storage_buckets: {}, storage_replication: {}, storage_backup_sources: [],
     });
     // The ticket's own numbers, spelled out so a change to DEFAULTS is noticed here.
     expect(config).toMatchObject({
@@ -118,6 +119,11 @@ describe("loadConfig environment overrides", () => {
     ["JOB_LEASE_SECONDS", "300", "job_lease_seconds", 300],
     ["REPOSITORY_GC_SCHEDULE", "0 7 * * 6", "repository_gc_schedule", "0 7 * * 6"],
     ["GC_GRACE_MINUTES", "90", "gc_grace_minutes", 90],
+    ["STORAGE_PAGE_SIZE", "50", "storage_page_size", 50],
+    ["STORAGE_MULTIPART_THRESHOLD_BYTES", "10485760", "storage_multipart_threshold_bytes", 10485760],
+    ["STORAGE_PART_SIZE_BYTES", "5242880", "storage_part_size_bytes", 5242880],
+    ["STORAGE_RECONCILE_SCHEDULE", "*/30 * * * *", "storage_reconcile_schedule", "*/30 * * * *"],
+    ["STORAGE_RETENTION_DAYS", "7", "storage_retention_days", 7],
     ["DATABASE_VERIFY_AFTER_BACKUP", "full", "database_verify_after_backup", "full"],
   ];
 
@@ -247,7 +253,7 @@ describe("schedules", () => {
     expect(crons).toContain("*/10 * * * *"); // the parser found the real list, sweep included
     for (const config of [loadConfig(minimal()), loadConfig(env)]) {
       const schedules = configuredSchedules(config);
-      expect(schedules).toHaveLength(4);
+      expect(schedules).toHaveLength(6);
       expect(schedules.filter((s) => !crons.includes(s))).toEqual([]);
     }
   });

@@ -152,7 +152,7 @@ export async function seedJob(p: Omit<Partial<JobRow>, "params"> & { kind: JobRo
   const row: JobRow = {
     id: `job-test-${pad(++seq, 6)}`, status: "queued", backup_id: null, requested_by: "test", attempts: 0,
     progress: null, result: null, error_code: null, error_message: null, created_at: now, started_at: null,
-    heartbeat_at: null, finished_at: null,
+    heartbeat_at: null, finished_at: null, step: 0, state: null,
     ...p,
     params: typeof p.params === "string" ? p.params : JSON.stringify(p.params),
   };

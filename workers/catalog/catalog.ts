@@ -2,6 +2,7 @@
 import { and, desc, eq, isNotNull, lt, ne, or, sql } from "drizzle-orm";
 import { drizzle, type DrizzleD1Database } from "drizzle-orm/d1";
 import type { BackupResult, JobError, JobKind, JobProgress } from "../shared/protocol.ts";
+import { STEP_LEASE_SECONDS } from "../jobs/step.ts";
 import { auditLog, backups, jobs, type BackupRow, type JobRow } from "./schema.ts";
 
 export type Catalog = ReturnType<typeof openCatalog>;
@@ -15,7 +16,12 @@ export function openCatalog(d1: D1Database) {
       db.select().from(jobs)
         .where(and(f.status ? eq(jobs.status, f.status as JobRow["status"]) : undefined, f.kind ? eq(jobs.kind, f.kind) : undefined))
         .orderBy(desc(jobs.created_at), desc(jobs.id)).limit(f.limit).all(),
-    claimJob: (id: string, now: Date, leaseSeconds: number) => claimJob(db, id, now, leaseSeconds),
+    claimJob: (id: string, now: Date, leaseSeconds: number, step?: number) => claimJob(db, id, now, leaseSeconds, step),
+    /** A stepped job's step is done: save its state and put it back in the queue for the next one. */
+    advanceJob: (id: string, step: number, state: unknown, progress: JobProgress, now: Date) =>
+      db.update(jobs).set({
+        status: "queued", step: step + 1, state: JSON.stringify(state), progress: JSON.stringify(progress), heartbeat_at: now.toISOString(),
+      }).where(and(eq(jobs.id, id), eq(jobs.status, "running"), eq(jobs.step, step))).returning({ id: jobs.id }).get(),
     requeueJob: (id: string, error: JobError) =>
       db.update(jobs).set({ status: "queued", error_code: error.code, error_message: error.message })
         .where(and(eq(jobs.id, id), eq(jobs.status, "running"))).run(),
@@ -113,7 +119,7 @@ async function createJob(db: Db, job: NewJob): Promise<JobRow> {
  * runs, and no job is claimed while it runs, so a chunk a backup is about to
  * reference (or a restore is reading) is never collected under it.
  */
-async function claimJob(db: Db, id: string, now: Date, leaseSeconds: number): Promise<JobRow | undefined> {
+async function claimJob(db: Db, id: string, now: Date, leaseSeconds: number, step?: number): Promise<JobRow | undefined> {
   const cutoff = new Date(now.getTime() - leaseSeconds * 1000).toISOString();
   const exclusive = sql`NOT EXISTS (SELECT 1 FROM jobs AS other WHERE other.status = 'running' AND other.id <> ${jobs.id}
     AND other.heartbeat_at >= ${cutoff} AND (${jobs.kind} = 'repository.gc' OR other.kind = 'repository.gc'))`;
@@ -122,7 +128,10 @@ async function claimJob(db: Db, id: string, now: Date, leaseSeconds: number): Pr
       status: "running", attempts: sql`${jobs.attempts} + 1`, heartbeat_at: now.toISOString(),
       started_at: sql`coalesce(${jobs.started_at}, ${now.toISOString()})`,
     })
-    .where(and(eq(jobs.id, id), or(eq(jobs.status, "queued"), and(eq(jobs.status, "running"), lt(jobs.heartbeat_at, cutoff))), exclusive))
+    .where(and(
+      eq(jobs.id, id), or(eq(jobs.status, "queued"), and(eq(jobs.status, "running"), lt(jobs.heartbeat_at, cutoff))), exclusive,
+      step === undefined ? undefined : eq(jobs.step, step),
+    ))
     .returning().get();
 }
 
@@ -148,7 +157,9 @@ async function expireStaleJobs(db: Db, now: Date, leaseSeconds: number): Promise
       status: "failed", finished_at: now.toISOString(), error_code: "runner_lost",
       error_message: `the runner stopped reporting (no heartbeat for ${leaseSeconds}s); nothing was recorded as a backup`,
     })
-    .where(and(eq(jobs.status, "running"), lt(jobs.heartbeat_at, cutoff)))
+    .where(and(eq(jobs.status, "running"), lt(jobs.heartbeat_at, cutoff),
+      // Worker-run steps report no heartbeat while they work; they get a consumer's whole budget.
+      or(sql`${jobs.kind} NOT LIKE 'storage.%'`, lt(jobs.heartbeat_at, new Date(now.getTime() - STEP_LEASE_SECONDS * 1000).toISOString()))))
     .returning({ id: jobs.id }).all();
   return expired.length;
 }

@@ -1,6 +1,6 @@
 // The D1 catalog. It is an index for operators, not the source of truth: every
 // backup row can be rebuilt from the manifests in R2 (docs/format.md).
-import { sqliteTable, text, integer, index } from "drizzle-orm/sqlite-core";
+import { sqliteTable, text, integer, index, uniqueIndex } from "drizzle-orm/sqlite-core";
 
 export const jobs = sqliteTable(
   "jobs",
@@ -14,6 +14,9 @@ export const jobs = sqliteTable(
     requested_by: text("requested_by").notNull(),
     attempts: integer("attempts").notNull().default(0),
     progress: text("progress"),
+    /** Jobs the Worker runs itself in steps (storage.*): the step in hand and its resume state. */
+    step: integer("step").notNull().default(0),
+    state: text("state"),
     result: text("result"),
     error_code: text("error_code"),
     error_message: text("error_message"),
@@ -67,5 +70,84 @@ export const auditLog = sqliteTable(
   (t) => [index("audit_at_idx").on(t.at)],
 );
 
+/** Point-in-time snapshots of R2 buckets (storage/snapshot.ts); the manifest in R2 is the truth. */
+export const storageSnapshots = sqliteTable(
+  "storage_snapshots",
+  {
+    id: text("id").primaryKey(),
+    bucket: text("bucket").notNull(),
+    prefix: text("prefix").notNull(),
+    parent_id: text("parent_id"),
+    status: text("status", { enum: ["completed"] }).notNull(),
+    manifest_key: text("manifest_key").notNull(),
+    objects: integer("objects").notNull(),
+    bytes: integer("bytes").notNull(),
+    copied_objects: integer("copied_objects").notNull(),
+    copied_bytes: integer("copied_bytes").notNull(),
+    job_id: text("job_id"),
+    created_at: text("created_at").notNull(),
+    finished_at: text("finished_at").notNull(),
+    duration_ms: integer("duration_ms").notNull(),
+  },
+  (t) => [index("storage_snapshots_bucket_idx").on(t.bucket, t.prefix, t.created_at)],
+);
+
+/** Which buckets are under versioning and/or replicated, switched on through the API. */
+export const bucketProtection = sqliteTable("bucket_protection", {
+  bucket: text("bucket").primaryKey(),
+  versioning_since: text("versioning_since"),
+  replica_bucket: text("replica_bucket"),
+  replication_since: text("replication_since"),
+  last_reconciled_at: text("last_reconciled_at"),
+  /** Objects the last reconciliation found different (missed events); feeds the storage RPO. */
+  last_drift: integer("last_drift"),
+});
+
+/**
+ * The version store: one row per captured create or delete of a key in a
+ * versioned bucket. Events arrive at least once and unordered, so a row is
+ * identified by what happened (key, event time, action, etag) and ordering is
+ * by event time, never by arrival.
+ */
+export const objectVersions = sqliteTable(
+  "object_versions",
+  {
+    id: integer("id").primaryKey({ autoIncrement: true }),
+    bucket: text("bucket").notNull(),
+    key: text("key").notNull(),
+    event_time: text("event_time").notNull(),
+    action: text("action", { enum: ["put", "delete"] }).notNull(),
+    etag: text("etag").notNull(),
+    size: integer("size"),
+    /** Content hash = blob name in the backup bucket; null when the bytes were gone before capture. */
+    sha256: text("sha256"),
+    /** http and custom metadata, storage class: JSON of StoredObjectMeta (format.ts). */
+    meta: text("meta"),
+    source: text("source", { enum: ["event", "reconcile", "write-through"] }).notNull(),
+    captured_at: text("captured_at").notNull(),
+  },
+  (t) => [
+    uniqueIndex("object_versions_identity").on(t.bucket, t.key, t.event_time, t.action, t.etag),
+    index("object_versions_key_time").on(t.bucket, t.key, t.event_time),
+  ],
+);
+
+/** One line per replicated change: lag is measured, not guessed. */
+export const replicationLog = sqliteTable(
+  "replication_log",
+  {
+    id: integer("id").primaryKey({ autoIncrement: true }),
+    bucket: text("bucket").notNull(),
+    key: text("key").notNull(),
+    action: text("action").notNull(),
+    event_time: text("event_time").notNull(),
+    applied_at: text("applied_at").notNull(),
+    lag_ms: integer("lag_ms").notNull(),
+  },
+  (t) => [index("replication_log_bucket_applied").on(t.bucket, t.applied_at)],
+);
+
 export type JobRow = typeof jobs.$inferSelect;
 export type BackupRow = typeof backups.$inferSelect;
+export type StorageSnapshotRow = typeof storageSnapshots.$inferSelect;
+export type ObjectVersionRow = typeof objectVersions.$inferSelect;

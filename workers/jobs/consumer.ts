@@ -9,6 +9,8 @@ import { loadConfig, type BackupConfig } from "../config.ts";
 import type { Env } from "../env.ts";
 import { buildDispatch, JobSetupError } from "./dispatch.ts";
 import { runnerClient } from "./runner-client.ts";
+import { isStepJob, runStep } from "./steps.ts";
+import { STEP_LEASE_SECONDS } from "./step.ts";
 
 export async function consumeJobs(batch: MessageBatch<unknown>, env: Env): Promise<void> {
   const catalog = openCatalog(env.CATALOG);
@@ -25,7 +27,7 @@ export async function consumeJobs(batch: MessageBatch<unknown>, env: Env): Promi
       message.ack();
       continue;
     }
-    const outcome = await startJob(catalog, env, parsed.data.job_id);
+    const outcome = await startJob(catalog, env, parsed.data.job_id, parsed.data.step);
     if (outcome === "retry") message.retry({ delaySeconds: Math.min(300, 5 * 2 ** message.attempts) });
     // Waiting for an exclusive job is not a failure: a fresh message waits without using up retries.
     else if (outcome === "wait") await env.JOBS.send(parsed.data, { delaySeconds: WAIT_SECONDS });
@@ -35,7 +37,7 @@ export async function consumeJobs(batch: MessageBatch<unknown>, env: Env): Promi
 
 const WAIT_SECONDS = 10;
 
-async function startJob(catalog: Catalog, env: Env, jobId: string): Promise<"done" | "retry" | "wait"> {
+async function startJob(catalog: Catalog, env: Env, jobId: string, step?: number): Promise<"done" | "retry" | "wait"> {
   let config: BackupConfig;
   const now = new Date();
   try {
@@ -44,8 +46,15 @@ async function startJob(catalog: Catalog, env: Env, jobId: string): Promise<"don
     await catalog.failJob(jobId, { code: "config_invalid", message: (e as Error).message }, now);
     return "done";
   }
-  const job = await catalog.claimJob(jobId, now, config.job_lease_seconds);
-  if (!job) return (await catalog.getJob(jobId))?.status === "queued" ? "wait" : "done"; // finished, or held by a runner
+  const job = await catalog.claimJob(jobId, now, step === undefined ? config.job_lease_seconds : STEP_LEASE_SECONDS, step);
+  if (!job) {
+    const current = await catalog.getJob(jobId);
+    if (!current || (step !== undefined && current.step !== step)) return "done"; // a duplicate for a step already taken
+    // A step whose invocation died mid-way: its message comes back; retry until the lease lets it be claimed.
+    if (current.status === "running" && isStepJob(current.kind)) return "retry";
+    return current.status === "queued" ? "wait" : "done"; // finished, or held by a runner
+  }
+  if (isStepJob(job.kind)) return runStep(job, env, config, catalog);
   try {
     await runnerClient(env).dispatch(await buildDispatch(job, env, config, catalog, now));
     return "done";

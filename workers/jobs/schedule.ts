@@ -2,7 +2,8 @@
 // means. Every run also sweeps jobs whose runner stopped reporting.
 import { openCatalog } from "../catalog/catalog.ts";
 import { loadConfig, workForCron } from "../config.ts";
-import { newBackupId } from "../shared/format.ts";
+import { newBackupId, newSnapshotId } from "../shared/format.ts";
+import { openStorageCatalog } from "../catalog/storage-catalog.ts";
 import { randomId } from "../crypto.ts";
 import type { Env } from "../env.ts";
 import { submitJob } from "./submit.ts";
@@ -26,6 +27,19 @@ export async function runSchedule(cron: string, env: Env, now = new Date()): Pro
   if (work.length === 0) console.log(`cron "${cron}": nothing scheduled for it`);
   const jobIds: string[] = [];
   for (const w of work) {
+    if (w.kind === "storage.snapshot") {
+      for (const s of config.storage_backup_sources) {
+        const params = { snapshot_id: newSnapshotId(s.bucket, now, randomId(6)), ...s };
+        jobIds.push((await submitJob(env, catalog, { kind: w.kind, params, actor: `cron:${cron}`, target: `${s.bucket}/${s.prefix}` })).id);
+      }
+      continue;
+    }
+    if (w.kind === "storage.reconcile") {
+      for (const bucket of await protectedBuckets(env, config)) {
+        jobIds.push((await submitJob(env, catalog, { kind: w.kind, params: { bucket }, actor: `cron:${cron}`, target: bucket })).id);
+      }
+      continue;
+    }
     if (w.kind === "repository.gc") {
       const params = { grace_minutes: config.gc_grace_minutes, dry_run: false };
       jobIds.push((await submitJob(env, catalog, { kind: w.kind, params, actor: `cron:${cron}`, target: "repository" })).id);
@@ -40,4 +54,11 @@ export async function runSchedule(cron: string, env: Env, now = new Date()): Pro
     }
   }
   return jobIds;
+}
+
+/** Buckets under versioning or replication: what reconciliation visits. */
+async function protectedBuckets(env: Env, config: BackupConfig): Promise<string[]> {
+  const rows = await openStorageCatalog(env.CATALOG).protections();
+  const names = new Set([...Object.keys(config.storage_replication), ...rows.filter((r) => r.versioning_since || r.replica_bucket).map((r) => r.bucket)]);
+  return [...names].filter((b) => b in config.storage_buckets).sort();
 }

@@ -116,3 +116,85 @@ export const DatabaseManifest = z.object({
   }),
 });
 export type DatabaseManifest = z.infer<typeof DatabaseManifest>;
+
+// ---- Storage snapshots and the version store (R2 buckets) ----
+//
+//   storage/blobs/<sha[0:2]>/<sha256>               one object's bytes, as they were, named by their SHA-256
+//   manifests/storage/<snapshot_id>.json            a snapshot's top manifest (written last)
+//   manifests/storage/<snapshot_id>/part-<n>.json   its entries, 1 part per listing page, keys in order
+//
+// Blobs are plaintext copies inside the same account (R2 encrypts at rest):
+// content addressing means an object unchanged between snapshots, or the same
+// bytes under two keys, or a version captured by the version store, is stored once.
+
+export const STORAGE_BLOB_PREFIX = "storage/blobs/";
+export const STORAGE_MANIFEST_PREFIX = "manifests/storage/";
+
+export function blobKey(sha256: string): string {
+  return `${STORAGE_BLOB_PREFIX}${sha256.slice(0, 2)}/${sha256}`;
+}
+
+export function snapshotManifestKey(snapshotId: string): string {
+  return `${STORAGE_MANIFEST_PREFIX}${snapshotId}.json`;
+}
+
+export function snapshotPartKey(snapshotId: string, part: number): string {
+  return `${STORAGE_MANIFEST_PREFIX}${snapshotId}/part-${String(part).padStart(6, "0")}.json`;
+}
+
+/** R2 bucket names: 3-63 lower-case letters, digits and hyphens. */
+export const BucketName = z.string().regex(/^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$/, "bucket names are 3-63 lower-case letters, digits and -");
+
+export const SnapshotId = z.string().regex(/^st-[a-z0-9-]+-\d{8}T\d{6}Z-[a-z0-9]{6}$/);
+
+export function newSnapshotId(bucket: string, at: Date, random: string): string {
+  const stamp = at.toISOString().replace(/[-:]/g, "").replace(/\.\d{3}/, "");
+  return `st-${bucket}-${stamp}-${random}`;
+}
+
+/** Everything R2 keeps about an object besides its bytes, so a restore gives it back whole. */
+export const StoredObjectMeta = z.object({
+  http: z.record(z.string(), z.string()).default({}),
+  custom: z.record(z.string(), z.string()).default({}),
+  storage_class: z.string().default("Standard"),
+});
+export type StoredObjectMeta = z.infer<typeof StoredObjectMeta>;
+
+export const SnapshotEntry = z.object({
+  key: z.string(),
+  size: z.number().int().nonnegative(),
+  /** The source's etag at capture time (used to recognise an unchanged object next time). */
+  etag: z.string(),
+  sha256: Sha256Hex,
+  uploaded: z.string(),
+  meta: StoredObjectMeta,
+});
+export type SnapshotEntry = z.infer<typeof SnapshotEntry>;
+
+export const SnapshotPart = z.object({
+  snapshot_id: SnapshotId,
+  part: z.number().int().positive(),
+  entries: z.array(SnapshotEntry),
+});
+export type SnapshotPart = z.infer<typeof SnapshotPart>;
+
+export const SnapshotManifest = z.object({
+  format: z.literal("astrid-backup/storage-snapshot"),
+  format_version: z.literal(FORMAT_VERSION),
+  snapshot_id: SnapshotId,
+  bucket: BucketName,
+  prefix: z.string(),
+  /** The point in time: listing began here; an object is as it was when its page was read. */
+  created_at: z.string(),
+  finished_at: z.string(),
+  parent_id: SnapshotId.optional(),
+  /** Number of part files: part-000001 … part-<parts>, entries in listing order across them. */
+  parts: z.number().int().nonnegative(),
+  stats: z.object({
+    objects: z.number().int().nonnegative(),
+    bytes: z.number().int().nonnegative(),
+    copied_objects: z.number().int().nonnegative(),
+    copied_bytes: z.number().int().nonnegative(),
+  }),
+});
+export type SnapshotManifest = z.infer<typeof SnapshotManifest>;

@@ -15,7 +15,10 @@ export type BackupType = z.infer<typeof BackupType>;
 export const VerifyDepth = z.enum(["quick", "full"]);
 export type VerifyDepth = z.infer<typeof VerifyDepth>;
 
-export const JOB_KINDS = ["database.backup", "database.verify", "database.restore", "repository.gc"] as const;
+export const JOB_KINDS = [
+  "database.backup", "database.verify", "database.restore", "repository.gc",
+  "storage.snapshot", "storage.restore", "storage.reconcile",
+] as const;
 export const JobKind = z.enum(JOB_KINDS);
 export type JobKind = z.infer<typeof JobKind>;
 
@@ -61,8 +64,43 @@ export const RepositoryGcParams = z.object({
 });
 export type RepositoryGcParams = z.infer<typeof RepositoryGcParams>;
 
-/** The Queue message body: the job row holds the rest. */
-export const JobMessage = z.object({ job_id: z.string().min(1) });
+// Storage jobs run inside the Worker, one Queue message per step (storage/steps.ts).
+
+/** A key inside a bucket: no empty, "." or ".." path segments, no control characters. */
+export const ObjectKey = z.string().min(1).max(1024).refine(
+  (k) => !/[\u0000-\u001f\u007f]/.test(k) && !k.split("/").some((p) => p === "." || p === ".."),
+  "keys may not contain control characters or . / .. segments",
+);
+/** A prefix: empty (whole bucket) or a key-like string. */
+export const ObjectPrefix = z.union([z.literal(""), ObjectKey]);
+
+export const StorageSnapshotParams = z.object({
+  snapshot_id: z.string(),
+  bucket: z.string(),
+  prefix: z.string(),
+});
+export type StorageSnapshotParams = z.infer<typeof StorageSnapshotParams>;
+
+/** Restore from a snapshot, or from the version store as of a time. */
+export const StorageRestoreParams = z.object({
+  source: z.discriminatedUnion("from", [
+    z.object({ from: z.literal("snapshot"), snapshot_id: z.string() }),
+    z.object({ from: z.literal("versions"), bucket: z.string(), as_of: z.string() }),
+  ]),
+  target_bucket: z.string(),
+  prefix: z.string(),
+  /** One object only; it must lie under prefix. */
+  key: z.string().optional(),
+  overwrite: z.boolean(),
+  dry_run: z.boolean(),
+});
+export type StorageRestoreParams = z.infer<typeof StorageRestoreParams>;
+
+export const StorageReconcileParams = z.object({ bucket: z.string() });
+export type StorageReconcileParams = z.infer<typeof StorageReconcileParams>;
+
+/** The Queue message body: the job row holds the rest. `step` names the step of a stepped job it carries. */
+export const JobMessage = z.object({ job_id: z.string().min(1), step: z.number().int().nonnegative().optional() });
 export type JobMessage = z.infer<typeof JobMessage>;
 
 // ---- Worker -> runner ----

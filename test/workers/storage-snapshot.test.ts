@@ -1,0 +1,207 @@
+// Storage snapshots and their restore, inside workerd with real local R2
+// buckets: bytes and metadata come back equal, unchanged objects are not
+// copied again, identical content is stored once, work is split into steps
+// that resume after a failure, and conflicts are never silently overwritten.
+import { env } from "cloudflare:test";
+import { beforeEach, describe, expect, it } from "vitest";
+import { blobKey, SnapshotManifest, snapshotManifestKey, STORAGE_BLOB_PREFIX } from "../../workers/shared/format.ts";
+import { api, resetState } from "./helpers.ts";
+import { bytes, contents, data, drive, resetStorage, scratch, sha256Hex, target } from "./storage-support.ts";
+
+beforeEach(async () => {
+  await resetState();
+  await resetStorage();
+});
+
+const SMALL_PAGES = { STORAGE_PAGE_SIZE: "3" };
+
+async function seedData() {
+  await data().put("images/2026/m31.fits", bytes(40_000, 1), { httpMetadata: { contentType: "image/fits", cacheControl: "max-age=60" }, customMetadata: { telescope: "ZTF" } });
+  await data().put("images/2026/m33.fits", bytes(30_000, 2), { httpMetadata: { contentType: "image/fits" } });
+  await data().put("images/2026/copy-of-m31.fits", bytes(40_000, 1)); // same bytes, other key
+  await data().put("catalog/readme.txt", "star catalog\n");
+  await data().put("odd keys/ümlaut & space %20.txt", "odd");
+  await data().put("empty.bin", new Uint8Array(0));
+  await data().put("deep/a/b/c/d/e.json", JSON.stringify({ ra: 10.68, dec: 41.27 }));
+}
+
+async function snapshot(bucket = "astrid-data", prefix = "", vars: Record<string, unknown> = SMALL_PAGES) {
+  const res = await api("POST", "/backup/storage", { body: { bucket, prefix }, env: vars });
+  expect(res.status).toBe(202);
+  const [{ job_id, snapshot_id }] = res.body.jobs;
+  const driven = await drive(job_id, vars);
+  expect(driven.job.status, driven.job.error_message ?? "").toBe("succeeded");
+  return { snapshot_id: snapshot_id as string, result: JSON.parse(driven.job.result!), steps: driven.steps };
+}
+
+async function blobCount(): Promise<number> {
+  return (await env.BACKUPS.list({ prefix: STORAGE_BLOB_PREFIX })).objects.length;
+}
+
+describe("storage snapshot", () => {
+  it("copies every object into content-addressed blobs, in steps, and lists the snapshot only when complete", async () => {
+    await seedData();
+    const { snapshot_id, result, steps } = await snapshot();
+    expect(steps).toBeGreaterThanOrEqual(3); // 7 objects, 3 per step
+    expect(result).toMatchObject({ objects: 7, copied_objects: 6 }); // copy-of-m31 is the same bytes as m31
+    expect(await blobCount()).toBe(6);
+    const manifest = SnapshotManifest.parse(await (await env.BACKUPS.get(snapshotManifestKey(snapshot_id)))!.json());
+    expect(manifest.stats.objects).toBe(7);
+    const listed = await api("GET", "/backup/storage?bucket=astrid-data");
+    expect(listed.body.snapshots.map((s: { id: string }) => s.id)).toEqual([snapshot_id]);
+    // Each blob holds exactly the bytes its name says.
+    const blob = await env.BACKUPS.get(blobKey(await sha256Hex(bytes(40_000, 1))));
+    expect(await sha256Hex(await blob!.arrayBuffer())).toBe(await sha256Hex(bytes(40_000, 1)));
+  });
+
+  it("a second snapshot copies only what changed, and references the rest", async () => {
+    await seedData();
+    await snapshot();
+    await data().put("images/2026/m33.fits", bytes(30_000, 99)); // changed
+    await data().put("images/2026/new.fits", bytes(5_000, 7)); // added
+    await data().delete("catalog/readme.txt"); // deleted
+    const second = await snapshot();
+    expect(second.result).toMatchObject({ objects: 7, copied_objects: 2, copied_bytes: 35_000 });
+    const third = await snapshot();
+    expect(third.result).toMatchObject({ objects: 7, copied_objects: 0, copied_bytes: 0 });
+  });
+
+  it("snapshots a prefix only", async () => {
+    await seedData();
+    const { result } = await snapshot("astrid-data", "images/");
+    expect(result.objects).toBe(3);
+  });
+
+  it("resumes a failed step without starting over", async () => {
+    await seedData();
+    let failures = 0;
+    const flaky = new Proxy(data(), {
+      get(t, prop) {
+        if (prop === "get") {
+          return async (key: string, opts?: R2GetOptions) => {
+            if (key === "images/2026/m33.fits" && failures++ === 0) throw new Error("R2 hiccup");
+            return t.get(key, opts);
+          };
+        }
+        const v = Reflect.get(t, prop);
+        return typeof v === "function" ? v.bind(t) : v;
+      },
+    });
+    const res = await api("POST", "/backup/storage", { body: { bucket: "astrid-data" }, env: SMALL_PAGES });
+    const driven = await drive(res.body.jobs[0].job_id, { ...SMALL_PAGES, ASTRID_DATA: flaky });
+    expect(driven.retries).toBe(1);
+    expect(driven.job.status).toBe("succeeded");
+    // Blobs the failed attempt had already written count as present on the retry, not copied twice.
+    expect(JSON.parse(driven.job.result!).objects).toBe(7);
+    expect(await blobCount()).toBe(6);
+    expect(await env.BACKUPS.head(blobKey(await sha256Hex(bytes(30_000, 2))))).not.toBeNull();
+  });
+
+  it("large objects go through multipart and come back identical", async () => {
+    const vars = { ...SMALL_PAGES, STORAGE_MULTIPART_THRESHOLD_BYTES: String(5 * 1024 * 1024), STORAGE_PART_SIZE_BYTES: String(5 * 1024 * 1024) };
+    const big = bytes(11 * 1024 * 1024 + 123, 5);
+    await data().put("big/survey.tar", big, { httpMetadata: { contentType: "application/x-tar" } });
+    const { snapshot_id } = await snapshot("astrid-data", "", vars);
+    const restore = await api("POST", `/backup/storage/${snapshot_id}/restore`, { body: { target_bucket: "restore-target" }, env: vars });
+    expect(restore.status).toBe(202);
+    const driven = await drive(restore.body.job_id, vars);
+    expect(driven.job.status, driven.job.error_message ?? "").toBe("succeeded");
+    const back = await target().get("big/survey.tar");
+    expect(back!.httpMetadata?.contentType).toBe("application/x-tar");
+    expect(await sha256Hex(await back!.arrayBuffer())).toBe(await sha256Hex(big));
+  });
+});
+
+describe("storage restore", () => {
+  async function restore(snapshotId: string, body: Record<string, unknown>) {
+    const res = await api("POST", `/backup/storage/${snapshotId}/restore`, { body, env: SMALL_PAGES });
+    expect(res.status, res.text).toBe(202);
+    const driven = await drive(res.body.job_id, SMALL_PAGES);
+    return { job: driven.job, result: JSON.parse(driven.job.result ?? "{}") };
+  }
+
+  it("restores a whole snapshot into another bucket: same bytes, same metadata", async () => {
+    await seedData();
+    const before = await contents(data());
+    const { snapshot_id } = await snapshot();
+    await data().put("images/2026/m31.fits", "overwritten later"); // the source moves on
+    const { job, result } = await restore(snapshot_id, { target_bucket: "restore-target" });
+    expect(job.status).toBe("succeeded");
+    expect(result).toMatchObject({ restored: 7, conflicts: 0 });
+    expect(await contents(target())).toEqual(before);
+    const m31 = await target().head("images/2026/m31.fits");
+    expect(m31!.httpMetadata).toMatchObject({ contentType: "image/fits", cacheControl: "max-age=60" });
+    expect(m31!.customMetadata).toEqual({ telescope: "ZTF" });
+  });
+
+  it("restores a prefix, or one object", async () => {
+    await seedData();
+    const { snapshot_id } = await snapshot();
+    expect((await restore(snapshot_id, { target_bucket: "restore-target", prefix: "images/" })).result.restored).toBe(3);
+    expect(Object.keys(await contents(target())).sort()).toEqual(["images/2026/copy-of-m31.fits", "images/2026/m31.fits", "images/2026/m33.fits"]);
+    const one = await restore(snapshot_id, { target_bucket: "astrid-scratch", key: "odd keys/ümlaut & space %20.txt" });
+    expect(one.result.restored).toBe(1);
+    expect(await (await scratch().get("odd keys/ümlaut & space %20.txt"))!.text()).toBe("odd");
+  });
+
+  it("into the original bucket: unchanged objects are left alone, deleted ones come back, newer data is a conflict", async () => {
+    await seedData();
+    const { snapshot_id } = await snapshot();
+    await data().delete("catalog/readme.txt");
+    await data().put("images/2026/m33.fits", "newer data");
+    const dry = await restore(snapshot_id, { dry_run: true });
+    expect(dry.result).toMatchObject({ dry_run: true, restored: 1, conflicts: 1, unchanged: 5, conflict_keys: ["images/2026/m33.fits"] });
+    expect(await data().head("catalog/readme.txt")).toBeNull(); // a dry run writes nothing
+    const careful = await restore(snapshot_id, {});
+    expect(careful.job.status).toBe("failed");
+    expect(careful.job.error_code).toBe("restore_conflicts");
+    expect(await (await data().get("images/2026/m33.fits"))!.text()).toBe("newer data");
+    expect(await (await data().get("catalog/readme.txt"))!.text()).toBe("star catalog\n");
+    const forced = await restore(snapshot_id, { overwrite: true });
+    expect(forced.job.status).toBe("succeeded");
+    expect(await sha256Hex(await (await data().get("images/2026/m33.fits"))!.arrayBuffer())).toBe(await sha256Hex(bytes(30_000, 2)));
+  });
+
+  it("fails loudly when a blob is missing from the backup bucket", async () => {
+    await seedData();
+    const { snapshot_id } = await snapshot();
+    await env.BACKUPS.delete(blobKey(await sha256Hex("star catalog\n")));
+    const { job, result } = await restore(snapshot_id, { target_bucket: "restore-target" });
+    expect(job.status).toBe("failed");
+    expect(job.error_code).toBe("restore_incomplete");
+    expect(result.missing).toBe(1);
+    expect(await target().head("catalog/readme.txt")).toBeNull();
+  });
+});
+
+describe("storage routes refuse bad input", () => {
+  it.each([
+    ["POST", "/backup/storage", { bucket: "no-such-bucket" }, 404, "unknown_bucket"],
+    ["POST", "/backup/storage", { bucket: "Bad_Name" }, 400, "invalid_request"],
+    ["POST", "/backup/storage", { bucket: "astrid-backups" }, 400, "backup_bucket"],
+    ["POST", "/backup/storage", { bucket: "astrid-data", prefix: "images/../secrets/" }, 400, "invalid_request"],
+    ["POST", "/backup/storage", { bucket: "astrid-data", prefix: "a\u0000b" }, 400, "invalid_request"],
+    ["POST", "/storage/replication", { source: "astrid-data", target: "astrid-data" }, 400, "invalid_request"],
+    ["POST", "/storage/replication", { source: "astrid-data", target: "astrid-backups" }, 400, "backup_bucket"],
+    ["POST", "/storage/versioning", { bucket: "nope-nope" }, 404, "unknown_bucket"],
+    ["POST", "/storage/restore", { bucket: "astrid-data", as_of: "yesterday" }, 400, "invalid_request"],
+    ["POST", "/storage/restore", { bucket: "astrid-data", as_of: "2026-01-01T00:00:00Z" }, 409, "versioning_off"],
+  ])("%s %s %j -> %i %s", async (method, path, body, status, code) => {
+    const res = await api(method, path, { body });
+    expect(res.status, res.text).toBe(status);
+    expect(res.body.error.code).toBe(code);
+  });
+
+  it("restore: unknown snapshot, target that is the backup bucket, key outside the prefix", async () => {
+    await seedData();
+    const { snapshot_id } = await snapshot();
+    expect((await api("POST", "/backup/storage/st-nope-20260101T000000Z-abcdef/restore", { body: {} })).status).toBe(404);
+    const intoBackups = await api("POST", `/backup/storage/${snapshot_id}/restore`, { body: { target_bucket: "astrid-backups" } });
+    expect(intoBackups.body.error.code).toBe("backup_bucket");
+    const outside = await api("POST", `/backup/storage/${snapshot_id}/restore`, { body: { prefix: "images/", key: "catalog/readme.txt" } });
+    expect(outside.status).toBe(400);
+    expect(outside.body.error.message).toMatch(/not under prefix/);
+    const viewer = await api("POST", `/backup/storage/${snapshot_id}/restore`, { body: {}, token: "test-viewer-token-0123456789" });
+    expect(viewer.status).toBe(403);
+  });
+});

@@ -1,0 +1,32 @@
+// The R2 buckets this system protects, by name (STORAGE_BUCKETS maps each
+// name to its Worker binding). The backup bucket itself is never one of them:
+// a snapshot of, or restore into, the backup store is refused.
+import type { BackupConfig } from "../config.ts";
+import type { Env } from "../env.ts";
+import type { StorageCatalog } from "../catalog/storage-catalog.ts";
+
+export function storageBucket(env: Env, config: BackupConfig, name: string): R2Bucket | undefined {
+  const binding = config.storage_buckets[name];
+  if (!binding || binding === "BACKUPS") return undefined;
+  const bucket = env[binding] as R2Bucket | undefined;
+  return bucket && typeof bucket === "object" && "head" in bucket ? bucket : undefined;
+}
+
+export interface Protection {
+  versioning: boolean;
+  replica?: string;
+}
+
+/** What capture does for a bucket: the API's switches, the static config, and the config's master switches. */
+export async function protectionOf(config: BackupConfig, storage: StorageCatalog, bucket: string): Promise<Protection> {
+  const row = await storage.protection(bucket);
+  const replica = row?.replica_bucket ?? config.storage_replication[bucket];
+  return {
+    versioning: config.storage_versioning_enabled && Boolean(row?.versioning_since),
+    ...(config.storage_cross_region_replication && replica ? { replica } : {}),
+  };
+}
+
+export function copyLimits(config: BackupConfig) {
+  return { multipart_threshold_bytes: config.storage_multipart_threshold_bytes, part_size_bytes: config.storage_part_size_bytes };
+}

@@ -1,0 +1,186 @@
+// Admin routes for R2 storage (ASTR-112's StorageBackupService over HTTP):
+// snapshots and their restore, versioning, replication, reconciliation and
+// the write-through route for exact versioning.
+import { Hono, type Context } from "hono";
+import { z } from "zod";
+import type { AppEnv } from "../app-env.ts";
+import { requireRole } from "../auth.ts";
+import { randomId } from "../crypto.ts";
+import { ApiError, badRequest, notFound } from "../errors.ts";
+import { parseJson, parseQuery } from "../http.ts";
+import { submitJob } from "../jobs/submit.ts";
+import { openStorageCatalog } from "../catalog/storage-catalog.ts";
+import { BucketName, newSnapshotId, SnapshotId } from "../shared/format.ts";
+import { ObjectKey, ObjectPrefix, type JobKind } from "../shared/protocol.ts";
+import { protectionOf, storageBucket } from "./buckets.ts";
+import { handleEvent, STORAGE_EVENTS_QUEUE } from "./capture.ts";
+import { replicationStatus } from "./status.ts";
+
+export const storageRoutes = new Hono<AppEnv>();
+type Ctx = Context<AppEnv>;
+
+/** A configured bucket, or 404 unknown_bucket (400 for a name that cannot be a bucket at all). */
+function requireBucket(c: Ctx, name: string, field = "bucket"): R2Bucket {
+  if (!BucketName.safeParse(name).success) throw badRequest(`${field}: "${name}" is not a valid bucket name`);
+  if (name === c.get("config").backup_storage_bucket) {
+    throw new ApiError(400, "backup_bucket", `${field}: "${name}" is the backup bucket itself; it is protected by the database/storage backups, not a source or target`);
+  }
+  const bucket = storageBucket(c.env, c.get("config"), name);
+  if (!bucket) throw new ApiError(404, "unknown_bucket", `${field}: bucket "${name}" is not configured (STORAGE_BUCKETS)`);
+  return bucket;
+}
+
+async function startJob(c: Ctx, kind: JobKind, params: Record<string, unknown>, target: string) {
+  const job = await submitJob(c.env, c.get("catalog"), { kind, params, actor: c.get("actor"), target });
+  return { job_id: job.id, status: job.status };
+}
+
+const SnapshotRequest = z.strictObject({ bucket: z.string().optional(), prefix: ObjectPrefix.default("") });
+
+storageRoutes.post("/backup/storage", requireRole("admin"), async (c) => {
+  const body = await parseJson(c, SnapshotRequest);
+  const sources = body.bucket ? [{ bucket: body.bucket, prefix: body.prefix }] : c.get("config").storage_backup_sources;
+  if (sources.length === 0) throw badRequest("no bucket given and STORAGE_BACKUP_SOURCES/STORAGE_BUCKETS name none");
+  for (const s of sources) requireBucket(c, s.bucket);
+  const jobs = [];
+  for (const s of sources) {
+    const snapshot_id = newSnapshotId(s.bucket, new Date(), randomId(6));
+    jobs.push({ ...(await startJob(c, "storage.snapshot", { snapshot_id, ...s }, `${s.bucket}/${s.prefix}`)), snapshot_id });
+  }
+  return c.json({ jobs }, 202);
+});
+
+const ListQuery = z.strictObject({
+  bucket: BucketName.optional(),
+  limit: z.coerce.number().int().min(1).max(100).default(20),
+  before: SnapshotId.optional(),
+});
+
+storageRoutes.get("/backup/storage", requireRole("viewer"), async (c) => {
+  const q = parseQuery(c, ListQuery);
+  const rows = await openStorageCatalog(c.env.CATALOG).listSnapshots(q);
+  return c.json({ snapshots: rows });
+});
+
+storageRoutes.get("/backup/storage/:id", requireRole("viewer"), async (c) => {
+  const row = await openStorageCatalog(c.env.CATALOG).getSnapshot(c.req.param("id"));
+  if (!row) throw notFound("snapshot");
+  return c.json(row);
+});
+
+const RestoreOptions = {
+  target_bucket: z.string().optional(),
+  prefix: ObjectPrefix.default(""),
+  key: ObjectKey.optional(),
+  overwrite: z.boolean().default(false),
+  dry_run: z.boolean().default(false),
+};
+
+function restoreScope(c: Ctx, body: { target_bucket?: string; prefix: string; key?: string; overwrite: boolean; dry_run: boolean }, source: string) {
+  const target_bucket = body.target_bucket ?? source;
+  requireBucket(c, target_bucket, "target_bucket");
+  if (body.key !== undefined && !body.key.startsWith(body.prefix)) throw badRequest(`key: "${body.key}" is not under prefix "${body.prefix}"`);
+  return { target_bucket, prefix: body.prefix, ...(body.key !== undefined ? { key: body.key } : {}), overwrite: body.overwrite, dry_run: body.dry_run };
+}
+
+storageRoutes.post("/backup/storage/:id/restore", requireRole("admin"), async (c) => {
+  const body = await parseJson(c, z.strictObject(RestoreOptions));
+  const snapshot = await openStorageCatalog(c.env.CATALOG).getSnapshot(c.req.param("id"));
+  if (!snapshot) throw notFound("snapshot");
+  const scope = restoreScope(c, body, snapshot.bucket);
+  const params = { source: { from: "snapshot", snapshot_id: snapshot.id }, ...scope };
+  return c.json(await startJob(c, "storage.restore", params, `${snapshot.id} -> ${scope.target_bucket}`), 202);
+});
+
+const PointInTimeRequest = z.strictObject({ bucket: z.string(), as_of: z.iso.datetime({ offset: true }), ...RestoreOptions });
+
+/** A bucket (or prefix, or key) as it was at a time, from the version store. */
+storageRoutes.post("/storage/restore", requireRole("admin"), async (c) => {
+  const body = await parseJson(c, PointInTimeRequest);
+  requireBucket(c, body.bucket);
+  const protection = await protectionOf(c.get("config"), openStorageCatalog(c.env.CATALOG), body.bucket);
+  if (!protection.versioning) throw new ApiError(409, "versioning_off", `bucket "${body.bucket}" is not under versioning; restore from a snapshot instead`);
+  const scope = restoreScope(c, body, body.bucket);
+  const params = { source: { from: "versions", bucket: body.bucket, as_of: new Date(body.as_of).toISOString() }, ...scope };
+  return c.json(await startJob(c, "storage.restore", params, `${body.bucket}@${body.as_of} -> ${scope.target_bucket}`), 202);
+});
+
+const BucketRequest = z.strictObject({ bucket: z.string() });
+
+storageRoutes.post("/storage/versioning", requireRole("admin"), async (c) => {
+  const { bucket } = await parseJson(c, BucketRequest);
+  requireBucket(c, bucket);
+  if (!c.get("config").storage_versioning_enabled) throw new ApiError(409, "versioning_disabled", "STORAGE_VERSIONING_ENABLED is false");
+  const row = await openStorageCatalog(c.env.CATALOG).enableVersioning(bucket, new Date());
+  // The first reconciliation captures every object as it is now: the baseline versions.
+  const baseline = await startJob(c, "storage.reconcile", { bucket }, bucket);
+  return c.json({ bucket, versioning_since: row.versioning_since, baseline_job: baseline, notification_rule: notificationRule(bucket) });
+});
+
+const ReplicationRequest = z.strictObject({ source: z.string(), target: z.string() });
+
+storageRoutes.post("/storage/replication", requireRole("admin"), async (c) => {
+  const body = await parseJson(c, ReplicationRequest);
+  if (body.source === body.target) throw badRequest("target: a bucket cannot be its own replica");
+  requireBucket(c, body.source, "source");
+  requireBucket(c, body.target, "target");
+  if (!c.get("config").storage_cross_region_replication) throw new ApiError(409, "replication_disabled", "STORAGE_CROSS_REGION_REPLICATION is false");
+  await openStorageCatalog(c.env.CATALOG).enableReplication(body.source, body.target, new Date());
+  const initial = await startJob(c, "storage.reconcile", { bucket: body.source }, body.source);
+  return c.json({ ...body, initial_sync_job: initial, notification_rule: notificationRule(body.source) });
+});
+
+storageRoutes.get("/storage/replication", requireRole("viewer"), async (c) => {
+  return c.json({ buckets: await replicationStatus(c.env, c.get("config"), new Date()) });
+});
+
+storageRoutes.post("/storage/reconcile", requireRole("admin"), async (c) => {
+  const { bucket } = await parseJson(c, BucketRequest);
+  requireBucket(c, bucket);
+  return c.json(await startJob(c, "storage.reconcile", { bucket }, bucket), 202);
+});
+
+const VersionsQuery = z.strictObject({ bucket: z.string(), key: ObjectKey });
+
+storageRoutes.get("/storage/versions", requireRole("viewer"), async (c) => {
+  const q = parseQuery(c, VersionsQuery);
+  requireBucket(c, q.bucket);
+  const rows = await openStorageCatalog(c.env.CATALOG).listVersions(q.bucket, q.key);
+  return c.json({
+    bucket: q.bucket, key: q.key,
+    versions: rows.map((v) => ({
+      event_time: v.event_time, action: v.action, etag: v.etag, size: v.size, sha256: v.sha256,
+      captured: v.action === "delete" || v.sha256 !== null, source: v.source,
+    })),
+  });
+});
+
+/**
+ * Write-through: stores the object and records its version in the same
+ * request, so no version can be lost to a rapid overwrite (notifications can
+ * only capture what is still there when they arrive).
+ */
+storageRoutes.put("/storage/objects/:bucket/:key{.+}", requireRole("admin"), async (c) => {
+  const name = c.req.param("bucket");
+  const bucket = requireBucket(c, name);
+  const key = ObjectKey.safeParse(c.req.param("key"));
+  if (!key.success) throw badRequest(`key: ${key.error.issues[0]?.message}`);
+  const length = Number(c.req.header("content-length"));
+  if (!Number.isInteger(length) || !c.req.raw.body) throw new ApiError(411, "length_required", "a Content-Length is required");
+  const contentType = c.req.header("content-type");
+  const obj = await bucket.put(key.data, c.req.raw.body, contentType ? { httpMetadata: { contentType } } : {});
+  if (!obj) throw new ApiError(409, "conflict", "the write was refused");
+  const event = { action: "PutObject" as const, bucket: name, object: { key: key.data, size: obj.size, eTag: obj.etag }, eventTime: obj.uploaded.toISOString() };
+  await handleEvent({ env: c.env, config: c.get("config"), storage: openStorageCatalog(c.env.CATALOG), now: new Date() }, event, "write-through");
+  return c.json({ bucket: name, key: key.data, etag: obj.etag, size: obj.size, version_time: event.eventTime }, 201);
+});
+
+/** The event notification rule a bucket needs so its changes reach this Worker (R2 has no S3-style versioning). */
+function notificationRule(bucket: string) {
+  const queue = STORAGE_EVENTS_QUEUE;
+  return {
+    queue,
+    command: `wrangler r2 bucket notification create ${bucket} --event-type object-create --event-type object-delete --queue ${queue}`,
+  };
+}
+

@@ -1,0 +1,153 @@
+// storage.snapshot: a point-in-time copy of a bucket (or prefix) into the
+// backup bucket, one listing page per step. Each object's bytes become a
+// content-addressed blob; an object whose etag and size match the parent
+// snapshot's entry is referenced without being read again. Parts are written
+// as the listing goes, the top manifest last, the catalog row after that: a
+// snapshot that stopped half-way is never listed.
+import {
+  SnapshotManifest, SnapshotPart, snapshotManifestKey, snapshotPartKey, FORMAT_VERSION, type SnapshotEntry,
+} from "../shared/format.ts";
+import { StorageSnapshotParams } from "../shared/protocol.ts";
+import { openStorageCatalog } from "../catalog/storage-catalog.ts";
+import { StepFailure, type StepContext, type StepOutcome } from "../jobs/step.ts";
+import { copyLimits, storageBucket } from "./buckets.ts";
+import { ensureBlob, forEachLimited, hashObject, metaOf, ObjectChanged } from "./objects.ts";
+
+interface SnapshotState {
+  created_at: string;
+  cursor?: string;
+  /** Parts written so far. */
+  parts: number;
+  parent_id?: string;
+  parent_parts: number;
+  /** The first parent part not yet passed by the listing. */
+  parent_part: number;
+  stats: { objects: number; bytes: number; copied_objects: number; copied_bytes: number };
+}
+
+export async function snapshotStep(ctx: StepContext): Promise<StepOutcome> {
+  const p = StorageSnapshotParams.parse(ctx.params);
+  const source = storageBucket(ctx.env, ctx.config, p.bucket);
+  if (!source) throw new StepFailure("unknown_bucket", `bucket "${p.bucket}" is not configured (STORAGE_BUCKETS)`);
+  const storage = openStorageCatalog(ctx.env.CATALOG);
+  const state = (ctx.state as SnapshotState | undefined) ?? (await firstState(ctx, p));
+
+  const page = await source.list({
+    prefix: p.prefix || undefined, cursor: state.cursor, limit: ctx.config.storage_page_size, include: ["httpMetadata", "customMetadata"],
+  });
+  const lastKey = page.objects.at(-1)?.key;
+  const parent = lastKey === undefined ? new Map<string, SnapshotEntry>() : await parentEntries(ctx, state, lastKey);
+  const entries: SnapshotEntry[] = [];
+  const blobs = new BlobWrites();
+  await forEachLimited(page.objects, 6, async (obj) => {
+    const entry = await captureObject(ctx, source, obj, parent.get(obj.key), state, blobs);
+    if (entry) entries.push(entry);
+  });
+  entries.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  if (entries.length > 0) {
+    state.parts += 1;
+    const part: SnapshotPart = { snapshot_id: p.snapshot_id, part: state.parts, entries };
+    await ctx.env.BACKUPS.put(snapshotPartKey(p.snapshot_id, state.parts), JSON.stringify(part));
+  }
+  if (page.truncated) {
+    state.cursor = page.cursor;
+    return { next: state, progress: { phase: "copying", bytes: state.stats.bytes, chunks: state.stats.objects } };
+  }
+  const manifest = await finish(ctx, p, state);
+  await storage.insertSnapshot({
+    id: p.snapshot_id, bucket: p.bucket, prefix: p.prefix, parent_id: state.parent_id ?? null, status: "completed",
+    manifest_key: snapshotManifestKey(p.snapshot_id), ...manifest.stats, job_id: ctx.job.id,
+    created_at: manifest.created_at, finished_at: manifest.finished_at,
+    duration_ms: Date.parse(manifest.finished_at) - Date.parse(manifest.created_at),
+  });
+  return { done: { kind: "storage.snapshot", snapshot_id: p.snapshot_id, parent_id: state.parent_id ?? null, parts: state.parts, ...manifest.stats } };
+}
+
+async function firstState(ctx: StepContext, p: StorageSnapshotParams): Promise<SnapshotState> {
+  const parent = await openStorageCatalog(ctx.env.CATALOG).latestSnapshot(p.bucket, p.prefix);
+  const parentManifest = parent ? await readManifest(ctx.env.BACKUPS, parent.id) : undefined;
+  return {
+    created_at: ctx.now.toISOString(), parts: 0,
+    ...(parentManifest ? { parent_id: parentManifest.snapshot_id } : {}),
+    parent_parts: parentManifest?.parts ?? 0, parent_part: 1,
+    stats: { objects: 0, bytes: 0, copied_objects: 0, copied_bytes: 0 },
+  };
+}
+
+/** The parent's entries that can match this page: parts from state.parent_part up to the one passing lastKey. */
+async function parentEntries(ctx: StepContext, state: SnapshotState, lastKey: string): Promise<Map<string, SnapshotEntry>> {
+  const map = new Map<string, SnapshotEntry>();
+  if (!state.parent_id) return map;
+  while (state.parent_part <= state.parent_parts) {
+    const part = await readPart(ctx.env.BACKUPS, state.parent_id, state.parent_part);
+    for (const e of part.entries) map.set(e.key, e);
+    const partLast = part.entries.at(-1)?.key ?? "";
+    if (partLast > lastKey) break; // the next page may still need this part
+    state.parent_part += 1;
+  }
+  return map;
+}
+
+/** Blob writes of one step by content: two keys with the same bytes in one page are copied once. */
+class BlobWrites {
+  private readonly pending = new Map<string, Promise<boolean>>();
+  /** True only for the caller whose write copied the bytes. */
+  async ensure(sha256: string, write: () => Promise<boolean>): Promise<boolean> {
+    const existing = this.pending.get(sha256);
+    if (existing) {
+      await existing;
+      return false;
+    }
+    const started = write();
+    this.pending.set(sha256, started);
+    return started;
+  }
+}
+
+async function captureObject(
+  ctx: StepContext, source: R2Bucket, obj: R2Object, previous: SnapshotEntry | undefined, state: SnapshotState, blobs: BlobWrites,
+): Promise<SnapshotEntry | undefined> {
+  const base = { key: obj.key, size: obj.size, etag: obj.etag, uploaded: obj.uploaded.toISOString(), meta: metaOf(obj) };
+  state.stats.objects += 1;
+  state.stats.bytes += obj.size;
+  if (previous && previous.etag === obj.etag && previous.size === obj.size) return { ...base, sha256: previous.sha256 };
+  try {
+    const { sha256 } = await hashObject(source, obj.key, obj.etag);
+    if (await blobs.ensure(sha256, () => ensureBlob(ctx.env.BACKUPS, source, obj, sha256, copyLimits(ctx.config)))) {
+      state.stats.copied_objects += 1;
+      state.stats.copied_bytes += obj.size;
+    }
+    return { ...base, sha256 };
+  } catch (e) {
+    if (!(e instanceof ObjectChanged)) throw e;
+    // Overwritten or deleted since the listing: the snapshot keeps the listing's moment, minus this object;
+    // the next snapshot (or the version store) has its new state.
+    state.stats.objects -= 1;
+    state.stats.bytes -= obj.size;
+    return undefined;
+  }
+}
+
+async function finish(ctx: StepContext, p: StorageSnapshotParams, state: SnapshotState): Promise<SnapshotManifest> {
+  const manifest: SnapshotManifest = {
+    format: "astrid-backup/storage-snapshot", format_version: FORMAT_VERSION, snapshot_id: p.snapshot_id,
+    bucket: p.bucket, prefix: p.prefix, created_at: state.created_at, finished_at: new Date().toISOString(),
+    ...(state.parent_id ? { parent_id: state.parent_id } : {}), parts: state.parts, stats: state.stats,
+  };
+  await ctx.env.BACKUPS.put(snapshotManifestKey(p.snapshot_id), JSON.stringify(manifest, null, 1), {
+    httpMetadata: { contentType: "application/json" },
+  });
+  return manifest;
+}
+
+export async function readManifest(backups: R2Bucket, snapshotId: string): Promise<SnapshotManifest> {
+  const obj = await backups.get(snapshotManifestKey(snapshotId));
+  if (!obj) throw new StepFailure("manifest_missing", `snapshot ${snapshotId} has no manifest in the backup bucket`);
+  return SnapshotManifest.parse(await obj.json());
+}
+
+export async function readPart(backups: R2Bucket, snapshotId: string, part: number): Promise<SnapshotPart> {
+  const obj = await backups.get(snapshotPartKey(snapshotId, part));
+  if (!obj) throw new StepFailure("manifest_missing", `snapshot ${snapshotId} is missing part ${part}`);
+  return SnapshotPart.parse(await obj.json());
+}
