@@ -51,6 +51,19 @@ describe("scheduled handler", () => {
     expect((await allBackupRows()).map((b) => b.id)).toContain(older.id);
   });
 
+  it('"0 3 * * *" snapshots every configured storage source; reconciliation visits protected buckets', async () => {
+    const { jobs } = await runCron("0 3 * * *");
+    // The test STORAGE_BUCKETS minus the replica of the static pair (a replica is not a source by default).
+    expect(jobs.map((j) => (j.params as unknown as { bucket: string }).bucket).sort()).toEqual(["astrid-data", "astrid-scratch", "restore-target"]);
+    expect(jobs.every((j) => j.kind === "storage.snapshot")).toBe(true);
+    const only = await runCron("0 3 * * *", { STORAGE_BACKUP_SOURCES: "astrid-data/images/" });
+    expect(only.jobs.filter((j) => j.kind === "storage.snapshot").length).toBe(4); // 3 from before + 1
+    expect(only.jobs.at(-1)!.params).toMatchObject({ bucket: "astrid-data", prefix: "images/" });
+    const reconcile = await runCron("15 * * * *");
+    expect(reconcile.jobs.filter((j) => j.kind === "storage.reconcile").map((j) => (j.params as unknown as { bucket: string }).bucket)).toEqual(["astrid-data"]);
+    expect((await runCron("0 3 * * *", { STORAGE_BACKUP_ENABLED: "false" })).queued).toEqual([]);
+  });
+
   it("creates one full backup job per configured database", async () => {
     const { jobs, queued } = await runCron("0 2 * * *", { BACKUP_DATABASES: "astrid,sky,lab" });
     expect(jobs.map((j) => j.params.database).sort()).toEqual(["astrid", "lab", "sky"]);

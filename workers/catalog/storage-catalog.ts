@@ -34,6 +34,13 @@ export function openStorageCatalog(d1: D1Database) {
       db.insert(bucketProtection).values({ bucket, replica_bucket: replica, replication_since: now.toISOString() })
         .onConflictDoUpdate({ target: bucketProtection.bucket, set: { replica_bucket: replica, replication_since: now.toISOString() } })
         .returning().get(),
+    /** Stops replicating a bucket (the replica keeps what it has); returns what it was replicating to. */
+    disableReplication: async (bucket: string) => {
+      const row = await db.select().from(bucketProtection).where(eq(bucketProtection.bucket, bucket)).get();
+      if (!row?.replica_bucket) return undefined;
+      await db.update(bucketProtection).set({ replica_bucket: null, replication_since: null }).where(eq(bucketProtection.bucket, bucket)).run();
+      return { replica: row.replica_bucket };
+    },
     recordReconciliation: (bucket: string, at: Date, drift: number) =>
       db.insert(bucketProtection).values({ bucket, last_reconciled_at: at.toISOString(), last_drift: drift })
         .onConflictDoUpdate({ target: bucketProtection.bucket, set: { last_reconciled_at: at.toISOString(), last_drift: drift } }).run(),

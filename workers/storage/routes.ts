@@ -112,6 +112,7 @@ storageRoutes.post("/storage/versioning", requireRole("admin"), async (c) => {
   requireBucket(c, bucket);
   if (!c.get("config").storage_versioning_enabled) throw new ApiError(409, "versioning_disabled", "STORAGE_VERSIONING_ENABLED is false");
   const row = await openStorageCatalog(c.env.CATALOG).enableVersioning(bucket, new Date());
+  await c.get("catalog").audit({ actor: c.get("actor"), action: "storage.versioning.enable", target: bucket, outcome: "succeeded" });
   // The first reconciliation captures every object as it is now: the baseline versions.
   const baseline = await startJob(c, "storage.reconcile", { bucket }, bucket);
   return c.json({ bucket, versioning_since: row.versioning_since, baseline_job: baseline, notification_rule: notificationRule(bucket) });
@@ -126,8 +127,21 @@ storageRoutes.post("/storage/replication", requireRole("admin"), async (c) => {
   requireBucket(c, body.target, "target");
   if (!c.get("config").storage_cross_region_replication) throw new ApiError(409, "replication_disabled", "STORAGE_CROSS_REGION_REPLICATION is false");
   await openStorageCatalog(c.env.CATALOG).enableReplication(body.source, body.target, new Date());
+  await c.get("catalog").audit({ actor: c.get("actor"), action: "storage.replication.enable", target: `${body.source} -> ${body.target}`, outcome: "succeeded" });
   const initial = await startJob(c, "storage.reconcile", { bucket: body.source }, body.source);
   return c.json({ ...body, initial_sync_job: initial, notification_rule: notificationRule(body.source) });
+});
+
+storageRoutes.delete("/storage/replication/:source", requireRole("admin"), async (c) => {
+  const source = c.req.param("source");
+  requireBucket(c, source, "source");
+  if (c.get("config").storage_replication[source]) {
+    throw new ApiError(409, "configured_replication", `replication of ${source} is set by STORAGE_REPLICATION; change the configuration instead`);
+  }
+  const stopped = await openStorageCatalog(c.env.CATALOG).disableReplication(source);
+  if (!stopped) throw notFound(`replication of ${source}`);
+  await c.get("catalog").audit({ actor: c.get("actor"), action: "storage.replication.stop", target: source, outcome: "succeeded" });
+  return c.json({ source, replica: stopped.replica, stopped: true });
 });
 
 storageRoutes.get("/storage/replication", requireRole("viewer"), async (c) => {
@@ -171,7 +185,13 @@ storageRoutes.put("/storage/objects/:bucket/:key{.+}", requireRole("admin"), asy
   const obj = await bucket.put(key.data, c.req.raw.body, contentType ? { httpMetadata: { contentType } } : {});
   if (!obj) throw new ApiError(409, "conflict", "the write was refused");
   const event = { action: "PutObject" as const, bucket: name, object: { key: key.data, size: obj.size, eTag: obj.etag }, eventTime: obj.uploaded.toISOString() };
-  await handleEvent({ env: c.env, config: c.get("config"), storage: openStorageCatalog(c.env.CATALOG), now: new Date() }, event, "write-through");
+  if (c.req.query("capture") === "queue") {
+    // Announce the write the way an R2 notification would (local development and benchmarks, where R2 sends none).
+    if (!c.env.STORAGE_EVENTS) throw new ApiError(503, "no_events_queue", "the STORAGE_EVENTS producer is not bound");
+    await c.env.STORAGE_EVENTS.send({ account: "local", ...event });
+  } else {
+    await handleEvent({ env: c.env, config: c.get("config"), storage: openStorageCatalog(c.env.CATALOG), now: new Date() }, event, "write-through");
+  }
   return c.json({ bucket: name, key: key.data, etag: obj.etag, size: obj.size, version_time: event.eventTime }, 201);
 });
 
