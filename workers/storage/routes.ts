@@ -195,6 +195,18 @@ storageRoutes.put("/storage/objects/:bucket/:key{.+}", requireRole("admin"), asy
   return c.json({ bucket: name, key: key.data, etag: obj.etag, size: obj.size, version_time: event.eventTime }, 201);
 });
 
+/** Reads one object back (admin only: it is the data itself), streamed, with its metadata as headers. */
+storageRoutes.get("/storage/objects/:bucket/:key{.+}", requireRole("admin"), async (c) => {
+  const bucket = requireBucket(c, c.req.param("bucket"));
+  const key = ObjectKey.safeParse(c.req.param("key"));
+  if (!key.success) throw badRequest(`key: ${key.error.issues[0]?.message}`);
+  const obj = await bucket.get(key.data);
+  if (!obj) throw notFound(`object "${key.data}"`);
+  const headers = new Headers({ etag: obj.httpEtag, "content-length": String(obj.size) });
+  obj.writeHttpMetadata(headers);
+  return new Response(obj.body, { headers });
+});
+
 /** The event notification rule a bucket needs so its changes reach this Worker (R2 has no S3-style versioning). */
 function notificationRule(bucket: string) {
   const queue = STORAGE_EVENTS_QUEUE;
