@@ -63,6 +63,8 @@ export const BackupConfig = z.object({
   /** Reconciliation of versioned and replicated buckets against their listings. */
   storage_reconcile_schedule: Cron,
   storage_retention_days: Days,
+  /** A version superseded longer ago than this leaves the version store. */
+  storage_version_retention_days: Days,
   ml_backup_enabled: z.boolean(),
   ml_backup_schedule: Cron,
   ml_artifact_retention_days: Days,
@@ -114,6 +116,7 @@ const OVERRIDES: Record<string, [keyof BackupConfig, z.ZodType]> = {
   STORAGE_PART_SIZE_BYTES: ["storage_part_size_bytes", z.string()],
   STORAGE_RECONCILE_SCHEDULE: ["storage_reconcile_schedule", z.string()],
   STORAGE_RETENTION_DAYS: ["storage_retention_days", z.string()],
+  STORAGE_VERSION_RETENTION_DAYS: ["storage_version_retention_days", z.string()],
   ML_BACKUP_ENABLED: ["ml_backup_enabled", Bool],
   ML_BACKUP_SCHEDULE: ["ml_backup_schedule", z.string()],
   ML_ARTIFACT_RETENTION_DAYS: ["ml_artifact_retention_days", z.string()],
@@ -153,6 +156,7 @@ export const DEFAULTS = {
   storage_part_size_bytes: 64 * 1024 * 1024,
   storage_reconcile_schedule: "15 * * * *",
   storage_retention_days: 30,
+  storage_version_retention_days: 90,
   ml_backup_enabled: true,
   ml_backup_schedule: "0 4 * * *",
   ml_artifact_retention_days: 90,
@@ -264,7 +268,8 @@ export type ScheduledWork =
   | { kind: "database.backup"; type: BackupType }
   | { kind: "repository.gc" }
   | { kind: "storage.snapshot" }
-  | { kind: "storage.reconcile" };
+  | { kind: "storage.reconcile" }
+  | { kind: "storage.gc" };
 
 export function workForCron(config: BackupConfig, cron: string): ScheduledWork[] {
   if (!config.backup_enabled) return [];
@@ -277,7 +282,7 @@ export function workForCron(config: BackupConfig, cron: string): ScheduledWork[]
     ];
     for (const [schedule, type] of byType) if (schedule === cron) work.push({ kind: "database.backup", type });
   }
-  if (config.repository_gc_schedule === cron) work.push({ kind: "repository.gc" });
+  if (config.repository_gc_schedule === cron) work.push({ kind: "repository.gc" }, { kind: "storage.gc" });
   if (config.storage_backup_enabled && config.storage_backup_schedule === cron) work.push({ kind: "storage.snapshot" });
   if (config.storage_reconcile_schedule === cron) work.push({ kind: "storage.reconcile" });
   return work;

@@ -124,6 +124,7 @@ describe("loadConfig environment overrides", () => {
     ["STORAGE_PART_SIZE_BYTES", "5242880", "storage_part_size_bytes", 5242880],
     ["STORAGE_RECONCILE_SCHEDULE", "*/30 * * * *", "storage_reconcile_schedule", "*/30 * * * *"],
     ["STORAGE_RETENTION_DAYS", "7", "storage_retention_days", 7],
+    ["STORAGE_VERSION_RETENTION_DAYS", "14", "storage_version_retention_days", 14],
     ["DATABASE_VERIFY_AFTER_BACKUP", "full", "database_verify_after_backup", "full"],
   ];
 
@@ -243,9 +244,9 @@ describe("schedules", () => {
     ]);
   });
 
-  it("map the garbage-collection schedule to a repository.gc job", () => {
+  it("map the garbage-collection schedule to repository.gc and storage.gc jobs", () => {
     const config = loadConfig(minimal());
-    expect(workForCron(config, "0 6 * * 0")).toEqual([{ kind: "repository.gc" }]);
+    expect(workForCron(config, "0 6 * * 0")).toEqual([{ kind: "repository.gc" }, { kind: "storage.gc" }]);
   });
 
   it("are all listed in wrangler.toml's [triggers] crons", () => {

@@ -2,10 +2,11 @@
 // buckets: bytes and metadata come back equal, unchanged objects are not
 // copied again, identical content is stored once, work is split into steps
 // that resume after a failure, and conflicts are never silently overwritten.
-import { env } from "cloudflare:test";
+import { createMessageBatch, env } from "cloudflare:test";
+import worker from "../../workers/index.ts";
 import { beforeEach, describe, expect, it } from "vitest";
 import { blobKey, SnapshotManifest, snapshotManifestKey, STORAGE_BLOB_PREFIX } from "../../workers/shared/format.ts";
-import { api, resetState } from "./helpers.ts";
+import { api, recordingQueue, resetState, testEnv } from "./helpers.ts";
 import { bytes, contents, data, drive, resetStorage, scratch, sha256Hex, target } from "./storage-support.ts";
 
 beforeEach(async () => {
@@ -203,5 +204,88 @@ describe("storage routes refuse bad input", () => {
     expect(outside.body.error.message).toMatch(/not under prefix/);
     const viewer = await api("POST", `/backup/storage/${snapshot_id}/restore`, { body: {}, token: "test-viewer-token-0123456789" });
     expect(viewer.status).toBe(403);
+  });
+});
+
+describe("storage retention and garbage collection", () => {
+  const daysAgo = (n: number) => new Date(Date.now() - n * 86_400_000).toISOString();
+
+  it("removes expired snapshots (never the newest), then GC reclaims only blobs nothing references", async () => {
+    await data().put("a.bin", bytes(1000, 1));
+    await data().put("b.bin", bytes(1000, 2));
+    const old = await snapshot();
+    await data().put("b.bin", bytes(1000, 3)); // b's first bytes are now referenced only by the old snapshot
+    const current = await snapshot();
+    await env.CATALOG.prepare("UPDATE storage_snapshots SET created_at = ? WHERE id = ?").bind(daysAgo(40), old.snapshot_id).run();
+
+    const dry = await api("POST", "/backup/storage/cleanup", { body: { dry_run: true } });
+    expect(dry.body).toMatchObject({ dry_run: true, retention_days: 30, removed_snapshots: [old.snapshot_id] });
+    expect(await env.BACKUPS.head(snapshotManifestKey(old.snapshot_id))).not.toBeNull();
+    const real = await api("POST", "/backup/storage/cleanup", { body: {} });
+    expect(real.body.removed_snapshots).toEqual([old.snapshot_id]);
+    expect(await env.BACKUPS.head(snapshotManifestKey(old.snapshot_id))).toBeNull();
+    expect((await env.BACKUPS.list({ prefix: `manifests/storage/${old.snapshot_id}/` })).objects).toEqual([]);
+    // The newest snapshot stays however old it is.
+    await env.CATALOG.prepare("UPDATE storage_snapshots SET created_at = ?").bind(daysAgo(400)).run();
+    expect((await api("POST", "/backup/storage/cleanup", { body: {} })).body.removed_snapshots).toEqual([]);
+
+    const gcDry = await drive((await api("POST", "/storage/gc", { body: { grace_minutes: 0, dry_run: true } })).body.job_id);
+    expect(JSON.parse(gcDry.job.result!)).toMatchObject({ dry_run: true, deleted: 1, blobs: 3 });
+    expect(await blobCount()).toBe(3);
+    const gc = await drive((await api("POST", "/storage/gc", { body: { grace_minutes: 0 } })).body.job_id);
+    expect(JSON.parse(gc.job.result!)).toMatchObject({ deleted: 1, reclaimed_bytes: 1000 });
+    expect(await env.BACKUPS.head(blobKey(await sha256Hex(bytes(1000, 2))))).toBeNull();
+    expect((await env.BACKUPS.list({ prefix: "tmp/" })).objects).toEqual([]); // its marks are cleaned up
+
+    await data().delete("a.bin");
+    const back = await drive((await api("POST", `/backup/storage/${current.snapshot_id}/restore`, { body: {} })).body.job_id);
+    expect(back.job.status).toBe("succeeded");
+    expect(await sha256Hex(await (await data().get("a.bin"))!.arrayBuffer())).toBe(await sha256Hex(bytes(1000, 1)));
+  });
+
+  it("GC keeps young blobs and blobs only the version store references; drops parts of abandoned snapshots", async () => {
+    await data().put("v.bin", bytes(500, 9));
+    const s = await snapshot();
+    // A version row referencing the same bytes, then the snapshot goes away.
+    await env.CATALOG.prepare(
+      "INSERT INTO object_versions (bucket, key, event_time, action, etag, size, sha256, meta, source, captured_at) VALUES ('astrid-scratch', 'k', ?, 'put', 'e', 500, ?, '{}', 'event', ?)",
+    ).bind(daysAgo(1), await sha256Hex(bytes(500, 9)), daysAgo(1)).run();
+    await env.CATALOG.prepare("DELETE FROM storage_snapshots").run();
+    await env.BACKUPS.delete(snapshotManifestKey(s.snapshot_id)); // its part is now abandoned
+    const young = await drive((await api("POST", "/storage/gc", { body: {} })).body.job_id); // default grace: 24 h
+    expect(JSON.parse(young.job.result!)).toMatchObject({ deleted: 0, orphan_parts: 0 });
+    const gc = await drive((await api("POST", "/storage/gc", { body: { grace_minutes: 0 } })).body.job_id);
+    expect(JSON.parse(gc.job.result!)).toMatchObject({ deleted: 0, orphan_parts: 1 });
+    expect(await env.BACKUPS.head(blobKey(await sha256Hex(bytes(500, 9))))).not.toBeNull();
+  });
+
+  it("expires versions superseded longer ago than the version retention, never a key's newest", async () => {
+    const insert = (key: string, at: string, action: string, sha: string | null) =>
+      env.CATALOG.prepare(
+        "INSERT INTO object_versions (bucket, key, event_time, action, etag, size, sha256, meta, source, captured_at) VALUES ('astrid-scratch', ?, ?, ?, ?, 1, ?, '{}', 'event', ?)",
+      ).bind(key, at, action, `e-${at}`, sha, at).run();
+    await insert("k1", daysAgo(200), "put", "a".repeat(64));
+    await insert("k1", daysAgo(150), "put", "b".repeat(64)); // supersedes the first 150 days ago
+    await insert("k1", daysAgo(10), "put", "c".repeat(64)); // supersedes the second only 10 days ago
+    await insert("k2", daysAgo(300), "put", "d".repeat(64)); // old but still the newest of its key
+    const out = await api("POST", "/backup/storage/cleanup", { body: { version_retention_days: 90 } });
+    expect(out.body.removed_versions).toBe(1);
+    const left = await env.CATALOG.prepare("SELECT key, sha256 FROM object_versions ORDER BY key, event_time").all();
+    expect(left.results.map((r) => `${r.key}:${String(r.sha256)[0]}`)).toEqual(["k1:b", "k1:c", "k2:d"]);
+  });
+
+  it("garbage collection waits while a snapshot is between two of its steps", async () => {
+    await seedData();
+    const res = await api("POST", "/backup/storage", { body: { bucket: "astrid-data" }, env: SMALL_PAGES });
+    const snapshotJob = res.body.jobs[0].job_id;
+    // One step of the snapshot, then GC asks to run.
+    await worker.queue(createMessageBatch("astrid-backup-jobs", [{ id: "s1", timestamp: new Date(), attempts: 1, body: { job_id: snapshotJob } }]) as MessageBatch<unknown>,
+      testEnv({ JOBS: recordingQueue([]), ...SMALL_PAGES }));
+    const gcJob = (await api("POST", "/storage/gc", { body: { grace_minutes: 0 } })).body.job_id;
+    const sent: unknown[] = [];
+    const batch = createMessageBatch("astrid-backup-jobs", [{ id: "g1", timestamp: new Date(), attempts: 1, body: { job_id: gcJob } }]);
+    await worker.queue(batch as MessageBatch<unknown>, testEnv({ JOBS: recordingQueue(sent as never[]) }));
+    expect((await env.CATALOG.prepare("SELECT status FROM jobs WHERE id = ?").bind(gcJob).first("status"))).toBe("queued");
+    expect(sent).toEqual([{ job_id: gcJob }]); // re-sent to wait, not run
   });
 });

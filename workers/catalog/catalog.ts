@@ -115,14 +115,17 @@ async function createJob(db: Db, job: NewJob): Promise<JobRow> {
  * lease has run out. Returns undefined when someone else has it or it is
  * finished, which is what makes a redelivered Queue message harmless.
  *
- * Garbage collection is exclusive: it is not claimed while any other job
- * runs, and no job is claimed while it runs, so a chunk a backup is about to
- * reference (or a restore is reading) is never collected under it.
+ * Garbage collection (repository.gc, storage.gc) is exclusive: it is not
+ * claimed while any other job is active, and no job is claimed while it is,
+ * so a chunk or blob a backup is about to reference (or a restore is reading)
+ * is never collected under it.
  */
 async function claimJob(db: Db, id: string, now: Date, leaseSeconds: number, step?: number): Promise<JobRow | undefined> {
   const cutoff = new Date(now.getTime() - leaseSeconds * 1000).toISOString();
-  const exclusive = sql`NOT EXISTS (SELECT 1 FROM jobs AS other WHERE other.status = 'running' AND other.id <> ${jobs.id}
-    AND other.heartbeat_at >= ${cutoff} AND (${jobs.kind} = 'repository.gc' OR other.kind = 'repository.gc'))`;
+  // Active: running and reporting, or a Worker-run job between two of its steps.
+  const exclusive = sql`NOT EXISTS (SELECT 1 FROM jobs AS other WHERE other.id <> ${jobs.id}
+    AND ((other.status = 'running' AND other.heartbeat_at >= ${cutoff}) OR (other.status = 'queued' AND other.step > 0))
+    AND (${jobs.kind} IN ('repository.gc', 'storage.gc') OR other.kind IN ('repository.gc', 'storage.gc')))`;
   return db.update(jobs)
     .set({
       status: "running", attempts: sql`${jobs.attempts} + 1`, heartbeat_at: now.toISOString(),

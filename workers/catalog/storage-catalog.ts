@@ -22,6 +22,21 @@ export function openStorageCatalog(d1: D1Database) {
       db.select().from(storageSnapshots)
         .where(and(f.bucket ? eq(storageSnapshots.bucket, f.bucket) : undefined, f.before ? sql`${storageSnapshots.id} < ${f.before}` : undefined))
         .orderBy(desc(storageSnapshots.created_at), desc(storageSnapshots.id)).limit(f.limit).all(),
+    /** Snapshots created before the cutoff, except the newest of each bucket and prefix. */
+    expiredSnapshots: (cutoff: string) =>
+      db.select({ id: storageSnapshots.id }).from(storageSnapshots).where(and(
+        sql`${storageSnapshots.created_at} < ${cutoff}`,
+        sql`${storageSnapshots.id} <> (SELECT n.id FROM storage_snapshots AS n WHERE n.bucket = ${storageSnapshots.bucket}
+          AND n.prefix = ${storageSnapshots.prefix} ORDER BY n.created_at DESC LIMIT 1)`,
+      )).all(),
+    countExpiredVersions: async (cutoff: string) =>
+      (await d1.prepare(`SELECT count(*) AS n FROM object_versions AS v WHERE ${SUPERSEDED_BEFORE}`).bind(cutoff).first<number>("n")) ?? 0,
+    deleteExpiredVersions: async (cutoff: string) =>
+      (await d1.prepare(`DELETE FROM object_versions AS v WHERE ${SUPERSEDED_BEFORE}`).bind(cutoff).run()).meta.changes ?? 0,
+    /** Distinct blob hashes the version store references, a page at a time (garbage collection marks them). */
+    versionBlobs: (after: string, limit: number) =>
+      d1.prepare("SELECT DISTINCT sha256 FROM object_versions WHERE sha256 > ? ORDER BY sha256 LIMIT ?").bind(after, limit).all<{ sha256: string }>()
+        .then((r) => r.results.map((x) => x.sha256)),
     deleteSnapshot: (id: string) => db.delete(storageSnapshots).where(eq(storageSnapshots.id, id)).run(),
 
     protection: (bucket: string) => db.select().from(bucketProtection).where(eq(bucketProtection.bucket, bucket)).get(),
@@ -60,6 +75,14 @@ export function openStorageCatalog(d1: D1Database) {
         .orderBy(asc(replicationLog.lag_ms)).all(),
   };
 }
+
+/**
+ * A version superseded (by a newer version or a delete of its key) before the
+ * cutoff: no point in time after the cutoff needs it. The newest row of a key
+ * is never expired, so a live object always keeps its captured bytes.
+ */
+const SUPERSEDED_BEFORE = `EXISTS (SELECT 1 FROM object_versions AS n WHERE n.bucket = v.bucket AND n.key = v.key
+  AND (n.event_time > v.event_time OR (n.event_time = v.event_time AND n.id > v.id)) AND n.event_time < ?1)`;
 
 export interface LatestVersionsQuery {
   bucket: string;

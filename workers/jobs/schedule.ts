@@ -4,6 +4,7 @@ import { openCatalog } from "../catalog/catalog.ts";
 import { loadConfig, workForCron } from "../config.ts";
 import { newBackupId, newSnapshotId } from "../shared/format.ts";
 import { openStorageCatalog } from "../catalog/storage-catalog.ts";
+import { applyStorageRetention } from "../storage/retention.ts";
 import { randomId } from "../crypto.ts";
 import type { Env } from "../env.ts";
 import { submitJob } from "./submit.ts";
@@ -24,6 +25,11 @@ export async function runSchedule(cron: string, env: Env, now = new Date()): Pro
   const work = workForCron(config, cron);
   // Retention runs with the daily full backup: the seed's database_retention_days, plus the keep_* rules.
   if (config.backup_enabled && cron === config.database_backup_schedule) await applyRetention(env, catalog, config, cron, now);
+  // Storage retention runs with the storage snapshots.
+  if (config.backup_enabled && config.storage_backup_enabled && cron === config.storage_backup_schedule) {
+    const outcome = await applyStorageRetention(env, config, { dryRun: false }, now);
+    await catalog.audit({ actor: `cron:${cron}`, action: "storage.cleanup", target: "storage snapshots and versions", outcome: "succeeded", detail: outcome });
+  }
   if (work.length === 0) console.log(`cron "${cron}": nothing scheduled for it`);
   const jobIds: string[] = [];
   for (const w of work) {
@@ -40,7 +46,7 @@ export async function runSchedule(cron: string, env: Env, now = new Date()): Pro
       }
       continue;
     }
-    if (w.kind === "repository.gc") {
+    if (w.kind === "repository.gc" || w.kind === "storage.gc") {
       const params = { grace_minutes: config.gc_grace_minutes, dry_run: false };
       jobIds.push((await submitJob(env, catalog, { kind: w.kind, params, actor: `cron:${cron}`, target: "repository" })).id);
       continue;

@@ -14,12 +14,14 @@ import type { Env } from "../env.ts";
 import { reconcileStep } from "../storage/reconcile.ts";
 import { restoreStep } from "../storage/restore.ts";
 import { snapshotStep } from "../storage/snapshot.ts";
+import { storageGcStep } from "../storage/gc.ts";
 import { StepFailure, type StepHandler, type StepOutcome } from "./step.ts";
 
 const handlers = new Map<string, StepHandler>([
   ["storage.snapshot", snapshotStep],
   ["storage.restore", restoreStep],
   ["storage.reconcile", reconcileStep],
+  ["storage.gc", storageGcStep],
 ]);
 
 export function isStepJob(kind: string): boolean {

@@ -28,5 +28,8 @@ export async function protectionOf(config: BackupConfig, storage: StorageCatalog
 }
 
 export function copyLimits(config: BackupConfig) {
-  return { multipart_threshold_bytes: config.storage_multipart_threshold_bytes, part_size_bytes: config.storage_part_size_bytes };
+  return {
+    multipart_threshold_bytes: config.storage_multipart_threshold_bytes, part_size_bytes: config.storage_part_size_bytes,
+    reuse_window_ms: (config.gc_grace_minutes * 60_000) / 2,
+  };
 }

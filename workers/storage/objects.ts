@@ -10,6 +10,11 @@ export interface CopyLimits {
   part_size_bytes: number;
 }
 
+export interface BlobLimits extends CopyLimits {
+  /** Reuse an existing blob only if it was written less than this long ago (half the GC grace period). */
+  reuse_window_ms: number;
+}
+
 /** The object changed or vanished between listing it and reading it. */
 export class ObjectChanged extends Error {
   constructor(key: string) {
@@ -99,11 +104,15 @@ export async function copyObject(spec: CopySpec, limits: CopyLimits): Promise<vo
  * already stored, from an earlier snapshot, another key or a captured version).
  */
 export async function ensureBlob(
-  backups: R2Bucket, source: R2Bucket, obj: { key: string; etag: string; size: number }, sha256: string, limits: CopyLimits,
+  backups: R2Bucket, source: R2Bucket, obj: { key: string; etag: string; size: number }, sha256: string, limits: BlobLimits,
 ): Promise<boolean> {
   const key = blobKey(sha256);
   const existing = await backups.head(key);
-  if (existing && existing.size === obj.size) return false;
+  // An old blob is written again rather than reused: garbage collection only
+  // deletes unreferenced blobs older than its grace period, so a blob reused
+  // now must be young enough that the reference lands before that.
+  const fresh = existing && Date.now() - existing.uploaded.getTime() < limits.reuse_window_ms;
+  if (existing && fresh && existing.size === obj.size) return false;
   await copyObject({
     from: source, fromKey: obj.key, etag: obj.etag, to: backups, toKey: key, size: obj.size, sha256,
     meta: { http: {}, custom: {}, storage_class: "Standard" },

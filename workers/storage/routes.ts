@@ -15,6 +15,7 @@ import { ObjectKey, ObjectPrefix, type JobKind } from "../shared/protocol.ts";
 import { protectionOf, storageBucket } from "./buckets.ts";
 import { handleEvent, STORAGE_EVENTS_QUEUE } from "./capture.ts";
 import { replicationStatus } from "./status.ts";
+import { applyStorageRetention } from "./retention.ts";
 
 export const storageRoutes = new Hono<AppEnv>();
 type Ctx = Context<AppEnv>;
@@ -48,6 +49,30 @@ storageRoutes.post("/backup/storage", requireRole("admin"), async (c) => {
     jobs.push({ ...(await startJob(c, "storage.snapshot", { snapshot_id, ...s }, `${s.bucket}/${s.prefix}`)), snapshot_id });
   }
   return c.json({ jobs }, 202);
+});
+
+const CleanupRequest = z.strictObject({
+  retention_days: z.number().int().min(1).max(36500).optional(),
+  version_retention_days: z.number().int().min(1).max(36500).optional(),
+  dry_run: z.boolean().default(false),
+});
+
+/** Retention: each field omitted falls back to STORAGE_RETENTION_DAYS / STORAGE_VERSION_RETENTION_DAYS. */
+storageRoutes.post("/backup/storage/cleanup", requireRole("admin"), async (c) => {
+  const body = await parseJson(c, CleanupRequest);
+  const outcome = await applyStorageRetention(c.env, c.get("config"), {
+    retentionDays: body.retention_days, versionRetentionDays: body.version_retention_days, dryRun: body.dry_run,
+  }, new Date());
+  await c.get("catalog").audit({ actor: c.get("actor"), action: "storage.cleanup", target: "storage snapshots and versions", outcome: "succeeded", detail: outcome });
+  return c.json(outcome);
+});
+
+const GcRequest = z.strictObject({ grace_minutes: z.number().int().min(0).max(525_600).optional(), dry_run: z.boolean().default(false) });
+
+storageRoutes.post("/storage/gc", requireRole("admin"), async (c) => {
+  const body = await parseJson(c, GcRequest);
+  const params = { grace_minutes: body.grace_minutes ?? c.get("config").gc_grace_minutes, dry_run: body.dry_run };
+  return c.json(await startJob(c, "storage.gc", params, "storage blobs"), 202);
 });
 
 const ListQuery = z.strictObject({
