@@ -56,8 +56,10 @@ async function put(key: string, body: Uint8Array | ReadableStream<Uint8Array>, l
   if (!res.ok) throw new Error(`PUT ${key}: ${res.status} ${await res.text()}`);
 }
 
-async function waitForJob(jobId: string): Promise<any> {
+async function waitForJob(jobId: string, timeoutMs = 30 * 60_000): Promise<any> {
+  const deadline = Date.now() + timeoutMs;
   for (;;) {
+    if (Date.now() > deadline) throw new Error(`job ${jobId} did not finish in ${timeoutMs / 60_000} minutes`);
     const job = await api("GET", `/jobs/${jobId}`);
     if (job.status === "succeeded") return job.result;
     if (job.status === "failed") throw new Error(`job ${jobId} failed: ${JSON.stringify(job.error)}`);

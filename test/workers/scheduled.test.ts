@@ -7,7 +7,7 @@ import worker from "../../workers/index.ts";
 import { BackupId } from "../../workers/shared/format.ts";
 import type { JobRow } from "../../workers/catalog/schema.ts";
 import type { DatabaseBackupParams, JobMessage } from "../../workers/shared/protocol.ts";
-import { allBackupRows, auditRows, isoDaysAgo, isoSecondsAgo, jobRow, recordingQueue, resetState, seedBackup, seedBackupJob, testEnv } from "./helpers.ts";
+import { allBackupRows, auditRows, isoDaysAgo, isoSecondsAgo, jobRow, recordingQueue, resetState, seedBackup, seedBackupJob, seedJob, testEnv } from "./helpers.ts";
 
 beforeEach(resetState);
 
@@ -62,6 +62,21 @@ describe("scheduled handler", () => {
     const reconcile = await runCron("15 * * * *");
     expect(reconcile.jobs.filter((j) => j.kind === "storage.reconcile").map((j) => (j.params as unknown as { bucket: string }).bucket)).toEqual(["astrid-data"]);
     expect((await runCron("0 3 * * *", { STORAGE_BACKUP_ENABLED: "false" })).queued).toEqual([]);
+  });
+
+  it("resumes a storage step whose invocation died, from its saved state; a second loss fails the job", async () => {
+    const lost = await seedJob({
+      kind: "storage.snapshot", status: "running", step: 4, state: '{"parts":3}', params: { snapshot_id: "x", bucket: "astrid-data", prefix: "" },
+      heartbeat_at: isoSecondsAgo(16 * 60),
+    });
+    const young = await seedJob({ kind: "storage.restore", status: "running", step: 2, params: {}, heartbeat_at: isoSecondsAgo(5 * 60) });
+    const { queued } = await runCron("*/10 * * * *", {}, Date.now());
+    expect(queued).toEqual([{ job_id: lost.id, step: 4 }]);
+    expect(await jobRow(lost.id)).toMatchObject({ status: "queued", step: 4, state: '{"parts":3}', error_code: "step_lost" });
+    expect((await jobRow(young.id))!.status).toBe("running"); // still inside a consumer's budget
+    await env.CATALOG.prepare("UPDATE jobs SET status = 'running', heartbeat_at = ? WHERE id = ?").bind(isoSecondsAgo(16 * 60), lost.id).run();
+    await runCron("*/10 * * * *", {}, Date.now());
+    expect(await jobRow(lost.id)).toMatchObject({ status: "failed", error_code: "step_lost" });
   });
 
   it("creates one full backup job per configured database", async () => {

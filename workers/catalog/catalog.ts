@@ -21,6 +21,7 @@ export function openCatalog(d1: D1Database) {
     advanceJob: (id: string, step: number, state: unknown, progress: JobProgress, now: Date) =>
       db.update(jobs).set({
         status: "queued", step: step + 1, state: JSON.stringify(state), progress: JSON.stringify(progress), heartbeat_at: now.toISOString(),
+        error_code: null, error_message: null,
       }).where(and(eq(jobs.id, id), eq(jobs.status, "running"), eq(jobs.step, step))).returning({ id: jobs.id }).get(),
     requeueJob: (id: string, error: JobError) =>
       db.update(jobs).set({ status: "queued", error_code: error.code, error_message: error.message })
@@ -31,6 +32,7 @@ export function openCatalog(d1: D1Database) {
     succeedJob: (id: string, result: unknown, now: Date) => settleJob(db, id, now, { status: "succeeded", result }),
     failJob: (id: string, error: JobError, now: Date, result?: unknown) => settleJob(db, id, now, { status: "failed", error, result }),
     expireStaleJobs: (now: Date, leaseSeconds: number) => expireStaleJobs(db, now, leaseSeconds),
+    resumeLostSteps: (now: Date) => resumeLostSteps(db, now),
     recordBackup: (jobId: string, params: { database: string; type: BackupRow["type"] }, result: BackupResult, now: Date) =>
       recordBackup(d1, jobId, params, result, now),
     getBackup: (id: string) => db.select().from(backups).where(eq(backups.id, id)).get(),
@@ -153,6 +155,23 @@ async function settleJob(db: Db, id: string, now: Date, s: Settlement): Promise<
     .returning().get();
 }
 
+/**
+ * A Worker-run step whose invocation died (evicted, or hung past a consumer's
+ * budget) is put back in the queue to run again from its saved state; a step
+ * lost twice in a row fails the job instead of looping.
+ */
+async function resumeLostSteps(db: Db, now: Date): Promise<{ id: string; step: number }[]> {
+  const cutoff = new Date(now.getTime() - STEP_LEASE_SECONDS * 1000).toISOString();
+  const lost = and(eq(jobs.status, "running"), lt(jobs.heartbeat_at, cutoff), sql`${jobs.kind} LIKE 'storage.%'`);
+  await db.update(jobs).set({
+    status: "failed", finished_at: now.toISOString(), error_code: "step_lost",
+    error_message: "a step of this job was lost twice in a row (its invocation died or hung); nothing half-done is listed",
+  }).where(and(lost, eq(jobs.error_code, "step_lost"))).run();
+  return db.update(jobs).set({
+    status: "queued", error_code: "step_lost", error_message: "a step was lost (its invocation died or hung); resumed from its saved state",
+  }).where(lost).returning({ id: jobs.id, step: jobs.step }).all();
+}
+
 async function expireStaleJobs(db: Db, now: Date, leaseSeconds: number): Promise<number> {
   const cutoff = new Date(now.getTime() - leaseSeconds * 1000).toISOString();
   const expired = await db.update(jobs)
@@ -161,8 +180,8 @@ async function expireStaleJobs(db: Db, now: Date, leaseSeconds: number): Promise
       error_message: `the runner stopped reporting (no heartbeat for ${leaseSeconds}s); nothing was recorded as a backup`,
     })
     .where(and(eq(jobs.status, "running"), lt(jobs.heartbeat_at, cutoff),
-      // Worker-run steps report no heartbeat while they work; they get a consumer's whole budget.
-      or(sql`${jobs.kind} NOT LIKE 'storage.%'`, lt(jobs.heartbeat_at, new Date(now.getTime() - STEP_LEASE_SECONDS * 1000).toISOString()))))
+      // Worker-run steps are resumed, not failed (resumeLostSteps).
+      sql`${jobs.kind} NOT LIKE 'storage.%'`))
     .returning({ id: jobs.id }).all();
   return expired.length;
 }

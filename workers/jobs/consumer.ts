@@ -70,6 +70,8 @@ async function startJob(catalog: Catalog, env: Env, jobId: string, step?: number
 
 async function giveUp(catalog: Catalog, jobId: string, attempts: number): Promise<void> {
   const job = await catalog.getJob(jobId);
+  // A Worker-run step still in hand: the cron sweep resumes or fails it (resumeLostSteps), not its stray message.
+  if (job && isStepJob(job.kind) && job.status === "running") return;
   const last = job?.error_message ? `; last error: ${job.error_message}` : "";
   await catalog.failJob(jobId, { code: "dispatch_failed", message: `gave up dispatching the job after retries${last}` }, new Date());
   await catalog.audit({ actor: "queue", action: "job.dead_letter", target: jobId, outcome: "failed", detail: { attempts } });

@@ -22,6 +22,7 @@ export async function runSchedule(cron: string, env: Env, now = new Date()): Pro
   const config = loadConfig(env); // throws loudly: a scheduled run with a bad config fails visibly
   const catalog = openCatalog(env.CATALOG);
   await catalog.expireStaleJobs(now, config.job_lease_seconds);
+  for (const lost of await catalog.resumeLostSteps(now)) await env.JOBS.send({ job_id: lost.id, step: lost.step });
   const work = workForCron(config, cron);
   // Retention runs with the daily full backup: the seed's database_retention_days, plus the keep_* rules.
   if (config.backup_enabled && cron === config.database_backup_schedule) await applyRetention(env, catalog, config, cron, now);

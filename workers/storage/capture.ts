@@ -19,12 +19,15 @@ import { copyLimits, protectionOf, storageBucket } from "./buckets.ts";
 import { copyObject, ensureBlob, hashObject, metaOf, ObjectChanged } from "./objects.ts";
 
 /** The body R2 sends to a Queue for an event notification rule. */
+// Actions: PutObject, CopyObject, CompleteMultipartUpload (object-create);
+// DeleteObject, LifecycleDeletion (object-delete). Early messages had no
+// eventTime: the time of arrival stands in for it then.
 export const R2Event = z.object({
   account: z.string().optional(),
-  action: z.enum(["PutObject", "CopyObject", "CompleteMultipartUpload", "DeleteObject", "LifecycleDeletion"]),
+  action: z.string(),
   bucket: z.string(),
   object: z.object({ key: z.string(), size: z.number().optional(), eTag: z.string().optional() }),
-  eventTime: z.string(),
+  eventTime: z.iso.datetime({ offset: true }).optional(),
 });
 export type R2Event = z.infer<typeof R2Event>;
 
@@ -47,12 +50,13 @@ export async function handleEvent(ctx: CaptureContext, event: R2Event, source: C
     return;
   }
   const protection = await protectionOf(ctx.config, ctx.storage, event.bucket);
-  const isDelete = event.action === "DeleteObject" || event.action === "LifecycleDeletion";
+  const isDelete = /Delete/.test(event.action);
+  const at = event.eventTime ? new Date(event.eventTime).toISOString() : ctx.now.toISOString();
   if (protection.versioning) {
-    if (isDelete) await recordDelete(ctx, event.bucket, event.object.key, event.eventTime, source);
-    else await captureVersion(ctx, bucket, event.bucket, event.object.key, event.object.eTag ?? "", event.eventTime, source);
+    if (isDelete) await recordDelete(ctx, event.bucket, event.object.key, at, source);
+    else await captureVersion(ctx, bucket, event.bucket, event.object.key, event.object.eTag ?? "", at, source);
   }
-  if (protection.replica) await replicateKey(ctx, bucket, event.bucket, protection.replica, event.object.key, event.eventTime, isDelete ? "delete" : "put");
+  if (protection.replica) await replicateKey(ctx, bucket, event.bucket, protection.replica, event.object.key, at, isDelete ? "delete" : "put");
 }
 
 /** Stores the bytes of key@etag as a blob and records the version; a version already gone is recorded as missed. */

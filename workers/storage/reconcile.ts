@@ -9,7 +9,7 @@ import { openStorageCatalog } from "../catalog/storage-catalog.ts";
 import { StepFailure, type StepContext, type StepOutcome } from "../jobs/step.ts";
 import { protectionOf, storageBucket } from "./buckets.ts";
 import { captureVersion, recordDelete, replicateKey, type CaptureContext } from "./capture.ts";
-import { forEachLimited } from "./objects.ts";
+import { COPY_LANES, forEachLimited } from "./objects.ts";
 
 interface ReconcileState {
   phase: "source" | "replica";
@@ -35,7 +35,7 @@ export async function reconcileStep(ctx: StepContext): Promise<StepOutcome> {
     if (protection.versioning) {
       const known = await storeState(storage, p.bucket, state.after, through);
       const listed = new Set(page.objects.map((o) => o.key));
-      await forEachLimited(page.objects, 6, async (o) => {
+      await forEachLimited(page.objects, COPY_LANES, async (o) => {
         const v = known.get(o.key);
         if (v && v.action === "put" && v.etag === o.etag && v.sha256) return;
         await captureVersion(cap, bucket, p.bucket, o.key, o.etag, o.uploaded.toISOString(), "reconcile");
@@ -50,7 +50,7 @@ export async function reconcileStep(ctx: StepContext): Promise<StepOutcome> {
     }
     if (protection.replica) {
       const replica = protection.replica;
-      await forEachLimited(page.objects, 6, async (o) => {
+      await forEachLimited(page.objects, COPY_LANES, async (o) => {
         if (await replicateKey(cap, bucket, p.bucket, replica, o.key, o.uploaded.toISOString(), "put")) state.drift.replicated += 1;
       });
     }
@@ -65,7 +65,7 @@ export async function reconcileStep(ctx: StepContext): Promise<StepOutcome> {
     if (!replica) throw new StepFailure("unknown_bucket", `replica bucket "${protection.replica}" is not configured`);
     const page = await replica.list({ cursor: state.cursor, limit: ctx.config.storage_page_size });
     const replicaName = protection.replica;
-    await forEachLimited(page.objects, 6, async (o) => {
+    await forEachLimited(page.objects, COPY_LANES, async (o) => {
       if (await bucket.head(o.key)) return;
       if (await replicateKey(cap, bucket, p.bucket, replicaName, o.key, now, "delete")) state.drift.replica_removed += 1;
     });

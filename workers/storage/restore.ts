@@ -10,7 +10,7 @@ import { StorageRestoreParams } from "../shared/protocol.ts";
 import { openStorageCatalog } from "../catalog/storage-catalog.ts";
 import { StepFailure, type StepContext, type StepOutcome } from "../jobs/step.ts";
 import { copyLimits, storageBucket } from "./buckets.ts";
-import { copyObject, forEachLimited, hashObject } from "./objects.ts";
+import { copyObject, COPY_LANES, forEachLimited, hashObject } from "./objects.ts";
 import { StoredObjectMeta } from "../shared/format.ts";
 import { readManifest, readPart } from "./snapshot.ts";
 
@@ -34,7 +34,7 @@ export async function restoreStep(ctx: StepContext): Promise<StepOutcome> {
     part: 1, offset: 0, after: "", counts: { restored: 0, unchanged: 0, conflicts: 0, missing: 0, bytes: 0 }, conflict_keys: [],
   };
   const { entries, more } = p.source.from === "snapshot" ? await fromSnapshot(ctx, p, state) : await fromVersions(ctx, p, state);
-  await forEachLimited(entries, 6, (e) => restoreEntry(ctx, p, target, e, state));
+  await forEachLimited(entries, COPY_LANES, (e) => restoreEntry(ctx, p, target, e, state));
   if (more) return { next: state, progress: { phase: p.dry_run ? "planning" : "restoring", bytes: state.counts.bytes, chunks: state.counts.restored } };
   const result = { kind: "storage.restore", dry_run: p.dry_run, target_bucket: p.target_bucket, ...state.counts, conflict_keys: state.conflict_keys };
   if (p.dry_run) return { done: result };

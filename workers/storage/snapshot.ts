@@ -11,7 +11,7 @@ import { StorageSnapshotParams } from "../shared/protocol.ts";
 import { openStorageCatalog } from "../catalog/storage-catalog.ts";
 import { StepFailure, type StepContext, type StepOutcome } from "../jobs/step.ts";
 import { copyLimits, storageBucket } from "./buckets.ts";
-import { ensureBlob, forEachLimited, hashObject, metaOf, ObjectChanged } from "./objects.ts";
+import { ensureBlob, COPY_LANES, forEachLimited, hashObject, metaOf, ObjectChanged } from "./objects.ts";
 
 interface SnapshotState {
   created_at: string;
@@ -39,7 +39,7 @@ export async function snapshotStep(ctx: StepContext): Promise<StepOutcome> {
   const parent = lastKey === undefined ? new Map<string, SnapshotEntry>() : await parentEntries(ctx, state, lastKey);
   const entries: SnapshotEntry[] = [];
   const blobs = new BlobWrites();
-  await forEachLimited(page.objects, 6, async (obj) => {
+  await forEachLimited(page.objects, COPY_LANES, async (obj) => {
     const entry = await captureObject(ctx, source, obj, parent.get(obj.key), state, blobs);
     if (entry) entries.push(entry);
   });
