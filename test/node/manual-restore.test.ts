@@ -6,21 +6,19 @@
 // runs the two scripts printed in docs/format.md (extracted from the document
 // itself, so they cannot drift apart), then compares the restored database
 // with its source.
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
-import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { appendObservations, seedAstronomyDatabase, updateObservations } from "../../runner/dev/astronomy-seed.ts";
 import { tableFingerprints } from "../../runner/dev/compare.ts";
 import { psql } from "../../runner/dev/postgres.ts";
-import { ROOT } from "../../runner/dev/stack.ts";
 import { createDatabase, dropDatabase, scratchName, startTestStack, testPg, type TestStack } from "../support/fixture.ts";
+import { localFetchCommand, run, scriptFromDoc, succeeded } from "../support/doc-scripts.ts";
 
 const MiB = 1024 * 1024;
-const WRANGLER = join(dirname(createRequire(import.meta.url).resolve("wrangler/package.json")), "bin/wrangler.js");
 
 /** The tools the document tells a restorer to use, and the Debian package of each. */
 const TOOLS: [tool: string, pkg: string][] = [
@@ -43,41 +41,7 @@ function requireTools(): void {
   }
 }
 
-/** A script as docs/format.md prints it: the bash block after `<!-- script: NAME -->`. */
-function scriptFromDoc(name: string): string {
-  const doc = readFileSync(join(ROOT, "docs/format.md"), "utf8");
-  const marker = `<!-- script: ${name} -->`;
-  const at = doc.indexOf(marker);
-  if (at < 0) throw new Error(`docs/format.md has no ${marker}`);
-  const block = /^```bash\n([\s\S]*?)^```$/m.exec(doc.slice(at + marker.length));
-  if (!block) throw new Error(`docs/format.md: no bash block after ${marker}`);
-  return block[1]!;
-}
-
-interface RunResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function run(cmd: string, args: string[], opts: { cwd?: string; env?: Record<string, string> } = {}): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { cwd: opts.cwd ?? ROOT, env: { ...process.env, ...opts.env }, stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
-    child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
-    child.once("error", reject);
-    child.once("exit", (code) => resolve({ code, stdout, stderr }));
-  });
-}
-
 const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
-
-function succeeded(what: string, r: RunResult): RunResult {
-  if (r.code !== 0) throw new Error(`${what} exited ${r.code}\n${r.stderr.slice(-3000)}`);
-  return r;
-}
 
 describe("manual restore with stock tools (docs/format.md)", () => {
   const pg = testPg();
@@ -117,10 +81,7 @@ describe("manual restore with stock tools (docs/format.md)", () => {
   /** Step 1 of the document: fetch-backup.sh, with FETCH being wrangler against the local bucket; every fetched key is logged. */
   async function fetchBackup(id: string): Promise<string> {
     const r = succeeded(`fetch-backup.sh ${id}`, await run("bash", [fetchScript, id, objects()], {
-      env: {
-        NODE: process.execPath, WRANGLER, PERSIST: stack!.persistDir, WRANGLER_SEND_METRICS: "false", CI: "1", FETCH_LOG: fetchLog,
-        FETCH: 'echo "$1" >> "$FETCH_LOG"; "$NODE" "$WRANGLER" r2 object get "astrid-backups/$1" --local --persist-to "$PERSIST" --file "$2"',
-      },
+      env: localFetchCommand(stack!.persistDir, fetchLog),
     }));
     return r.stdout.trim();
   }

@@ -16,7 +16,7 @@ import type { BackupConfig } from "../config.ts";
 import type { Env } from "../env.ts";
 import { openStorageCatalog, type StorageCatalog } from "../catalog/storage-catalog.ts";
 import { copyLimits, protectionOf, storageBucket } from "./buckets.ts";
-import { copyObject, ensureBlob, hashObject, metaOf, ObjectChanged } from "./objects.ts";
+import { copyObject, COPY_LANES, ensureBlob, forEachLimited, hashObject, metaOf, ObjectChanged } from "./objects.ts";
 
 /** The body R2 sends to a Queue for an event notification rule. */
 // Actions: PutObject, CopyObject, CompleteMultipartUpload (object-create);
@@ -133,12 +133,13 @@ export const STORAGE_EVENTS_QUEUE = "astrid-storage-events";
 /** The storage events Queue consumer: one event per message, retried with backoff on failure. */
 export async function consumeStorageEvents(batch: MessageBatch<unknown>, env: Env, config: BackupConfig): Promise<void> {
   const ctx: CaptureContext = { env, config, storage: openStorageCatalog(env.CATALOG), now: new Date() };
-  for (const message of batch.messages) {
+  // Events of one batch are handled side by side: capture is order-safe, so their order does not matter.
+  await forEachLimited([...batch.messages], COPY_LANES, async (message) => {
     const parsed = R2Event.safeParse(message.body);
     if (!parsed.success) {
       console.error(`dropping malformed storage event ${message.id}`);
       message.ack();
-      continue;
+      return;
     }
     try {
       await handleEvent(ctx, parsed.data);
@@ -147,5 +148,5 @@ export async function consumeStorageEvents(batch: MessageBatch<unknown>, env: En
       console.error(`storage event for ${parsed.data.bucket} failed: ${(e as Error).message}`);
       message.retry({ delaySeconds: Math.min(300, 2 ** message.attempts) });
     }
-  }
+  });
 }
