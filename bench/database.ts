@@ -21,6 +21,7 @@ import { tableFingerprints } from "../runner/dev/compare.ts";
 import { createDatabase, dropDatabase, ensurePostgres, pgEnv, psql, type PgServer } from "../runner/dev/postgres.ts";
 import { generateLocalSecrets, type LocalSecrets } from "../runner/dev/secrets.ts";
 import { freePort, ROOT, type Stack, type startStack as StartStack } from "../runner/dev/stack.ts";
+import { freezeCode } from "./support/frozen-code.ts";
 import { formatSummary, summarizeProfileFile, type ProfileSummary } from "./support/cpu-profile.ts";
 import { cpuDelta, cpuSnapshot, descendantPids, loadAverage, machineCpu, sampleRss, type CpuByRole, type RssSampler } from "./support/proc.ts";
 
@@ -197,14 +198,9 @@ async function codeUnderTest(): Promise<{ root: string; startStack: typeof Start
     }
     return { root: ROOT, startStack: (await import("../runner/dev/stack.ts")).startStack };
   }
-  const root = mkdtempSync(join(tmpdir(), "astrid-bench-code-"));
-  cleanups.push(() => rmSync(root, { recursive: true, force: true }));
-  for (const entry of ["runner", "workers", "migrations", "bench/support", "wrangler.toml", "package.json", "tsconfig.json"]) {
-    cpSync(join(ROOT, entry), join(root, entry), { recursive: true });
-  }
-  symlinkSync(join(ROOT, "node_modules"), join(root, "node_modules"), "dir");
-  applyWhatIfs(root);
-  return { root, startStack: (await import(join(root, "runner/dev/stack.ts"))).startStack };
+  const code = await freezeCode(applyWhatIfs);
+  cleanups.push(code.dispose);
+  return code;
 }
 
 /** The --chunk-avg / --zstd-level experiments: edits to the snapshot, never to the working tree. */

@@ -13,7 +13,8 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { createHash } from "node:crypto";
 import { generateLocalSecrets } from "../runner/dev/secrets.ts";
-import { freePort, startStack } from "../runner/dev/stack.ts";
+import { freePort } from "../runner/dev/stack.ts";
+import { freezeCode } from "./support/frozen-code.ts";
 import { sampleRss, descendantPids } from "./support/proc.ts";
 
 const { values: args } = parseArgs({
@@ -33,7 +34,8 @@ const MiB = 1024 * 1024;
 const secrets = await generateLocalSecrets();
 const dir = mkdtempSync(join(tmpdir(), "astrid-bench-storage-"));
 // No static replica: the burst switches replication on through the API, then off again.
-const stack = await startStack({
+const code = await freezeCode();
+const stack = await code.startStack({
   dir, workerPort: await freePort(), runnerPort: await freePort(), output: "files",
   vars: { ...secrets, STORAGE_REPLICATION: "" },
 });
@@ -174,4 +176,5 @@ try {
 } finally {
   await stack.stop();
   rmSync(dir, { recursive: true, force: true });
+  code.dispose();
 }
