@@ -12,7 +12,7 @@
 // restore targets) is removed at the end, also on Ctrl-C.
 // The last line of stdout is the whole result as one JSON object.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { closeSync, cpSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";

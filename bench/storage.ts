@@ -115,7 +115,6 @@ function largeStream(size: number, seed: number, hash: ReturnType<typeof createH
   });
 }
 
-const p = (q: number, sorted: number[]) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
 
 try {
   console.log(`storage bench: ${SMALL} small objects, ${LARGE} x ${LARGE_BYTES / MiB} MiB, burst of ${BURST} (2 cores, local wrangler dev)`);
