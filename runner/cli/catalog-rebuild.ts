@@ -1,5 +1,5 @@
 // npm run catalog:rebuild [-- --url http://127.0.0.1:8787]: rebuilds the D1
-// backup rows from the manifests in R2, a page at a time, through the admin
+// backup and storage snapshot rows from the manifests in R2, a page at a time, through the admin
 // API. ADMIN_TOKEN comes from the environment or .dev.vars.
 import { loadLocalVars } from "./local-vars.ts";
 

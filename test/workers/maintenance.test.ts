@@ -147,6 +147,9 @@ describe("catalog rebuild", () => {
     expect(page1.body.next_cursor).toBeTruthy();
     const page2 = await api("POST", "/catalog/rebuild", { token: ADMIN, body: { cursor: page1.body.next_cursor } });
     expect(page2.body.scanned).toBe(1);
-    expect(page2.body.next_cursor).toBeUndefined();
+    expect(page2.body.next_cursor).toBe("s:"); // on to the storage snapshot manifests
+    const page3 = await api("POST", "/catalog/rebuild", { token: ADMIN, body: { cursor: page2.body.next_cursor } });
+    expect(page3.body.scanned).toBe(0);
+    expect(page3.body.next_cursor).toBeUndefined();
   });
 });

@@ -65,7 +65,8 @@ export async function snapshotStep(ctx: StepContext): Promise<StepOutcome> {
 
 async function firstState(ctx: StepContext, p: StorageSnapshotParams): Promise<SnapshotState> {
   const parent = await openStorageCatalog(ctx.env.CATALOG).latestSnapshot(p.bucket, p.prefix);
-  const parentManifest = parent ? await readManifest(ctx.env.BACKUPS, parent.id) : undefined;
+  // A parent whose manifest is gone only costs deduplication: copy everything again.
+  const parentManifest = parent ? await readManifest(ctx.env.BACKUPS, parent.id).catch(() => undefined) : undefined;
   return {
     created_at: ctx.now.toISOString(), parts: 0,
     ...(parentManifest ? { parent_id: parentManifest.snapshot_id } : {}),
