@@ -262,7 +262,7 @@ export class S3Client {
     for (let attempt = 0; ; attempt++) {
       let res: Response;
       try {
-        const request = await this.aws.sign(url, { method, headers, ...(body !== undefined ? { body: body as BodyInit } : {}) });
+        const request = await this.aws.sign(url, { method, headers, ...(body !== undefined ? { body: body as RequestInit["body"] } : {}) });
         res = await fetch(request);
       } catch (e) {
         if (!streamed && attempt < RETRIES) {
