@@ -71,9 +71,9 @@ export function estimate(totals: Totals, opts: { applyFreeTier?: boolean } = {})
     const gb = t.bytes / R2_PRICES.bytes_per_gb;
     const free = opts.applyFreeTier ? R2_PRICES.free_gb_month[storage_class] : 0;
     const billable = Math.ceil(Math.max(0, gb - free));
-    return { storage_class, ...t, gb: round(gb, 6), billable_gb_month: billable, monthly_usd: round(billable * R2_PRICES.storage_per_gb_month[storage_class], 2) };
+    return { storage_class, ...t, gb: round(gb, 6), billable_gb_month: billable, monthly_usd: round(billable * R2_PRICES.storage_per_gb_month[storage_class], 4) };
   });
-  return { classes, monthly_usd: round(classes.reduce((s, c) => s + c.monthly_usd, 0), 2) };
+  return { classes, monthly_usd: round(classes.reduce((s, c) => s + c.monthly_usd, 0), 4) };
 }
 
 const round = (n: number, digits: number) => Math.round(n * 10 ** digits) / 10 ** digits;
@@ -118,12 +118,12 @@ function decodeCursor(cursor: string, prefix: string): { r2: string; totals: Tot
 }
 
 /**
- * One bounded step of the report: at most `pages` list calls of 1,000
- * objects. Pass the returned next_cursor to go on; totals travel in it.
+ * One bounded step of the report: at most `pages` list calls of up to
+ * 1,000 objects. Pass the returned next_cursor to go on; totals travel in it.
  */
 export async function costReport(
   bucket: ListableBucket, name: string,
-  opts: { cursor?: string; prefix?: string; pages?: number; applyFreeTier?: boolean } = {},
+  opts: { cursor?: string; prefix?: string; pages?: number; pageSize?: number; applyFreeTier?: boolean } = {},
 ): Promise<CostReport> {
   const prefix = opts.prefix ?? "";
   const start = opts.cursor ? decodeCursor(opts.cursor, prefix) : { r2: undefined, totals: emptyTotals() };
@@ -131,7 +131,7 @@ export async function costReport(
   let cursor = start.r2;
   let truncated = true;
   for (let page = 0; page < (opts.pages ?? 10) && truncated; page++) {
-    const listed = await bucket.list({ limit: 1000, ...(cursor ? { cursor } : {}), ...(prefix ? { prefix } : {}) });
+    const listed = await bucket.list({ limit: opts.pageSize ?? 1000, ...(cursor ? { cursor } : {}), ...(prefix ? { prefix } : {}) });
     addObjects(totals, listed.objects);
     truncated = listed.truncated;
     cursor = listed.truncated ? listed.cursor : undefined;
