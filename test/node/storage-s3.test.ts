@@ -9,6 +9,7 @@
 // creation in moto needs a real AWS region, so buckets are made with
 // region us-east-1 while the lifecycle calls sign with R2's "auto".
 import { createHash, randomBytes } from "node:crypto";
+import { build } from "esbuild";
 import { Miniflare } from "miniflare";
 import { AwsClient } from "aws4fetch";
 import { afterAll, beforeAll, describe, expect, inject, test } from "vitest";
@@ -303,5 +304,49 @@ describe("off-site copy from a local R2 bucket", () => {
     const { client, bucket } = await freshBucket("offsite-err");
     await src.put("err/one", "1");
     await expect(syncOffsitePage(src, { client, bucket: `missing-${bucket}` }, { prefix: "err/" })).rejects.toMatchObject({ code: "NoSuchBucket" });
+  });
+
+  test("inside workerd: the Worker's own fetch streams R2 bodies to S3, single and multipart", async () => {
+    // The production modules bundled into a Worker, run by workerd with a local R2 binding.
+    const bundle = await build({
+      entryPoints: [new URL("../support/offsite-worker.ts", import.meta.url).pathname],
+      bundle: true, format: "esm", platform: "neutral", write: false, logLevel: "silent",
+    });
+    const worker = new Miniflare({
+      workers: [{
+        config: {
+          name: "offsite-worker", compatibilityDate: "2026-11-01",
+          manifest: { mainModule: "index.js", modules: { "index.js": { type: "esm", contents: bundle.outputFiles[0]!.text } } },
+          env: { SRC: { type: "r2", name: "offsite-worker-source" } },
+        },
+      }],
+    });
+    try {
+      const wsrc = await worker.getR2Bucket("SRC");
+      const objects = new Map<string, Uint8Array>([
+        ["w/small ünï+code.bin", randomBytes(200 * 1024)],
+        ["w/large.bin", randomBytes(6 * MiB + 7)], // 2 parts: 5 MiB + the rest
+      ]);
+      for (const [k, v] of objects) await wsrc.put(k, v);
+      const { client, bucket } = await freshBucket("offsite-workerd");
+      const page = async () => {
+        const res = await worker.dispatchFetch("http://worker/", {
+          method: "POST",
+          body: JSON.stringify({ endpoint: motoUrl(), bucket, options: { prefix: "w/", multipartThreshold: 5 * MiB + 1, partSize: 5 * MiB } }),
+        });
+        const body = (await res.json()) as Record<string, unknown>;
+        expect(res.status, JSON.stringify(body)).toBe(200);
+        return body;
+      };
+      expect(await page()).toMatchObject({ copied: 2, skipped: 0, multipart: 1, failed: [] });
+      for (const [k, v] of objects) {
+        const res = await client.get(bucket, k);
+        expect(sha(new Uint8Array(await res.arrayBuffer())), k).toBe(sha(v));
+      }
+      expect((await client.head(bucket, "w/large.bin"))!.etag).toMatch(/-2$/);
+      expect(await page()).toMatchObject({ copied: 0, skipped: 2 });
+    } finally {
+      await worker.dispose();
+    }
   });
 });
