@@ -5,7 +5,7 @@
 // paths themselves are tested against moto in test/node/storage-s3.test.ts.
 import { env } from "cloudflare:test";
 import { beforeEach, describe, expect, test } from "vitest";
-import { isLocked, lockedUntil, type BucketLockApi, type LockRule } from "../../workers/storage/bucket-lock.ts";
+import { configureLocks, isLocked, lockedUntil, LockRulesError, type BucketLockApi, type LockRule } from "../../workers/storage/bucket-lock.ts";
 import { addObjects, costReport, emptyTotals, estimate } from "../../workers/storage/cost.ts";
 import { loadLifecycleRules, parseLifecycleRules, saveLifecycleRules } from "../../workers/storage/lifecycle.ts";
 import { api, auditRows, resetState, VIEWER } from "./helpers.ts";
@@ -291,5 +291,15 @@ describe("lifecycle rules kept for the version store", () => {
     expect(await loadLifecycleRules(env.BACKUPS, "astrid-images")).toEqual([]);
     await saveLifecycleRules(env.BACKUPS, { bucket: "astrid-images", rules, updated_at: "2026-11-25T00:00:00Z", updated_by: "test" });
     expect(await loadLifecycleRules(env.BACKUPS, "astrid-images")).toEqual(rules);
+  });
+});
+
+describe("configureLocks called directly", () => {
+  test("refuses invalid rules before touching the API", async () => {
+    const mem = new MemoryBucketLockApi();
+    const error = await configureLocks(mem, "astrid-backups", [{ id: "x", condition: { type: "Age" } }]).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(LockRulesError);
+    expect((error as Error).message).toMatch(/^rules\.0\.condition\.max_age_seconds: /);
+    expect(mem.puts).toBe(0);
   });
 });

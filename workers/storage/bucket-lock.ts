@@ -38,6 +38,18 @@ export const LockRules = z.array(LockRule).max(MAX_LOCK_RULES, `R2 allows at mos
   });
 });
 
+/** Rules that fail validation, with the first problem named; thrown before any request. */
+export class LockRulesError extends Error {
+  override name = "LockRulesError";
+}
+
+export function parseLockRules(input: unknown): LockRule[] {
+  const result = LockRules.safeParse(input);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0]!;
+  throw new LockRulesError(`${issue.path.length ? `rules.${issue.path.join(".")}: ` : ""}${issue.message}`);
+}
+
 /** The one seam to Cloudflare's account API; tests use an in-memory implementation. */
 export interface BucketLockApi {
   get(bucket: string): Promise<LockRule[]>;
@@ -162,8 +174,8 @@ export interface LockApplyResult {
  * administrator, so the API token for this stays out of the admin API's reach
  * in production (a Worker secret, not a request parameter).
  */
-export async function configureLocks(api: BucketLockApi, bucket: string, rules: LockRule[], opts: { dryRun?: boolean } = {}): Promise<LockApplyResult> {
-  const desired = LockRules.parse(rules);
+export async function configureLocks(api: BucketLockApi, bucket: string, rules: unknown, opts: { dryRun?: boolean } = {}): Promise<LockApplyResult> {
+  const desired = parseLockRules(rules);
   const current = await api.get(bucket);
   const diff = diffLocks(current, desired);
   const dryRun = opts.dryRun ?? false;

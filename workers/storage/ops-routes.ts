@@ -8,7 +8,7 @@ import type { AppEnv } from "../app-env.ts";
 import { requireRole } from "../auth.ts";
 import { ApiError, badRequest } from "../errors.ts";
 import { parseJson, parseQuery } from "../http.ts";
-import { CloudflareApiError, configureLocks, LockRules } from "./bucket-lock.ts";
+import { CloudflareApiError, configureLocks, LockRules, LockRulesError } from "./bucket-lock.ts";
 import { CostCursorError, costReport } from "./cost.ts";
 import {
   applyLifecycle, diffLifecycle, isEmptyDiff, LifecycleRules, LifecycleRulesError, loadLifecycleRules, r2Part, readLifecycle,
@@ -128,7 +128,9 @@ async function mapped<T>(fn: () => Promise<T>): Promise<T> {
     return await fn();
   } catch (e) {
     if (e instanceof ApiError) throw e;
-    if (e instanceof LifecycleRulesError || e instanceof S3InputError || e instanceof CostCursorError) throw badRequest(e.message);
+    if (e instanceof LifecycleRulesError || e instanceof LockRulesError || e instanceof S3InputError || e instanceof CostCursorError) {
+      throw badRequest(e.message);
+    }
     if (e instanceof S3Error) {
       if (e.code === "NoSuchBucket") throw new ApiError(404, "unknown_bucket", e.message);
       if (S3_AUTH_CODES.has(e.code)) throw new ApiError(502, "s3_access_denied", e.message);
