@@ -15,9 +15,9 @@ import { AwsClient } from "aws4fetch";
 import { afterAll, beforeAll, describe, expect, inject, test } from "vitest";
 import { startMoto, type MotoServer } from "../../runner/dev/moto.ts";
 import {
-  applyLifecycle, lifecycleXml, LifecycleRulesError, parseLifecycleRules, parseLifecycleXml, r2Part, readLifecycle, versionExpiryDays,
+  applyLifecycle, lifecycleWarnings, lifecycleXml, LifecycleRulesError, parseLifecycleRules, parseLifecycleXml, r2Part, readLifecycle, versionExpiryDays,
 } from "../../workers/storage/lifecycle.ts";
-import { SOURCE_ETAG_META, syncOffsitePage, type R2Source } from "../../workers/storage/offsite.ts";
+import { partLayout, SOURCE_ETAG_META, syncOffsitePage, type R2Source } from "../../workers/storage/offsite.ts";
 import { encodeKey, S3Client, S3Error, S3InputError } from "../../workers/storage/s3/client.ts";
 
 const motoUrl = () => inject("motoUrl");
@@ -113,6 +113,13 @@ describe("lifecycle rules through the S3 API", () => {
     const error = await applyLifecycle(offline, "some-bucket", rules).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(LifecycleRulesError);
     expect((error as Error).message).toContain(message);
+  });
+
+  test("an expiry soon after the move to Infrequent Access is accepted with a billing warning", () => {
+    const rules = parseLifecycleRules([{ id: "short", transition: { days: 30 }, expire_days: 45 }, { id: "long", transition: { days: 30 }, expire_days: 60 }]);
+    expect(lifecycleWarnings(rules)).toEqual([
+      "rule short: objects expire 15 days after moving to Infrequent Access, which bills at least 30 days",
+    ]);
   });
 
   test("versionExpiryDays: the most specific enabled rule, the longest period among equals", () => {
@@ -290,6 +297,16 @@ describe("off-site copy from a local R2 bucket", () => {
     expect(third).toMatchObject({ copied: 1, skipped: 4, bytes: 1000 });
     const res = await client.get(bucket, "astrid/storage/odd key/ünïcode ✓/a+b=c&d?e#f%g.bin");
     expect(sha(new Uint8Array(await res.arrayBuffer()))).toBe(sha(changed));
+  });
+
+  test("part layout: equal parts of the configured size, grown to stay within 10,000 parts", () => {
+    expect(partLayout(11 * MiB + 123, 5 * MiB)).toEqual({ size: 5 * MiB, count: 3 });
+    expect(partLayout(10 * MiB, 5 * MiB)).toEqual({ size: 5 * MiB, count: 2 });
+    const huge = 1000 * 1024 * MiB; // 1000 GiB at 64 MiB parts would need 16,000 parts
+    const layout = partLayout(huge, 64 * MiB);
+    expect(layout.count).toBeLessThanOrEqual(10_000);
+    expect(layout.size * layout.count).toBeGreaterThanOrEqual(huge);
+    expect(layout.size * (layout.count - 1)).toBeLessThan(huge);
   });
 
   test("a key the destination cannot take is reported, the rest of the page is copied", async () => {

@@ -132,10 +132,15 @@ async function copySingle(src: R2Source, dest: S3Target, o: SourceObject, key: s
   return "copied";
 }
 
+/** Part size and count for an object: equal parts of at least `partSize`, grown to stay within 10,000 parts. */
+export function partLayout(objectSize: number, partSize: number): { size: number; count: number } {
+  const size = Math.max(partSize, Math.ceil(objectSize / MAX_PARTS));
+  return { size, count: Math.ceil(objectSize / size) };
+}
+
 /** Equal parts (S3 wants them so; the last is what remains), each a ranged read of the listed version. */
 async function copyMultipart(src: R2Source, dest: S3Target, o: SourceObject, key: string, partSize: number): Promise<"copied" | "changed"> {
-  const size = Math.max(partSize, Math.ceil(o.size / MAX_PARTS));
-  const count = Math.ceil(o.size / size);
+  const { size, count } = partLayout(o.size, partSize);
   const uploadId = await dest.client.createMultipartUpload(dest.bucket, key, metadataOf(o));
   try {
     const parts: { partNumber: number; etag: string }[] = [];
