@@ -42,7 +42,7 @@ export default defineConfig({
           name: "node",
           include: ["test/node/**/*.test.ts"],
           environment: "node",
-          globalSetup: ["./test/support/global-setup.ts"],
+          globalSetup: ["./test/support/global-setup.ts", "./test/support/moto-setup.ts"],
           testTimeout: 120_000,
           hookTimeout: 240_000,
           // Stacks and databases are heavy on a 2-core machine: one file at a time.

@@ -12,6 +12,7 @@ import { jobRoutes } from "./jobs/routes.ts";
 import { gcRoutes } from "./repository/gc-routes.ts";
 import { repositoryRoutes } from "./repository/routes.ts";
 import { storageRoutes } from "./storage/routes.ts";
+import { storageOpsRoutes } from "./storage/ops-routes.ts";
 
 export const app = new Hono<AppEnv>();
 
@@ -39,6 +40,7 @@ app.route("/", jobRoutes);
 app.route("/", gcRoutes);
 app.route("/", catalogRoutes);
 app.route("/", storageRoutes);
+app.route("/", storageOpsRoutes);
 app.route("/repo/v1", repositoryRoutes);
 
 app.notFound((c) => c.json({ error: { code: "not_found", message: `no route for ${c.req.method} ${c.req.path}` } }, 404));

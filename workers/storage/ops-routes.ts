@@ -1,0 +1,146 @@
+// Admin routes for storage operations: lifecycle rules (R2's S3 API), the cost
+// report (R2 binding), one page of off-site copy (S3-compatible provider) and
+// Bucket Locks (Cloudflare account API). Same auth, validation, audit and error
+// shapes as the database routes: admin changes, viewer reads.
+import { Hono } from "hono";
+import { z } from "zod";
+import type { AppEnv } from "../app-env.ts";
+import { requireRole } from "../auth.ts";
+import { ApiError, badRequest } from "../errors.ts";
+import { parseJson, parseQuery } from "../http.ts";
+import { CloudflareApiError, configureLocks, LockRules, LockRulesError } from "./bucket-lock.ts";
+import { CostCursorError, costReport } from "./cost.ts";
+import {
+  applyLifecycle, diffLifecycle, isEmptyDiff, LifecycleRules, LifecycleRulesError, loadLifecycleRules, r2Part, readLifecycle,
+  saveLifecycleRules, versionExpiryDays,
+} from "./lifecycle.ts";
+import { syncOffsitePage } from "./offsite.ts";
+import { bucketLockApi, bucketName, offsiteTarget, r2S3Client, R2BucketName, resolveBucket } from "./ops-settings.ts";
+import { S3Error, S3InputError } from "./s3/client.ts";
+
+export const storageOpsRoutes = new Hono<AppEnv>();
+
+const BucketQuery = z.strictObject({ bucket: R2BucketName });
+
+const LifecycleRequest = z.strictObject({ bucket: R2BucketName, rules: LifecycleRules, dry_run: z.boolean().default(false) });
+
+storageOpsRoutes.put("/storage/lifecycle", requireRole("admin"), async (c) => {
+  const body = await parseJson(c, LifecycleRequest);
+  const bucket = bucketName(body.bucket, c.get("config"));
+  const client = r2S3Client(c.env);
+  const result = await mapped(() => applyLifecycle(client, bucket, body.rules, { dryRun: body.dry_run }));
+  // The full rule set, with the version-store rules R2 never sees, is kept for the version store.
+  if (!body.dry_run) {
+    await saveLifecycleRules(c.env.BACKUPS, { bucket, rules: body.rules, updated_at: new Date().toISOString(), updated_by: c.get("actor") });
+  }
+  await c.get("catalog").audit({
+    actor: c.get("actor"), action: "storage.lifecycle", target: bucket, outcome: "succeeded",
+    detail: {
+      dry_run: body.dry_run, applied: result.applied,
+      added: result.diff.added.map((r) => r.id), removed: result.diff.removed.map((r) => r.id), changed: result.diff.changed.map((r) => r.id),
+      version_rules: body.rules.filter((r) => r.version_expire_days).map((r) => r.id),
+    },
+  });
+  return c.json(result);
+});
+
+storageOpsRoutes.get("/storage/lifecycle", requireRole("viewer"), async (c) => {
+  const q = parseQuery(c, BucketQuery);
+  const bucket = bucketName(q.bucket, c.get("config"));
+  const current = await mapped(() => readLifecycle(r2S3Client(c.env), bucket));
+  const stored = await loadLifecycleRules(c.env.BACKUPS, bucket);
+  // in_sync: R2 holds what was last applied here (false if someone changed it in the dashboard).
+  return c.json({
+    bucket, r2_rules: current, rules: stored, in_sync: isEmptyDiff(diffLifecycle(current, r2Part(stored))),
+    version_store_default_days: versionExpiryDays(stored, "") ?? null,
+  });
+});
+
+const CostQuery = z.strictObject({
+  bucket: R2BucketName,
+  prefix: z.string().max(1024).optional(),
+  cursor: z.string().max(4096).optional(),
+  free_tier: z.enum(["true", "false"]).transform((v) => v === "true").optional(),
+});
+
+storageOpsRoutes.get("/storage/cost", requireRole("viewer"), async (c) => {
+  const q = parseQuery(c, CostQuery);
+  const { name, bucket } = resolveBucket(c.env, q.bucket, c.get("config"));
+  return c.json(await mapped(() => costReport(bucket, name, { prefix: q.prefix, cursor: q.cursor, applyFreeTier: q.free_tier })));
+});
+
+const OffsiteRequest = z.strictObject({
+  prefix: z.string().max(1024).optional(),
+  cursor: z.string().max(4096).optional(),
+  // Each object costs a HEAD and a PUT (more for multipart): keep a call within the Worker's subrequest limit.
+  limit: z.number().int().min(1).max(200).default(50),
+});
+
+storageOpsRoutes.post("/storage/offsite", requireRole("admin"), async (c) => {
+  const body = await parseJson(c, OffsiteRequest);
+  const target = offsiteTarget(c.env);
+  const { name } = resolveBucket(c.env, "BACKUPS", c.get("config"));
+  const actor = c.get("actor");
+  try {
+    const page = await mapped(() => syncOffsitePage(c.env.BACKUPS, target, { prefix: body.prefix, cursor: body.cursor, limit: body.limit }));
+    await c.get("catalog").audit({
+      actor, action: "storage.offsite", target: `${name} -> ${target.bucket}`, outcome: "succeeded",
+      detail: { prefix: body.prefix ?? "", copied: page.copied, skipped: page.skipped, bytes: page.bytes, failed: page.failed.length, more: Boolean(page.next_cursor) },
+    });
+    return c.json({ source: name, destination: target.bucket, ...page });
+  } catch (e) {
+    await c.get("catalog").audit({
+      actor, action: "storage.offsite", target: `${name} -> ${target.bucket}`, outcome: "failed",
+      detail: { prefix: body.prefix ?? "", error: e instanceof ApiError ? e.code : "internal" },
+    });
+    throw e;
+  }
+});
+
+const LocksRequest = z.strictObject({ bucket: R2BucketName.default("BACKUPS"), rules: LockRules, dry_run: z.boolean().default(false) });
+const LocksQuery = z.strictObject({ bucket: R2BucketName.default("BACKUPS") });
+
+storageOpsRoutes.put("/storage/locks", requireRole("admin"), async (c) => {
+  const body = await parseJson(c, LocksRequest);
+  const bucket = bucketName(body.bucket, c.get("config"));
+  const result = await mapped(() => configureLocks(bucketLockApi(c.env), bucket, body.rules, { dryRun: body.dry_run }));
+  await c.get("catalog").audit({
+    actor: c.get("actor"), action: "storage.locks", target: bucket, outcome: "succeeded",
+    detail: {
+      dry_run: body.dry_run, applied: result.applied,
+      added: result.diff.added.map((r) => r.id), removed: result.diff.removed.map((r) => r.id), changed: result.diff.changed.map((r) => r.id),
+    },
+  });
+  return c.json(result);
+});
+
+storageOpsRoutes.get("/storage/locks", requireRole("viewer"), async (c) => {
+  const q = parseQuery(c, LocksQuery);
+  const bucket = bucketName(q.bucket, c.get("config"));
+  return c.json({ bucket, rules: await mapped(() => bucketLockApi(c.env).get(bucket)) });
+});
+
+const S3_AUTH_CODES = new Set(["InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "Unauthorized", "Forbidden"]);
+
+/** Errors of the storage clients as API errors; their messages carry no credentials. */
+async function mapped<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (e) {
+    if (e instanceof ApiError) throw e;
+    if (e instanceof LifecycleRulesError || e instanceof LockRulesError || e instanceof S3InputError || e instanceof CostCursorError) {
+      throw badRequest(e.message);
+    }
+    if (e instanceof S3Error) {
+      if (e.code === "NoSuchBucket") throw new ApiError(404, "unknown_bucket", e.message);
+      if (S3_AUTH_CODES.has(e.code)) throw new ApiError(502, "s3_access_denied", e.message);
+      if (e.code === "NetworkError") throw new ApiError(502, "s3_unreachable", e.message);
+      throw new ApiError(502, "s3_error", e.message);
+    }
+    if (e instanceof CloudflareApiError) {
+      const code = e.status === 401 || e.status === 403 ? "cloudflare_access_denied" : e.status === 404 ? "unknown_bucket" : "cloudflare_api_error";
+      throw new ApiError(e.status === 404 ? 404 : 502, code, e.message);
+    }
+    throw e;
+  }
+}
