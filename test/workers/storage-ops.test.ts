@@ -264,7 +264,7 @@ describe("cost report", () => {
 
     const unknown = await api("GET", "/storage/cost?bucket=someone-elses", { token: VIEWER });
     expect(unknown.status).toBe(404);
-    expect(unknown.body.error).toEqual({ code: "unknown_bucket", message: 'bucket "someone-elses" is not bound to this Worker' });
+    expect(unknown.body.error).toEqual({ code: "unknown_bucket", message: 'bucket "someone-elses" is not configured (STORAGE_BUCKETS)' });
     const forged = await api("GET", "/storage/cost?bucket=BACKUPS&cursor=bm9wZQ", { token: VIEWER });
     expect(forged.status).toBe(400);
     expect(forged.body.error.message).toMatch(/^cursor: /);

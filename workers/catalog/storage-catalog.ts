@@ -24,7 +24,7 @@ export function openStorageCatalog(d1: D1Database) {
         .orderBy(desc(storageSnapshots.created_at), desc(storageSnapshots.id)).limit(f.limit).all(),
     /** Snapshots created before the cutoff, except the newest of each bucket and prefix. */
     expiredSnapshots: (cutoff: string) =>
-      db.select({ id: storageSnapshots.id }).from(storageSnapshots).where(and(
+      db.select({ id: storageSnapshots.id, finished_at: storageSnapshots.finished_at }).from(storageSnapshots).where(and(
         sql`${storageSnapshots.created_at} < ${cutoff}`,
         sql`${storageSnapshots.id} <> (SELECT n.id FROM storage_snapshots AS n WHERE n.bucket = ${storageSnapshots.bucket}
           AND n.prefix = ${storageSnapshots.prefix} ORDER BY n.created_at DESC LIMIT 1)`,

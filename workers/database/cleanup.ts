@@ -5,7 +5,8 @@
 import type { Catalog } from "../catalog/catalog.ts";
 import type { BackupRow } from "../catalog/schema.ts";
 import type { Env } from "../env.ts";
-import type { BackupConfig } from "../config.ts";
+import { loadConfig, type BackupConfig } from "../config.ts";
+import { backupBucketLocks } from "../storage/lock-guard.ts";
 import { planRetention, type RetentionPlan, type RetentionPolicy } from "./retention.ts";
 
 /** The configured policy (DATABASE_RETENTION_DAYS, DATABASE_ARCHIVE_RETENTION_DAYS, DATABASE_KEEP_*), with per-request overrides. */
@@ -42,7 +43,11 @@ const DELETE_BATCH = 100;
 
 export async function cleanupBackups(env: Env, catalog: Catalog, opts: CleanupOptions, now: Date): Promise<CleanupOutcome> {
   const backups = await allBackups(catalog, opts.database);
-  const plan = planRetention(backups, opts.policy, now, await backupsInUse(catalog));
+  const pinned = await backupsInUse(catalog);
+  // A manifest inside a Bucket Lock window cannot be deleted: its backup stays, and the plan says why.
+  const locked = await backupBucketLocks(env, loadConfig(env), now);
+  if (locked) for (const b of backups) if (locked(b.manifest_key, new Date(b.finished_at))) pinned.set(b.id, "bucket_lock");
+  const plan = planRetention(backups, opts.policy, now, pinned);
   if (!opts.dryRun) {
     const doomed = new Set(plan.remove.map((r) => r.backup_id));
     const rows = backups.filter((b) => doomed.has(b.id));

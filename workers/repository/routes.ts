@@ -9,6 +9,8 @@ import { createMiddleware } from "hono/factory";
 import type { AppEnv } from "../app-env.ts";
 import { ApiError } from "../errors.ts";
 import { isRepositoryKey, manifestKey } from "../shared/format.ts";
+import { loadConfig } from "../config.ts";
+import { backupBucketLocks } from "../storage/lock-guard.ts";
 import { JobCompletion, JobProgress } from "../shared/protocol.ts";
 import { parseJson, parseQuery } from "../http.ts";
 import { z } from "zod";
@@ -76,8 +78,16 @@ repositoryRoutes.post("/delete", async (c) => {
   const { keys } = await parseJson(c, DeleteRequest);
   const bad = keys.find((k) => !isRepositoryKey(k) || !(k.startsWith("packs/") || k.startsWith("archive/")));
   if (bad !== undefined) throw new ApiError(400, "invalid_key", "only pack and archive objects can be deleted");
-  await c.env.BACKUPS.delete(keys);
-  return c.json({ deleted: keys.length });
+  // Objects inside a Bucket Lock window are skipped (R2 would refuse them): the answer names them.
+  const guard = await backupBucketLocks(c.env, loadConfig(c.env), new Date());
+  const locked: string[] = [];
+  for (const key of guard ? keys : []) {
+    const head = await c.env.BACKUPS.head(key);
+    if (head && guard!(key, head.uploaded)) locked.push(key);
+  }
+  const doomed = keys.filter((k) => !locked.includes(k));
+  if (doomed.length) await c.env.BACKUPS.delete(doomed);
+  return c.json({ deleted: doomed.length, locked });
 });
 
 repositoryRoutes.on("HEAD", "/objects/*", async (c) => {

@@ -13,6 +13,7 @@ import { z } from "zod";
 import { openStorageCatalog } from "../catalog/storage-catalog.ts";
 import { SnapshotPart, snapshotManifestKey, STORAGE_BLOB_PREFIX, STORAGE_MANIFEST_PREFIX } from "../shared/format.ts";
 import type { StepContext, StepOutcome } from "../jobs/step.ts";
+import { backupBucketLocks } from "./lock-guard.ts";
 
 export const StorageGcParams = z.object({ grace_minutes: z.number().int().nonnegative(), dry_run: z.boolean() });
 
@@ -21,7 +22,7 @@ interface GcState {
   cursor?: string;
   after: string;
   marks_key: string;
-  counts: { parts: number; marked: number; blobs: number; deleted: number; reclaimed_bytes: number; kept_young: number; orphan_parts: number };
+  counts: { parts: number; marked: number; blobs: number; deleted: number; reclaimed_bytes: number; kept_young: number; kept_locked: number; orphan_parts: number };
 }
 
 const PARTS_PER_STEP = 200;
@@ -31,7 +32,7 @@ export async function storageGcStep(ctx: StepContext): Promise<StepOutcome> {
   const p = StorageGcParams.parse(ctx.params);
   const state = (ctx.state as GcState | undefined) ?? {
     phase: "mark-parts", after: "", marks_key: `tmp/storage-gc/${ctx.job.id}.json`,
-    counts: { parts: 0, marked: 0, blobs: 0, deleted: 0, reclaimed_bytes: 0, kept_young: 0, orphan_parts: 0 },
+    counts: { parts: 0, marked: 0, blobs: 0, deleted: 0, reclaimed_bytes: 0, kept_young: 0, kept_locked: 0, orphan_parts: 0 },
   };
   const graceCutoff = ctx.now.getTime() - p.grace_minutes * 60_000;
   const marks = await loadMarks(ctx.env.BACKUPS, state.marks_key);
@@ -63,12 +64,17 @@ export async function storageGcStep(ctx: StepContext): Promise<StepOutcome> {
     return { next: { ...state, phase: "sweep", after: "" }, progress };
   }
   const page = await ctx.env.BACKUPS.list({ prefix: STORAGE_BLOB_PREFIX, cursor: state.cursor, limit: 1000 });
+  const locked = await backupBucketLocks(ctx.env, ctx.config, ctx.now);
   const doomed: string[] = [];
   for (const blob of page.objects) {
     state.counts.blobs += 1;
     if (marks.has(blob.key.slice(blob.key.lastIndexOf("/") + 1).slice(0, MARK))) continue;
     if (blob.uploaded.getTime() > graceCutoff) {
       state.counts.kept_young += 1;
+      continue;
+    }
+    if (locked?.(blob.key, blob.uploaded)) {
+      state.counts.kept_locked += 1;
       continue;
     }
     doomed.push(blob.key);

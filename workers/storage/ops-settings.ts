@@ -10,13 +10,15 @@ import { ApiError } from "../errors.ts";
 import { CloudflareBucketLockApi, type BucketLockApi } from "./bucket-lock.ts";
 import type { S3Target } from "./offsite.ts";
 import { S3Client } from "./s3/client.ts";
+import { BucketName } from "../shared/format.ts";
+import { storageBucket } from "./buckets.ts";
 
 /** The binding name, accepted as an alias for the backup bucket. */
 export const BACKUPS_ALIAS = "BACKUPS";
 
-/** R2 bucket names: 3-63 lowercase letters, digits and hyphens, starting and ending with a letter or digit. */
+/** An R2 bucket name (format.ts), or the backup bucket's binding name. */
 export const R2BucketName = z.string().refine(
-  (s) => s === BACKUPS_ALIAS || /^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$/.test(s),
+  (s) => s === BACKUPS_ALIAS || BucketName.safeParse(s).success,
   "not a valid R2 bucket name (3-63 lowercase letters, digits and hyphens)",
 );
 
@@ -72,12 +74,10 @@ export function bucketLockApi(env: Env): BucketLockApi {
   return new CloudflareBucketLockApi({ accountId: s.CLOUDFLARE_ACCOUNT_ID!, apiToken: s.CLOUDFLARE_API_TOKEN!, ...(jurisdiction ? { jurisdiction } : {}) });
 }
 
-/**
- * The R2 binding for a bucket named in a request. For now only the backup
- * bucket (by its name or "BACKUPS"); the main session's bucket registry
- * replaces this at merge.
- */
+/** The R2 binding for a bucket named in a request: the backup bucket (by name or "BACKUPS") or a configured storage bucket. */
 export function resolveBucket(env: Env, name: string, config: BackupConfig): { name: string; bucket: R2Bucket } {
   if (name === BACKUPS_ALIAS || name === config.backup_storage_bucket) return { name: config.backup_storage_bucket, bucket: env.BACKUPS };
-  throw new ApiError(404, "unknown_bucket", `bucket ${JSON.stringify(name)} is not bound to this Worker`);
+  const bucket = storageBucket(env, config, name);
+  if (!bucket) throw new ApiError(404, "unknown_bucket", `bucket ${JSON.stringify(name)} is not configured (STORAGE_BUCKETS)`);
+  return { name, bucket };
 }

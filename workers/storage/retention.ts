@@ -7,12 +7,15 @@ import type { BackupConfig } from "../config.ts";
 import type { Env } from "../env.ts";
 import { openStorageCatalog } from "../catalog/storage-catalog.ts";
 import { snapshotManifestKey, STORAGE_MANIFEST_PREFIX } from "../shared/format.ts";
+import { backupBucketLocks } from "./lock-guard.ts";
 
 export interface StorageRetentionOutcome {
   dry_run: boolean;
   retention_days: number;
   version_retention_days: number;
   removed_snapshots: string[];
+  /** Expired, but kept: inside a Bucket Lock retention window. */
+  locked_snapshots: number;
   removed_versions: number;
 }
 
@@ -23,11 +26,16 @@ export async function applyStorageRetention(
   const retention_days = opts.retentionDays ?? config.storage_retention_days;
   const version_retention_days = opts.versionRetentionDays ?? config.storage_version_retention_days;
   const cutoff = new Date(now.getTime() - retention_days * 86_400_000).toISOString();
-  const expired = await storage.expiredSnapshots(cutoff);
+  const locked = await backupBucketLocks(env, config, now);
+  const candidates = await storage.expiredSnapshots(cutoff);
+  const expired = candidates.filter((s) => !locked?.(snapshotManifestKey(s.id), new Date(s.finished_at)));
   if (!opts.dryRun) for (const s of expired) await removeSnapshot(env, s.id);
   const versionCutoff = new Date(now.getTime() - version_retention_days * 86_400_000).toISOString();
   const removed_versions = opts.dryRun ? await storage.countExpiredVersions(versionCutoff) : await storage.deleteExpiredVersions(versionCutoff);
-  return { dry_run: opts.dryRun, retention_days, version_retention_days, removed_snapshots: expired.map((s) => s.id), removed_versions };
+  return {
+    dry_run: opts.dryRun, retention_days, version_retention_days, removed_snapshots: expired.map((s) => s.id),
+    locked_snapshots: candidates.length - expired.length, removed_versions,
+  };
 }
 
 /** Row first: a snapshot half-deleted is unlisted, never listed with parts missing. */
