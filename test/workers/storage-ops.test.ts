@@ -9,20 +9,9 @@ import { configureLocks, isLocked, lockedUntil, LockRulesError, type BucketLockA
 import { addObjects, costReport, emptyTotals, estimate } from "../../workers/storage/cost.ts";
 import { loadLifecycleRules, parseLifecycleRules, saveLifecycleRules } from "../../workers/storage/lifecycle.ts";
 import { api, auditRows, resetState, VIEWER } from "./helpers.ts";
+import { MemoryBucketLockApi } from "./storage-support.ts";
 
 /** The Bucket Lock API in memory: what R2 keeps, and how often it was written. */
-class MemoryBucketLockApi implements BucketLockApi {
-  readonly buckets = new Map<string, LockRule[]>();
-  puts = 0;
-  async get(bucket: string) {
-    return structuredClone(this.buckets.get(bucket) ?? []);
-  }
-  async put(bucket: string, rules: LockRule[]) {
-    this.puts++;
-    this.buckets.set(bucket, structuredClone(rules));
-  }
-}
-
 const SECRET = "offsite-secret-value-never-shown";
 const R2_SECRET = "r2-secret-value-never-shown";
 const closedPort = "http://127.0.0.1:1";

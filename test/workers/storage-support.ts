@@ -5,6 +5,7 @@ import { createExecutionContext, createMessageBatch, env, getQueueResult } from 
 import worker from "../../workers/index.ts";
 import type { JobRow } from "../../workers/catalog/schema.ts";
 import type { JobMessage } from "../../workers/shared/protocol.ts";
+import type { BucketLockApi, LockRule } from "../../workers/storage/bucket-lock.ts";
 import { jobRow, recordingQueue, testEnv } from "./helpers.ts";
 
 export const data = () => env.ASTRID_DATA as R2Bucket;
@@ -101,4 +102,17 @@ export function putEvent(bucket: string, obj: R2Object) {
 
 export function deleteEvent(bucket: string, key: string, at: Date) {
   return { account: "test", action: "DeleteObject", bucket, object: { key }, eventTime: at.toISOString() };
+}
+
+/** The one stand-in allowed: the Cloudflare account API (Bucket Locks) cannot run here. Bound as BUCKET_LOCK_API. */
+export class MemoryBucketLockApi implements BucketLockApi {
+  readonly buckets = new Map<string, LockRule[]>();
+  puts = 0;
+  async get(bucket: string) {
+    return structuredClone(this.buckets.get(bucket) ?? []);
+  }
+  async put(bucket: string, rules: LockRule[]) {
+    this.puts++;
+    this.buckets.set(bucket, structuredClone(rules));
+  }
 }

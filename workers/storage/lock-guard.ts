@@ -24,7 +24,12 @@ export async function backupBucketLocks(env: Env, config: BackupConfig, now: Dat
     if (e instanceof ApiError && e.code === "not_configured") return null;
     throw e;
   }
-  const rules = (await api.get(config.backup_storage_bucket)).filter((r) => r.enabled);
+  let rules;
+  try {
+    rules = (await api.get(config.backup_storage_bucket)).filter((r) => r.enabled);
+  } catch (e) {
+    throw new ApiError(502, "bucket_lock_unavailable", `the Bucket Lock rules could not be read (${(e as Error).name}); nothing was deleted`);
+  }
   if (rules.length === 0) return null;
   const at = new Date(now.getTime() + SKEW_MS);
   return (key, uploaded) => isLocked(rules, key, uploaded, at);
