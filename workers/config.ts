@@ -65,6 +65,8 @@ export const BackupConfig = z.object({
   storage_retention_days: Days,
   /** A version superseded longer ago than this leaves the version store. */
   storage_version_retention_days: Days,
+  /** The off-site copy of the backup bucket (only when OFFSITE_S3_* are set: docs/storage-ops.md). */
+  offsite_schedule: Cron,
   ml_backup_enabled: z.boolean(),
   ml_backup_schedule: Cron,
   ml_artifact_retention_days: Days,
@@ -117,6 +119,7 @@ const OVERRIDES: Record<string, [keyof BackupConfig, z.ZodType]> = {
   STORAGE_RECONCILE_SCHEDULE: ["storage_reconcile_schedule", z.string()],
   STORAGE_RETENTION_DAYS: ["storage_retention_days", z.string()],
   STORAGE_VERSION_RETENTION_DAYS: ["storage_version_retention_days", z.string()],
+  OFFSITE_SCHEDULE: ["offsite_schedule", z.string()],
   ML_BACKUP_ENABLED: ["ml_backup_enabled", Bool],
   ML_BACKUP_SCHEDULE: ["ml_backup_schedule", z.string()],
   ML_ARTIFACT_RETENTION_DAYS: ["ml_artifact_retention_days", z.string()],
@@ -157,6 +160,7 @@ export const DEFAULTS = {
   storage_reconcile_schedule: "15 * * * *",
   storage_retention_days: 30,
   storage_version_retention_days: 90,
+  offsite_schedule: "0 5 * * *",
   ml_backup_enabled: true,
   ml_backup_schedule: "0 4 * * *",
   ml_artifact_retention_days: 90,
@@ -269,7 +273,8 @@ export type ScheduledWork =
   | { kind: "repository.gc" }
   | { kind: "storage.snapshot" }
   | { kind: "storage.reconcile" }
-  | { kind: "storage.gc" };
+  | { kind: "storage.gc" }
+  | { kind: "storage.offsite" };
 
 export function workForCron(config: BackupConfig, cron: string): ScheduledWork[] {
   if (!config.backup_enabled) return [];
@@ -285,6 +290,7 @@ export function workForCron(config: BackupConfig, cron: string): ScheduledWork[]
   if (config.repository_gc_schedule === cron) work.push({ kind: "repository.gc" }, { kind: "storage.gc" });
   if (config.storage_backup_enabled && config.storage_backup_schedule === cron) work.push({ kind: "storage.snapshot" });
   if (config.storage_reconcile_schedule === cron) work.push({ kind: "storage.reconcile" });
+  if (config.offsite_schedule === cron) work.push({ kind: "storage.offsite" });
   return work;
 }
 
@@ -292,6 +298,6 @@ export function workForCron(config: BackupConfig, cron: string): ScheduledWork[]
 export function configuredSchedules(config: BackupConfig): string[] {
   return [
     config.database_backup_schedule, config.database_incremental_schedule, config.database_archive_schedule, config.repository_gc_schedule,
-    config.storage_backup_schedule, config.storage_reconcile_schedule,
+    config.storage_backup_schedule, config.storage_reconcile_schedule, config.offsite_schedule,
   ];
 }

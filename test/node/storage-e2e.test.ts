@@ -8,7 +8,8 @@ import { createHash } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { S3Client } from "../../workers/storage/s3/client.ts";
 import { localFetchCommand, run, scriptFromDoc, succeeded } from "../support/doc-scripts.ts";
 import { startTestStack, type TestStack } from "../support/fixture.ts";
 
@@ -44,10 +45,30 @@ describe("storage on the local stack", () => {
     return { status: res.status, type: res.headers.get("content-type"), sha: sha256(new Uint8Array(await res.arrayBuffer())) };
   };
 
+  // The off-site provider: a real S3-compatible server (moto, from test/support/moto-setup.ts).
+  const offsite = { endpoint: inject("motoUrl"), accessKeyId: "offsite-key", secretAccessKey: "offsite-secret-never-shown" };
+  const offsiteBucket = `offsite-${process.pid}`;
+  const offsiteKeys = async () => {
+    const client = new S3Client({ ...offsite, region: "us-east-1" });
+    const keys: string[] = [];
+    let token: string | undefined;
+    do {
+      const page = await client.list(offsiteBucket, token ? { continuationToken: token } : {});
+      keys.push(...page.objects.map((o) => o.key));
+      token = page.nextContinuationToken;
+    } while (token);
+    return keys;
+  };
+
   beforeAll(async () => {
     work = mkdtempSync(join(tmpdir(), "astrid-storage-e2e-"));
+    await new S3Client({ ...offsite, region: "us-east-1" }).createBucket(offsiteBucket);
     stack = await startTestStack({
-      vars: { STORAGE_MULTIPART_THRESHOLD_BYTES: String(5 * 1024 * 1024), STORAGE_PART_SIZE_BYTES: String(5 * 1024 * 1024), STORAGE_PAGE_SIZE: "2" },
+      vars: {
+        STORAGE_MULTIPART_THRESHOLD_BYTES: String(5 * 1024 * 1024), STORAGE_PART_SIZE_BYTES: String(5 * 1024 * 1024), STORAGE_PAGE_SIZE: "2",
+        OFFSITE_S3_ENDPOINT: offsite.endpoint, OFFSITE_S3_BUCKET: offsiteBucket, OFFSITE_ACCESS_KEY_ID: offsite.accessKeyId,
+        OFFSITE_SECRET_ACCESS_KEY: offsite.secretAccessKey,
+      },
     });
     for (const [key, bytes] of Object.entries(OBJECTS)) {
       const res = await fetch(url("astrid-data", key), {
@@ -85,6 +106,20 @@ describe("storage on the local stack", () => {
     expect(job.result).toMatchObject({ unchanged: 5, restored: 0 }); // the replica already had the same bytes
     const fits = await download("astrid-data-replica", "images/2026/m31.fits");
     expect(fits).toEqual({ status: 200, type: "image/fits", sha: sha256(OBJECTS["images/2026/m31.fits"]!) });
+  });
+
+  it("the off-site copy job sends the whole backup bucket to the S3 provider, and a rerun sends nothing", async () => {
+    const first = await stack.api("POST", "/storage/offsite/sync", {});
+    expect(first.status, JSON.stringify(first.body)).toBe(202);
+    const job = await stack.waitForJob(first.body.job_id);
+    expect(job.status, JSON.stringify(job.error)).toBe("succeeded");
+    const keys = await offsiteKeys();
+    expect(keys).toContain(`manifests/storage/${snapshotId}.json`);
+    expect(keys.filter((k) => k.startsWith("storage/blobs/"))).toHaveLength(4);
+    expect(job.result.copied).toBe(keys.length);
+    const again = await stack.waitForJob((await stack.api("POST", "/storage/offsite/sync", {})).body.job_id);
+    expect(again.result).toMatchObject({ copied: 0, skipped: keys.length });
+    expect(JSON.stringify(again)).not.toContain(offsite.secretAccessKey);
   });
 
   it("the snapshot restores without the tool: docs/format.md's script with wrangler, jq and sha256sum", async () => {

@@ -125,6 +125,7 @@ describe("loadConfig environment overrides", () => {
     ["STORAGE_RECONCILE_SCHEDULE", "*/30 * * * *", "storage_reconcile_schedule", "*/30 * * * *"],
     ["STORAGE_RETENTION_DAYS", "7", "storage_retention_days", 7],
     ["STORAGE_VERSION_RETENTION_DAYS", "14", "storage_version_retention_days", 14],
+    ["OFFSITE_SCHEDULE", "30 6 * * *", "offsite_schedule", "30 6 * * *"],
     ["DATABASE_VERIFY_AFTER_BACKUP", "full", "database_verify_after_backup", "full"],
   ];
 
@@ -254,7 +255,7 @@ describe("schedules", () => {
     expect(crons).toContain("*/10 * * * *"); // the parser found the real list, sweep included
     for (const config of [loadConfig(minimal()), loadConfig(env)]) {
       const schedules = configuredSchedules(config);
-      expect(schedules).toHaveLength(6);
+      expect(schedules).toHaveLength(7);
       expect(schedules.filter((s) => !crons.includes(s))).toEqual([]);
     }
   });

@@ -47,6 +47,13 @@ export async function runSchedule(cron: string, env: Env, now = new Date()): Pro
       }
       continue;
     }
+    if (w.kind === "storage.offsite") {
+      // Only where an off-site destination is configured.
+      if (typeof env.OFFSITE_S3_ENDPOINT === "string" && env.OFFSITE_S3_ENDPOINT) {
+        jobIds.push((await submitJob(env, catalog, { kind: w.kind, params: { prefix: "" }, actor: `cron:${cron}`, target: "off-site copy" })).id);
+      }
+      continue;
+    }
     if (w.kind === "repository.gc" || w.kind === "storage.gc") {
       const params = { grace_minutes: config.gc_grace_minutes, dry_run: false };
       jobIds.push((await submitJob(env, catalog, { kind: w.kind, params, actor: `cron:${cron}`, target: "repository" })).id);

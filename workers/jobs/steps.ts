@@ -15,6 +15,7 @@ import { reconcileStep } from "../storage/reconcile.ts";
 import { restoreStep } from "../storage/restore.ts";
 import { snapshotStep } from "../storage/snapshot.ts";
 import { storageGcStep } from "../storage/gc.ts";
+import { offsiteStep } from "../storage/offsite-job.ts";
 import { StepFailure, type StepHandler, type StepOutcome } from "./step.ts";
 
 const handlers = new Map<string, StepHandler>([
@@ -22,6 +23,7 @@ const handlers = new Map<string, StepHandler>([
   ["storage.restore", restoreStep],
   ["storage.reconcile", reconcileStep],
   ["storage.gc", storageGcStep],
+  ["storage.offsite", offsiteStep],
 ]);
 
 export function isStepJob(kind: string): boolean {

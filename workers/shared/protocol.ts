@@ -17,7 +17,7 @@ export type VerifyDepth = z.infer<typeof VerifyDepth>;
 
 export const JOB_KINDS = [
   "database.backup", "database.verify", "database.restore", "repository.gc",
-  "storage.snapshot", "storage.restore", "storage.reconcile", "storage.gc",
+  "storage.snapshot", "storage.restore", "storage.reconcile", "storage.gc", "storage.offsite",
 ] as const;
 export const JobKind = z.enum(JOB_KINDS);
 export type JobKind = z.infer<typeof JobKind>;

@@ -16,7 +16,8 @@ import type { BackupConfig } from "../config.ts";
 import type { Env } from "../env.ts";
 import { openStorageCatalog, type StorageCatalog } from "../catalog/storage-catalog.ts";
 import { copyLimits, protectionOf, storageBucket } from "./buckets.ts";
-import { copyObject, COPY_LANES, ensureBlob, forEachLimited, hashObject, metaOf, ObjectChanged } from "./objects.ts";
+import { copyObject, ensureBlob, hashObject, metaOf, ObjectChanged } from "./objects.ts";
+import { COPY_LANES, forEachLimited } from "./lanes.ts";
 
 /** The body R2 sends to a Queue for an event notification rule. */
 // Actions: PutObject, CopyObject, CompleteMultipartUpload (object-create);

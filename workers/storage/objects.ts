@@ -120,19 +120,3 @@ export async function ensureBlob(
   return true;
 }
 
-/**
- * Objects handled at once. A Worker holds at most 6 connections open and a
- * copy holds two (the source's body streaming into the put): with more lanes,
- * every lane can hold a GET open while waiting for a slot for its PUT, and
- * the step deadlocks (seen locally with 6 lanes at 10,000 objects).
- */
-export const COPY_LANES = 3;
-
-/** Runs fn over items with at most `limit` in flight. */
-export async function forEachLimited<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const lanes = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) await fn(items[next++]!);
-  });
-  await Promise.all(lanes);
-}

@@ -9,6 +9,7 @@
 // known Content-Length (never buffered whole); objects above a threshold go
 // through S3 multipart with equal parts, each read with a ranged R2 get.
 import { S3InputError, type S3Client } from "./s3/client.ts";
+import { COPY_LANES, forEachLimited } from "./lanes.ts";
 
 /** Metadata name (x-amz-meta-…) holding the source object's R2 etag. */
 export const SOURCE_ETAG_META = "astrid-source-etag";
@@ -53,7 +54,7 @@ export interface OffsiteOptions {
   limit?: number;
   multipartThreshold?: number;
   partSize?: number;
-  /** Objects copied at once (a Worker has 6 connections). */
+  /** Objects copied at once; each holds two connections (R2 body into the S3 PUT) of a Worker's 6. */
   concurrency?: number;
 }
 
@@ -106,7 +107,7 @@ export async function syncOffsitePage(src: R2Source, dest: S3Target, opts: Offsi
       else throw e;
     }
   };
-  await pool(listed.objects, opts.concurrency ?? 4, copyOne);
+  await forEachLimited(listed.objects, opts.concurrency ?? COPY_LANES, copyOne);
   if (listed.truncated && listed.cursor) page.next_cursor = listed.cursor;
   return page;
 }
@@ -163,21 +164,4 @@ async function copyMultipart(src: R2Source, dest: S3Target, o: SourceObject, key
   }
 }
 
-/** Runs `fn` over items with at most `n` at once; the first error is thrown after the running ones settle. */
-async function pool<T>(items: T[], n: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  let failure: unknown;
-  const worker = async () => {
-    while (failure === undefined && next < items.length) {
-      const item = items[next++]!;
-      try {
-        await fn(item);
-      } catch (e) {
-        failure ??= e;
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(n, items.length) }, worker));
-  if (failure !== undefined) throw failure;
-}
 

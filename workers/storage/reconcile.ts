@@ -9,7 +9,7 @@ import { openStorageCatalog } from "../catalog/storage-catalog.ts";
 import { StepFailure, type StepContext, type StepOutcome } from "../jobs/step.ts";
 import { protectionOf, storageBucket } from "./buckets.ts";
 import { captureVersion, recordDelete, replicateKey, type CaptureContext } from "./capture.ts";
-import { COPY_LANES, forEachLimited } from "./objects.ts";
+import { COPY_LANES, forEachLimited } from "./lanes.ts";
 
 interface ReconcileState {
   phase: "source" | "replica";

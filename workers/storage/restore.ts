@@ -10,7 +10,8 @@ import { StorageRestoreParams } from "../shared/protocol.ts";
 import { openStorageCatalog } from "../catalog/storage-catalog.ts";
 import { StepFailure, type StepContext, type StepOutcome } from "../jobs/step.ts";
 import { copyLimits, storageBucket } from "./buckets.ts";
-import { copyObject, COPY_LANES, forEachLimited, hashObject } from "./objects.ts";
+import { copyObject, hashObject } from "./objects.ts";
+import { COPY_LANES, forEachLimited } from "./lanes.ts";
 import { StoredObjectMeta } from "../shared/format.ts";
 import { readManifest, readPart } from "./snapshot.ts";
 

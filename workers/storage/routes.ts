@@ -16,6 +16,7 @@ import { protectionOf, storageBucket } from "./buckets.ts";
 import { handleEvent, STORAGE_EVENTS_QUEUE } from "./capture.ts";
 import { replicationStatus } from "./status.ts";
 import { applyStorageRetention } from "./retention.ts";
+import { offsiteTarget } from "./ops-settings.ts";
 
 export const storageRoutes = new Hono<AppEnv>();
 type Ctx = Context<AppEnv>;
@@ -73,6 +74,13 @@ storageRoutes.post("/storage/gc", requireRole("admin"), async (c) => {
   const body = await parseJson(c, GcRequest);
   const params = { grace_minutes: body.grace_minutes ?? c.get("config").gc_grace_minutes, dry_run: body.dry_run };
   return c.json(await startJob(c, "storage.gc", params, "storage blobs"), 202);
+});
+
+/** The whole backup bucket (or a prefix) to the off-site provider, as a job (POST /storage/offsite runs one page inline). */
+storageRoutes.post("/storage/offsite/sync", requireRole("admin"), async (c) => {
+  const body = await parseJson(c, z.strictObject({ prefix: ObjectPrefix.default("") }));
+  offsiteTarget(c.env); // 503 not_configured now, rather than a failed job later
+  return c.json(await startJob(c, "storage.offsite", { prefix: body.prefix }, "off-site copy"), 202);
 });
 
 const ListQuery = z.strictObject({

@@ -11,7 +11,8 @@ import { StorageSnapshotParams } from "../shared/protocol.ts";
 import { openStorageCatalog } from "../catalog/storage-catalog.ts";
 import { StepFailure, type StepContext, type StepOutcome } from "../jobs/step.ts";
 import { copyLimits, storageBucket } from "./buckets.ts";
-import { ensureBlob, COPY_LANES, forEachLimited, hashObject, metaOf, ObjectChanged } from "./objects.ts";
+import { ensureBlob, hashObject, metaOf, ObjectChanged } from "./objects.ts";
+import { COPY_LANES, forEachLimited } from "./lanes.ts";
 
 interface SnapshotState {
   created_at: string;
