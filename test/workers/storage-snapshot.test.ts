@@ -7,6 +7,7 @@ import worker from "../../workers/index.ts";
 import { beforeEach, describe, expect, it } from "vitest";
 import { blobKey, SnapshotManifest, snapshotManifestKey, STORAGE_BLOB_PREFIX } from "../../workers/shared/format.ts";
 import { api, recordingQueue, resetState, testEnv } from "./helpers.ts";
+import { parseLifecycleRules, saveLifecycleRules } from "../../workers/storage/lifecycle.ts";
 import { bytes, contents, data, drive, resetStorage, scratch, sha256Hex, target } from "./storage-support.ts";
 
 beforeEach(async () => {
@@ -291,6 +292,25 @@ describe("storage retention and garbage collection", () => {
     expect(out.body.removed_versions).toBe(1);
     const left = await env.CATALOG.prepare("SELECT key, sha256 FROM object_versions ORDER BY key, event_time").all();
     expect(left.results.map((r) => `${r.key}:${String(r.sha256)[0]}`)).toEqual(["k1:b", "k1:c", "k2:d"]);
+  });
+
+  it("a lifecycle rule's version_expire_days governs its prefix; the default the rest", async () => {
+    const insert = (key: string, at: string) =>
+      env.CATALOG.prepare(
+        "INSERT INTO object_versions (bucket, key, event_time, action, etag, size, sha256, meta, source, captured_at) VALUES ('astrid-scratch', ?, ?, 'put', ?, 1, ?, '{}', 'event', ?)",
+      ).bind(key, at, `e-${key}-${at}`, "a".repeat(64), at).run();
+    for (const key of ["hot/a", "cold/a"]) {
+      await insert(key, daysAgo(60));
+      await insert(key, daysAgo(40)); // supersedes the first 40 days ago
+    }
+    await saveLifecycleRules(env.BACKUPS, {
+      bucket: "astrid-scratch", updated_at: new Date().toISOString(), updated_by: "test",
+      rules: parseLifecycleRules([{ id: "hot versions", prefix: "hot/", version_expire_days: 30 }]),
+    });
+    const out = await api("POST", "/backup/storage/cleanup", { body: {} }); // default 90 days
+    expect(out.body.removed_versions).toBe(1);
+    const left = await env.CATALOG.prepare("SELECT key FROM object_versions ORDER BY key, event_time").all();
+    expect(left.results.map((r) => r.key)).toEqual(["cold/a", "cold/a", "hot/a"]);
   });
 
   it("garbage collection waits while a snapshot is between two of its steps", async () => {

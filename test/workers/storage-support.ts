@@ -22,7 +22,7 @@ export async function emptyBucket(bucket: R2Bucket): Promise<void> {
 }
 
 export async function resetStorage(): Promise<void> {
-  for (const b of [data(), replica(), target(), scratch()]) await emptyBucket(b);
+  for (const b of [data(), replica(), target(), scratch(), env.BACKUPS as R2Bucket]) await emptyBucket(b);
   await env.CATALOG.batch(["storage_snapshots", "bucket_protection", "object_versions", "replication_log"].map((t) => env.CATALOG.prepare(`DELETE FROM ${t}`)));
 }
 

@@ -2,7 +2,7 @@
 // protection settings and the replication log. Like catalog.ts, an index that
 // the manifests and blobs in R2 back; the version store is the exception (its
 // rows are the history) and is what the storage part of docs/format.md describes.
-import { and, asc, desc, eq, gt, gte, lte, sql } from "drizzle-orm";
+import { and, asc, desc, eq, gt, gte, inArray, lte, sql } from "drizzle-orm";
 import { drizzle, type DrizzleD1Database } from "drizzle-orm/d1";
 import { bucketProtection, objectVersions, replicationLog, storageSnapshots, type ObjectVersionRow } from "./schema.ts";
 
@@ -29,10 +29,22 @@ export function openStorageCatalog(d1: D1Database) {
         sql`${storageSnapshots.id} <> (SELECT n.id FROM storage_snapshots AS n WHERE n.bucket = ${storageSnapshots.bucket}
           AND n.prefix = ${storageSnapshots.prefix} ORDER BY n.created_at DESC LIMIT 1)`,
       )).all(),
-    countExpiredVersions: async (cutoff: string) =>
-      (await d1.prepare(`SELECT count(*) AS n FROM object_versions AS v WHERE ${SUPERSEDED_BEFORE}`).bind(cutoff).first<number>("n")) ?? 0,
-    deleteExpiredVersions: async (cutoff: string) =>
-      (await d1.prepare(`DELETE FROM object_versions AS v WHERE ${SUPERSEDED_BEFORE}`).bind(cutoff).run()).meta.changes ?? 0,
+    /** Buckets with rows in the version store. */
+    versionedBuckets: async () =>
+      (await d1.prepare("SELECT DISTINCT bucket FROM object_versions ORDER BY bucket").all<{ bucket: string }>()).results.map((r) => r.bucket),
+    /**
+     * Versions of a bucket superseded (by a newer version or a delete of the
+     * key) before `before`, with when: candidates for expiry. A key's newest
+     * row is never among them.
+     */
+    supersededVersions: async (bucket: string, before: string, afterId: number, limit: number) =>
+      (await d1.prepare(`SELECT id, key, superseded_at FROM (
+          SELECT v.id, v.key, (SELECT min(n.event_time) FROM object_versions AS n WHERE n.bucket = v.bucket AND n.key = v.key
+            AND (n.event_time > v.event_time OR (n.event_time = v.event_time AND n.id > v.id))) AS superseded_at
+          FROM object_versions AS v WHERE v.bucket = ?1 AND v.id > ?2)
+        WHERE superseded_at < ?3 ORDER BY id LIMIT ?4`).bind(bucket, afterId, before, limit)
+        .all<{ id: number; key: string; superseded_at: string }>()).results,
+    deleteVersions: (ids: number[]) => db.delete(objectVersions).where(inArray(objectVersions.id, ids)).run(),
     /** Distinct blob hashes the version store references, a page at a time (garbage collection marks them). */
     versionBlobs: (after: string, limit: number) =>
       d1.prepare("SELECT DISTINCT sha256 FROM object_versions WHERE sha256 > ? ORDER BY sha256 LIMIT ?").bind(after, limit).all<{ sha256: string }>()
@@ -75,14 +87,6 @@ export function openStorageCatalog(d1: D1Database) {
         .orderBy(asc(replicationLog.lag_ms)).all(),
   };
 }
-
-/**
- * A version superseded (by a newer version or a delete of its key) before the
- * cutoff: no point in time after the cutoff needs it. The newest row of a key
- * is never expired, so a live object always keeps its captured bytes.
- */
-const SUPERSEDED_BEFORE = `EXISTS (SELECT 1 FROM object_versions AS n WHERE n.bucket = v.bucket AND n.key = v.key
-  AND (n.event_time > v.event_time OR (n.event_time = v.event_time AND n.id > v.id)) AND n.event_time < ?1)`;
 
 export interface LatestVersionsQuery {
   bucket: string;
