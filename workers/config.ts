@@ -53,6 +53,8 @@ export const BackupConfig = z.object({
   storage_buckets: z.record(BucketName, z.string().regex(/^[A-Z][A-Z0-9_]*$/, "binding names are upper-case")),
   /** What the storage schedule snapshots: "bucket" or "bucket/prefix/" (STORAGE_BACKUP_SOURCES; default every bucket not a replica). */
   storage_backup_sources: z.array(z.object({ bucket: BucketName, prefix: z.string() })),
+  /** Buckets under versioning from the start (STORAGE_VERSIONED_BUCKETS; default every bucket not a replica); more through the API. */
+  storage_versioned_buckets: z.array(BucketName),
   /** Static replication pairs (STORAGE_REPLICATION "source=replica,…"); more can be switched on through the API. */
   storage_replication: z.record(BucketName, BucketName),
   /** Objects per snapshot/restore step (one Queue message); each new object costs about 4 R2 operations. */
@@ -215,6 +217,7 @@ const DERIVED: Record<string, string> = {
   storage_buckets: "STORAGE_BUCKETS",
   storage_backup_sources: "STORAGE_BACKUP_SOURCES",
   storage_replication: "STORAGE_REPLICATION",
+  storage_versioned_buckets: "STORAGE_VERSIONED_BUCKETS",
 };
 
 /** "a=b,c=d" -> {a: "b", c: "d"}; an item without "=" throws ConfigError naming the variable. */
@@ -245,7 +248,12 @@ function storageSettings(env: ConfigEnv) {
     if (!storage_buckets[source.bucket]) throw new ConfigError(`STORAGE_BACKUP_SOURCES: bucket "${source.bucket}" is not in STORAGE_BUCKETS`);
     return source;
   });
-  return { storage_buckets, storage_replication, storage_backup_sources: sources };
+  const versionedListed = String(env.STORAGE_VERSIONED_BUCKETS ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+  const storage_versioned_buckets = versionedListed.length ? versionedListed : Object.keys(storage_buckets).filter((b) => !replicas.has(b));
+  for (const b of storage_versioned_buckets) {
+    if (!storage_buckets[b]) throw new ConfigError(`STORAGE_VERSIONED_BUCKETS: bucket "${b}" is not in STORAGE_BUCKETS`);
+  }
+  return { storage_buckets, storage_replication, storage_backup_sources: sources, storage_versioned_buckets };
 }
 
 /** "VARIABLE=value, " for the variable that set a failing field, so the error names what to fix. */

@@ -68,7 +68,7 @@ describe("loadConfig defaults", () => {
       databases: { astrid: "DATABASE_URL_ASTRID" },
       default_database: "astrid",
       encryption_recipients: [RECIPIENT],
-      storage_buckets: {}, storage_replication: {}, storage_backup_sources: [],
+      storage_buckets: {}, storage_replication: {}, storage_backup_sources: [], storage_versioned_buckets: [],
     });
     // The ticket's own numbers, spelled out so a change to DEFAULTS is noticed here.
     expect(config).toMatchObject({

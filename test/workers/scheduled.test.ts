@@ -60,7 +60,9 @@ describe("scheduled handler", () => {
     expect(only.jobs.filter((j) => j.kind === "storage.snapshot").length).toBe(4); // 3 from before + 1
     expect(only.jobs.at(-1)!.params).toMatchObject({ bucket: "astrid-data", prefix: "images/" });
     const reconcile = await runCron("15 * * * *");
-    expect(reconcile.jobs.filter((j) => j.kind === "storage.reconcile").map((j) => (j.params as unknown as { bucket: string }).bucket)).toEqual(["astrid-data"]);
+    // Versioned by default: every bucket that is not a replica; replicated: astrid-data.
+    expect(reconcile.jobs.filter((j) => j.kind === "storage.reconcile").map((j) => (j.params as unknown as { bucket: string }).bucket))
+      .toEqual(["astrid-data", "astrid-scratch", "restore-target"]);
     expect((await runCron("0 3 * * *", { STORAGE_BACKUP_ENABLED: "false" })).queued).toEqual([]);
   });
 

@@ -206,7 +206,7 @@ describe("storage routes refuse bad input", () => {
     ["POST", "/storage/replication", { source: "astrid-data", target: "astrid-backups" }, 400, "backup_bucket"],
     ["POST", "/storage/versioning", { bucket: "nope-nope" }, 404, "unknown_bucket"],
     ["POST", "/storage/restore", { bucket: "astrid-data", as_of: "yesterday" }, 400, "invalid_request"],
-    ["POST", "/storage/restore", { bucket: "astrid-data", as_of: "2026-01-01T00:00:00Z" }, 409, "versioning_off"],
+    ["POST", "/storage/restore", { bucket: "astrid-data-replica", as_of: "2026-01-01T00:00:00Z" }, 409, "versioning_off"],
   ])("%s %s %j -> %i %s", async (method, path, body, status, code) => {
     const res = await api(method, path, { body });
     expect(res.status, res.text).toBe(status);

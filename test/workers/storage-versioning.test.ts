@@ -132,7 +132,7 @@ describe("replication", () => {
     await replica().put("x/orphan.bin", "left over");
     const res = await api("POST", "/storage/reconcile", { body: { bucket: "astrid-data" } });
     const driven = await drive(res.body.job_id, { STORAGE_PAGE_SIZE: "1" });
-    expect(JSON.parse(driven.job.result!)).toMatchObject({ replicated: 2, replica_removed: 1, drift: 3 });
+    expect(JSON.parse(driven.job.result!)).toMatchObject({ captured: 2, replicated: 2, replica_removed: 1, drift: 5 }); // versioned by default too
     expect(await contents(replica())).toEqual(await contents(data()));
     const again = await drive((await api("POST", "/storage/reconcile", { body: { bucket: "astrid-data" } })).body.job_id);
     expect(JSON.parse(again.job.result!).drift).toBe(0);

@@ -73,6 +73,9 @@ export async function runSchedule(cron: string, env: Env, now = new Date()): Pro
 /** Buckets under versioning or replication: what reconciliation visits. */
 async function protectedBuckets(env: Env, config: BackupConfig): Promise<string[]> {
   const rows = await openStorageCatalog(env.CATALOG).protections();
-  const names = new Set([...Object.keys(config.storage_replication), ...rows.filter((r) => r.versioning_since || r.replica_bucket).map((r) => r.bucket)]);
+  const names = new Set([
+    ...Object.keys(config.storage_replication), ...(config.storage_versioning_enabled ? config.storage_versioned_buckets : []),
+    ...rows.filter((r) => r.versioning_since || r.replica_bucket).map((r) => r.bucket),
+  ]);
   return [...names].filter((b) => b in config.storage_buckets).sort();
 }

@@ -22,7 +22,7 @@ export async function protectionOf(config: BackupConfig, storage: StorageCatalog
   const row = await storage.protection(bucket);
   const replica = row?.replica_bucket ?? config.storage_replication[bucket];
   return {
-    versioning: config.storage_versioning_enabled && Boolean(row?.versioning_since),
+    versioning: config.storage_versioning_enabled && (Boolean(row?.versioning_since) || config.storage_versioned_buckets.includes(bucket)),
     ...(config.storage_cross_region_replication && replica ? { replica } : {}),
   };
 }

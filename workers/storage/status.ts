@@ -11,7 +11,7 @@ const WINDOW_MS = 60 * 60 * 1000;
 export async function replicationStatus(env: Env, config: BackupConfig, now: Date) {
   const storage = openStorageCatalog(env.CATALOG);
   const rows = await storage.protections();
-  const names = new Set([...rows.map((r) => r.bucket), ...Object.keys(config.storage_replication)]);
+  const names = new Set([...rows.map((r) => r.bucket), ...Object.keys(config.storage_replication), ...config.storage_versioned_buckets]);
   const out = [];
   for (const bucket of [...names].sort()) {
     const protection = await protectionOf(config, storage, bucket);
