@@ -144,6 +144,20 @@ describe("replication", () => {
     expect(entry.last_reconciled_at).not.toBeNull();
   });
 
+  it("the storage status tells, per source, the snapshot age and whether continuous protection meets the RPO", async () => {
+    await data().put("s.bin", "x");
+    const res = await api("POST", "/backup/storage", { body: { bucket: "astrid-data" } });
+    await drive(res.body.jobs[0].job_id);
+    const status = await api("GET", "/backup/storage/status", { token: "test-viewer-token-0123456789" });
+    const src = status.body.sources.find((s: { bucket: string }) => s.bucket === "astrid-data");
+    expect(src).toMatchObject({ prefix: "", snapshot_age_minutes: 0, versioning: true, replica: "astrid-data-replica", rpo_target_minutes: 15, rpo_met: true });
+    expect(src.latest_snapshot.id).toBe(res.body.jobs[0].snapshot_id);
+    const scratchSrc = status.body.sources.find((s: { bucket: string }) => s.bucket === "astrid-scratch");
+    expect(scratchSrc).toMatchObject({ latest_snapshot: null, versioning: true, replica: null }); // versioned, so continuously protected
+    const off = await api("GET", "/backup/storage/status", { token: "test-viewer-token-0123456789", env: { STORAGE_VERSIONING_ENABLED: "false" } });
+    expect(off.body.sources.find((s: { bucket: string }) => s.bucket === "astrid-scratch")).toMatchObject({ versioning: false, rpo_met: false });
+  });
+
   it("replication switched on through the API starts with a full sync", async () => {
     await scratch().put("p/q.txt", "to be replicated");
     const res = await api("POST", "/storage/replication", { body: { source: "astrid-scratch", target: "restore-target" } });

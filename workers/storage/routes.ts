@@ -14,7 +14,7 @@ import { BucketName, newSnapshotId, SnapshotId } from "../shared/format.ts";
 import { ObjectKey, ObjectPrefix, type JobKind } from "../shared/protocol.ts";
 import { protectionOf, storageBucket } from "./buckets.ts";
 import { handleEvent, STORAGE_EVENTS_QUEUE } from "./capture.ts";
-import { replicationStatus } from "./status.ts";
+import { replicationStatus, storageStatus } from "./status.ts";
 import { applyStorageRetention } from "./retention.ts";
 import { offsiteTarget } from "./ops-settings.ts";
 
@@ -93,6 +93,10 @@ storageRoutes.get("/backup/storage", requireRole("viewer"), async (c) => {
   const q = parseQuery(c, ListQuery);
   const rows = await openStorageCatalog(c.env.CATALOG).listSnapshots(q);
   return c.json({ snapshots: rows });
+});
+
+storageRoutes.get("/backup/storage/status", requireRole("viewer"), async (c) => {
+  return c.json({ sources: await storageStatus(c.env, c.get("config"), new Date()) });
 });
 
 storageRoutes.get("/backup/storage/:id", requireRole("viewer"), async (c) => {

@@ -35,3 +35,32 @@ export async function replicationStatus(env: Env, config: BackupConfig, now: Dat
   }
   return out;
 }
+
+/**
+ * Per configured source: how old its newest snapshot is, and whether
+ * versioning or replication protects it continuously. The storage RPO is met
+ * when either the snapshot is young enough, or continuous protection is on
+ * and current (replica within the target, no drift found).
+ */
+export async function storageStatus(env: Env, config: BackupConfig, now: Date) {
+  const storage = openStorageCatalog(env.CATALOG);
+  const replication = await replicationStatus(env, config, now);
+  const target = config.rpo_target_minutes;
+  const out = [];
+  for (const source of config.storage_backup_sources) {
+    const latest = await storage.latestSnapshot(source.bucket, source.prefix);
+    const ageMinutes = latest ? Math.round((now.getTime() - Date.parse(latest.created_at)) / 60_000) : null;
+    const r = replication.find((x) => x.bucket === source.bucket);
+    const continuous = Boolean(r && (r.versioning || r.replica));
+    const current = continuous && (r!.replica === null || r!.seconds_behind <= target * 60) && !r!.drift_objects;
+    out.push({
+      bucket: source.bucket, prefix: source.prefix,
+      latest_snapshot: latest ? { id: latest.id, created_at: latest.created_at, objects: latest.objects, bytes: latest.bytes } : null,
+      snapshot_age_minutes: ageMinutes,
+      versioning: r?.versioning ?? false, replica: r?.replica ?? null, replica_seconds_behind: r?.replica ? r.seconds_behind : null,
+      rpo_target_minutes: target,
+      rpo_met: (ageMinutes !== null && ageMinutes <= target) || current,
+    });
+  }
+  return out;
+}
