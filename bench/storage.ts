@@ -15,6 +15,8 @@ import { createHash } from "node:crypto";
 import { generateLocalSecrets } from "../runner/dev/secrets.ts";
 import { freePort } from "../runner/dev/stack.ts";
 import { freezeCode } from "./support/frozen-code.ts";
+import { pseudoRandom } from "../runner/dev/pseudo-random.ts";
+import { forEachLimited } from "../workers/storage/lanes.ts";
 import { sampleRss, descendantPids } from "./support/proc.ts";
 
 const { values: args } = parseArgs({
@@ -69,13 +71,6 @@ async function waitForJob(jobId: string, timeoutMs = 30 * 60_000): Promise<any> 
   }
 }
 
-async function pool<T>(items: T[], width: number, fn: (item: T) => Promise<void>) {
-  let next = 0;
-  await Promise.all(Array.from({ length: width }, async () => {
-    while (next < items.length) await fn(items[next++]!);
-  }));
-}
-
 async function snapshot(prefix: string) {
   const started = performance.now();
   const { jobs } = await api("POST", "/backup/storage", { bucket: "astrid-data", prefix });
@@ -87,16 +82,6 @@ const workerdRss = () => {
   const pids = descendantPids("workerd");
   return pids.length ? sampleRss(pids[0]!, 100) : undefined;
 };
-
-function pseudoRandom(size: number, seed: number): Uint8Array {
-  const out = new Uint8Array(size);
-  let x = (seed * 2654435761) >>> 0 || 1;
-  for (let i = 0; i < size; i++) {
-    x ^= x << 13; x ^= x >>> 17; x ^= x << 5;
-    out[i] = x & 0xff;
-  }
-  return out;
-}
 
 /** A large object as a stream of 1 MiB pieces: never whole in this process either. */
 function largeStream(size: number, seed: number, hash: ReturnType<typeof createHash>): ReadableStream<Uint8Array> {
@@ -115,14 +100,13 @@ function largeStream(size: number, seed: number, hash: ReturnType<typeof createH
   });
 }
 
-
 try {
   console.log(`storage bench: ${SMALL} small objects, ${LARGE} x ${LARGE_BYTES / MiB} MiB, burst of ${BURST} (2 cores, local wrangler dev)`);
 
   // 1. Replication lag for a burst of writes, announced through the events Queue as R2 would.
   await waitForJob((await api("POST", "/storage/replication", { source: "astrid-data", target: "astrid-data-replica" })).initial_sync_job.job_id);
   const burstStart = performance.now();
-  await pool([...Array(BURST).keys()], 16, (i) => put(`burst/${String(i).padStart(5, "0")}.json`, pseudoRandom(2048, i), 2048, "?capture=queue"));
+  await forEachLimited([...Array(BURST).keys()], 16, (i) => put(`burst/${String(i).padStart(5, "0")}.json`, pseudoRandom(2048, i), 2048, "?capture=queue"));
   const writeSeconds = (performance.now() - burstStart) / 1000;
   let status: any;
   for (;;) {
@@ -138,7 +122,7 @@ try {
 
   // 2. Many small objects.
   const seedStart = performance.now();
-  await pool([...Array(SMALL).keys()], 16, (i) => put(`small/${String(i % 100).padStart(2, "0")}/${i}.dat`, pseudoRandom(1024 + (i % 3072), i + 7), 1024 + (i % 3072)));
+  await forEachLimited([...Array(SMALL).keys()], 16, (i) => put(`small/${String(i % 100).padStart(2, "0")}/${i}.dat`, pseudoRandom(1024 + (i % 3072), i + 7), 1024 + (i % 3072)));
   console.log(`seeded ${SMALL} small objects through the Worker in ${((performance.now() - seedStart) / 1000).toFixed(1)} s`);
   const rss = workerdRss();
   const small1 = await snapshot("small/");

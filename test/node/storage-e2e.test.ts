@@ -10,20 +10,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { S3Client } from "../../workers/storage/s3/client.ts";
+import { pseudoRandom } from "../../runner/dev/pseudo-random.ts";
 import { localFetchCommand, run, scriptFromDoc, succeeded } from "../support/doc-scripts.ts";
 import { startTestStack, type TestStack } from "../support/fixture.ts";
 
 const sha256 = (bytes: Uint8Array | string) => createHash("sha256").update(bytes).digest("hex");
 
-function pseudoRandom(size: number, seed: number): Uint8Array {
-  const out = new Uint8Array(size);
-  let x = seed * 2654435761 + 1;
-  for (let i = 0; i < size; i++) {
-    x ^= x << 13; x ^= x >>> 17; x ^= x << 5;
-    out[i] = x & 0xff;
-  }
-  return out;
-}
 
 const OBJECTS: Record<string, Uint8Array> = {
   "images/2026/m31.fits": pseudoRandom(300_000, 1),

@@ -3,6 +3,7 @@
 // real Queue would, until the job settles.
 import { createExecutionContext, createMessageBatch, env, getQueueResult } from "cloudflare:test";
 import worker from "../../workers/index.ts";
+import { pseudoRandom } from "../../runner/dev/pseudo-random.ts";
 import type { JobRow } from "../../workers/catalog/schema.ts";
 import type { JobMessage } from "../../workers/shared/protocol.ts";
 import type { BucketLockApi, LockRule } from "../../workers/storage/bucket-lock.ts";
@@ -43,16 +44,6 @@ export async function contents(bucket: R2Bucket): Promise<Record<string, string>
   return out;
 }
 
-/** Bytes that differ per seed, so equal content is only ever equal on purpose. */
-export function bytes(size: number, seed: number): Uint8Array {
-  const out = new Uint8Array(size);
-  let x = seed * 2654435761 + 1;
-  for (let i = 0; i < size; i++) {
-    x ^= x << 13; x ^= x >>> 17; x ^= x << 5;
-    out[i] = x & 0xff;
-  }
-  return out;
-}
 
 export interface Driven {
   job: JobRow;
@@ -116,3 +107,6 @@ export class MemoryBucketLockApi implements BucketLockApi {
     this.buckets.set(bucket, structuredClone(rules));
   }
 }
+
+/** Bytes that differ per seed, so equal content is only ever equal on purpose. */
+export const bytes = pseudoRandom;

@@ -12,6 +12,7 @@
 // Everything goes through one narrow interface, BucketLockApi, so the rest of
 // the code (and the tests) do not depend on how the rules are stored.
 import { z } from "zod";
+import { diffById, type RuleDiff } from "./rule-diff.ts";
 
 export const MAX_LOCK_RULES = 1000;
 
@@ -133,28 +134,13 @@ export class CloudflareBucketLockApi implements BucketLockApi {
 
 // ---- configure, read back, diff ---------------------------------------------
 
-export interface LockDiff {
-  added: LockRule[];
-  removed: LockRule[];
-  changed: { id: string; before: LockRule; after: LockRule }[];
-  unchanged: string[];
-}
+export type LockDiff = RuleDiff<LockRule>;
 
 const canonical = (r: LockRule) => JSON.stringify([r.prefix, r.enabled, r.condition.type,
   r.condition.type === "Age" ? r.condition.max_age_seconds : r.condition.type === "Date" ? new Date(r.condition.date).getTime() : null]);
 
 export function diffLocks(current: LockRule[], desired: LockRule[]): LockDiff {
-  const before = new Map(current.map((r) => [r.id, r]));
-  const diff: LockDiff = { added: [], removed: [], changed: [], unchanged: [] };
-  for (const r of desired) {
-    const old = before.get(r.id);
-    if (!old) diff.added.push(r);
-    else if (canonical(old) !== canonical(r)) diff.changed.push({ id: r.id, before: old, after: r });
-    else diff.unchanged.push(r.id);
-    before.delete(r.id);
-  }
-  diff.removed.push(...before.values());
-  return diff;
+  return diffById(current, desired, canonical);
 }
 
 export interface LockApplyResult {

@@ -12,6 +12,7 @@
 // bucket-wide and a prefix abort rule); when an expiry and a transition fall
 // within 24 h the expiry wins. Rules take about 24 h to act on existing objects.
 import { z } from "zod";
+import { diffById, type RuleDiff } from "./rule-diff.ts";
 import type { S3Client } from "./s3/client.ts";
 import { childrenNamed, child, parseXml, textOf, xml, type XmlElement } from "./s3/xml.ts";
 
@@ -178,12 +179,7 @@ export function parseLifecycleXml(text: string): R2LifecycleRule[] {
 
 // ---- diff and apply -------------------------------------------------------
 
-export interface LifecycleDiff {
-  added: R2LifecycleRule[];
-  removed: R2LifecycleRule[];
-  changed: { id: string; before: R2LifecycleRule; after: R2LifecycleRule }[];
-  unchanged: string[];
-}
+export type LifecycleDiff = RuleDiff<R2LifecycleRule>;
 
 const canonical = (r: R2LifecycleRule) =>
   JSON.stringify([r.prefix, r.enabled, r.expire_days ?? null, r.transition?.days ?? null, r.transition?.storage_class ?? null,
@@ -191,17 +187,7 @@ const canonical = (r: R2LifecycleRule) =>
 
 /** Rules are matched by id; the order of rules does not matter to R2, so it does not count as a change. */
 export function diffLifecycle(current: R2LifecycleRule[], desired: R2LifecycleRule[]): LifecycleDiff {
-  const before = new Map(current.map((r) => [r.id, r]));
-  const diff: LifecycleDiff = { added: [], removed: [], changed: [], unchanged: [] };
-  for (const r of desired) {
-    const old = before.get(r.id);
-    if (!old) diff.added.push(r);
-    else if (canonical(old) !== canonical(r)) diff.changed.push({ id: r.id, before: old, after: r });
-    else diff.unchanged.push(r.id);
-    before.delete(r.id);
-  }
-  diff.removed.push(...before.values());
-  return diff;
+  return diffById(current, desired, canonical);
 }
 
 export const isEmptyDiff = (d: LifecycleDiff) => d.added.length + d.removed.length + d.changed.length === 0;
