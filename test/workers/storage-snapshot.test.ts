@@ -202,6 +202,7 @@ describe("storage routes refuse bad input", () => {
     ["POST", "/backup/storage", { bucket: "astrid-backups" }, 400, "backup_bucket"],
     ["POST", "/backup/storage", { bucket: "astrid-data", prefix: "images/../secrets/" }, 400, "invalid_request"],
     ["POST", "/backup/storage", { bucket: "astrid-data", prefix: "a\u0000b" }, 400, "invalid_request"],
+    ["POST", "/backup/storage", { prefix: "images/" }, 400, "invalid_request"],
     ["POST", "/storage/replication", { source: "astrid-data", target: "astrid-data" }, 400, "invalid_request"],
     ["POST", "/storage/replication", { source: "astrid-data", target: "astrid-backups" }, 400, "backup_bucket"],
     ["POST", "/storage/versioning", { bucket: "nope-nope" }, 404, "unknown_bucket"],

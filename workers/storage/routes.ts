@@ -41,6 +41,7 @@ const SnapshotRequest = z.strictObject({ bucket: z.string().optional(), prefix: 
 
 storageRoutes.post("/backup/storage", requireRole("admin"), async (c) => {
   const body = await parseJson(c, SnapshotRequest);
+  if (!body.bucket && body.prefix) throw badRequest("prefix: give the bucket it belongs to");
   const sources = body.bucket ? [{ bucket: body.bucket, prefix: body.prefix }] : c.get("config").storage_backup_sources;
   if (sources.length === 0) throw badRequest("no bucket given and STORAGE_BACKUP_SOURCES/STORAGE_BUCKETS name none");
   for (const s of sources) requireBucket(c, s.bucket);
