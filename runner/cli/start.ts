@@ -41,6 +41,11 @@ astrid-backup is running locally.
   curl -s -X POST -H "Authorization: Bearer ${vars.ADMIN_TOKEN}" ${stack.workerUrl}/backup/database -d '{"type":"full"}'
   curl -s -H "Authorization: Bearer ${vars.ADMIN_TOKEN}" ${stack.workerUrl}/backup/database
   curl -s "${stack.workerUrl}/__scheduled?cron=0+2+*+*+*"    # fire the 02:00 cron now
+
+  R2 storage (local buckets astrid-data, replicated to astrid-data-replica):
+  curl -s -X PUT -H "Authorization: Bearer ${vars.ADMIN_TOKEN}" --data-binary @README.md ${stack.workerUrl}/storage/objects/astrid-data/docs/README.md
+  curl -s -X POST -H "Authorization: Bearer ${vars.ADMIN_TOKEN}" ${stack.workerUrl}/backup/storage -d '{"bucket":"astrid-data"}'
+  curl -s -H "Authorization: Bearer ${vars.ADMIN_TOKEN}" ${stack.workerUrl}/backup/storage/status
 `);
   const shutdown = async () => {
     await stack.stop();
