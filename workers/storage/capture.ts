@@ -16,7 +16,7 @@ import type { BackupConfig } from "../config.ts";
 import type { Env } from "../env.ts";
 import { openStorageCatalog, type StorageCatalog } from "../catalog/storage-catalog.ts";
 import { copyLimits, protectionOf, storageBucket } from "./buckets.ts";
-import { copyObject, ensureBlob, hashObject, metaOf, ObjectChanged } from "./objects.ts";
+import { copyObject, hashObject, metaOf, ObjectChanged, storeBlob } from "./objects.ts";
 import { COPY_LANES, forEachLimited } from "./lanes.ts";
 
 /** The body R2 sends to a Queue for an event notification rule. */
@@ -73,8 +73,7 @@ export async function captureVersion(
     return;
   }
   try {
-    const { sha256 } = await hashObject(bucket, key, etag);
-    await ensureBlob(ctx.env.BACKUPS, bucket, obj, sha256, copyLimits(ctx.config));
+    const { sha256 } = await storeBlob(ctx.env.BACKUPS, bucket, obj, copyLimits(ctx.config));
     await ctx.storage.insertVersion({ ...row, size: obj.size, sha256, meta: JSON.stringify(metaOf(obj)) });
   } catch (e) {
     if (!(e instanceof ObjectChanged)) throw e;

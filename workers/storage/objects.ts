@@ -99,6 +99,17 @@ export async function copyObject(spec: CopySpec, limits: CopyLimits): Promise<vo
 }
 
 /**
+ * An existing blob is reused only if it was written recently enough: garbage
+ * collection deletes unreferenced blobs older than its grace period, so a
+ * blob referenced now must be young enough that the reference lands first.
+ * An older one is simply written again.
+ */
+async function reusableBlob(backups: R2Bucket, sha256: string, size: number, limits: BlobLimits): Promise<boolean> {
+  const existing = await backups.head(blobKey(sha256));
+  return Boolean(existing && existing.size === size && Date.now() - existing.uploaded.getTime() < limits.reuse_window_ms);
+}
+
+/**
  * Makes sure the backup bucket holds the object's bytes as a content-addressed
  * blob. Returns true if it had to copy them (false: the same bytes were
  * already stored, from an earlier snapshot, another key or a captured version).
@@ -106,17 +117,41 @@ export async function copyObject(spec: CopySpec, limits: CopyLimits): Promise<vo
 export async function ensureBlob(
   backups: R2Bucket, source: R2Bucket, obj: { key: string; etag: string; size: number }, sha256: string, limits: BlobLimits,
 ): Promise<boolean> {
-  const key = blobKey(sha256);
-  const existing = await backups.head(key);
-  // An old blob is written again rather than reused: garbage collection only
-  // deletes unreferenced blobs older than its grace period, so a blob reused
-  // now must be young enough that the reference lands before that.
-  const fresh = existing && Date.now() - existing.uploaded.getTime() < limits.reuse_window_ms;
-  if (existing && fresh && existing.size === obj.size) return false;
+  if (await reusableBlob(backups, sha256, obj.size, limits)) return false;
   await copyObject({
-    from: source, fromKey: obj.key, etag: obj.etag, to: backups, toKey: key, size: obj.size, sha256,
+    from: source, fromKey: obj.key, etag: obj.etag, to: backups, toKey: blobKey(sha256), size: obj.size, sha256,
     meta: { http: {}, custom: {}, storage_class: "Standard" },
   }, limits);
   return true;
 }
 
+/** Objects up to this size are read once into memory (3 lanes x 1 MiB at most) instead of twice as streams. */
+export const SMALL_OBJECT_BYTES = 1024 * 1024;
+
+/** Runs a blob write, or joins one already running for the same bytes; true if this call's write copied them. */
+export type BlobWriteOnce = (sha256: string, write: () => Promise<boolean>) => Promise<boolean>;
+
+/**
+ * Stores the object's bytes as a blob (if not already there) and returns their
+ * SHA-256. A small object costs one read; a larger one is read twice as a
+ * stream (once to name it, once to copy it), never held whole.
+ */
+export async function storeBlob(
+  backups: R2Bucket, source: R2Bucket, obj: { key: string; etag: string; size: number }, limits: BlobLimits,
+  once: BlobWriteOnce = (_sha, write) => write(),
+): Promise<{ sha256: string; copied: boolean }> {
+  if (obj.size > SMALL_OBJECT_BYTES) {
+    const { sha256 } = await hashObject(source, obj.key, obj.etag);
+    return { sha256, copied: await once(sha256, () => ensureBlob(backups, source, obj, sha256, limits)) };
+  }
+  const got = await source.get(obj.key, onlyIfEtag(obj.etag));
+  if (!got || !("body" in got)) throw new ObjectChanged(obj.key);
+  const bytes = await got.arrayBuffer();
+  const sha256 = toHex(await crypto.subtle.digest("SHA-256", bytes));
+  const copied = await once(sha256, async () => {
+    if (await reusableBlob(backups, sha256, obj.size, limits)) return false;
+    await backups.put(blobKey(sha256), bytes, { sha256 });
+    return true;
+  });
+  return { sha256, copied };
+}

@@ -11,7 +11,7 @@ import { StorageSnapshotParams } from "../shared/protocol.ts";
 import { openStorageCatalog } from "../catalog/storage-catalog.ts";
 import { StepFailure, type StepContext, type StepOutcome } from "../jobs/step.ts";
 import { copyLimits, storageBucket } from "./buckets.ts";
-import { ensureBlob, hashObject, metaOf, ObjectChanged } from "./objects.ts";
+import { metaOf, ObjectChanged, storeBlob } from "./objects.ts";
 import { COPY_LANES, forEachLimited } from "./lanes.ts";
 
 interface SnapshotState {
@@ -114,8 +114,8 @@ async function captureObject(
   state.stats.bytes += obj.size;
   if (previous && previous.etag === obj.etag && previous.size === obj.size) return { ...base, sha256: previous.sha256 };
   try {
-    const { sha256 } = await hashObject(source, obj.key, obj.etag);
-    if (await blobs.ensure(sha256, () => ensureBlob(ctx.env.BACKUPS, source, obj, sha256, copyLimits(ctx.config)))) {
+    const { sha256, copied } = await storeBlob(ctx.env.BACKUPS, source, obj, copyLimits(ctx.config), (sha, write) => blobs.ensure(sha, write));
+    if (copied) {
       state.stats.copied_objects += 1;
       state.stats.copied_bytes += obj.size;
     }
