@@ -137,10 +137,16 @@ describe("replication", () => {
     const again = await drive((await api("POST", "/storage/reconcile", { body: { bucket: "astrid-data" } })).body.job_id);
     expect(JSON.parse(again.job.result!).drift).toBe(0);
 
+    // Lag comes from events only: reconciliation repairs drift, it has no event time to measure from.
+    const quiet = await api("GET", "/storage/replication", { token: "test-viewer-token-0123456789" });
+    expect(quiet.body.buckets.find((b: { bucket: string }) => b.bucket === "astrid-data").lag_seconds.changes_last_hour).toBe(0);
+    const v = await data().put("x/3.bin", bytes(100, 3));
+    await deliverEvents([putEvent("astrid-data", v!)]);
     const status = await api("GET", "/storage/replication", { token: "test-viewer-token-0123456789" });
     const entry = status.body.buckets.find((b: { bucket: string }) => b.bucket === "astrid-data");
     expect(entry).toMatchObject({ replica: "astrid-data-replica", drift_objects: 0 });
-    expect(entry.lag_seconds.changes_last_hour).toBeGreaterThan(0);
+    expect(entry.lag_seconds.changes_last_hour).toBe(1);
+    expect(entry.lag_seconds.p99).toBeLessThan(60);
     expect(entry.last_reconciled_at).not.toBeNull();
   });
 

@@ -90,10 +90,12 @@ export async function recordDelete(ctx: CaptureContext, bucketName: string, key:
 
 /**
  * Makes the replica's copy of key match the source as it is now. Returns true
- * if the replica had to change. Logs the lag from the event's time.
+ * if the replica had to change. Logs the lag from the event's time (not for
+ * reconciliation, which has no event: what it repairs is drift, not lag).
  */
 export async function replicateKey(
   ctx: CaptureContext, bucket: R2Bucket, bucketName: string, replicaName: string, key: string, eventTime: string, action: "put" | "delete",
+  logLag = true,
 ): Promise<boolean> {
   const replica = storageBucket(ctx.env, ctx.config, replicaName);
   if (!replica) throw new Error(`replica bucket "${replicaName}" of ${bucketName} is not configured (STORAGE_BUCKETS)`);
@@ -119,6 +121,7 @@ export async function replicateKey(
       if (!(e instanceof ObjectChanged)) throw e; // overwritten again meanwhile: that event will bring the newest
     }
   }
+  if (!logLag) return changed;
   const applied = new Date();
   await ctx.storage.logReplication({
     bucket: bucketName, key, action, event_time: eventTime, applied_at: applied.toISOString(),

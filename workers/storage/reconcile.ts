@@ -51,7 +51,7 @@ export async function reconcileStep(ctx: StepContext): Promise<StepOutcome> {
     if (protection.replica) {
       const replica = protection.replica;
       await forEachLimited(page.objects, COPY_LANES, async (o) => {
-        if (await replicateKey(cap, bucket, p.bucket, replica, o.key, o.uploaded.toISOString(), "put")) state.drift.replicated += 1;
+        if (await replicateKey(cap, bucket, p.bucket, replica, o.key, o.uploaded.toISOString(), "put", false)) state.drift.replicated += 1;
       });
     }
     if (page.truncated) {
@@ -67,7 +67,7 @@ export async function reconcileStep(ctx: StepContext): Promise<StepOutcome> {
     const replicaName = protection.replica;
     await forEachLimited(page.objects, COPY_LANES, async (o) => {
       if (await bucket.head(o.key)) return;
-      if (await replicateKey(cap, bucket, p.bucket, replicaName, o.key, now, "delete")) state.drift.replica_removed += 1;
+      if (await replicateKey(cap, bucket, p.bucket, replicaName, o.key, now, "delete", false)) state.drift.replica_removed += 1;
     });
     if (page.truncated) {
       state.cursor = page.cursor;
