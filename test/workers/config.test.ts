@@ -68,6 +68,9 @@ describe("loadConfig defaults", () => {
       databases: { astrid: "DATABASE_URL_ASTRID" },
       default_database: "astrid",
       encryption_recipients: [RECIPIENT],
+      ml_servers: { mlflow: { uri_secret: "MLFLOW_TRACKING_URI_MLFLOW", token_secret: "MLFLOW_TRACKING_TOKEN_MLFLOW" } },
+      default_ml_server: "mlflow",
+      ml_datasets: {},
     });
     // The ticket's own numbers, spelled out so a change to DEFAULTS is noticed here.
     expect(config).toMatchObject({
@@ -247,7 +250,7 @@ describe("schedules", () => {
     expect(crons).toContain("*/10 * * * *"); // the parser found the real list, sweep included
     for (const config of [loadConfig(minimal()), loadConfig(env)]) {
       const schedules = configuredSchedules(config);
-      expect(schedules).toHaveLength(4);
+      expect(schedules).toHaveLength(5);
       expect(schedules.filter((s) => !crons.includes(s))).toEqual([]);
     }
   });
