@@ -151,7 +151,7 @@ async function restoreRun(
       const tags = r.tags.filter((t: any) => t.key !== "mlflow.parentRunId");
       for (let i = 0; i < r.params.length; i += BATCH.params) await mlflow.post("runs/log-batch", { run_id: runId, params: r.params.slice(i, i + BATCH.params) });
       for (let i = 0; i < tags.length; i += BATCH.tags) await mlflow.post("runs/log-batch", { run_id: runId, tags: tags.slice(i, i + BATCH.tags) });
-      if (r.dataset_inputs.length) await mlflow.post("runs/log-inputs", { run_id: runId, datasets: r.dataset_inputs });
+      if (r.dataset_inputs.length) await logInputs(mlflow, runId, r.dataset_inputs);
     } else if (r.type === "metrics") {
       for (const [step, timestamp, value] of r.points) await metrics.add({ key: r.key, value, timestamp, step });
     }
@@ -169,6 +169,23 @@ async function restoreRun(
   await mlflow.post("runs/set-tag", { run_id: runId, key: RESTORED_TAG, value: backupId });
   result.runs_created++;
   return { id: runId, oldUri: info.artifact_uri, newUri, parent: parentOf(header) };
+}
+
+/**
+ * runs/log-inputs. Datasets are stored once per experiment, and two runs
+ * logging the same new dataset at once can race on the server's unique key;
+ * the loser succeeds when retried, as the dataset then exists.
+ */
+async function logInputs(mlflow: MlflowClient, runId: string, datasets: unknown[]): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await mlflow.post("runs/log-inputs", { run_id: runId, datasets });
+      return;
+    } catch (e) {
+      if (attempt >= 4 || !/UNIQUE constraint|IntegrityError|duplicate key/i.test((e as Error).message)) throw e;
+      await new Promise((r) => setTimeout(r, 100 * attempt));
+    }
+  }
 }
 
 function parentOf(header: any): string | undefined {
@@ -223,14 +240,24 @@ async function restoreModel(mlflow: MlflowClient, m: any, versions: any[], runs:
   }
   const byNumber = new Map(versions.map((v) => [Number(v.version), v]));
   const top = Math.max(0, ...byNumber.keys());
+  const last = byNumber.get(top);
+  // A placeholder for a deleted number needs a source the server accepts: the newest version's.
+  const lastRun = last?.run_id ? runs.get(last.run_id) : undefined;
+  const placeholder = last ? rewriteSource(last.source, last.run_id, lastRun) : "";
+  const highestPresent = Math.max(0, ...present);
   for (let n = 1; n <= top; n++) {
     if (present.has(n)) continue;
     const v = byNumber.get(n);
-    const run = v?.run_id ? runs.get(v.run_id) : undefined;
-    const source = v ? rewriteSource(v.source, v.run_id, run) : "astrid-backup:deleted-version";
+    if (n < highestPresent) {
+      // A number below the target's highest cannot be created any more: fine for a deleted one.
+      if (!v) continue;
+      throw new JobFailure("registry_conflict", `model ${m.name}: version ${n} is missing on the target, which already has version ${highestPresent}; restore into a server without this model`);
+    }
+    const run = v ? (v.run_id ? runs.get(v.run_id) : undefined) : lastRun;
+    const source = v ? rewriteSource(v.source, v.run_id, run) : placeholder;
     const created = (await mlflow.post("model-versions/create", {
       name: m.name, source, ...(run ? { run_id: run.id } : {}), ...(v?.run_link ? { run_link: v.run_link } : {}),
-      description: v?.description ?? "", tags: v?.tags ?? [],
+      description: v?.description ?? "(placeholder for a deleted version; removed again)", tags: v?.tags ?? [],
     })).model_version;
     if (Number(created.version) !== n) {
       throw new JobFailure("registry_conflict", `model ${m.name}: the target assigned version ${created.version} where the backup has ${n}; restore into a server without this model`);
