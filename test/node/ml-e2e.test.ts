@@ -117,10 +117,16 @@ describe("MLflow backup and restore", () => {
     }
   });
 
-  it("restoring the same backup again duplicates nothing", async () => {
+  it("restoring the same backup again duplicates nothing, and redoes a run a failed restore left half done", async () => {
+    const onB = new Mlflow(b.url);
+    const photometryOnB = (await onB.get("experiments/get-by-name", { experiment_name: "photometry" })).experiment.experiment_id;
+    const zeropoint = seed.runs.zeropoint!.id;
+    const half = await onB.createRun(photometryOnB, "zeropoint", 1); // as if a restore died right after runs/create
+    await onB.post("runs/set-tag", { run_id: half.id, key: "astrid.source_run_id", value: zeropoint });
     const result = await mlRestore(fullBackup.backup_id, { target: "b" });
     expect(result).toMatchObject({ runs_created: 0, runs_existing: 5, model_versions: 0, artifacts: 0 });
-    expect(await describeMlflow(new Mlflow(b.url))).toEqual(original);
+    expect(await describeMlflow(onB)).toEqual(original);
+    expect((await onB.get("runs/get", { run_id: half.id })).run.info.lifecycle_stage).toBe("deleted");
   });
 
   it("verifies quick and full, and a second backup stores only what changed", async () => {
@@ -134,6 +140,14 @@ describe("MLflow backup and restore", () => {
     expect(second.status).toBe("succeeded");
     expect(second.result.stored_bytes).toBeGreaterThan(6_000_000);
     expect(second.result.new_stored_bytes).toBeLessThan(second.result.stored_bytes * 0.05);
+  });
+
+  it("garbage collection keeps every chunk an ML manifest references", async () => {
+    const gc = await stack.waitForJob((await stack.api("POST", "/repository/gc", { grace_minutes: 0 })).body.job_id);
+    expect(gc.status).toBe("succeeded");
+    expect(gc.result.manifests).toBeGreaterThanOrEqual(2);
+    const verify = await stack.waitForJob((await stack.api("POST", `/backups/${fullBackup.backup_id}/verify`, { depth: "full" })).body.job_id);
+    expect(verify.result).toMatchObject({ ok: true, problems: [] });
   });
 
   it("restores one experiment only (into a server given by URL)", async () => {
