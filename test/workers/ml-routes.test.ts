@@ -39,6 +39,23 @@ const seedMl = (created_at: string, p: { domain?: "ml" | "training_data"; source
   return seedBackup({ id, created_at, domain, database: p.source ?? (domain === "ml" ? "mlflow" : "galaxy_labels"), manifest_key: mlManifestKey(id), status: p.status ?? "completed" });
 };
 
+function manifestAndResult(backupId: string): [MlManifest, MlBackupResult] {
+  const m: MlManifest = {
+    format: "astrid-backup/mlflow", format_version: 1, backup_id: backupId, source: "mlflow", created_at: "2026-11-25T04:00:00.000Z",
+    finished_at: "2026-11-25T04:00:09.000Z", scope: { experiment_ids: "all", registry: true }, counts: { runs: 1 }, digest: "b".repeat(64),
+    logical_bytes: 1000, compression: { algorithm: "zstd", level: 3 }, encryption: { scheme: "age-x25519", recipients: [String(env.BACKUP_ENCRYPTION_KEY)] },
+    chunker: { algorithm: "fastcdc-gear32-nc2", min_size: 16384, avg_size: 65536, max_size: 262144 }, pack_prefix: "packs/",
+    blobs: [{ kind: "meta", name: "meta", size: 1000, sha256: "c".repeat(64), chunks: [0] }],
+    chunks: [{ id: "1".repeat(64), plain_size: 1000, pack: "e".repeat(64), offset: 0, stored_size: 500, stored_sha256: "f".repeat(64) }],
+    stats: { stored_bytes: 500, new_stored_bytes: 500, new_chunks: 1 },
+  };
+  const r: MlBackupResult = {
+    kind: "ml.backup", backup_id: backupId, manifest_key: mlManifestKey(backupId), logical_bytes: 1000, stored_bytes: 500, new_stored_bytes: 500,
+    chunk_count: 1, new_chunk_count: 1, sha256: m.digest, started_at: m.created_at, finished_at: m.finished_at, duration_ms: 9000, counts: { runs: 1 },
+  };
+  return [m, r];
+}
+
 describe("POST /backup/ml", () => {
   it("queues a whole-server backup with the registry and answers 202 with an ml- backup id; no secret in the job row or queue", async () => {
     const res = await api("POST", "/backup/ml", { body: {}, env: ML });
@@ -201,23 +218,6 @@ describe("dispatch and completion", () => {
     return completeJob(testEnv({ ...ML, DATABASE_VERIFY_AFTER_BACKUP: "off" }), catalog(), job.id, { status: "succeeded", result });
   }
 
-  function manifestAndResult(backupId: string): [MlManifest, MlBackupResult] {
-    const m: MlManifest = {
-      format: "astrid-backup/mlflow", format_version: 1, backup_id: backupId, source: "mlflow", created_at: "2026-11-25T04:00:00.000Z",
-      finished_at: "2026-11-25T04:00:09.000Z", scope: { experiment_ids: "all", registry: true }, counts: { runs: 1 }, digest: "b".repeat(64),
-      logical_bytes: 1000, compression: { algorithm: "zstd", level: 3 }, encryption: { scheme: "age-x25519", recipients: [String(env.BACKUP_ENCRYPTION_KEY)] },
-      chunker: { algorithm: "fastcdc-gear32-nc2", min_size: 16384, avg_size: 65536, max_size: 262144 }, pack_prefix: "packs/",
-      blobs: [{ kind: "meta", name: "meta", size: 1000, sha256: "c".repeat(64), chunks: [0] }],
-      chunks: [{ id: "1".repeat(64), plain_size: 1000, pack: "e".repeat(64), offset: 0, stored_size: 500, stored_sha256: "f".repeat(64) }],
-      stats: { stored_bytes: 500, new_stored_bytes: 500, new_chunks: 1 },
-    };
-    const r: MlBackupResult = {
-      kind: "ml.backup", backup_id: backupId, manifest_key: mlManifestKey(backupId), logical_bytes: 1000, stored_bytes: 500, new_stored_bytes: 500,
-      chunk_count: 1, new_chunk_count: 1, sha256: m.digest, started_at: m.created_at, finished_at: m.finished_at, duration_ms: 9000, counts: { runs: 1 },
-    };
-    return [m, r];
-  }
-
   it("lists an ML backup (domain ml) when its manifest agrees with the report", async () => {
     const [m, r] = manifestAndResult(mlId());
     const settled = await completeWith(m, r);
@@ -270,6 +270,16 @@ describe("schedule and retention", () => {
     expect(left).not.toContain(ml100.id);
     const shorter = loadConfig(testEnv({ ...ML, ML_ARTIFACT_RETENTION_DAYS: "30" }));
     expect((await applyMlRetention(testEnv(), catalog(), shorter, new Date(), true))[0]!.backup_ids).toEqual([ml80.id]);
+  });
+});
+
+describe("catalog rebuild", () => {
+  it("re-lists ML backups from their manifests in R2", async () => {
+    const [m] = manifestAndResult(mlId());
+    await env.BACKUPS.put(mlManifestKey(m.backup_id), JSON.stringify(m));
+    const res = await api("POST", "/catalog/rebuild", { body: {} });
+    expect(res.body.restored).toEqual([m.backup_id]);
+    expect(await allBackupRows()).toEqual([expect.objectContaining({ id: m.backup_id, domain: "ml", database: "mlflow", sha256: m.digest })]);
   });
 });
 
