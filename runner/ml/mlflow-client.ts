@@ -7,6 +7,7 @@ import http from "node:http";
 import https from "node:https";
 import type { MlflowAccess } from "../../workers/shared/protocol.ts";
 import { JobFailure } from "../failure.ts";
+import { IntegrityError } from "../repository/chunk-reader.ts";
 
 const ATTEMPTS = 4;
 const TIMEOUT_MS = 60_000;
@@ -74,13 +75,37 @@ export class MlflowClient {
     return res.body as unknown as AsyncIterable<Uint8Array>;
   }
 
-  /** Uploads `size` bytes from a stream, with a content-length (the proxy wants one), to an `mlflow-artifacts:` URI. */
-  async upload(uri: string, size: number, source: AsyncIterable<Uint8Array>): Promise<void> {
-    const url = new URL(this.artifactUrl(uri));
+  /**
+   * Uploads `size` bytes, with a content-length (the proxy wants one), to an
+   * `mlflow-artifacts:` URI. `source` is called again for a retry, so a
+   * connection the server dropped costs one more pass, not the job.
+   */
+  async upload(uri: string, size: number, source: () => AsyncIterable<Uint8Array>): Promise<void> {
+    let last: Error | undefined;
+    for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
+      let status: { code: number; text: string };
+      try {
+        status = await this.uploadOnce(new URL(this.artifactUrl(uri)), size, source());
+      } catch (e) {
+        if (e instanceof JobFailure || e instanceof IntegrityError) throw e; // the backup's own bytes: retrying will not help
+        last = e as Error;
+        if (attempt < ATTEMPTS) await new Promise((r) => setTimeout(r, 250 * 4 ** (attempt - 1)));
+        continue;
+      }
+      if (status.code >= 200 && status.code < 300) return;
+      if (status.code < 500 && status.code !== 429) throw this.failure(status.code, status.text, "artifact upload");
+      last = new Error(`HTTP ${status.code} ${status.text.slice(0, 200)}`);
+    }
+    throw new JobFailure("mlflow_unreachable", `MLflow artifact upload to ${this.base} failed: ${last?.message}`);
+  }
+
+  private uploadOnce(url: URL, size: number, body: AsyncIterable<Uint8Array>): Promise<{ code: number; text: string }> {
     const client = url.protocol === "https:" ? https : http;
-    const status = await new Promise<{ code: number; text: string }>((resolve, reject) => {
+    return new Promise((resolve, reject) => {
+      // A fresh connection per upload: reusing one the server is closing ends in "socket hang up".
       const req = client.request(url, {
-        method: "PUT", headers: { ...this.auth(), "content-length": String(size), "content-type": "application/octet-stream" }, timeout: TIMEOUT_MS,
+        method: "PUT", agent: false, timeout: TIMEOUT_MS,
+        headers: { ...this.auth(), "content-length": String(size), "content-type": "application/octet-stream" },
       }, (res) => {
         let text = "";
         res.setEncoding("utf8").on("data", (d: string) => (text = (text + d).slice(0, 2000))).on("end", () => resolve({ code: res.statusCode ?? 0, text }));
@@ -88,13 +113,13 @@ export class MlflowClient {
       req.on("error", reject);
       req.on("timeout", () => req.destroy(new Error("timed out")));
       (async () => {
-        for await (const part of source) if (!req.write(part)) await new Promise((r) => req.once("drain", r));
+        for await (const part of body) if (!req.write(part)) await new Promise((r) => req.once("drain", r));
         req.end();
-      })().catch((e) => req.destroy(e));
-    }).catch((e: Error) => {
-      throw e instanceof JobFailure ? e : new JobFailure("mlflow_unreachable", `MLflow artifact upload failed: ${e.message}`);
+      })().catch((e) => {
+        req.destroy();
+        reject(e);
+      });
     });
-    if (status.code < 200 || status.code >= 300) throw this.failure(status.code, status.text, "artifact upload");
   }
 
   private auth(): Record<string, string> {

@@ -160,7 +160,7 @@ async function restoreRun(
   if (!runId || !header) throw new JobFailure("manifest_invalid", `run blob ${oldId} has no run record`);
 
   for (const a of artifacts) {
-    await mlflow.upload(`${newUri}/${a.path}`, a.size, blobBytes(repo, manifest, a, open));
+    await mlflow.upload(`${newUri}/${a.path}`, a.size, () => blobBytes(repo, manifest, a, open));
     result.artifacts++;
     result.artifact_bytes += a.size;
   }
