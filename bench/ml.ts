@@ -25,12 +25,16 @@ const { values: args } = parseArgs({
     runs: { type: "string", default: "200" },
     points: { type: "string", default: "1000" },
     "artifact-mb": { type: "string", default: "100" },
+    /** mlflow server --workers: 4 is MLflow's own default; the tests use 1. */
+    "server-workers": { type: "string", default: "4" },
   },
 });
 const RUNS = Number(args.runs);
 const POINTS = Number(args.points);
 const ARTIFACT_BYTES = Number(args["artifact-mb"]) * 1024 * 1024;
-const PEER_PACKAGE = "mlflow-export-import==1.2.0";
+const SERVER_WORKERS = Number(args["server-workers"]);
+// tabulate: export-import imports it but does not declare it.
+const PEER_PACKAGES = ["mlflow-export-import==1.2.0", "tabulate"];
 const MiB = 1024 * 1024;
 
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -107,7 +111,7 @@ async function peer(bin: string, server: MlflowServer, experiment: string) {
   let start = performance.now();
   const eei = spawnSync(join(bin, "export-experiment"), ["--experiment", experiment, "--output-dir", join(out, "eei")], { env, encoding: "utf8", maxBuffer: 64 * MiB });
   let seconds = (performance.now() - start) / 1000;
-  if (eei.status === 0) return { tool: `mlflow-export-import export-experiment (${PEER_PACKAGE})`, seconds, note: "" };
+  if (eei.status === 0) return { tool: `mlflow-export-import export-experiment (${PEER_PACKAGES[0]})`, seconds, note: "" };
   const why = `${(eei.stderr || eei.stdout || "").trim().split("\n").slice(-1)[0] ?? ""}`.slice(0, 300);
   const script = join(out, "peer.py");
   writeFileSync(script, PYTHON_CLIENT_PEER);
@@ -119,8 +123,8 @@ async function peer(bin: string, server: MlflowServer, experiment: string) {
 }
 
 async function main() {
-  const bin = await ensureMlflow([PEER_PACKAGE]);
-  const [a, b] = await Promise.all([startMlflow(), startMlflow()]);
+  const bin = await ensureMlflow(PEER_PACKAGES);
+  const [a, b] = await Promise.all([startMlflow({ workers: SERVER_WORKERS }), startMlflow({ workers: SERVER_WORKERS })]);
   cleanups.push(() => a.stop(), () => b.stop());
   const m = new Mlflow(a.url);
   let t = performance.now();
@@ -145,7 +149,7 @@ async function main() {
 
   const artifactMiB = exp.job.result.counts.artifact_bytes / MiB;
   const result = {
-    mlflow: MLFLOW_VERSION, runs: RUNS, metric_points_per_run: POINTS, artifact_mib: Math.round(artifactMiB * 10) / 10,
+    mlflow: MLFLOW_VERSION, server_workers: SERVER_WORKERS, runs: RUNS, metric_points_per_run: POINTS, artifact_mib: Math.round(artifactMiB * 10) / 10,
     export: {
       seconds: round(exp.seconds), runs_per_s: round(RUNS / exp.seconds), artifact_mib_per_s: round(artifactMiB / exp.seconds),
       stored_mib: round(exp.job.result.stored_bytes / MiB), runner_peak_rss_mib: round(exp.rss.peak_rss_sampled_bytes / MiB),
@@ -160,7 +164,7 @@ async function main() {
     target_speedup: 2,
   };
   console.log(`
-MLflow ${MLFLOW_VERSION}: ${RUNS} runs x ${POINTS} metric points, ${result.artifact_mib} MiB of artifacts
+MLflow ${MLFLOW_VERSION} (--workers ${SERVER_WORKERS}): ${RUNS} runs x ${POINTS} metric points, ${result.artifact_mib} MiB of artifacts
   our export   ${result.export.seconds} s   ${result.export.runs_per_s} runs/s   ${result.export.artifact_mib_per_s} MiB/s   runner peak RSS ${result.export.runner_peak_rss_mib} MiB
   our restore  ${result.restore.seconds} s   ${result.restore.runs_per_s} runs/s   ${result.restore.artifact_mib_per_s} MiB/s   runner peak RSS ${result.restore.runner_peak_rss_mib} MiB
   peer         ${result.peer.seconds} s   ${result.peer.runs_per_s} runs/s   (${p.tool})${p.note ? `\n               ${p.note}` : ""}

@@ -78,8 +78,8 @@ export interface MlflowServer {
   wipe(): Promise<void>;
 }
 
-/** Starts `mlflow server` (SQLite store, proxied artifacts) on a free loopback port and waits for /health. */
-export async function startMlflow(opts: { port?: number; dir?: string; log?: string } = {}): Promise<MlflowServer> {
+/** Starts `mlflow server` (SQLite store, proxied artifacts; one worker unless asked) on a free loopback port and waits for /health. */
+export async function startMlflow(opts: { port?: number; dir?: string; log?: string; workers?: number } = {}): Promise<MlflowServer> {
   const bin = await ensureMlflow();
   const port = opts.port ?? (await freePort());
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), "astrid-mlflow-"));
@@ -89,7 +89,7 @@ export async function startMlflow(opts: { port?: number; dir?: string; log?: str
     const out = openSync(opts.log ?? join(dir, "server.log"), "a");
     child = spawn(join(bin, "mlflow"), [
       "server", "--backend-store-uri", `sqlite:///${join(dir, "mlflow.db")}`, "--artifacts-destination", join(dir, "artifacts"),
-      "--serve-artifacts", "--host", "127.0.0.1", "--port", String(port), "--workers", "1",
+      "--serve-artifacts", "--host", "127.0.0.1", "--port", String(port), "--workers", String(opts.workers ?? 1),
     ], { stdio: ["ignore", out, out], env: { ...process.env, MLFLOW_SERVER_ENABLE_JOB_EXECUTION: "false" }, detached: true });
     closeSync(out);
     const deadline = Date.now() + 120_000;
