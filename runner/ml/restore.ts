@@ -24,7 +24,7 @@ export const RESTORED_TAG = "astrid.restored_from";
 
 const RUN_CONCURRENCY = Number(process.env.ML_RUN_CONCURRENCY ?? 6);
 /** runs/log-batch limits (MLflow 3): 1000 metrics, 100 params, 100 tags, 1000 items, 1 MB. */
-const BATCH = { metrics: 1000, params: 100, tags: 100, bytes: 900_000 };
+const BATCH = { metrics: 1000, params: 100, tags: 100, items: 1000, bytes: 900_000 };
 
 interface RestoredRun {
   id: string;
@@ -70,9 +70,21 @@ export async function restoreMl(job: MlRestoreDispatch, ctx: JobContext): Promis
   const artifactsOf = new Map<string, MlBlob[]>();
   for (const b of manifest.blobs) if (b.kind === "artifact") artifactsOf.set(b.run_id!, [...(artifactsOf.get(b.run_id!) ?? []), b]);
   const runBlobs = manifest.blobs.filter((b) => b.kind === "run" && result.experiment_id_map[b.experiment_id!] !== undefined);
+  // Runs an earlier restore created, by original id: one paged search per experiment instead of one per run.
+  const earlier = new Map<string, any[]>();
+  for (const id of new Set(Object.values(result.experiment_id_map))) {
+    const filter = `tags.\`${SOURCE_RUN_TAG}\` LIKE '%'`;
+    for await (const page of mlflow.pages<any>("POST", "runs/search", "runs", { experiment_ids: [id], filter, run_view_type: "ACTIVE_ONLY", max_results: 1000 })) {
+      for (const r of page) {
+        const old = (r.data?.tags ?? []).find((t: any) => t.key === SOURCE_RUN_TAG)?.value;
+        if (old) earlier.set(old, [...(earlier.get(old) ?? []), r]);
+      }
+    }
+  }
   const restored = new Map<string, RestoredRun>();
   await pool(runBlobs, RUN_CONCURRENCY, async (blob) => {
-    const run = await restoreRun(mlflow, repo, manifest, blob, artifactsOf.get(blob.run_id!) ?? [], open, job.backup_id, result);
+    const found = earlier.get(blob.run_id!) ?? [];
+    const run = await restoreRun(mlflow, repo, manifest, blob, found, artifactsOf.get(blob.run_id!) ?? [], open, job.backup_id, result);
     restored.set(blob.run_id!, run);
     result.run_id_map[blob.run_id!] = run.id;
     report(`restored ${Object.keys(result.run_id_map).length} of ${runBlobs.length} runs`);
@@ -108,18 +120,15 @@ async function ensureExperiment(mlflow: MlflowClient, e: any): Promise<string> {
 }
 
 async function restoreRun(
-  mlflow: MlflowClient, repo: RepositoryClient, manifest: MlManifest, blob: MlBlob, artifacts: MlBlob[],
+  mlflow: MlflowClient, repo: RepositoryClient, manifest: MlManifest, blob: MlBlob, found: any[], artifacts: MlBlob[],
   open: ReturnType<typeof chunkOpener>, backupId: string, result: MlRestoreResult,
 ): Promise<RestoredRun> {
   const oldId = blob.run_id!;
   const experimentId = result.experiment_id_map[blob.experiment_id!]!;
-  const found = await mlflow.post("runs/search", {
-    experiment_ids: [experimentId], filter: `tags.\`${SOURCE_RUN_TAG}\` = '${oldId}'`, run_view_type: "ACTIVE_ONLY", max_results: 10,
-  });
   let runId: string | undefined;
   let newUri = "";
   let header: any;
-  for (const r of found.runs ?? []) {
+  for (const r of found) {
     const complete = (r.data?.tags ?? []).some((t: any) => t.key === RESTORED_TAG);
     if (complete && !runId) {
       runId = r.info.run_id;
@@ -137,7 +146,7 @@ async function restoreRun(
     return { id: runId, oldUri: header.info.artifact_uri, newUri, parent: parentOf(header) };
   }
 
-  const metrics = new MetricBatcher(mlflow);
+  const batch = new LogBatcher(mlflow);
   for await (const r of blobRecords(repo, manifest, blob, open)) {
     if (r.type === "run") {
       header = r;
@@ -147,16 +156,15 @@ async function restoreRun(
       })).run;
       runId = created.info.run_id as string;
       newUri = created.info.artifact_uri;
-      metrics.runId = runId;
+      batch.runId = runId;
       const tags = r.tags.filter((t: any) => t.key !== "mlflow.parentRunId");
-      for (let i = 0; i < r.params.length; i += BATCH.params) await mlflow.post("runs/log-batch", { run_id: runId, params: r.params.slice(i, i + BATCH.params) });
-      for (let i = 0; i < tags.length; i += BATCH.tags) await mlflow.post("runs/log-batch", { run_id: runId, tags: tags.slice(i, i + BATCH.tags) });
+      batch.keyValues(r.params, tags);
       if (r.dataset_inputs.length) await logInputs(mlflow, runId, r.dataset_inputs);
     } else if (r.type === "metrics") {
-      for (const [step, timestamp, value] of r.points) await metrics.add({ key: r.key, value, timestamp, step });
+      for (const [step, timestamp, value] of r.points) await batch.metric({ key: r.key, value, timestamp, step });
     }
   }
-  await metrics.flush();
+  await batch.flush();
   if (!runId || !header) throw new JobFailure("manifest_invalid", `run blob ${oldId} has no run record`);
 
   for (const a of artifacts) {
@@ -192,29 +200,56 @@ function parentOf(header: any): string | undefined {
   return header?.tags?.find((t: any) => t.key === "mlflow.parentRunId")?.value;
 }
 
-/** Gathers metric points into log-batch calls within MLflow's limits. */
-class MetricBatcher {
+/**
+ * Gathers a run's params, tags and metric points into runs/log-batch calls
+ * within MLflow's limits (per call: 100 params, 100 tags, 1,000 metrics,
+ * 1,000 items in all, 1 MB), so a typical run needs one call.
+ */
+class LogBatcher {
   runId = "";
-  private batch: unknown[] = [];
+  private params: { key: string; value: string }[] = [];
+  private tags: { key: string; value: string }[] = [];
+  private metrics: { key: string; value: unknown; timestamp: number; step: number }[] = [];
   private bytes = 0;
   private readonly mlflow: MlflowClient;
   constructor(mlflow: MlflowClient) {
     this.mlflow = mlflow;
   }
 
-  async add(m: { key: string; value: unknown; timestamp: number; step: number }): Promise<void> {
-    const size = m.key.length + 80;
-    if (this.batch.length >= BATCH.metrics || this.bytes + size > BATCH.bytes) await this.flush();
-    this.batch.push(m);
-    this.bytes += size;
+  keyValues(params: { key: string; value: string }[], tags: { key: string; value: string }[]): void {
+    this.params.push(...params);
+    this.tags.push(...tags);
+    for (const kv of [...params, ...tags]) this.bytes += kv.key.length + kv.value.length + 32;
   }
 
+  async metric(m: { key: string; value: unknown; timestamp: number; step: number }): Promise<void> {
+    this.metrics.push(m);
+    this.bytes += m.key.length + 80;
+    const items = Math.min(this.params.length, BATCH.params) + Math.min(this.tags.length, BATCH.tags) + this.metrics.length;
+    if (this.metrics.length >= BATCH.metrics || items >= BATCH.items || this.bytes >= BATCH.bytes) await this.send();
+  }
+
+  /** Sends everything still gathered. */
   async flush(): Promise<void> {
-    if (this.batch.length === 0) return;
-    const metrics = this.batch;
-    this.batch = [];
-    this.bytes = 0;
-    await this.mlflow.post("runs/log-batch", { run_id: this.runId, metrics });
+    while (this.params.length + this.tags.length + this.metrics.length > 0) await this.send();
+  }
+
+  private async send(): Promise<void> {
+    let bytes = 0;
+    const take = <T extends { key: string }>(list: T[], max: number, size: (x: T) => number) => {
+      let n = 0;
+      while (n < list.length && n < max && bytes + size(list[n]!) <= BATCH.bytes) bytes += size(list[n++]!);
+      return list.splice(0, n);
+    };
+    const kv = (x: { key: string; value: string }) => x.key.length + x.value.length + 32;
+    const params = take(this.params, BATCH.params, kv);
+    const tags = take(this.tags, BATCH.tags, kv);
+    const metrics = take(this.metrics, Math.min(BATCH.metrics, BATCH.items - params.length - tags.length), (m) => m.key.length + 80);
+    this.bytes = Math.max(0, this.bytes - bytes);
+    if (params.length + tags.length + metrics.length === 0) throw new JobFailure("mlflow_request_failed", "a param, tag or metric is larger than one log-batch call allows");
+    await this.mlflow.post("runs/log-batch", {
+      run_id: this.runId, ...(params.length ? { params } : {}), ...(tags.length ? { tags } : {}), ...(metrics.length ? { metrics } : {}),
+    });
   }
 }
 
