@@ -18,7 +18,7 @@ import { ensureMlflow, MLFLOW_VERSION, startMlflow, type MlflowServer } from "..
 import { Mlflow } from "../runner/dev/mlflow-seed.ts";
 import { generateLocalSecrets } from "../runner/dev/secrets.ts";
 import { freePort, startStack, type Stack } from "../runner/dev/stack.ts";
-import { sampleRss } from "./support/proc.ts";
+import { cpuDelta, cpuSnapshot, sampleRss, type CpuByRole } from "./support/proc.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -79,14 +79,21 @@ async function waitJob(stack: Stack, token: string, id: string): Promise<any> {
   }
 }
 
-/** Times our job from submission to completion, sampling the runner's RSS. */
+let runnerPid = 0;
+const roleOf = (p: { pid: number; comm: string }) =>
+  p.pid === runnerPid ? "runner" : /workerd/.test(p.comm) ? "workerd" : /python|mlflow|uvicorn|gunicorn|export-exp/.test(p.comm) ? "mlflow+python" : "other";
+const cpu = () => cpuSnapshot(roleOf, new Set(["mlflow+python", "workerd"]));
+
+/** Times our job from submission to completion, sampling the runner's RSS and CPU by process role. */
 async function timed(stack: Stack, token: string, method: string, path: string, body: unknown) {
-  const rss = sampleRss(stack.runnerPid()!, 25);
+  runnerPid = stack.runnerPid()!;
+  const rss = sampleRss(runnerPid, 25);
+  const before = cpu();
   const start = performance.now();
   const { job_id } = await api(stack, token, method, path, body);
   const job = await waitJob(stack, token, job_id);
   const seconds = (performance.now() - start) / 1000;
-  return { job, seconds, rss: rss.stop() };
+  return { job, seconds, rss: rss.stop(), cpu: cpuDelta(before, cpu()) };
 }
 
 const PYTHON_CLIENT_PEER = `
@@ -104,22 +111,32 @@ for r in runs:
 print(len(runs))
 `;
 
-async function peer(bin: string, server: MlflowServer, experiment: string) {
+interface PeerResult {
+  tool: string;
+  seconds?: number;
+  cpu?: CpuByRole;
+  error?: string;
+}
+
+/** The peers, on the same server and experiment: export-experiment, and the plain MLflow Python client. */
+async function peers(bin: string, server: MlflowServer, experiment: string): Promise<PeerResult[]> {
   const out = mkdtempSync(join(tmpdir(), "astrid-bench-peer-"));
   cleanups.push(() => rmSync(out, { recursive: true, force: true }));
   const env = { ...process.env, MLFLOW_TRACKING_URI: server.url };
-  let start = performance.now();
-  const eei = spawnSync(join(bin, "export-experiment"), ["--experiment", experiment, "--output-dir", join(out, "eei")], { env, encoding: "utf8", maxBuffer: 64 * MiB });
-  let seconds = (performance.now() - start) / 1000;
-  if (eei.status === 0) return { tool: `mlflow-export-import export-experiment (${PEER_PACKAGES[0]})`, seconds, note: "" };
-  const why = `${(eei.stderr || eei.stdout || "").trim().split("\n").slice(-1)[0] ?? ""}`.slice(0, 300);
+  const run = (tool: string, cmd: string, argv: string[]): PeerResult => {
+    const before = cpu();
+    const start = performance.now();
+    const r = spawnSync(cmd, argv, { env, encoding: "utf8", maxBuffer: 64 * MiB });
+    const seconds = (performance.now() - start) / 1000;
+    if (r.status === 0) return { tool, seconds, cpu: cpuDelta(before, cpu()) };
+    return { tool, error: `${(r.stderr || r.stdout || "").trim().split("\n").slice(-1)[0] ?? ""}`.slice(0, 300) };
+  };
   const script = join(out, "peer.py");
   writeFileSync(script, PYTHON_CLIENT_PEER);
-  start = performance.now();
-  const py = spawnSync(join(bin, "python"), [script, experiment, join(out, "client")], { env, encoding: "utf8", maxBuffer: 64 * MiB });
-  seconds = (performance.now() - start) / 1000;
-  if (py.status !== 0) throw new Error(`the Python client peer failed too: ${py.stderr.slice(-500)}`);
-  return { tool: `MLflow ${MLFLOW_VERSION} Python client (search_runs, get_metric_history, download_artifacts)`, seconds, note: `export-experiment failed: ${why}` };
+  return [
+    run(`mlflow-export-import export-experiment (${PEER_PACKAGES[0]})`, join(bin, "export-experiment"), ["--experiment", experiment, "--output-dir", join(out, "eei")]),
+    run(`MLflow ${MLFLOW_VERSION} Python client (search_runs, get_metric_history, download_artifacts), one run at a time`, join(bin, "python"), [script, experiment, join(out, "client")]),
+  ];
 }
 
 async function main() {
@@ -145,30 +162,31 @@ async function main() {
   const res = await timed(stack, token, "POST", `/backup/ml/${exp.job.backup_id}/restore`, { target: "b" });
   const restoredRuns = Object.keys(res.job.result.run_id_map).length;
   if (restoredRuns !== RUNS) throw new Error(`restored ${restoredRuns} runs, expected ${RUNS}`);
-  const p = await peer(bin, a, experiment);
+  const others = await peers(bin, a, experiment);
 
   const artifactMiB = exp.job.result.counts.artifact_bytes / MiB;
   const result = {
     mlflow: MLFLOW_VERSION, server_workers: SERVER_WORKERS, runs: RUNS, metric_points_per_run: POINTS, artifact_mib: Math.round(artifactMiB * 10) / 10,
     export: {
       seconds: round(exp.seconds), runs_per_s: round(RUNS / exp.seconds), artifact_mib_per_s: round(artifactMiB / exp.seconds),
-      stored_mib: round(exp.job.result.stored_bytes / MiB), runner_peak_rss_mib: round(exp.rss.peak_rss_sampled_bytes / MiB),
+      stored_mib: round(exp.job.result.stored_bytes / MiB), runner_peak_rss_mib: round(exp.rss.peak_rss_sampled_bytes / MiB), cpu_s: exp.cpu,
     },
     restore: {
       seconds: round(res.seconds), runs_per_s: round(RUNS / res.seconds), artifact_mib_per_s: round(artifactMiB / res.seconds),
-      runner_peak_rss_mib: round(res.rss.peak_rss_sampled_bytes / MiB),
+      runner_peak_rss_mib: round(res.rss.peak_rss_sampled_bytes / MiB), cpu_s: res.cpu,
     },
     runner_vm_hwm_mib: round((res.rss.vm_hwm_bytes ?? 0) / MiB),
-    peer: { tool: p.tool, seconds: round(p.seconds), runs_per_s: round(RUNS / p.seconds), ...(p.note ? { note: p.note } : {}) },
-    export_speedup_vs_peer: round(p.seconds / exp.seconds),
+    peers: others.map((p) => ({ ...p, ...(p.seconds ? { seconds: round(p.seconds), runs_per_s: round(RUNS / p.seconds), our_export_speedup: round(p.seconds / exp.seconds) } : {}) })),
     target_speedup: 2,
   };
+  const line = (label: string, r: { seconds: number; runs_per_s: number; artifact_mib_per_s: number; runner_peak_rss_mib: number; cpu_s: CpuByRole }) =>
+    `  ${label}  ${r.seconds} s   ${r.runs_per_s} runs/s   ${r.artifact_mib_per_s} MiB/s   runner peak RSS ${r.runner_peak_rss_mib} MiB   CPU s ${JSON.stringify(r.cpu_s)}`;
   console.log(`
 MLflow ${MLFLOW_VERSION} (--workers ${SERVER_WORKERS}): ${RUNS} runs x ${POINTS} metric points, ${result.artifact_mib} MiB of artifacts
-  our export   ${result.export.seconds} s   ${result.export.runs_per_s} runs/s   ${result.export.artifact_mib_per_s} MiB/s   runner peak RSS ${result.export.runner_peak_rss_mib} MiB
-  our restore  ${result.restore.seconds} s   ${result.restore.runs_per_s} runs/s   ${result.restore.artifact_mib_per_s} MiB/s   runner peak RSS ${result.restore.runner_peak_rss_mib} MiB
-  peer         ${result.peer.seconds} s   ${result.peer.runs_per_s} runs/s   (${p.tool})${p.note ? `\n               ${p.note}` : ""}
-  export speed-up vs peer: ${result.export_speedup_vs_peer}x (target >= 2x)`);
+${line("our export ", result.export)}
+${line("our restore", result.restore)}
+${result.peers.map((p) => (p.error ? `  peer: ${p.tool}: FAILED: ${p.error}` : `  peer: ${p.tool}\n               ${p.seconds} s   ${p.runs_per_s} runs/s   our export is ${p.our_export_speedup}x faster   CPU s ${JSON.stringify(p.cpu)}`)).join("\n")}
+  target: our export >= 2x faster than the peer`);
   console.log(JSON.stringify(result));
 }
 
