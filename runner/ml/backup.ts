@@ -120,7 +120,7 @@ async function exportRun(mlflow: MlflowClient, store: BlobWriter, run: any, coun
     }
   }
   await blob.close();
-  for await (const file of walkArtifacts(mlflow, id)) {
+  for await (const file of walkArtifacts(mlflow, info.artifact_uri)) {
     const what = `artifact ${file.path} of run ${id}`;
     let bytes = 0;
     const source = await mlflow.download(`${info.artifact_uri}/${file.path}`, what);
@@ -140,18 +140,12 @@ function numberOf(v: unknown): number | string {
   return typeof v === "number" ? v : String(v);
 }
 
-/** Every artifact file of a run, one directory listing per call, depth first. */
-async function* walkArtifacts(mlflow: MlflowClient, runId: string, path = ""): AsyncGenerator<{ path: string; file_size?: number }> {
-  let listing: any;
-  try {
-    listing = await mlflow.get("artifacts/list", { run_id: runId, ...(path ? { path } : {}) });
-  } catch (e) {
-    if ((e as JobFailure).code === "mlflow_not_found" && path) throw new JobFailure("artifact_missing", `artifact directory ${path} of run ${runId} disappeared during the export`);
-    throw e;
-  }
-  const files = [...(listing.files ?? [])].sort((a: any, b: any) => String(a.path).localeCompare(b.path));
+/** Every artifact file of a run (paths relative to its artifact root), one directory listing per call, depth first. */
+async function* walkArtifacts(mlflow: MlflowClient, root: string, dir = ""): AsyncGenerator<{ path: string; file_size?: number }> {
+  const files = (await mlflow.listArtifacts(dir ? `${root}/${dir}` : root)).sort((a, b) => a.path.localeCompare(b.path));
   for (const f of files) {
-    if (f.is_dir) yield* walkArtifacts(mlflow, runId, f.path);
-    else yield { path: f.path, file_size: f.file_size === undefined ? undefined : Number(f.file_size) };
+    const path = dir ? `${dir}/${f.path.split("/").pop()}` : f.path;
+    if (f.is_dir) yield* walkArtifacts(mlflow, root, path);
+    else yield { path, ...(f.file_size === undefined ? {} : { file_size: f.file_size }) };
   }
 }

@@ -60,11 +60,30 @@ export class MlflowClient {
     throw this.failure(res.status, text, endpoint);
   }
 
-  /** The artifact proxy URL of a path under an `mlflow-artifacts:` URI. */
-  artifactUrl(uri: string): string {
+  /** The path of an `mlflow-artifacts:` URI on the artifact proxy. */
+  private artifactPath(uri: string): string {
     const m = /^mlflow-artifacts:(?:\/\/[^/]*)?\/(.*)$/.exec(uri);
     if (!m) throw new JobFailure("artifacts_not_proxied", `artifact location ${uri} is not served by the MLflow server (start it with --serve-artifacts)`);
-    return `${this.base}/api/2.0/mlflow-artifacts/artifacts/${m[1]!.split("/").map(encodeURIComponent).join("/")}`;
+    return m[1]!;
+  }
+
+  /** The artifact proxy URL of a path under an `mlflow-artifacts:` URI. */
+  artifactUrl(uri: string): string {
+    return `${this.base}/api/2.0/mlflow-artifacts/artifacts/${this.artifactPath(uri).split("/").map(encodeURIComponent).join("/")}`;
+  }
+
+  /**
+   * One directory level under an `mlflow-artifacts:` URI, through the
+   * artifact proxy's own listing (half the server time of artifacts/list,
+   * which looks the run up on every call). Paths come back relative to `uri`.
+   */
+  async listArtifacts(uri: string): Promise<{ path: string; is_dir: boolean; file_size?: number }[]> {
+    const url = `${this.base}/api/2.0/mlflow-artifacts/artifacts?${new URLSearchParams({ path: this.artifactPath(uri) })}`;
+    const res = await this.send(url, { method: "GET", headers: this.auth() }, "artifact listing");
+    const text = await res.text();
+    if (!res.ok) throw this.failure(res.status, text, "artifact listing");
+    const files = (text ? JSON.parse(text).files : undefined) ?? [];
+    return files.map((f: any) => ({ path: String(f.path), is_dir: !!f.is_dir, ...(f.file_size === undefined ? {} : { file_size: Number(f.file_size) }) }));
   }
 
   /** A streamed artifact download; a 404 means the artifact is gone. */
