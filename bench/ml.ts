@@ -5,7 +5,7 @@
 // MLflow), or, if it cannot run, the MLflow Python client downloading the
 // same runs, histories and artifacts.
 //
-//   npm run bench:ml [-- --runs 200 --points 1000 --artifact-mb 100]
+//   npm run bench:ml [-- --runs 200 --points 1000 --artifact-mb 100 --server-workers 4 --run-concurrency 6]
 //
 // Prints a table and, as the last line, the whole result as one JSON object.
 import { spawnSync } from "node:child_process";
@@ -27,6 +27,8 @@ const { values: args } = parseArgs({
     "artifact-mb": { type: "string", default: "100" },
     /** mlflow server --workers: 4 is MLflow's own default; the tests use 1. */
     "server-workers": { type: "string", default: "4" },
+    /** The runner's ML_RUN_CONCURRENCY (runs exported or restored at once; default 6). */
+    "run-concurrency": { type: "string" },
   },
 });
 const RUNS = Number(args.runs);
@@ -154,6 +156,7 @@ async function main() {
   const stack = await startStack({
     dir, workerPort: await freePort(), runnerPort: await freePort(),
     vars: { ...secrets, ML_SERVERS: "a,b", MLFLOW_TRACKING_URI_A: a.url, MLFLOW_TRACKING_URI_B: b.url, DATABASE_VERIFY_AFTER_BACKUP: "off" },
+    ...(args["run-concurrency"] ? { runnerEnv: { ML_RUN_CONCURRENCY: args["run-concurrency"] } } : {}),
   });
   cleanups.push(() => stack.stop());
   const token = secrets.ADMIN_TOKEN;
