@@ -5,6 +5,10 @@ import { backupDatabase } from "./database/backup.ts";
 import { restoreDatabase } from "./database/restore.ts";
 import { verifyBackup } from "./database/verify.ts";
 import { collectGarbage } from "./repository/gc.ts";
+import { backupMlflow } from "./ml/backup.ts";
+import { restoreMl } from "./ml/restore.ts";
+import { verifyMl } from "./ml/verify.ts";
+import { backupTrainingData } from "./ml/training-data.ts";
 import { JobFailure, scrub } from "./failure.ts";
 import type { JobContext } from "./job-context.ts";
 import { RepositoryClient, RepositoryError } from "./repository/client.ts";
@@ -65,12 +69,16 @@ function execute(job: RunnerDispatch, ctx: JobContext): Promise<JobResult> {
     case "database.verify": return verifyBackup(job, ctx);
     case "database.restore": return restoreDatabase(job, ctx);
     case "repository.gc": return collectGarbage(job, ctx);
+    case "ml.backup": return backupMlflow(job, ctx);
+    case "ml.restore": return restoreMl(job, ctx);
+    case "ml.verify": return verifyMl(job, ctx);
+    case "training_data.backup": return backupTrainingData(job, ctx);
   }
 }
 
 /** A verify that found damage is a failed job that still carries its findings. */
 function judge(result: JobResult): JobCompletion {
-  if (result.kind === "database.verify" && !result.ok) {
+  if ((result.kind === "database.verify" || result.kind === "ml.verify") && !result.ok) {
     const first = result.problems[0] ?? "unknown problem";
     const more = result.problems.length > 1 ? ` (and ${result.problems.length - 1} more)` : "";
     return { status: "failed", error: { code: "integrity_error", message: `${first}${more}` }, result };

@@ -9,6 +9,7 @@ import { databaseRoutes } from "./database/routes.ts";
 import { statusRoutes } from "./database/status.ts";
 import { ApiError } from "./errors.ts";
 import { jobRoutes } from "./jobs/routes.ts";
+import { mlRoutes } from "./ml/routes.ts";
 import { gcRoutes } from "./repository/gc-routes.ts";
 import { repositoryRoutes } from "./repository/routes.ts";
 import { storageRoutes } from "./storage/routes.ts";
@@ -36,6 +37,7 @@ app.get("/health", async (c) => {
 app.use("*", context);
 app.route("/", statusRoutes);
 app.route("/", databaseRoutes);
+app.route("/", mlRoutes);
 app.route("/", jobRoutes);
 app.route("/", gcRoutes);
 app.route("/", catalogRoutes);

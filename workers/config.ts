@@ -3,7 +3,7 @@
 // A bad value throws ConfigError naming the variable, so a typo fails the first
 // request or cron after deploy (and `npm run check-config`), not the 2 AM backup.
 import { z } from "zod";
-import { DatabaseName, type BackupType } from "./shared/protocol.ts";
+import { DatabaseName, MlName, TrainingDataset, type BackupType } from "./shared/protocol.ts";
 import { BucketName } from "./shared/format.ts";
 
 const CRON_FIELD = /^(\*|\d+(-\d+)?)(\/\d+)?(,(\*|\d+(-\d+)?)(\/\d+)?)*$/;
@@ -44,7 +44,7 @@ export const BackupConfig = z.object({
   default_database: DatabaseName,
   /** age recipients (public keys) new backups are encrypted to. */
   encryption_recipients: z.array(z.string().regex(AGE_X25519_RECIPIENT, "not an age X25519 recipient (age1…, 62 characters)")).min(1),
-  // storage, ml (their jobs arrive with later issues; the settings are read now)
+  // storage (its jobs arrive with a later issue; the settings are read now), ml
   storage_backup_enabled: z.boolean(),
   storage_backup_schedule: Cron,
   storage_versioning_enabled: z.boolean(),
@@ -73,6 +73,11 @@ export const BackupConfig = z.object({
   ml_backup_schedule: Cron,
   ml_artifact_retention_days: Days,
   ml_model_versioning: z.boolean(),
+  /** Configured MLflow tracking servers: name -> names of the secrets holding its URI and (optional) token. */
+  ml_servers: z.record(MlName, z.object({ uri_secret: z.string(), token_secret: z.string() })),
+  default_ml_server: MlName,
+  /** Training datasets (ML_DATASETS, JSON): id -> tables/queries of a configured database and/or R2 prefixes. */
+  ml_datasets: z.record(MlName, TrainingDataset),
   // disaster recovery
   dr_testing_enabled: z.boolean(),
   dr_test_schedule: Cron,
@@ -199,11 +204,21 @@ export function loadConfig(env: ConfigEnv): BackupConfig {
   raw.database_encryption_enabled = env.DATABASE_ENCRYPTION_ENABLED === "false" ? false : true;
   raw.encryption_recipients = String(env.BACKUP_ENCRYPTION_KEY ?? "").split(",").map((s) => s.trim()).filter(Boolean);
   Object.assign(raw, storageSettings(env));
+  const servers = String(env.ML_SERVERS ?? "mlflow").split(",").map((s) => s.trim()).filter(Boolean);
+  raw.ml_servers = Object.fromEntries(servers.map((n) => [n, { uri_secret: mlflowSecretName(n, "URI"), token_secret: mlflowSecretName(n, "TOKEN") }]));
+  raw.default_ml_server = servers[0];
+  raw.ml_datasets = parseDatasets(env.ML_DATASETS);
   const result = BackupConfig.safeParse(raw);
   if (!result.success) {
     const issue = result.error.issues[0]!;
+    if (issue.path[0] === "ml_datasets") throw new ConfigError(`ML_DATASETS, config ${issue.path.join(".")}: ${issue.message}`);
     const where = `config ${issue.path.join(".") || "(root)"}`;
     throw new ConfigError(`${variableFor(env, String(issue.path[0] ?? ""))}${where}: ${issue.message}`);
+  }
+  for (const [id, d] of Object.entries(result.data.ml_datasets)) {
+    if (d.database && !(d.database in result.data.databases)) {
+      throw new ConfigError(`ML_DATASETS, config ml_datasets.${id}.database: "${d.database}" is not a configured database (BACKUP_DATABASES)`);
+    }
   }
   return result.data;
 }
@@ -218,6 +233,8 @@ const DERIVED: Record<string, string> = {
   storage_backup_sources: "STORAGE_BACKUP_SOURCES",
   storage_replication: "STORAGE_REPLICATION",
   storage_versioned_buckets: "STORAGE_VERSIONED_BUCKETS",
+  ml_servers: "ML_SERVERS",
+  default_ml_server: "ML_SERVERS",
 };
 
 /** "a=b,c=d" -> {a: "b", c: "d"}; an item without "=" throws ConfigError naming the variable. */
@@ -256,6 +273,32 @@ function storageSettings(env: ConfigEnv) {
   return { storage_buckets, storage_replication, storage_backup_sources: sources, storage_versioned_buckets };
 }
 
+function parseDatasets(text: unknown): unknown {
+  if (typeof text !== "string" || text.trim() === "") return {};
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new ConfigError("ML_DATASETS: not JSON (an object of dataset id -> {database, tables, queries, r2_prefixes})");
+  }
+}
+
+export function mlflowSecretName(server: string, what: "URI" | "TOKEN"): string {
+  return `MLFLOW_TRACKING_${what}_${server.toUpperCase()}`;
+}
+
+/** A configured MLflow server's URI and token, from its secrets (or MLFLOW_TRACKING_URI/_TOKEN for the default server). */
+export function mlflowAccess(config: BackupConfig, env: ConfigEnv, name: string): { tracking_uri: string; token?: string } | undefined {
+  const server = config.ml_servers[name];
+  if (!server) return undefined;
+  const pick = (secret: string, fallback: string) => {
+    const value = env[secret] ?? (name === config.default_ml_server ? env[fallback] : undefined);
+    return typeof value === "string" && value !== "" ? value : undefined;
+  };
+  const uri = pick(server.uri_secret, "MLFLOW_TRACKING_URI");
+  const token = pick(server.token_secret, "MLFLOW_TRACKING_TOKEN");
+  return uri ? { tracking_uri: uri, ...(token ? { token } : {}) } : undefined;
+}
+
 /** "VARIABLE=value, " for the variable that set a failing field, so the error names what to fix. */
 function variableFor(env: ConfigEnv, field: string): string {
   const override = Object.entries(OVERRIDES).find(([v, [f]]) => f === field && typeof env[v] === "string" && env[v] !== "");
@@ -282,7 +325,8 @@ export type ScheduledWork =
   | { kind: "storage.snapshot" }
   | { kind: "storage.reconcile" }
   | { kind: "storage.gc" }
-  | { kind: "storage.offsite" };
+  | { kind: "storage.offsite" }
+  | { kind: "ml.backup" };
 
 export function workForCron(config: BackupConfig, cron: string): ScheduledWork[] {
   if (!config.backup_enabled) return [];
@@ -295,6 +339,7 @@ export function workForCron(config: BackupConfig, cron: string): ScheduledWork[]
     ];
     for (const [schedule, type] of byType) if (schedule === cron) work.push({ kind: "database.backup", type });
   }
+  if (config.ml_backup_enabled && config.ml_backup_schedule === cron) work.push({ kind: "ml.backup" });
   if (config.repository_gc_schedule === cron) work.push({ kind: "repository.gc" }, { kind: "storage.gc" });
   if (config.storage_backup_enabled && config.storage_backup_schedule === cron) work.push({ kind: "storage.snapshot" });
   if (config.storage_reconcile_schedule === cron) work.push({ kind: "storage.reconcile" });
@@ -305,7 +350,7 @@ export function workForCron(config: BackupConfig, cron: string): ScheduledWork[]
 /** Every schedule the config uses: wrangler.toml must list each as a cron trigger. */
 export function configuredSchedules(config: BackupConfig): string[] {
   return [
-    config.database_backup_schedule, config.database_incremental_schedule, config.database_archive_schedule, config.repository_gc_schedule,
-    config.storage_backup_schedule, config.storage_reconcile_schedule, config.offsite_schedule,
+    config.database_backup_schedule, config.database_incremental_schedule, config.database_archive_schedule, config.ml_backup_schedule,
+    config.repository_gc_schedule, config.storage_backup_schedule, config.storage_reconcile_schedule, config.offsite_schedule,
   ];
 }

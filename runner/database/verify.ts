@@ -36,7 +36,7 @@ export async function verifyBackup(job: VerifyDispatch, ctx: JobContext): Promis
 }
 
 /** Checks every chunk, not just up to the first bad one, so the report names all the damage. */
-async function checkStoredChunks(repo: RepositoryClient, manifest: DatabaseManifest, ctx: JobContext): Promise<string[]> {
+export async function checkStoredChunks(repo: RepositoryClient, manifest: Pick<DatabaseManifest, "pack_prefix" | "chunks">, ctx: JobContext): Promise<string[]> {
   const all = spans(manifest.chunks);
   const problems: string[] = [];
   let next = 0;

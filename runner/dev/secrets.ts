@@ -33,7 +33,10 @@ export async function generateLocalSecrets(): Promise<LocalSecrets> {
 
 /** .dev.vars / .env syntax: KEY="value" lines. */
 export function formatVars(vars: Record<string, string>): string {
-  return Object.entries(vars).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join("\n") + "\n";
+  // dotenv (wrangler's --env-file) keeps backslashes inside double quotes, so a
+  // value with double quotes in it (JSON, e.g. ML_DATASETS) goes in single quotes, which it takes literally.
+  const quote = (v: string) => (v.includes('"') && !v.includes("'") && !v.includes("\n") ? `'${v}'` : JSON.stringify(v));
+  return Object.entries(vars).map(([k, v]) => `${k}=${quote(v)}`).join("\n") + "\n";
 }
 
 export function parseVars(text: string): Record<string, string> {
@@ -42,7 +45,7 @@ export function parseVars(text: string): Record<string, string> {
     const match = /^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)\s*$/.exec(line);
     if (!match) continue;
     const raw = match[2]!;
-    vars[match[1]!] = raw.startsWith('"') ? (JSON.parse(raw) as string) : raw;
+    vars[match[1]!] = raw.startsWith('"') ? (JSON.parse(raw) as string) : raw.startsWith("'") && raw.endsWith("'") ? raw.slice(1, -1) : raw;
   }
   return vars;
 }

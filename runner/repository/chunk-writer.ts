@@ -48,8 +48,12 @@ export class ChunkWriter {
     for (const r of refs) if (!this.seen.has(r.id)) this.seen.set(r.id, Promise.resolve(r));
   }
 
-  /** Seals and places a chunk; waits while uploads are at their bound, and throws the first failure. */
-  async add(plaintext: Buffer): Promise<void> {
+  /**
+   * Seals and places a chunk; waits while uploads are at their bound, and
+   * throws the first failure. Returns the chunk's index in finish()'s list
+   * (fixed at the call, so concurrent producers can each keep their own).
+   */
+  async add(plaintext: Buffer): Promise<number> {
     const id = chunkId(this.idKey, plaintext);
     let ref = this.seen.get(id);
     if (!ref) {
@@ -58,9 +62,10 @@ export class ChunkWriter {
       this.seen.set(id, ref);
     }
     ref.catch(() => {}); // observed by finish()
-    this.refs.push(ref);
+    const index = this.refs.push(ref) - 1;
     while (this.uploading.size >= UPLOAD_CONCURRENCY) await Promise.race(this.uploading);
     if (this.failure) throw this.failure;
+    return index;
   }
 
   /** All chunk references in stream order, once the last pack is uploaded. */

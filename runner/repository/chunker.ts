@@ -97,22 +97,41 @@ export class Chunker {
 
 /** Cuts a byte stream into content-defined chunks. Holds at most one chunk (max_size) at a time. */
 export async function* chunkStream(source: AsyncIterable<Uint8Array>, params: ChunkerParams = CHUNKER): AsyncGenerator<Buffer> {
-  const chunker = new Chunker(params);
-  let pending: Buffer[] = [];
-  for await (const input of source) {
+  const splitter = new StreamSplitter(params);
+  for await (const input of source) yield* splitter.push(input);
+  yield* splitter.end();
+}
+
+/** chunkStream's push form, for producers that write rather than yield (e.g. NDJSON records). */
+export class StreamSplitter {
+  private readonly chunker: Chunker;
+  private pending: Buffer[] = [];
+  constructor(params: ChunkerParams = CHUNKER) {
+    this.chunker = new Chunker(params);
+  }
+
+  /** The chunks completed by this input, in order. */
+  push(input: Uint8Array): Buffer[] {
     const data = Buffer.isBuffer(input) ? input : Buffer.from(input.buffer, input.byteOffset, input.byteLength);
+    const out: Buffer[] = [];
     let start = 0;
     for (;;) {
-      const cut = chunker.scan(data, start);
+      const cut = this.chunker.scan(data, start);
       if (cut < 0) {
-        if (start < data.length) pending.push(data.subarray(start));
-        break;
+        if (start < data.length) this.pending.push(data.subarray(start));
+        return out;
       }
-      pending.push(data.subarray(start, cut));
-      yield Buffer.concat(pending);
-      pending = [];
+      this.pending.push(data.subarray(start, cut));
+      out.push(Buffer.concat(this.pending));
+      this.pending = [];
       start = cut;
     }
   }
-  if (pending.length > 0) yield Buffer.concat(pending);
+
+  /** The last, partial chunk, if any. */
+  end(): Buffer[] {
+    const rest = this.pending.length > 0 ? [Buffer.concat(this.pending)] : [];
+    this.pending = [];
+    return rest;
+  }
 }

@@ -69,6 +69,9 @@ describe("loadConfig defaults", () => {
       default_database: "astrid",
       encryption_recipients: [RECIPIENT],
       storage_buckets: {}, storage_replication: {}, storage_backup_sources: [], storage_versioned_buckets: [],
+      ml_servers: { mlflow: { uri_secret: "MLFLOW_TRACKING_URI_MLFLOW", token_secret: "MLFLOW_TRACKING_TOKEN_MLFLOW" } },
+      default_ml_server: "mlflow",
+      ml_datasets: {},
     });
     // The ticket's own numbers, spelled out so a change to DEFAULTS is noticed here.
     expect(config).toMatchObject({
@@ -255,7 +258,7 @@ describe("schedules", () => {
     expect(crons).toContain("*/10 * * * *"); // the parser found the real list, sweep included
     for (const config of [loadConfig(minimal()), loadConfig(env)]) {
       const schedules = configuredSchedules(config);
-      expect(schedules).toHaveLength(7);
+      expect(schedules).toHaveLength(8);
       expect(schedules.filter((s) => !crons.includes(s))).toEqual([]);
     }
   });

@@ -147,9 +147,11 @@ describe("catalog rebuild", () => {
     expect(page1.body.next_cursor).toBeTruthy();
     const page2 = await api("POST", "/catalog/rebuild", { token: ADMIN, body: { cursor: page1.body.next_cursor } });
     expect(page2.body.scanned).toBe(1);
-    expect(page2.body.next_cursor).toBe("s:"); // on to the storage snapshot manifests
+    expect(page2.body.next_cursor).toBe("m:"); // on to the ML manifests, then the storage snapshot manifests
     const page3 = await api("POST", "/catalog/rebuild", { token: ADMIN, body: { cursor: page2.body.next_cursor } });
-    expect(page3.body.scanned).toBe(0);
-    expect(page3.body.next_cursor).toBeUndefined();
+    expect(page3.body).toMatchObject({ scanned: 0, next_cursor: "s:" });
+    const page4 = await api("POST", "/catalog/rebuild", { token: ADMIN, body: { cursor: page3.body.next_cursor } });
+    expect(page4.body.scanned).toBe(0);
+    expect(page4.body.next_cursor).toBeUndefined();
   });
 });

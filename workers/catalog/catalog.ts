@@ -1,7 +1,7 @@
 // Catalog access: the only module that writes SQL against D1.
 import { and, desc, eq, isNotNull, lt, ne, or, sql } from "drizzle-orm";
 import { drizzle, type DrizzleD1Database } from "drizzle-orm/d1";
-import type { BackupResult, JobError, JobKind, JobProgress } from "../shared/protocol.ts";
+import type { BackupResult, JobError, JobKind, JobProgress, MlBackupResult } from "../shared/protocol.ts";
 import { STEP_LEASE_SECONDS } from "../jobs/step.ts";
 import { auditLog, backups, jobs, type BackupRow, type JobRow } from "./schema.ts";
 
@@ -33,14 +33,14 @@ export function openCatalog(d1: D1Database) {
     failJob: (id: string, error: JobError, now: Date, result?: unknown) => settleJob(db, id, now, { status: "failed", error, result }),
     expireStaleJobs: (now: Date, leaseSeconds: number) => expireStaleJobs(db, now, leaseSeconds),
     resumeLostSteps: (now: Date) => resumeLostSteps(db, now),
-    recordBackup: (jobId: string, params: { database: string; type: BackupRow["type"] }, result: BackupResult, now: Date) =>
+    recordBackup: (jobId: string, params: { database: string; type: BackupRow["type"]; domain?: BackupRow["domain"] }, result: BackupResult | MlBackupResult, now: Date) =>
       recordBackup(d1, jobId, params, result, now),
     getBackup: (id: string) => db.select().from(backups).where(eq(backups.id, id)).get(),
     /** The newest good backup of a database; optionally only verified ones, or only ones restored at least once. */
     latestBackup: (database: string, only: { verified?: boolean; restored?: boolean }) =>
       db.select().from(backups)
         .where(and(
-          eq(backups.database, database), eq(backups.status, "completed"),
+          eq(backups.domain, "database"), eq(backups.database, database), eq(backups.status, "completed"),
           only.verified ? eq(backups.verify_status, "passed") : undefined,
           only.restored ? isNotNull(backups.last_restore_ms) : undefined,
         ))
@@ -48,7 +48,12 @@ export function openCatalog(d1: D1Database) {
     /** The newest good backup of a database whose chunks live in the shared store (archives have their own). */
     latestSharedBackup: (database: string) =>
       db.select().from(backups)
-        .where(and(eq(backups.database, database), eq(backups.status, "completed"), ne(backups.type, "archive")))
+        .where(and(eq(backups.domain, "database"), eq(backups.database, database), eq(backups.status, "completed"), ne(backups.type, "archive")))
+        .orderBy(desc(backups.created_at)).limit(1).get(),
+    /** The newest good ML backup of a server (or dataset snapshot): the next one's parent, for deduplication. */
+    latestDomainBackup: (domain: BackupRow["domain"], source: string) =>
+      db.select().from(backups)
+        .where(and(eq(backups.domain, domain), eq(backups.database, source), eq(backups.status, "completed")))
         .orderBy(desc(backups.created_at)).limit(1).get(),
     listBackups: (filter: BackupFilter) => listBackups(db, filter),
     deleteBackup: (id: string) => db.delete(backups).where(eq(backups.id, id)).run(),
@@ -96,6 +101,7 @@ export interface Verification {
 }
 
 export interface BackupFilter {
+  domain?: BackupRow["domain"];
   database?: string;
   type?: string;
   status?: string;
@@ -191,18 +197,20 @@ async function expireStaleJobs(db: Db, now: Date, leaseSeconds: number): Promise
  * only if this job is (now) succeeded, so a late report from a runner whose job
  * was already declared lost lists nothing, and a repeated report adds nothing.
  */
-async function recordBackup(d1: D1Database, jobId: string, p: { database: string; type: BackupRow["type"] }, r: BackupResult, now: Date) {
+async function recordBackup(
+  d1: D1Database, jobId: string, p: { database: string; type: BackupRow["type"]; domain?: BackupRow["domain"] }, r: BackupResult | MlBackupResult, now: Date,
+) {
   const [settled] = await d1.batch([
     d1.prepare("UPDATE jobs SET status = 'succeeded', finished_at = ?, result = ?, backup_id = ? WHERE id = ? AND status = 'running'")
       .bind(now.toISOString(), JSON.stringify(r), r.backup_id, jobId),
     d1.prepare(
       `INSERT INTO backups (id, domain, database, type, status, manifest_key, logical_bytes, stored_bytes, new_stored_bytes,
          chunk_count, sha256, job_id, created_at, finished_at, duration_ms)
-       SELECT ?, 'database', ?, ?, 'completed', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
+       SELECT ?, ?, ?, ?, 'completed', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
        WHERE EXISTS (SELECT 1 FROM jobs WHERE id = ? AND status = 'succeeded' AND backup_id = ?)
        ON CONFLICT (id) DO NOTHING`,
     ).bind(
-      r.backup_id, p.database, p.type, r.manifest_key, r.logical_bytes, r.stored_bytes, r.new_stored_bytes,
+      r.backup_id, p.domain ?? "database", p.database, p.type, r.manifest_key, r.logical_bytes, r.stored_bytes, r.new_stored_bytes,
       r.chunk_count, r.sha256, jobId, r.started_at, r.finished_at, Math.round(r.duration_ms), jobId, r.backup_id,
     ),
   ]);
@@ -211,6 +219,7 @@ async function recordBackup(d1: D1Database, jobId: string, p: { database: string
 
 async function listBackups(db: Db, f: BackupFilter): Promise<BackupRow[]> {
   const conditions = [
+    f.domain ? eq(backups.domain, f.domain) : undefined,
     f.database ? eq(backups.database, f.database) : undefined,
     f.type ? eq(backups.type, f.type as BackupRow["type"]) : undefined,
     f.status ? eq(backups.status, f.status as BackupRow["status"]) : undefined,

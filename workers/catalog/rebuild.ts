@@ -1,17 +1,21 @@
-// POST /catalog/rebuild: if D1 is lost or wiped, the backup rows and storage
-// snapshot rows come back from the manifests in R2 (the source of truth). A page of manifests per
-// call keeps each request within Worker limits; `next_cursor` continues.
-// What only the catalog knew (verification results, restore timings, jobs,
-// the audit log) cannot be rebuilt; rebuilt rows say so by having none.
+// POST /catalog/rebuild: if D1 is lost or wiped, the backup rows (database,
+// ML, training data) and the storage snapshot rows come back from the
+// manifests in R2 (the source of truth). A page of manifests per call keeps
+// each request within Worker limits; `next_cursor` continues, through the
+// three manifest folders in turn. What only the catalog knew (verification
+// results, restore timings, jobs, the audit log, the storage version store)
+// cannot be rebuilt; rebuilt rows say so by having none.
 import { Hono } from "hono";
 import { z } from "zod";
 import type { AppEnv } from "../app-env.ts";
 import { requireRole } from "../auth.ts";
-import { parseJson } from "../http.ts";
-import { DatabaseManifest, MANIFEST_PREFIX, SnapshotManifest, snapshotManifestKey, STORAGE_MANIFEST_PREFIX } from "../shared/format.ts";
 import type { Env } from "../env.ts";
-import { openStorageCatalog } from "./storage-catalog.ts";
+import { parseJson } from "../http.ts";
+import {
+  DatabaseManifest, MANIFEST_PREFIX, ML_MANIFEST_PREFIX, MlManifest, SnapshotManifest, STORAGE_MANIFEST_PREFIX,
+} from "../shared/format.ts";
 import type { Catalog } from "./catalog.ts";
+import { openStorageCatalog } from "./storage-catalog.ts";
 
 export const catalogRoutes = new Hono<AppEnv>();
 
@@ -20,19 +24,36 @@ const RebuildRequest = z.strictObject({
   limit: z.number().int().min(1).max(500).default(100),
 });
 
+/** The id of the row put back, false if it was listed already, undefined if the manifest is unreadable. */
+type Restore = (env: Env, catalog: Catalog, key: string) => Promise<string | false | undefined>;
+
+interface ManifestFolder {
+  tag: string;
+  prefix: string;
+  /** Storage snapshots keep their part files one level down: list only the folder's own objects. */
+  delimiter?: string;
+  restore: Restore;
+}
+
+const FOLDERS: ManifestFolder[] = [
+  { tag: "d", prefix: MANIFEST_PREFIX, restore: (env, catalog, key) => restoreWith(env, key, DatabaseManifest, (m) => databaseRow(catalog, key, m)) },
+  { tag: "m", prefix: ML_MANIFEST_PREFIX, restore: (env, catalog, key) => restoreWith(env, key, MlManifest, (m) => mlRow(catalog, key, m)) },
+  { tag: "s", prefix: STORAGE_MANIFEST_PREFIX, delimiter: "/", restore: (env, _catalog, key) => restoreWith(env, key, SnapshotManifest, (m) => snapshotRow(env, key, m)) },
+];
+
 catalogRoutes.post("/catalog/rebuild", requireRole("admin"), async (c) => {
   const body = await parseJson(c, RebuildRequest);
-  // Database manifests first, then storage snapshot manifests; the cursor says which ("s:" = storage).
-  const storage = body.cursor?.startsWith("s:") ?? false;
-  const r2Cursor = storage ? body.cursor!.slice(2) || undefined : body.cursor;
+  // Cursor: "<folder tag>:<R2 cursor>"; a bare cursor (older clients) is the database folder's.
+  const [tag, r2Cursor] = body.cursor?.match(/^([dms]):(.*)$/s)?.slice(1) ?? ["d", body.cursor ?? ""];
+  const at = FOLDERS.findIndex((f) => f.tag === tag);
+  const folder = FOLDERS[at]!;
   const page = await c.env.BACKUPS.list({
-    prefix: storage ? STORAGE_MANIFEST_PREFIX : MANIFEST_PREFIX, limit: body.limit, ...(r2Cursor ? { cursor: r2Cursor } : {}),
-    ...(storage ? { delimiter: "/" } : {}), // a snapshot's parts sit one level down
+    prefix: folder.prefix, limit: body.limit, ...(r2Cursor ? { cursor: r2Cursor } : {}), ...(folder.delimiter ? { delimiter: folder.delimiter } : {}),
   });
   const outcome = { scanned: 0, restored: [] as string[], present: 0, invalid: [] as string[] };
   for (const object of page.objects) {
     outcome.scanned++;
-    const id = storage ? await restoreSnapshotRow(c.env, object.key) : await restoreDatabaseRow(c.env.BACKUPS, c.get("catalog"), object.key);
+    const id = await folder.restore(c.env, c.get("catalog"), object.key);
     if (id === undefined) outcome.invalid.push(object.key);
     else if (id) outcome.restored.push(id);
     else outcome.present++;
@@ -41,53 +62,55 @@ catalogRoutes.post("/catalog/rebuild", requireRole("admin"), async (c) => {
     actor: c.get("actor"), action: "catalog.rebuild", outcome: "succeeded",
     detail: { scanned: outcome.scanned, restored: outcome.restored.length, invalid: outcome.invalid },
   });
-  const next = page.truncated ? (storage ? `s:${page.cursor}` : page.cursor) : storage ? undefined : "s:";
+  const next = page.truncated ? `${folder.tag}:${page.cursor}` : FOLDERS[at + 1] ? `${FOLDERS[at + 1]!.tag}:` : undefined;
   return c.json({ ...outcome, ...(next ? { next_cursor: next } : {}) });
 });
 
-/** The restored backup id, false if it was listed already, undefined if the manifest is unreadable. */
-async function restoreDatabaseRow(bucket: R2Bucket, catalog: Catalog, key: string): Promise<string | false | undefined> {
-  const manifest = await readManifest(bucket, key);
-  if (!manifest) return undefined;
-  return (await restoreRow(catalog, key, manifest)) ? manifest.backup_id : false;
-}
-
-async function restoreSnapshotRow(env: Env, key: string): Promise<string | false | undefined> {
+/** Reads and checks a manifest (its key must name it), then puts its row back. */
+async function restoreWith<T extends { backup_id: string } | { snapshot_id: string }>(
+  env: Env, key: string, schema: z.ZodType<T>, insert: (m: T) => Promise<boolean>,
+): Promise<string | false | undefined> {
   const object = await env.BACKUPS.get(key);
-  let m: SnapshotManifest;
-  try {
-    const parsed = SnapshotManifest.safeParse(await object?.json());
-    if (!parsed.success || key !== snapshotManifestKey(parsed.data.snapshot_id)) return undefined;
-    m = parsed.data;
-  } catch {
-    return undefined;
-  }
-  const storage = openStorageCatalog(env.CATALOG);
-  if (await storage.getSnapshot(m.snapshot_id)) return false;
-  await storage.insertSnapshot({
-    id: m.snapshot_id, bucket: m.bucket, prefix: m.prefix, parent_id: m.parent_id ?? null, status: "completed", manifest_key: key,
-    ...m.stats, job_id: null, created_at: m.created_at, finished_at: m.finished_at,
-    duration_ms: Date.parse(m.finished_at) - Date.parse(m.created_at),
-  });
-  return m.snapshot_id;
-}
-
-async function readManifest(bucket: R2Bucket, key: string): Promise<DatabaseManifest | undefined> {
-  const object = await bucket.get(key);
   if (!object) return undefined;
+  let manifest: T;
   try {
-    const parsed = DatabaseManifest.safeParse(await object.json());
-    return parsed.success && key.endsWith(`/${parsed.data.backup_id}.json`) ? parsed.data : undefined;
+    const parsed = schema.safeParse(await object.json());
+    if (!parsed.success) return undefined;
+    manifest = parsed.data;
   } catch {
     return undefined;
   }
+  const id = "backup_id" in manifest ? manifest.backup_id : manifest.snapshot_id;
+  if (!key.endsWith(`/${id}.json`)) return undefined;
+  return (await insert(manifest)) ? id : false;
 }
 
-function restoreRow(catalog: Catalog, key: string, m: DatabaseManifest): Promise<boolean> {
+const durationMs = (m: { created_at: string; finished_at: string }) => Date.parse(m.finished_at) - Date.parse(m.created_at);
+
+function databaseRow(catalog: Catalog, key: string, m: DatabaseManifest): Promise<boolean> {
   return catalog.insertBackupIfAbsent({
     id: m.backup_id, domain: "database", database: m.database, type: m.type, status: "completed", manifest_key: key,
     logical_bytes: m.dump.logical_bytes, stored_bytes: m.stats.stored_bytes, new_stored_bytes: m.stats.new_stored_bytes,
     chunk_count: m.chunks.length, sha256: m.dump.sha256, job_id: null, created_at: m.created_at, finished_at: m.finished_at,
-    duration_ms: Date.parse(m.finished_at) - Date.parse(m.created_at),
+    duration_ms: durationMs(m),
   });
+}
+
+function mlRow(catalog: Catalog, key: string, m: MlManifest): Promise<boolean> {
+  return catalog.insertBackupIfAbsent({
+    id: m.backup_id, domain: m.format === "astrid-backup/mlflow" ? "ml" : "training_data", database: m.source, type: "full", status: "completed",
+    manifest_key: key, logical_bytes: m.logical_bytes, stored_bytes: m.stats.stored_bytes, new_stored_bytes: m.stats.new_stored_bytes,
+    chunk_count: m.chunks.length, sha256: m.digest, job_id: null, created_at: m.created_at, finished_at: m.finished_at,
+    duration_ms: durationMs(m),
+  });
+}
+
+async function snapshotRow(env: Env, key: string, m: SnapshotManifest): Promise<boolean> {
+  const storage = openStorageCatalog(env.CATALOG);
+  if (await storage.getSnapshot(m.snapshot_id)) return false;
+  await storage.insertSnapshot({
+    id: m.snapshot_id, bucket: m.bucket, prefix: m.prefix, parent_id: m.parent_id ?? null, status: "completed", manifest_key: key,
+    ...m.stats, job_id: null, created_at: m.created_at, finished_at: m.finished_at, duration_ms: durationMs(m),
+  });
+  return true;
 }

@@ -32,7 +32,9 @@ export const backups = sqliteTable(
   "backups",
   {
     id: text("id").primaryKey(),
-    domain: text("domain", { enum: ["database"] }).notNull(),
+    /** database: a PostgreSQL dump; ml: an MLflow server export; training_data: a dataset snapshot. */
+    domain: text("domain", { enum: ["database", "ml", "training_data"] }).notNull(),
+    /** The database name; for ml the MLflow server's name, for training_data the dataset id. */
     database: text("database").notNull(),
     type: text("type", { enum: ["full", "incremental", "archive"] }).notNull(),
     /** completed: manifest written and checked; corrupt: a verify found damage. */

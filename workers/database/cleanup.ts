@@ -22,7 +22,18 @@ export function retentionPolicy(config: BackupConfig, overrides: Partial<Retenti
   };
 }
 
+/**
+ * MLflow backups and training-data snapshots: kept ml_artifact_retention_days
+ * (ML_ARTIFACT_RETENTION_DAYS, 90), no keep_* rules; the newest (and newest
+ * verified) backup of each server or dataset always survives (retention.ts).
+ */
+export function mlRetentionPolicy(config: BackupConfig, days = config.ml_artifact_retention_days): RetentionPolicy {
+  return { retention_days: days, archive_retention_days: days, keep_last: 0, keep_hourly: 0, keep_daily: 0, keep_weekly: 0, keep_monthly: 0 };
+}
+
 export interface CleanupOptions {
+  /** Which backups: database dumps (the default), MLflow backups or training-data snapshots. */
+  domain?: BackupRow["domain"];
   policy: RetentionPolicy;
   /** Only this database's backups; all databases when omitted. */
   database?: string;
@@ -42,7 +53,7 @@ export interface CleanupOutcome {
 const DELETE_BATCH = 100;
 
 export async function cleanupBackups(env: Env, catalog: Catalog, opts: CleanupOptions, now: Date): Promise<CleanupOutcome> {
-  const backups = await allBackups(catalog, opts.database);
+  const backups = await allBackups(catalog, opts.domain ?? "database", opts.database);
   const pinned = await backupsInUse(catalog);
   // A manifest inside a Bucket Lock window cannot be deleted: its backup stays, and the plan says why.
   const locked = await backupBucketLocks(env, loadConfig(env), now);
@@ -79,11 +90,11 @@ async function backupsInUse(catalog: Catalog): Promise<Map<string, string>> {
   return pinned;
 }
 
-async function allBackups(catalog: Catalog, database: string | undefined): Promise<BackupRow[]> {
+async function allBackups(catalog: Catalog, domain: BackupRow["domain"], database: string | undefined): Promise<BackupRow[]> {
   const rows: BackupRow[] = [];
   let cursor: { created_at: string; id: string } | undefined;
   for (;;) {
-    const page = await catalog.listBackups({ limit: 500, ...(database ? { database } : {}), ...(cursor ? { cursor } : {}) });
+    const page = await catalog.listBackups({ limit: 500, domain, ...(database ? { database } : {}), ...(cursor ? { cursor } : {}) });
     rows.push(...page);
     const last = page[page.length - 1];
     if (page.length < 500 || !last) return rows;

@@ -11,6 +11,7 @@ import { submitJob } from "../jobs/submit.ts";
 import { BackupType, DatabaseName, VerifyDepth } from "../shared/protocol.ts";
 import { newBackupId } from "../shared/format.ts";
 import { cleanupBackups, retentionPolicy } from "./cleanup.ts";
+import type { BackupFilter } from "../catalog/catalog.ts";
 import { describeGfs } from "./retention.ts";
 
 export const databaseRoutes = new Hono<AppEnv>();
@@ -39,14 +40,19 @@ const ListQuery = z.strictObject({
 
 databaseRoutes.get("/backup/database", requireRole("viewer"), async (c) => {
   const q = parseQuery(c, ListQuery);
+  return c.json(await backupPage(c, { ...q, domain: "database" }));
+});
+
+/** A page of catalog rows, newest first, with a cursor for the next; shared by the database and ML listings. */
+export async function backupPage(c: Ctx, q: Omit<BackupFilter, "cursor"> & { cursor?: string | undefined }) {
   const rows = await c.get("catalog").listBackups({ ...q, cursor: q.cursor ? decodeCursor(q.cursor) : undefined, limit: q.limit + 1 });
   const page = rows.slice(0, q.limit);
   const last = page[page.length - 1];
-  return c.json({
+  return {
     backups: page.map(backupView),
     ...(rows.length > q.limit && last ? { next_cursor: encodeCursor(last.created_at, last.id) } : {}),
-  });
-});
+  };
+}
 
 databaseRoutes.get("/backups/:id", requireRole("viewer"), async (c) => {
   const backup = await c.get("catalog").getBackup(c.req.param("id"));
@@ -61,7 +67,7 @@ databaseRoutes.post("/backups/:id/verify", requireRole("admin"), async (c) => {
   const backup = await c.get("catalog").getBackup(c.req.param("id"));
   if (!backup) throw notFound("backup");
   const job = await submitJob(c.env, c.get("catalog"), {
-    kind: "database.verify", params: { backup_id: backup.id, depth: body.depth }, backup_id: backup.id,
+    kind: backup.domain === "database" ? "database.verify" : "ml.verify", params: { backup_id: backup.id, depth: body.depth }, backup_id: backup.id,
     actor: c.get("actor"), target: backup.id,
   });
   return c.json({ job_id: job.id, status: job.status }, 202);
@@ -73,6 +79,7 @@ databaseRoutes.post("/backups/:id/restore", requireRole("admin"), async (c) => {
   const body = await parseJson(c, RestoreRequest);
   const backup = await c.get("catalog").getBackup(c.req.param("id"));
   if (!backup) throw notFound("backup");
+  if (backup.domain !== "database") throw badRequest(`backup ${backup.id} is not a database backup (ML backups restore through POST /backup/ml/:id/restore)`);
   if (backup.status === "corrupt") throw conflict(`backup ${backup.id} failed verification; restore refused`);
   const target = await restoreTarget(c, body.target);
   const job = await submitJob(c.env, c.get("catalog"), {
@@ -115,7 +122,7 @@ databaseRoutes.post("/backup/database/cleanup", requireRole("admin"), async (c) 
   });
 });
 
-type Ctx = Context<AppEnv>;
+export type Ctx = Context<AppEnv>;
 
 function requireConfiguredDatabase(c: Ctx, name: string): void {
   const config = c.get("config");

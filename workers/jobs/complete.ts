@@ -1,8 +1,11 @@
 // A runner's final report on a job. Before a backup is listed, its manifest
 // is read back from R2 and must agree with the report: the catalog never
 // lists a backup whose manifest is missing, malformed or different.
-import { DatabaseManifest, manifestKey } from "../shared/format.ts";
-import { DatabaseBackupParams, type BackupResult, type JobCompletion, type VerifyResult } from "../shared/protocol.ts";
+import { DatabaseManifest, manifestKey, MlManifest, mlManifestKey } from "../shared/format.ts";
+import {
+  DatabaseBackupParams, MlBackupParams, TrainingDataParams, type BackupResult, type JobCompletion, type MlBackupResult, type MlVerifyResult,
+  type VerifyResult,
+} from "../shared/protocol.ts";
 import type { Catalog } from "../catalog/catalog.ts";
 import type { JobRow } from "../catalog/schema.ts";
 import type { Env } from "../env.ts";
@@ -14,7 +17,8 @@ export async function completeJob(env: Env, catalog: Catalog, jobId: string, com
   const job = await catalog.getJob(jobId);
   if (!job || job.status !== "running") return job;
   if (completion.status === "failed") {
-    if (completion.result?.kind === "database.verify") await recordVerify(catalog, completion.result, now);
+    const failed = completion.result;
+    if (failed?.kind === "database.verify" || failed?.kind === "ml.verify") await recordVerify(catalog, failed, now);
     await catalog.failJob(jobId, completion.error, now, completion.result);
   } else {
     const r = completion.result;
@@ -22,10 +26,16 @@ export async function completeJob(env: Env, catalog: Catalog, jobId: string, com
       const problem = await manifestProblem(env, job, r);
       if (problem) await catalog.failJob(jobId, { code: "manifest_mismatch", message: problem }, now);
       else if (await catalog.recordBackup(jobId, DatabaseBackupParams.parse(JSON.parse(job.params)), r, now)) await verifyAfterBackup(env, catalog, r.backup_id);
-    } else if (r.kind === "database.verify") {
+    } else if (r.kind === "ml.backup" || r.kind === "training_data.backup") {
+      const problem = await mlManifestProblem(env, job, r);
+      const source = r.kind === "ml.backup" ? MlBackupParams.parse(JSON.parse(job.params)).server : TrainingDataParams.parse(JSON.parse(job.params)).dataset;
+      const domain = r.kind === "ml.backup" ? "ml" : "training_data";
+      if (problem) await catalog.failJob(jobId, { code: "manifest_mismatch", message: problem }, now);
+      else if (await catalog.recordBackup(jobId, { database: source, type: "full", domain }, r, now)) await verifyAfterBackup(env, catalog, r.backup_id, "ml.verify");
+    } else if (r.kind === "database.verify" || r.kind === "ml.verify") {
       await recordVerify(catalog, r, now);
       await catalog.succeedJob(jobId, r, now);
-    } else if (r.kind === "database.restore") {
+    } else if (r.kind === "database.restore" || r.kind === "ml.restore") {
       await catalog.recordRestore(r.backup_id, Math.round(r.duration_ms));
       await catalog.succeedJob(jobId, r, now);
     } else {
@@ -42,7 +52,7 @@ export async function completeJob(env: Env, catalog: Catalog, jobId: string, com
 }
 
 /** Chunks are shared: damage found through one backup marks every backup whose manifest uses the chunk. */
-async function recordVerify(catalog: Catalog, r: VerifyResult, at: Date) {
+async function recordVerify(catalog: Catalog, r: VerifyResult | MlVerifyResult, at: Date) {
   await catalog.recordVerification(r.backup_id, { at, depth: r.depth, ok: r.ok, problems: r.problems });
   for (const other of r.affected_backups ?? []) {
     if (other === r.backup_id) continue;
@@ -51,11 +61,11 @@ async function recordVerify(catalog: Catalog, r: VerifyResult, at: Date) {
 }
 
 /** Queues the configured verification of a new backup: the RPO counts verified restore points only. */
-async function verifyAfterBackup(env: Env, catalog: Catalog, backupId: string) {
+async function verifyAfterBackup(env: Env, catalog: Catalog, backupId: string, kind: "database.verify" | "ml.verify" = "database.verify") {
   const depth = loadConfig(env).database_verify_after_backup;
   if (depth === "off") return;
   try {
-    await submitJob(env, catalog, { kind: "database.verify", params: { backup_id: backupId, depth }, backup_id: backupId, actor: "policy:verify_after_backup", target: backupId });
+    await submitJob(env, catalog, { kind, params: { backup_id: backupId, depth }, backup_id: backupId, actor: "policy:verify_after_backup", target: backupId });
   } catch (e) {
     // The backup is recorded either way; an unverified one just does not count toward the RPO yet.
     console.error(`could not queue the verification of ${backupId}: ${(e as Error).message}`);
@@ -77,6 +87,27 @@ async function manifestProblem(env: Env, job: JobRow, r: BackupResult): Promise<
   if (!parsed.success) return `manifest ${r.manifest_key} is malformed: ${parsed.error.issues[0]?.message}`;
   const m = parsed.data;
   if (m.dump.sha256 !== r.sha256 || m.chunks.length !== r.chunk_count || m.dump.logical_bytes !== r.logical_bytes) {
+    return `manifest ${r.manifest_key} disagrees with the runner's report`;
+  }
+  return undefined;
+}
+
+/** As manifestProblem, for an ML manifest: present, well-formed, and agreeing with the runner's report. */
+async function mlManifestProblem(env: Env, job: JobRow, r: MlBackupResult): Promise<string | undefined> {
+  if (r.backup_id !== job.backup_id) return `runner reported backup ${r.backup_id} for job of ${job.backup_id}`;
+  if (r.manifest_key !== mlManifestKey(r.backup_id)) return `unexpected manifest key ${r.manifest_key}`;
+  const object = await env.BACKUPS.get(r.manifest_key);
+  if (!object) return `manifest ${r.manifest_key} is missing from the repository`;
+  let json: unknown;
+  try {
+    json = await object.json();
+  } catch {
+    return `manifest ${r.manifest_key} is malformed: not JSON`;
+  }
+  const parsed = MlManifest.safeParse(json);
+  if (!parsed.success) return `manifest ${r.manifest_key} is malformed: ${parsed.error.issues[0]?.message}`;
+  const m = parsed.data;
+  if (m.digest !== r.sha256 || m.chunks.length !== r.chunk_count || m.logical_bytes !== r.logical_bytes || m.backup_id !== r.backup_id) {
     return `manifest ${r.manifest_key} disagrees with the runner's report`;
   }
   return undefined;

@@ -1,10 +1,11 @@
 // Turns a claimed job row into what the runner needs, adding the secrets that
 // only this hop may carry (database URLs, keys, a job-scoped repository token).
 import {
-  DatabaseBackupParams, DatabaseRestoreParams, DatabaseVerifyParams, RepositoryGcParams, type JobKind, type RunnerDispatch,
+  DatabaseBackupParams, DatabaseRestoreParams, DatabaseVerifyParams, MlBackupParams, MlflowAccess, MlRestoreParams, RepositoryGcParams,
+  TrainingDataParams, type JobKind, type RunnerDispatch,
 } from "../shared/protocol.ts";
-import { manifestKey } from "../shared/format.ts";
-import { databaseUrl, type BackupConfig } from "../config.ts";
+import { manifestKey, mlManifestKey } from "../shared/format.ts";
+import { databaseUrl, mlflowAccess, type BackupConfig } from "../config.ts";
 import { unseal } from "../crypto.ts";
 import type { Env } from "../env.ts";
 import type { JobRow } from "../catalog/schema.ts";
@@ -62,6 +63,50 @@ export async function buildDispatch(job: JobRow, env: Env, config: BackupConfig,
       const p = RepositoryGcParams.parse(params);
       return { kind: "repository.gc", job_id: job.id, ...p, repository: await repository("gc", "-") };
     }
+    case "ml.backup": {
+      const p = MlBackupParams.parse(params);
+      const parent = await catalog.latestDomainBackup("ml", p.server);
+      return {
+        ...(parent ? { parent_manifest_key: parent.manifest_key } : {}),
+        kind: "ml.backup", job_id: job.id, backup_id: p.backup_id, server: p.server, registry: p.registry,
+        ...(p.experiment_ids ? { experiment_ids: p.experiment_ids } : {}),
+        mlflow: requireMlflow(config, env, p.server), recipients: config.encryption_recipients,
+        chunk_id_key: requireSecret(env.CHUNK_ID_KEY, "CHUNK_ID_KEY"), repository: await repository("write", p.backup_id),
+      };
+    }
+    case "ml.verify": {
+      const p = DatabaseVerifyParams.parse(params);
+      return {
+        kind: "ml.verify", job_id: job.id, backup_id: p.backup_id, manifest_key: mlManifestKey(p.backup_id),
+        depth: p.depth, identities: p.depth === "full" ? identities(env) : [], repository: await repository("read", p.backup_id),
+      };
+    }
+    case "ml.restore": {
+      const p = MlRestoreParams.parse(params);
+      const mlflow = p.target_server
+        ? requireMlflow(config, env, p.target_server)
+        : MlflowAccess.parse(JSON.parse(await unseal(env.JOB_TOKEN_SECRET, p.target_sealed ?? "")));
+      return {
+        kind: "ml.restore", job_id: job.id, backup_id: p.backup_id, manifest_key: mlManifestKey(p.backup_id), target_label: p.target_label,
+        mlflow, registry: p.registry, ...(p.experiment_ids ? { experiment_ids: p.experiment_ids } : {}),
+        identities: identities(env), repository: await repository("read", p.backup_id),
+      };
+    }
+    case "training_data.backup": {
+      const p = TrainingDataParams.parse(params);
+      const definition = config.ml_datasets[p.dataset];
+      if (!definition) throw new JobSetupError("dataset_not_configured", `dataset "${p.dataset}" is not in ML_DATASETS`);
+      const parent = await catalog.latestDomainBackup("training_data", p.dataset);
+      const mlflow = mlflowAccess(config, env, config.default_ml_server);
+      return {
+        ...(parent ? { parent_manifest_key: parent.manifest_key } : {}),
+        kind: "training_data.backup", job_id: job.id, backup_id: p.backup_id, dataset: p.dataset, definition,
+        ...(definition.database ? { database_url: requireUrl(config, env, definition.database) } : {}),
+        ...(mlflow ? { mlflow } : {}),
+        recipients: config.encryption_recipients, chunk_id_key: requireSecret(env.CHUNK_ID_KEY, "CHUNK_ID_KEY"),
+        repository: await repository("write", p.backup_id),
+      };
+    }
     default:
       throw new JobSetupError("unknown_kind", `no runner handles jobs of kind ${job.kind}`);
   }
@@ -71,6 +116,12 @@ function requireUrl(config: BackupConfig, env: Env, name: string): string {
   const url = databaseUrl(config, env, name);
   if (!url) throw new JobSetupError("database_not_configured", `no connection URL configured for database "${name}"`);
   return url;
+}
+
+function requireMlflow(config: BackupConfig, env: Env, name: string) {
+  const access = mlflowAccess(config, env, name);
+  if (!access) throw new JobSetupError("mlflow_not_configured", `no tracking URI configured for MLflow server "${name}"`);
+  return access;
 }
 
 function requireSecret(value: unknown, name: string): string {

@@ -10,7 +10,8 @@ import type { Env } from "../env.ts";
 import { submitJob } from "./submit.ts";
 import { cleanupBackups, retentionPolicy } from "../database/cleanup.ts";
 import type { Catalog } from "../catalog/catalog.ts";
-import type { BackupConfig } from "../config.ts";
+import { mlflowAccess, type BackupConfig } from "../config.ts";
+import { applyMlRetention, submitMlBackup, submitTrainingDataBackup } from "../ml/submit.ts";
 
 async function applyRetention(env: Env, catalog: Catalog, config: BackupConfig, cron: string, now: Date) {
   const policy = retentionPolicy(config);
@@ -34,6 +35,10 @@ export async function runSchedule(cron: string, env: Env, now = new Date()): Pro
   if (work.length === 0) console.log(`cron "${cron}": nothing scheduled for it`);
   const jobIds: string[] = [];
   for (const w of work) {
+    if (w.kind === "ml.backup") {
+      jobIds.push(...(await scheduleMl(env, catalog, config, cron, now)));
+      continue;
+    }
     if (w.kind === "storage.snapshot") {
       for (const s of config.storage_backup_sources) {
         const params = { snapshot_id: newSnapshotId(s.bucket, now, randomId(6)), ...s };
@@ -78,4 +83,25 @@ async function protectedBuckets(env: Env, config: BackupConfig): Promise<string[
     ...rows.filter((r) => r.versioning_since || r.replica_bucket).map((r) => r.bucket),
   ]);
   return [...names].filter((b) => b in config.storage_buckets).sort();
+}
+
+/**
+ * The ml_backup_schedule cron: every configured MLflow server that has a
+ * tracking URI, every configured training dataset, then ML retention
+ * (ml_artifact_retention_days).
+ */
+async function scheduleMl(env: Env, catalog: Catalog, config: BackupConfig, cron: string, now: Date): Promise<string[]> {
+  const actor = `cron:${cron}`;
+  const ids: string[] = [];
+  for (const server of Object.keys(config.ml_servers)) {
+    if (!mlflowAccess(config, env, server)) continue; // a server without a URI is not in use
+    ids.push((await submitMlBackup(env, catalog, { server, registry: config.ml_model_versioning, actor, at: now })).job.id);
+  }
+  for (const dataset of Object.keys(config.ml_datasets)) ids.push((await submitTrainingDataBackup(env, catalog, { dataset, actor, at: now })).job.id);
+  const outcomes = await applyMlRetention(env, catalog, config, now);
+  await catalog.audit({
+    actor, action: "ml.cleanup", target: "ml backups and training-data snapshots", outcome: "succeeded",
+    detail: { retention_days: config.ml_artifact_retention_days, removed: outcomes.flatMap((o) => o.backup_ids) },
+  });
+  return ids;
 }

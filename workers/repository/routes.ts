@@ -8,7 +8,7 @@ import { Hono } from "hono";
 import { createMiddleware } from "hono/factory";
 import type { AppEnv } from "../app-env.ts";
 import { ApiError } from "../errors.ts";
-import { isRepositoryKey, manifestKey } from "../shared/format.ts";
+import { isRepositoryKey, manifestKeyFor } from "../shared/format.ts";
 import { loadConfig } from "../config.ts";
 import { backupBucketLocks } from "../storage/lock-guard.ts";
 import { JobCompletion, JobProgress } from "../shared/protocol.ts";
@@ -43,7 +43,7 @@ function objectKey(path: string): string {
 /** A backup job may write shared packs, its own archive packs, and its own manifest. */
 function mayWrite(grant: JobGrant, key: string): boolean {
   if (grant.scope !== "write") return false;
-  return key.startsWith("packs/") || key.startsWith(`archive/${grant.backup_id}/`) || key === manifestKey(grant.backup_id);
+  return key.startsWith("packs/") || key.startsWith(`archive/${grant.backup_id}/`) || key === manifestKeyFor(grant.backup_id);
 }
 
 function describe(object: R2Object): Record<string, string> {

@@ -4,7 +4,8 @@
 // Layout inside the backup bucket:
 //   packs/<pack[0:2]>/<pack>                      pack files of the deduplicated store, shared by all backups
 //   archive/<backup_id>/packs/<pack[0:2]>/<pack>  pack files of one self-contained archive backup
-//   manifests/database/<backup_id>.json           one plaintext manifest per backup
+//   manifests/database/<backup_id>.json           one plaintext manifest per database backup
+//   manifests/ml/<backup_id>.json                 one per MLflow or training-data backup (docs/ml.md)
 //
 // A pack is a concatenation of chunk files; its name is the SHA-256 of its
 // bytes. A chunk file is  age(zstd(plaintext))  to the manifest's
@@ -52,13 +53,27 @@ export function manifestKey(backupId: string): string {
 }
 
 export const MANIFEST_PREFIX = "manifests/database/";
+export const ML_MANIFEST_PREFIX = "manifests/ml/";
+/** Every manifest prefix: garbage collection must see the chunks of all of them. */
+export const MANIFEST_PREFIXES = [MANIFEST_PREFIX, ML_MANIFEST_PREFIX] as const;
+
+export function mlManifestKey(backupId: string): string {
+  return `${ML_MANIFEST_PREFIX}${backupId}.json`;
+}
+
+/** The manifest key of any backup id: the id's prefix says its domain. */
+export function manifestKeyFor(backupId: string): string {
+  return /^(ml|td)-/.test(backupId) ? mlManifestKey(backupId) : manifestKey(backupId);
+}
 
 /** Backup ids are sortable by time and safe in keys and URLs. */
 export const BackupId = z.string().regex(/^db-[a-z0-9_]+-\d{8}T\d{6}Z-[a-z0-9]{6}$/);
+/** ml-<server>-…: an MLflow backup; td-<dataset>-…: a training-data snapshot. */
+export const MlBackupId = z.string().regex(/^(ml|td)-[a-z0-9_]+-\d{8}T\d{6}Z-[a-z0-9]{6}$/);
 
-export function newBackupId(database: string, at: Date, random: string): string {
+export function newBackupId(database: string, at: Date, random: string, kind: "db" | "ml" | "td" = "db"): string {
   const stamp = at.toISOString().replace(/[-:]/g, "").replace(/\.\d{3}/, "");
-  return `db-${database}-${stamp}-${random}`;
+  return `${kind}-${database}-${stamp}-${random}`;
 }
 
 /** Keys a job may touch. Anything else (.., absolute, odd characters) is refused. */
@@ -198,3 +213,65 @@ export const SnapshotManifest = z.object({
   }),
 });
 export type SnapshotManifest = z.infer<typeof SnapshotManifest>;
+
+// ---- MLflow and training-data backups (docs/ml.md) ----
+//
+// An ML backup is a set of blobs, each a byte stream cut into chunks by the
+// same chunker and stored in the same packs as database dumps (so an artifact
+// unchanged since the parent backup costs no new bytes). The manifest's
+// `chunks` is the one list of chunk references; a blob names its chunks by
+// index into it, in stream order.
+//   meta              NDJSON: the server's experiments and model registry
+//   run               NDJSON: one run (header, metric history pages, inputs)
+//   artifact          the bytes of one run artifact, `path` relative to the run's artifact root
+//   table / query     a training-data part: CSV (with header) of a table or query
+
+export const ML_BLOB_KINDS = ["meta", "run", "artifact", "table", "query", "r2_object"] as const;
+
+export const MlBlob = z.object({
+  kind: z.enum(ML_BLOB_KINDS),
+  /** meta: "meta"; run: the source run id; artifact: "<run id>/<path>"; table/query: the part's name. */
+  name: z.string().min(1),
+  run_id: z.string().optional(),
+  experiment_id: z.string().optional(),
+  path: z.string().optional(),
+  size: z.number().int().nonnegative(),
+  sha256: Sha256Hex,
+  chunks: z.array(z.number().int().nonnegative()),
+});
+export type MlBlob = z.infer<typeof MlBlob>;
+
+export const MlManifest = z.object({
+  format: z.enum(["astrid-backup/mlflow", "astrid-backup/training-data"]),
+  format_version: z.literal(FORMAT_VERSION),
+  backup_id: MlBackupId,
+  /** The configured MLflow server name, or the dataset id. */
+  source: z.string(),
+  created_at: z.string(),
+  finished_at: z.string(),
+  /** mlflow: what was asked for. training-data: the dataset's definition (never a secret). */
+  scope: z.record(z.string(), z.unknown()),
+  counts: z.record(z.string(), z.number().int().nonnegative()),
+  /** SHA-256 over the sorted "<kind> <name> <sha256>" lines of all blobs: one digest for the whole snapshot. */
+  digest: Sha256Hex,
+  logical_bytes: z.number().int().nonnegative(),
+  /** training-data: the MLflow runs whose dataset inputs name the dataset. */
+  linked_runs: z.array(z.object({ run_id: z.string(), experiment_id: z.string(), dataset_digest: z.string().optional() })).optional(),
+  compression: z.object({ algorithm: z.literal("zstd"), level: z.number().int() }),
+  encryption: z.object({ scheme: z.literal("age-x25519"), recipients: z.array(z.string()).min(1) }),
+  chunker: z.object({ algorithm: z.string(), min_size: z.number().int(), avg_size: z.number().int(), max_size: z.number().int() }),
+  pack_prefix: z.literal("packs/"),
+  blobs: z.array(MlBlob),
+  chunks: z.array(ChunkRef),
+  stats: z.object({
+    stored_bytes: z.number().int().nonnegative(),
+    new_stored_bytes: z.number().int().nonnegative(),
+    new_chunks: z.number().int().nonnegative(),
+  }),
+});
+export type MlManifest = z.infer<typeof MlManifest>;
+
+/** The snapshot digest of a list of blobs (order-independent). */
+export function mlDigestInput(blobs: Pick<MlBlob, "kind" | "name" | "sha256">[]): string {
+  return blobs.map((b) => `${b.kind} ${b.name} ${b.sha256}\n`).sort().join("");
+}

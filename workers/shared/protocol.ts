@@ -18,6 +18,7 @@ export type VerifyDepth = z.infer<typeof VerifyDepth>;
 export const JOB_KINDS = [
   "database.backup", "database.verify", "database.restore", "repository.gc",
   "storage.snapshot", "storage.restore", "storage.reconcile", "storage.gc", "storage.offsite",
+  "ml.backup", "ml.restore", "ml.verify", "training_data.backup",
 ] as const;
 export const JobKind = z.enum(JOB_KINDS);
 export type JobKind = z.infer<typeof JobKind>;
@@ -29,6 +30,29 @@ export type JobStatus = (typeof JOB_STATUSES)[number];
 export const DatabaseName = z
   .string()
   .regex(/^[a-z][a-z0-9_]{0,62}$/, "database names are lower-case letters, digits and _");
+
+/** A configured MLflow server or dataset name: used in keys and backup ids like a database name. */
+export const MlName = z.string().regex(/^[a-z][a-z0-9_]{0,62}$/, "names are lower-case letters, digits and _");
+
+/** An MLflow experiment id as the REST API spells it (digits in every store MLflow ships). */
+export const ExperimentId = z.string().regex(/^[0-9A-Za-z_-]{1,64}$/, "not an MLflow experiment id");
+
+/**
+ * A training dataset (BACKUP_ML_DATASETS): database tables and/or queries of
+ * a configured database, and/or R2 prefixes. No secrets: the database is
+ * named, its URL stays in the Worker's secrets.
+ */
+export const TrainingDataset = z.strictObject({
+  database: DatabaseName.optional(),
+  tables: z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$/, "a table is name or schema.name")).default([]),
+  queries: z.array(z.strictObject({
+    name: z.string().regex(/^[a-z][a-z0-9_]{0,62}$/, "query names are lower-case letters, digits and _"),
+    sql: z.string().min(1).max(100_000),
+  })).default([]),
+  r2_prefixes: z.array(z.strictObject({ bucket: z.string().regex(/^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$/, "not an R2 bucket name"), prefix: z.string().max(1024) })).default([]),
+}).refine((d) => d.tables.length + d.queries.length + d.r2_prefixes.length > 0, "a dataset names at least one table, query or R2 prefix")
+  .refine((d) => d.database !== undefined || d.tables.length + d.queries.length === 0, "tables and queries need a database");
+export type TrainingDataset = z.infer<typeof TrainingDataset>;
 
 // ---- Job parameters, as stored on the job row (no secrets) ----
 
@@ -63,6 +87,31 @@ export const RepositoryGcParams = z.object({
   dry_run: z.boolean(),
 });
 export type RepositoryGcParams = z.infer<typeof RepositoryGcParams>;
+
+export const MlBackupParams = z.object({
+  server: MlName,
+  backup_id: z.string(),
+  /** Only these experiments; all active experiments when absent. */
+  experiment_ids: z.array(ExperimentId).optional(),
+  /** Back up the model registry too. */
+  registry: z.boolean(),
+});
+export type MlBackupParams = z.infer<typeof MlBackupParams>;
+
+export const MlRestoreParams = z.object({
+  backup_id: z.string(),
+  target_label: z.string(),
+  /** A configured server name, or absent when the target came as a sealed URL (+ token). */
+  target_server: MlName.optional(),
+  target_sealed: z.string().optional(),
+  /** Only these (source) experiments; everything in the backup when absent. */
+  experiment_ids: z.array(ExperimentId).optional(),
+  registry: z.boolean(),
+});
+export type MlRestoreParams = z.infer<typeof MlRestoreParams>;
+
+export const TrainingDataParams = z.object({ dataset: MlName, backup_id: z.string() });
+export type TrainingDataParams = z.infer<typeof TrainingDataParams>;
 
 // Storage jobs run inside the Worker, one Queue message per step (storage/steps.ts).
 
@@ -165,7 +214,65 @@ export const GcDispatch = z.object({
 });
 export type GcDispatch = z.infer<typeof GcDispatch>;
 
-export const RunnerDispatch = z.discriminatedUnion("kind", [BackupDispatch, VerifyDispatch, RestoreDispatch, GcDispatch]);
+/** How the runner reaches an MLflow tracking server; the token is a secret (sent as a bearer token). */
+export const MlflowAccess = z.object({
+  tracking_uri: z.url(),
+  token: z.string().optional(),
+});
+export type MlflowAccess = z.infer<typeof MlflowAccess>;
+
+const writeAccess = {
+  recipients: z.array(z.string().startsWith("age1")).min(1),
+  chunk_id_key: z.string().regex(/^[0-9a-f]{64}$/),
+  /** The newest earlier backup of the same source: its chunks are referenced without asking the repository. */
+  parent_manifest_key: z.string().optional(),
+};
+
+export const MlBackupDispatch = z.object({
+  ...dispatchBase,
+  ...writeAccess,
+  kind: z.literal("ml.backup"),
+  backup_id: z.string().min(1),
+  server: MlName,
+  mlflow: MlflowAccess,
+  experiment_ids: z.array(ExperimentId).optional(),
+  registry: z.boolean(),
+});
+export type MlBackupDispatch = z.infer<typeof MlBackupDispatch>;
+
+export const MlRestoreDispatch = z.object({
+  ...dispatchBase,
+  kind: z.literal("ml.restore"),
+  backup_id: z.string().min(1),
+  manifest_key: z.string().min(1),
+  target_label: z.string(),
+  mlflow: MlflowAccess,
+  experiment_ids: z.array(ExperimentId).optional(),
+  registry: z.boolean(),
+  identities: z.array(z.string()).min(1),
+});
+export type MlRestoreDispatch = z.infer<typeof MlRestoreDispatch>;
+
+export const MlVerifyDispatch = VerifyDispatch.extend({ kind: z.literal("ml.verify") });
+export type MlVerifyDispatch = z.infer<typeof MlVerifyDispatch>;
+
+export const TrainingDataDispatch = z.object({
+  ...dispatchBase,
+  ...writeAccess,
+  kind: z.literal("training_data.backup"),
+  backup_id: z.string().min(1),
+  dataset: MlName,
+  definition: TrainingDataset,
+  /** The URL of definition.database, when the dataset has tables or queries. */
+  database_url: z.string().optional(),
+  /** The default MLflow server, to link the snapshot to the runs that used the dataset. */
+  mlflow: MlflowAccess.optional(),
+});
+export type TrainingDataDispatch = z.infer<typeof TrainingDataDispatch>;
+
+export const RunnerDispatch = z.discriminatedUnion("kind", [
+  BackupDispatch, VerifyDispatch, RestoreDispatch, GcDispatch, MlBackupDispatch, MlRestoreDispatch, MlVerifyDispatch, TrainingDataDispatch,
+]);
 export type RunnerDispatch = z.infer<typeof RunnerDispatch>;
 
 /** Every secret a dispatch carries: what must be scrubbed from any text about the job. */
@@ -173,7 +280,10 @@ export function dispatchSecrets(job: RunnerDispatch): string[] {
   const secrets = [job.repository.token];
   if (job.kind === "database.backup") secrets.push(job.source_url, job.chunk_id_key);
   if (job.kind === "database.restore") secrets.push(job.target_url);
-  if (job.kind === "database.verify" || job.kind === "database.restore") secrets.push(...job.identities);
+  if (job.kind === "database.verify" || job.kind === "database.restore" || job.kind === "ml.verify" || job.kind === "ml.restore") secrets.push(...job.identities);
+  if (job.kind === "ml.backup" || job.kind === "training_data.backup") secrets.push(job.chunk_id_key);
+  if (job.kind === "training_data.backup" && job.database_url) secrets.push(job.database_url);
+  if ((job.kind === "ml.backup" || job.kind === "ml.restore" || job.kind === "training_data.backup") && job.mlflow?.token) secrets.push(job.mlflow.token);
   return secrets.filter((s) => s.length > 0);
 }
 
@@ -241,7 +351,37 @@ export const GcResult = z.object({
 });
 export type GcResult = z.infer<typeof GcResult>;
 
-export const JobResult = z.discriminatedUnion("kind", [BackupResult, VerifyResult, RestoreResult, GcResult]);
+/** An MLflow backup or training-data snapshot: the catalog row's fields, plus what was in it. */
+export const MlBackupResult = BackupResult.extend({
+  kind: z.enum(["ml.backup", "training_data.backup"]),
+  counts: z.record(z.string(), z.number().int().nonnegative()),
+});
+export type MlBackupResult = z.infer<typeof MlBackupResult>;
+
+export const MlVerifyResult = VerifyResult.extend({ kind: z.literal("ml.verify") });
+export type MlVerifyResult = z.infer<typeof MlVerifyResult>;
+
+export const MlRestoreResult = z.object({
+  kind: z.literal("ml.restore"),
+  backup_id: z.string(),
+  target: z.string(),
+  experiments: z.number().int().nonnegative(),
+  runs_created: z.number().int().nonnegative(),
+  /** Runs already restored by an earlier run of this restore (found by their astrid.source_run_id tag). */
+  runs_existing: z.number().int().nonnegative(),
+  artifacts: z.number().int().nonnegative(),
+  artifact_bytes: z.number().int().nonnegative(),
+  registered_models: z.number().int().nonnegative(),
+  model_versions: z.number().int().nonnegative(),
+  /** Source run id -> restored run id (MLflow assigns new ids on import). */
+  run_id_map: z.record(z.string(), z.string()),
+  /** Source experiment id -> restored experiment id. */
+  experiment_id_map: z.record(z.string(), z.string()),
+  duration_ms: z.number().nonnegative(),
+});
+export type MlRestoreResult = z.infer<typeof MlRestoreResult>;
+
+export const JobResult = z.union([BackupResult, VerifyResult, RestoreResult, GcResult, MlBackupResult, MlVerifyResult, MlRestoreResult]);
 export type JobResult = z.infer<typeof JobResult>;
 
 /** The runner's last word on a job. A failed job may still carry a result (a verify that found damage). */

@@ -1,0 +1,226 @@
+// MLflow and training-data backups end to end on real parts: real MLflow
+// servers (pinned, pip-installed), the local stack (wrangler dev + runner),
+// and a real PostgreSQL for training data. A seeded server is backed up,
+// restored into an empty one and compared field by field; then one
+// experiment alone, a second restore, a restore after the source is wiped,
+// and the failures an operator will meet.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startMlflow, type MlflowServer } from "../../runner/dev/mlflow.ts";
+import { describeMlflow, Mlflow, seedMlflow, type SeedSummary } from "../../runner/dev/mlflow-seed.ts";
+import { psql } from "../../runner/dev/postgres.ts";
+import { createDatabase, dropDatabase, scratchName, startTestStack, testPg, type TestStack } from "../support/fixture.ts";
+import { startMlflowGate, type MlflowGate } from "../support/mlflow-gate.ts";
+
+const pg = testPg();
+const dbName = scratchName("ml_td");
+const TOKEN_A = "mlflow-token-a-never-shown-1234";
+const GATE_TOKEN = "gate-token-right-0123456789";
+let stack: TestStack;
+let a: MlflowServer;
+let b: MlflowServer;
+let c: MlflowServer;
+let gate: MlflowGate;
+let seed: SeedSummary;
+let original: any;
+let dbUrl: string;
+
+beforeAll(async () => {
+  [a, b, c] = await Promise.all([startMlflow(), startMlflow(), startMlflow()]);
+  seed = await seedMlflow(new Mlflow(a.url));
+  original = await describeMlflow(new Mlflow(a.url));
+  gate = await startMlflowGate(a.url, GATE_TOKEN);
+  dbUrl = await createDatabase(pg, dbName);
+  await psql(dbUrl, `CREATE TABLE labels (id int PRIMARY KEY, label text, confidence real);
+    INSERT INTO labels SELECT g, (ARRAY['spiral','elliptical','irregular'])[g % 3 + 1], (g % 100) / 100.0 FROM generate_series(1, 20000) g;`);
+  stack = await startTestStack({
+    vars: {
+      DATABASE_URL: dbUrl,
+      ML_SERVERS: "a,b,gated,badtoken,down",
+      MLFLOW_TRACKING_URI_A: a.url, MLFLOW_TRACKING_TOKEN_A: TOKEN_A,
+      MLFLOW_TRACKING_URI_B: b.url,
+      MLFLOW_TRACKING_URI_GATED: gate.url, MLFLOW_TRACKING_TOKEN_GATED: GATE_TOKEN,
+      MLFLOW_TRACKING_URI_BADTOKEN: gate.url, MLFLOW_TRACKING_TOKEN_BADTOKEN: "gate-token-wrong-0000000000",
+      MLFLOW_TRACKING_URI_DOWN: "http://127.0.0.1:1",
+      ML_DATASETS: JSON.stringify({
+        galaxy_labels: { database: "astrid", tables: ["public.labels"], queries: [{ name: "confident", sql: "SELECT id, label FROM labels WHERE confidence > 0.5 ORDER BY id" }] },
+        sky_images: { r2_prefixes: [{ bucket: "astrid-images", prefix: "raw/" }] },
+      }),
+    },
+  });
+});
+
+afterAll(async () => {
+  await stack?.dispose();
+  await gate?.close();
+  await Promise.all([a?.stop(), b?.stop(), c?.stop()]);
+  await dropDatabase(pg, dbName);
+});
+
+async function mlBackup(body: unknown) {
+  const res = await stack.api("POST", "/backup/ml", body);
+  expect(res.status).toBe(202);
+  return stack.waitForJob(res.body.job_id);
+}
+
+async function mlRestore(backupId: string, body: unknown) {
+  const res = await stack.api("POST", `/backup/ml/${backupId}/restore`, body);
+  expect(res.status).toBe(202);
+  const job = await stack.waitForJob(res.body.job_id);
+  expect(job.error).toBeUndefined();
+  expect(job.status).toBe("succeeded");
+  return job.result;
+}
+
+let fullBackup: any;
+
+describe("MLflow backup and restore", () => {
+  it("backs up everything on server A and restores it into empty server B, equal field by field", async () => {
+    const job = await mlBackup({ server: "a" });
+    expect(job.error).toBeUndefined();
+    expect(job.result.counts).toMatchObject({ experiments: 3, runs: 5, artifacts: 6, registered_models: 2, model_versions: 4 });
+    expect(job.result.counts.metric_points).toBe(2500 + 40 + 30 + 1 + 200);
+    fullBackup = job;
+    const list = (await stack.api("GET", "/backup/ml", undefined, stack.secrets.VIEWER_TOKEN)).body;
+    expect(list.backups.map((x: any) => x.backup_id)).toEqual([job.backup_id]);
+    expect(list.backups[0]).toMatchObject({ domain: "ml", source: "a", status: "completed" });
+    expect((await stack.api("GET", "/backup/database")).body.backups).toEqual([]); // not mixed into database listings
+
+    const result = await mlRestore(job.backup_id, { target: "b" });
+    expect(result).toMatchObject({ runs_created: 5, runs_existing: 0, artifacts: 6, registered_models: 2, model_versions: 4 });
+    const restored = await describeMlflow(new Mlflow(b.url));
+    expect(restored).toEqual(original);
+
+    // The mapping in the report is the runs' real new ids, each tagged with its original id.
+    expect(Object.keys(result.run_id_map).sort()).toEqual(Object.values(seed.runs).map((r) => r.id).sort());
+    const onB = new Mlflow(b.url);
+    for (const [oldId, newId] of Object.entries<string>(result.run_id_map)) {
+      expect(newId).not.toBe(oldId);
+      const run = (await onB.get("runs/get", { run_id: newId })).run;
+      expect(run.data.tags).toContainEqual({ key: "astrid.source_run_id", value: oldId });
+    }
+    // Artifacts byte for byte, including the 6 MB binary, checked independently of describeMlflow.
+    const big = seed.runs["resnet-big"]!;
+    const newBig = (await onB.get("runs/get", { run_id: result.run_id_map[big.id] })).run;
+    const bytes = await onB.getArtifact(newBig.info.artifact_uri, "model/weights.bin");
+    expect(bytes.length).toBe(6 * 1024 * 1024 + 123);
+    expect((await import("node:crypto")).createHash("sha256").update(bytes).digest("hex")).toBe(seed.artifacts["resnet-big/model/weights.bin"]);
+    // The champion alias points at version 4, whose source is the restored run.
+    const model = (await onB.get("registered-models/get", { name: "galaxy-classifier" })).registered_model;
+    expect(model.aliases).toContainEqual({ alias: "champion", version: "4" });
+    const v4 = (await onB.get("model-versions/get", { name: "galaxy-classifier", version: "4" })).model_version;
+    expect(v4.run_id).toBe(result.run_id_map[big.id]);
+    expect(v4.source).toBe(`runs:/${result.run_id_map[big.id]}/model`);
+
+    // The token never leaves the Worker's secrets and the runner's memory.
+    for (const path of [`/jobs/${job.id}`, "/jobs?limit=200", "/audit?limit=500", `/backup/ml/${job.backup_id}`]) {
+      expect(JSON.stringify((await stack.api("GET", path)).body)).not.toContain(TOKEN_A);
+    }
+  });
+
+  it("restoring the same backup again duplicates nothing, and redoes a run a failed restore left half done", async () => {
+    const onB = new Mlflow(b.url);
+    const photometryOnB = (await onB.get("experiments/get-by-name", { experiment_name: "photometry" })).experiment.experiment_id;
+    const zeropoint = seed.runs.zeropoint!.id;
+    const half = await onB.createRun(photometryOnB, "zeropoint", 1); // as if a restore died right after runs/create
+    await onB.post("runs/set-tag", { run_id: half.id, key: "astrid.source_run_id", value: zeropoint });
+    const result = await mlRestore(fullBackup.backup_id, { target: "b" });
+    expect(result).toMatchObject({ runs_created: 0, runs_existing: 5, model_versions: 0, artifacts: 0 });
+    expect(await describeMlflow(onB)).toEqual(original);
+    expect((await onB.get("runs/get", { run_id: half.id })).run.info.lifecycle_stage).toBe("deleted");
+  });
+
+  it("verifies quick and full, and a second backup stores only what changed", async () => {
+    for (const depth of ["quick", "full"]) {
+      const res = await stack.api("POST", `/backups/${fullBackup.backup_id}/verify`, { depth });
+      const job = await stack.waitForJob(res.body.job_id);
+      expect(job.kind).toBe("ml.verify");
+      expect(job.result).toMatchObject({ ok: true, depth, problems: [] });
+    }
+    const second = await mlBackup({ server: "a" });
+    expect(second.status).toBe("succeeded");
+    expect(second.result.stored_bytes).toBeGreaterThan(6_000_000);
+    expect(second.result.new_stored_bytes).toBeLessThan(second.result.stored_bytes * 0.05);
+  });
+
+  it("garbage collection keeps every chunk an ML manifest references", async () => {
+    const gc = await stack.waitForJob((await stack.api("POST", "/repository/gc", { grace_minutes: 0 })).body.job_id);
+    expect(gc.status).toBe("succeeded");
+    expect(gc.result.manifests).toBeGreaterThanOrEqual(2);
+    const verify = await stack.waitForJob((await stack.api("POST", `/backups/${fullBackup.backup_id}/verify`, { depth: "full" })).body.job_id);
+    expect(verify.result).toMatchObject({ ok: true, problems: [] });
+  });
+
+  it("restores one experiment only (into a server given by URL)", async () => {
+    const photometry = seed.experiments.photometry!;
+    const result = await mlRestore(fullBackup.backup_id, { target: c.url, experiment_ids: [photometry] });
+    expect(result).toMatchObject({ experiments: 1, runs_created: 2, registered_models: 0 });
+    const got = await describeMlflow(new Mlflow(c.url));
+    expect(Object.keys(got.experiments)).toEqual(["photometry"]);
+    const want = Object.fromEntries(Object.entries(original.runs).filter(([, r]: any) => r.experiment === "photometry"));
+    expect(got.runs).toEqual(want);
+    expect(got.models).toEqual({});
+  });
+
+  it("restores server A from its backup after A is wiped", async () => {
+    await a.wipe();
+    expect((await describeMlflow(new Mlflow(a.url))).runs).toEqual({});
+    await mlRestore(fullBackup.backup_id, { target: "a" });
+    expect(await describeMlflow(new Mlflow(a.url))).toEqual(original);
+  });
+});
+
+describe("training data", () => {
+  it("snapshots a dataset's table and query with a digest, linked to the runs that used it", async () => {
+    const post = () => stack.api("POST", "/backup/training-data", { dataset_id: "galaxy_labels" });
+    const first = await stack.waitForJob((await post()).body.job_id);
+    expect(first.error).toBeUndefined();
+    expect(first.result.counts).toMatchObject({ tables: 1, queries: 1, linked_runs: 2 }); // the runs whose inputs name galaxy_labels
+    const listed = (await stack.api("GET", "/backup/ml?domain=training_data")).body.backups;
+    expect(listed.map((x: any) => x.backup_id)).toContain(first.backup_id);
+    const again = await stack.waitForJob((await post()).body.job_id);
+    expect(again.result.sha256).toBe(first.result.sha256); // unchanged data, same digest
+    expect(again.result.new_stored_bytes).toBe(0);
+    await psql(dbUrl, "UPDATE labels SET label = 'merger' WHERE id = 7");
+    const changed = await stack.waitForJob((await post()).body.job_id);
+    expect(changed.result.sha256).not.toBe(first.result.sha256);
+  });
+
+  it("a dataset in R2 fails clearly until R2 snapshots are wired in", async () => {
+    const job = await stack.waitForJob((await stack.api("POST", "/backup/training-data", { dataset_id: "sky_images" })).body.job_id);
+    expect(job.status).toBe("failed");
+    expect(job.error.code).toBe("not_implemented");
+  });
+});
+
+describe("failures: a clear job error, nothing listed", () => {
+  async function failedBackup(body: unknown, code: string) {
+    const before = (await stack.api("GET", "/backup/ml?limit=100")).body.backups.length;
+    const job = await mlBackup(body);
+    expect(job.status).toBe("failed");
+    expect(job.error.code).toBe(code);
+    expect((await stack.api("GET", "/backup/ml?limit=100")).body.backups.length).toBe(before);
+    return job;
+  }
+
+  it("unreachable server", async () => {
+    const job = await failedBackup({ server: "down" }, "mlflow_unreachable");
+    expect(job.error.message).toContain("127.0.0.1:1");
+  });
+
+  it("wrong token", async () => {
+    const job = await failedBackup({ server: "badtoken" }, "mlflow_auth_failed");
+    expect(JSON.stringify(job)).not.toContain("gate-token-wrong");
+  });
+
+  it("unknown experiment id", async () => {
+    const job = await failedBackup({ server: "gated", experiment_ids: ["424242"] }, "experiment_not_found");
+    expect(job.error.message).toContain("424242");
+  });
+
+  it("an artifact that disappears during the export", async () => {
+    gate.vanish = "confusion.csv";
+    const job = await failedBackup({ server: "gated" }, "artifact_missing");
+    expect(gate.vanished).toHaveLength(1);
+    expect(job.error.message).toContain("confusion.csv");
+  });
+});

@@ -1,0 +1,122 @@
+// Admin routes for MLflow and training-data backups (ASTR-112's
+// MLBackupService over HTTP): backup_mlflow_artifacts(experiment_id) and
+// backup_model_registry() are POST /backup/ml, backup_training_data(dataset_id)
+// is POST /backup/training-data, restore_ml_artifacts(backup_id) is
+// POST /backup/ml/:id/restore. Verify is POST /backups/:id/verify, as for any backup.
+import { Hono } from "hono";
+import { z } from "zod";
+import type { AppEnv } from "../app-env.ts";
+import { requireRole } from "../auth.ts";
+import { mlflowAccess } from "../config.ts";
+import { seal } from "../crypto.ts";
+import { ApiError, badRequest, conflict, notFound } from "../errors.ts";
+import { backupView, parseJson, parseQuery } from "../http.ts";
+import { backupPage, type Ctx } from "../database/routes.ts";
+import { submitJob } from "../jobs/submit.ts";
+import { ExperimentId, MlName } from "../shared/protocol.ts";
+import { submitMlBackup, submitTrainingDataBackup } from "./submit.ts";
+
+export const mlRoutes = new Hono<AppEnv>();
+
+const ExperimentIds = z.array(ExperimentId).min(1).max(100).refine((ids) => new Set(ids).size === ids.length, "experiment ids repeat");
+
+const BackupRequest = z.strictObject({
+  server: MlName.optional(),
+  /** Only these experiments (backup_mlflow_artifacts(experiment_id)); all when absent. */
+  experiment_ids: ExperimentIds.optional(),
+  /** The model registry (backup_model_registry()); by default with a whole-server backup, without an experiment-scoped one. */
+  registry: z.boolean().optional(),
+});
+
+mlRoutes.post("/backup/ml", requireRole("admin"), async (c) => {
+  const body = await parseJson(c, BackupRequest);
+  const config = c.get("config");
+  const server = body.server ?? config.default_ml_server;
+  requireServer(c, server);
+  const { job, backup_id } = await submitMlBackup(c.env, c.get("catalog"), {
+    server, registry: body.registry ?? !body.experiment_ids, actor: c.get("actor"),
+    ...(body.experiment_ids ? { experiment_ids: body.experiment_ids } : {}),
+  });
+  return c.json({ job_id: job.id, status: job.status, backup_id }, 202);
+});
+
+const ListQuery = z.strictObject({
+  domain: z.enum(["ml", "training_data"]).default("ml"),
+  /** The MLflow server name (domain ml) or dataset id (training_data). */
+  source: MlName.optional(),
+  status: z.enum(["completed", "corrupt"]).optional(),
+  limit: z.coerce.number().int().min(1).max(100).default(20),
+  cursor: z.string().optional(),
+});
+
+mlRoutes.get("/backup/ml", requireRole("viewer"), async (c) => {
+  const q = parseQuery(c, ListQuery);
+  const page = await backupPage(c, { domain: q.domain, limit: q.limit, cursor: q.cursor, ...(q.source ? { database: q.source } : {}), ...(q.status ? { status: q.status } : {}) });
+  return c.json({ ...page, backups: page.backups.map(({ database, type: _, ...b }) => ({ ...b, domain: q.domain, source: database })) });
+});
+
+const RestoreRequest = z.strictObject({
+  /** A configured MLflow server name, or an http(s) tracking URI (sealed at once, never stored or echoed). */
+  target: z.string().min(1).max(2048),
+  /** Bearer token for a URI target; a configured server uses its own secret. */
+  target_token: z.string().min(1).max(4096).optional(),
+  experiment_ids: ExperimentIds.optional(),
+  registry: z.boolean().optional(),
+});
+
+mlRoutes.post("/backup/ml/:id/restore", requireRole("admin"), async (c) => {
+  const body = await parseJson(c, RestoreRequest);
+  const backup = await c.get("catalog").getBackup(c.req.param("id"));
+  if (!backup || backup.domain === "database") throw notFound("ML backup");
+  if (backup.domain !== "ml") throw badRequest(`backup ${backup.id} is a training-data snapshot; it is not restored into MLflow`);
+  if (backup.status === "corrupt") throw conflict(`backup ${backup.id} failed verification; restore refused`);
+  const target = await restoreTarget(c, body.target, body.target_token);
+  const job = await submitJob(c.env, c.get("catalog"), {
+    kind: "ml.restore", backup_id: backup.id, actor: c.get("actor"), target: `${backup.id} -> ${target.target_label}`,
+    params: {
+      backup_id: backup.id, ...target, registry: body.registry ?? !body.experiment_ids,
+      ...(body.experiment_ids ? { experiment_ids: body.experiment_ids } : {}),
+    },
+  });
+  return c.json({ job_id: job.id, status: job.status }, 202);
+});
+
+const TrainingDataRequest = z.strictObject({ dataset_id: MlName });
+
+mlRoutes.post("/backup/training-data", requireRole("admin"), async (c) => {
+  const body = await parseJson(c, TrainingDataRequest);
+  if (!(body.dataset_id in c.get("config").ml_datasets)) throw badRequest(`dataset "${body.dataset_id}" is not configured (ML_DATASETS)`);
+  const { job, backup_id } = await submitTrainingDataBackup(c.env, c.get("catalog"), { dataset: body.dataset_id, actor: c.get("actor") });
+  return c.json({ job_id: job.id, status: job.status, backup_id }, 202);
+});
+
+mlRoutes.get("/backup/ml/:id", requireRole("viewer"), async (c) => {
+  const backup = await c.get("catalog").getBackup(c.req.param("id"));
+  if (!backup || backup.domain === "database") throw notFound("ML backup");
+  const { database, type: _, ...view } = backupView(backup);
+  return c.json({ ...view, domain: backup.domain, source: database, manifest_key: backup.manifest_key, digest: backup.sha256 });
+});
+
+function requireServer(c: Ctx, name: string): void {
+  const config = c.get("config");
+  if (!(name in config.ml_servers)) throw badRequest(`MLflow server "${name}" is not configured (ML_SERVERS)`);
+  if (!mlflowAccess(config, c.env, name)) throw new ApiError(422, "mlflow_not_configured", `MLflow server "${name}" has no tracking URI secret`);
+}
+
+async function restoreTarget(c: Ctx, target: string, token: string | undefined) {
+  if (/^https?:\/\//i.test(target)) {
+    let url: URL;
+    try {
+      url = new URL(target);
+    } catch {
+      throw badRequest("target: not a valid tracking URI");
+    }
+    if (url.username || url.password) throw badRequest("target: put credentials in target_token, not in the URI");
+    const access = { tracking_uri: url.toString().replace(/\/+$/, ""), ...(token ? { token } : {}) };
+    return { target_label: `${url.host} (url)`, target_sealed: await seal(c.env.JOB_TOKEN_SECRET, JSON.stringify(access)) };
+  }
+  if (token) throw badRequest("target_token: only with a tracking URI target; a configured server uses its own token");
+  if (!MlName.safeParse(target).success) throw badRequest("target: a configured MLflow server name or an http(s) tracking URI");
+  requireServer(c, target);
+  return { target_label: target, target_server: target };
+}
