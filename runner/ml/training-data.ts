@@ -16,7 +16,6 @@ import { MlflowClient } from "./mlflow-client.ts";
 export async function backupTrainingData(job: TrainingDataDispatch, ctx: JobContext): Promise<MlBackupResult> {
   const started = new Date();
   const def = job.definition;
-  if (def.r2_prefixes.length > 0) await backupR2Prefixes(def.r2_prefixes);
   const repo = new RepositoryClient(job.repository);
   const store = new BlobWriter(repo, job);
   await store.knowParent(job.parent_manifest_key);
@@ -25,6 +24,7 @@ export async function backupTrainingData(job: TrainingDataDispatch, ctx: JobCont
     if (!job.database_url) throw new JobFailure("database_not_configured", `dataset ${job.dataset} reads database "${def.database}", which has no URL`);
     await exportParts(job.database_url, def, store, ctx, counts);
   }
+  await backupR2Prefixes(repo, store, def.r2_prefixes, counts);
   const linked = job.mlflow ? await runsUsing(new MlflowClient(job.mlflow), job.dataset) : [];
   counts.linked_runs = linked.length;
   return writeMlManifest(repo, store, {
@@ -34,12 +34,25 @@ export async function backupTrainingData(job: TrainingDataDispatch, ctx: JobCont
 }
 
 /**
- * R2 prefixes of a dataset. The R2 storage snapshot machinery (issue #5) is
- * built separately; until it is wired in here, a dataset with R2 prefixes
- * fails clearly rather than being half backed up.
+ * R2 prefixes of a dataset: every object under each prefix becomes a blob
+ * ("r2_object", named "<bucket>/<key>"), chunked, deduplicated and encrypted
+ * like every other part, so the snapshot's digest covers it too. Objects are
+ * read through the Worker (the runner holds no R2 credentials), each pinned to
+ * the etag it was listed with: one rewritten meanwhile fails the job rather
+ * than mixing two moments.
  */
-export async function backupR2Prefixes(prefixes: TrainingDataset["r2_prefixes"]): Promise<never> {
-  throw new JobFailure("not_implemented", `training data in R2 (${prefixes.map((p) => `${p.bucket}/${p.prefix}`).join(", ")}) cannot be backed up yet: R2 snapshots are not wired into training-data backups`);
+export async function backupR2Prefixes(
+  repo: RepositoryClient, store: BlobWriter, prefixes: TrainingDataset["r2_prefixes"], counts: { r2_objects: number; bytes: number },
+): Promise<void> {
+  for (const { bucket, prefix } of prefixes) {
+    for await (const page of repo.listSource(bucket, prefix)) {
+      for (const object of page) {
+        const body = await repo.openSource(bucket, object);
+        await store.stream({ kind: "r2_object", name: `${bucket}/${object.key}`, path: object.key }, body, (n) => (counts.bytes += n));
+        counts.r2_objects += 1;
+      }
+    }
+  }
 }
 
 const quoteIdent = (s: string) => `"${s.replace(/"/g, '""')}"`;

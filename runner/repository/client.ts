@@ -76,6 +76,26 @@ export class RepositoryClient {
     } while (cursor);
   }
 
+  /** Objects under a prefix of a protected R2 bucket the job may read (a training dataset's), a page at a time. */
+  async *listSource(bucket: string, prefix: string): AsyncGenerator<SourceObject[]> {
+    let cursor: string | undefined;
+    do {
+      const query = new URLSearchParams({ prefix, ...(cursor ? { cursor } : {}) });
+      const res = await this.send("GET", `/source/${bucket}/list?${query}`, "read");
+      const page = (await res.json()) as { objects: SourceObject[]; cursor?: string };
+      yield page.objects;
+      cursor = page.cursor;
+    } while (cursor);
+  }
+
+  /** One such object's bytes as a stream, only while it still has `etag`. */
+  async openSource(bucket: string, object: SourceObject): Promise<ReadableStream<Uint8Array>> {
+    const path = object.key.split("/").map(encodeURIComponent).join("/");
+    const res = await this.send("GET", `/source/${bucket}/objects/${path}?etag=${encodeURIComponent(object.etag)}`, "read");
+    if (res.status === 404 || !res.body) throw new RepositoryError("source_object_missing", `${bucket}/${object.key} disappeared while being backed up`);
+    return res.body;
+  }
+
   async delete(keys: string[]): Promise<void> {
     await this.send("POST", "/delete", "write", Buffer.from(JSON.stringify({ keys })), json);
   }
@@ -109,6 +129,13 @@ export class RepositoryClient {
 }
 
 const json = { "content-type": "application/json" };
+
+export interface SourceObject {
+  key: string;
+  size: number;
+  etag: string;
+  uploaded: string;
+}
 
 function info(res: Response): StoredObjectInfo {
   return { size: Number(res.headers.get("x-stored-size")), sha256: res.headers.get("x-stored-sha256") ?? undefined };

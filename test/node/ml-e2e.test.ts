@@ -43,7 +43,7 @@ beforeAll(async () => {
       MLFLOW_TRACKING_URI_DOWN: "http://127.0.0.1:1",
       ML_DATASETS: JSON.stringify({
         galaxy_labels: { database: "astrid", tables: ["public.labels"], queries: [{ name: "confident", sql: "SELECT id, label FROM labels WHERE confidence > 0.5 ORDER BY id" }] },
-        sky_images: { r2_prefixes: [{ bucket: "astrid-images", prefix: "raw/" }] },
+        sky_images: { r2_prefixes: [{ bucket: "astrid-data", prefix: "raw/" }] },
       }),
     },
   });
@@ -185,10 +185,26 @@ describe("training data", () => {
     expect(changed.result.sha256).not.toBe(first.result.sha256);
   });
 
-  it("a dataset in R2 fails clearly until R2 snapshots are wired in", async () => {
-    const job = await stack.waitForJob((await stack.api("POST", "/backup/training-data", { dataset_id: "sky_images" })).body.job_id);
-    expect(job.status).toBe("failed");
-    expect(job.error.code).toBe("not_implemented");
+  it("snapshots a dataset's R2 prefix: every object under it, with a digest that follows the bytes", async () => {
+    const put = async (key: string, body: string) => {
+      const res = await fetch(`${stack.workerUrl}/storage/objects/astrid-data/${key}`, {
+        method: "PUT", body, headers: { authorization: `Bearer ${stack.secrets.ADMIN_TOKEN}` },
+      });
+      expect(res.status).toBe(201);
+    };
+    await put("raw/m31.fits", "SIMPLE = T / M31 frame");
+    await put("raw/deep/m33.fits", "SIMPLE = T / M33 frame");
+    await put("other/not-in-dataset.txt", "outside the prefix");
+    const post = () => stack.api("POST", "/backup/training-data", { dataset_id: "sky_images" });
+    const first = await stack.waitForJob((await post()).body.job_id);
+    expect(first.error).toBeUndefined();
+    expect(first.result.counts).toMatchObject({ r2_objects: 2, tables: 0, queries: 0 });
+    const again = await stack.waitForJob((await post()).body.job_id);
+    expect(again.result.sha256).toBe(first.result.sha256);
+    expect(again.result.new_stored_bytes).toBe(0);
+    await put("raw/m31.fits", "SIMPLE = T / M31 frame, recalibrated");
+    const changed = await stack.waitForJob((await post()).body.job_id);
+    expect(changed.result.sha256).not.toBe(first.result.sha256);
   });
 });
 

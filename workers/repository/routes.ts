@@ -16,6 +16,7 @@ import { parseJson, parseQuery } from "../http.ts";
 import { z } from "zod";
 import { readJobToken, type JobGrant } from "./job-token.ts";
 import { completeJob } from "../jobs/complete.ts";
+import { sourceRoutes } from "./source-routes.ts";
 
 type RepoEnv = AppEnv & { Variables: { grant: JobGrant } };
 
@@ -33,6 +34,7 @@ const requireJobToken = createMiddleware<RepoEnv>(async (c, next) => {
 });
 
 repositoryRoutes.use("*", requireJobToken);
+repositoryRoutes.route("/", sourceRoutes);
 
 function objectKey(path: string): string {
   const key = decodeURIComponent(path.replace(/^.*?\/objects\//, ""));

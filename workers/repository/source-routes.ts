@@ -1,0 +1,51 @@
+// Read access to protected R2 buckets for the runner, for exactly one thing:
+// a training-data job reading the R2 prefixes its dataset names (the runner
+// holds no R2 credentials). Anything outside those prefixes is 403.
+import { Hono, type Context } from "hono";
+import { z } from "zod";
+import type { AppEnv } from "../app-env.ts";
+import { ApiError } from "../errors.ts";
+import { parseQuery } from "../http.ts";
+import { TrainingDataParams } from "../shared/protocol.ts";
+import { storageBucket } from "../storage/buckets.ts";
+import type { JobGrant } from "./job-token.ts";
+
+type RepoEnv = AppEnv & { Variables: { grant: JobGrant } };
+
+export const sourceRoutes = new Hono<RepoEnv>();
+
+/** The bucket binding if the job's dataset names a prefix of this bucket that covers `path`. */
+async function readableSource(c: Context<RepoEnv>, bucket: string, path: string): Promise<R2Bucket> {
+  const job = await c.get("catalog").getJob(c.get("grant").job_id);
+  const config = c.get("config");
+  const params = job?.kind === "training_data.backup" ? TrainingDataParams.safeParse(JSON.parse(job.params)) : undefined;
+  const prefixes = params?.success ? (config.ml_datasets[params.data.dataset]?.r2_prefixes ?? []) : [];
+  if (!prefixes.some((p) => p.bucket === bucket && path.startsWith(p.prefix))) {
+    throw new ApiError(403, "forbidden", `job ${c.get("grant").job_id} may not read ${bucket}/${path}`);
+  }
+  const binding = storageBucket(c.env, config, bucket);
+  if (!binding) throw new ApiError(404, "unknown_bucket", `bucket "${bucket}" is not configured (STORAGE_BUCKETS)`);
+  return binding;
+}
+
+const ListQuery = z.strictObject({ prefix: z.string().max(1024), cursor: z.string().optional() });
+
+sourceRoutes.get("/source/:bucket/list", async (c) => {
+  const q = parseQuery(c, ListQuery);
+  const bucket = await readableSource(c, c.req.param("bucket"), q.prefix);
+  const page = await bucket.list({ prefix: q.prefix, limit: 1000, ...(q.cursor ? { cursor: q.cursor } : {}) });
+  return c.json({
+    objects: page.objects.map((o) => ({ key: o.key, size: o.size, etag: o.etag, uploaded: o.uploaded.toISOString() })),
+    ...(page.truncated ? { cursor: page.cursor } : {}),
+  });
+});
+
+sourceRoutes.get("/source/:bucket/objects/:key{.+}", async (c) => {
+  const key = c.req.param("key");
+  const bucket = await readableSource(c, c.req.param("bucket"), key);
+  const etag = c.req.query("etag");
+  const object = await bucket.get(key, etag ? { onlyIf: { etagMatches: etag } } : {});
+  if (!object) throw new ApiError(404, "not_found", `no object ${key}`);
+  if (!("body" in object)) throw new ApiError(412, "object_changed", `${key} changed since it was listed`);
+  return c.body(object.body, 200, { "content-length": String(object.size), etag: object.httpEtag });
+});
