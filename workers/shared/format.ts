@@ -54,8 +54,6 @@ export function manifestKey(backupId: string): string {
 
 export const MANIFEST_PREFIX = "manifests/database/";
 export const ML_MANIFEST_PREFIX = "manifests/ml/";
-/** Every manifest prefix: garbage collection must see the chunks of all of them. */
-export const MANIFEST_PREFIXES = [MANIFEST_PREFIX, ML_MANIFEST_PREFIX] as const;
 
 export function mlManifestKey(backupId: string): string {
   return `${ML_MANIFEST_PREFIX}${backupId}.json`;
