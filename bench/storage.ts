@@ -35,11 +35,12 @@ const MiB = 1024 * 1024;
 
 const secrets = await generateLocalSecrets();
 const dir = mkdtempSync(join(tmpdir(), "astrid-bench-storage-"));
-// No static replica: the burst switches replication on through the API, then off again.
+// No static replica: the burst switches replication on through the API, then off again. No versioning:
+// written-through objects would have their blobs captured on write, and the snapshots would copy nothing.
 const code = await freezeCode();
 const stack = await code.startStack({
   dir, workerPort: await freePort(), runnerPort: await freePort(), output: "files",
-  vars: { ...secrets, STORAGE_REPLICATION: "" },
+  vars: { ...secrets, STORAGE_REPLICATION: "", STORAGE_VERSIONING_ENABLED: "false" },
 });
 
 async function api(method: string, path: string, body?: unknown): Promise<any> {
@@ -155,6 +156,7 @@ try {
   for await (const chunk of download.body!) hash.update(chunk);
   if (hash.digest("hex") !== digests["large/survey-0.tar"]) throw new Error("the restored object differs from what was written");
   if (small2.result.copied_objects !== 0 || large2.result.copied_objects !== 0) throw new Error("an unchanged snapshot copied objects");
+  if (small1.result.copied_objects !== SMALL || large1.result.copied_objects !== LARGE) throw new Error("a first snapshot did not copy every object");
   console.log("checked: the restored object hashes the same as written; second snapshots copied 0 objects");
 } finally {
   await stack.stop();
