@@ -10,6 +10,7 @@ import type { Catalog } from "../catalog/catalog.ts";
 import type { JobRow } from "../catalog/schema.ts";
 import type { Env } from "../env.ts";
 import { loadConfig } from "../config.ts";
+import type { z } from "zod";
 import { submitJob } from "./submit.ts";
 
 export async function completeJob(env: Env, catalog: Catalog, jobId: string, completion: JobCompletion): Promise<JobRow | undefined> {
@@ -72,9 +73,12 @@ async function verifyAfterBackup(env: Env, catalog: Catalog, backupId: string, k
   }
 }
 
-async function manifestProblem(env: Env, job: JobRow, r: BackupResult): Promise<string | undefined> {
+/** The manifest the runner reported: present at the expected key, well-formed, and agreeing with the report. */
+async function checkManifest<T>(
+  env: Env, job: JobRow, r: { backup_id: string; manifest_key: string }, expectedKey: string, schema: z.ZodType<T>, agrees: (m: T) => boolean,
+): Promise<string | undefined> {
   if (r.backup_id !== job.backup_id) return `runner reported backup ${r.backup_id} for job of ${job.backup_id}`;
-  if (r.manifest_key !== manifestKey(r.backup_id)) return `unexpected manifest key ${r.manifest_key}`;
+  if (r.manifest_key !== expectedKey) return `unexpected manifest key ${r.manifest_key}`;
   const object = await env.BACKUPS.get(r.manifest_key);
   if (!object) return `manifest ${r.manifest_key} is missing from the repository`;
   let json: unknown;
@@ -83,32 +87,15 @@ async function manifestProblem(env: Env, job: JobRow, r: BackupResult): Promise<
   } catch {
     return `manifest ${r.manifest_key} is malformed: not JSON`;
   }
-  const parsed = DatabaseManifest.safeParse(json);
+  const parsed = schema.safeParse(json);
   if (!parsed.success) return `manifest ${r.manifest_key} is malformed: ${parsed.error.issues[0]?.message}`;
-  const m = parsed.data;
-  if (m.dump.sha256 !== r.sha256 || m.chunks.length !== r.chunk_count || m.dump.logical_bytes !== r.logical_bytes) {
-    return `manifest ${r.manifest_key} disagrees with the runner's report`;
-  }
-  return undefined;
+  return agrees(parsed.data) ? undefined : `manifest ${r.manifest_key} disagrees with the runner's report`;
 }
 
-/** As manifestProblem, for an ML manifest: present, well-formed, and agreeing with the runner's report. */
-async function mlManifestProblem(env: Env, job: JobRow, r: MlBackupResult): Promise<string | undefined> {
-  if (r.backup_id !== job.backup_id) return `runner reported backup ${r.backup_id} for job of ${job.backup_id}`;
-  if (r.manifest_key !== mlManifestKey(r.backup_id)) return `unexpected manifest key ${r.manifest_key}`;
-  const object = await env.BACKUPS.get(r.manifest_key);
-  if (!object) return `manifest ${r.manifest_key} is missing from the repository`;
-  let json: unknown;
-  try {
-    json = await object.json();
-  } catch {
-    return `manifest ${r.manifest_key} is malformed: not JSON`;
-  }
-  const parsed = MlManifest.safeParse(json);
-  if (!parsed.success) return `manifest ${r.manifest_key} is malformed: ${parsed.error.issues[0]?.message}`;
-  const m = parsed.data;
-  if (m.digest !== r.sha256 || m.chunks.length !== r.chunk_count || m.logical_bytes !== r.logical_bytes || m.backup_id !== r.backup_id) {
-    return `manifest ${r.manifest_key} disagrees with the runner's report`;
-  }
-  return undefined;
-}
+const manifestProblem = (env: Env, job: JobRow, r: BackupResult) =>
+  checkManifest(env, job, r, manifestKey(r.backup_id), DatabaseManifest,
+    (m) => m.dump.sha256 === r.sha256 && m.chunks.length === r.chunk_count && m.dump.logical_bytes === r.logical_bytes);
+
+const mlManifestProblem = (env: Env, job: JobRow, r: MlBackupResult) =>
+  checkManifest(env, job, r, mlManifestKey(r.backup_id), MlManifest,
+    (m) => m.digest === r.sha256 && m.chunks.length === r.chunk_count && m.logical_bytes === r.logical_bytes && m.backup_id === r.backup_id);

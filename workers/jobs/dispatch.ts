@@ -31,6 +31,11 @@ export async function buildDispatch(job: JobRow, env: Env, config: BackupConfig,
       job_id: job.id, scope, backup_id, expires: Math.floor(now.getTime() / 1000) + TOKEN_LIFETIME_SECONDS,
     }),
   });
+  /** What every job that writes a backup gets: recipients, the chunk-id key, a write token for its backup. */
+  const writer = async (backup_id: string) => ({
+    recipients: config.encryption_recipients, chunk_id_key: requireSecret(env.CHUNK_ID_KEY, "CHUNK_ID_KEY"),
+    repository: await repository("write", backup_id),
+  });
   switch (job.kind as JobKind) {
     case "database.backup": {
       const p = DatabaseBackupParams.parse(params);
@@ -38,8 +43,7 @@ export async function buildDispatch(job: JobRow, env: Env, config: BackupConfig,
       return {
         ...(parent ? { parent_manifest_key: parent.manifest_key } : {}),
         kind: "database.backup", job_id: job.id, backup_id: p.backup_id, database: p.database, type: p.type,
-        source_url: requireUrl(config, env, p.database), recipients: config.encryption_recipients,
-        chunk_id_key: requireSecret(env.CHUNK_ID_KEY, "CHUNK_ID_KEY"), repository: await repository("write", p.backup_id),
+        source_url: requireUrl(config, env, p.database), ...(await writer(p.backup_id)),
       };
     }
     case "database.verify": {
@@ -70,8 +74,7 @@ export async function buildDispatch(job: JobRow, env: Env, config: BackupConfig,
         ...(parent ? { parent_manifest_key: parent.manifest_key } : {}),
         kind: "ml.backup", job_id: job.id, backup_id: p.backup_id, server: p.server, registry: p.registry,
         ...(p.experiment_ids ? { experiment_ids: p.experiment_ids } : {}),
-        mlflow: requireMlflow(config, env, p.server), recipients: config.encryption_recipients,
-        chunk_id_key: requireSecret(env.CHUNK_ID_KEY, "CHUNK_ID_KEY"), repository: await repository("write", p.backup_id),
+        mlflow: requireMlflow(config, env, p.server), ...(await writer(p.backup_id)),
       };
     }
     case "ml.verify": {
@@ -103,8 +106,7 @@ export async function buildDispatch(job: JobRow, env: Env, config: BackupConfig,
         kind: "training_data.backup", job_id: job.id, backup_id: p.backup_id, dataset: p.dataset, definition,
         ...(definition.database ? { database_url: requireUrl(config, env, definition.database) } : {}),
         ...(mlflow ? { mlflow } : {}),
-        recipients: config.encryption_recipients, chunk_id_key: requireSecret(env.CHUNK_ID_KEY, "CHUNK_ID_KEY"),
-        repository: await repository("write", p.backup_id),
+        ...(await writer(p.backup_id)),
       };
     }
     default:
