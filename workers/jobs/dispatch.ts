@@ -4,7 +4,7 @@ import {
   DatabaseBackupParams, DatabaseRestoreParams, DatabaseVerifyParams, MlBackupParams, MlflowAccess, MlRestoreParams, RepositoryGcParams,
   TrainingDataParams, type JobKind, type RunnerDispatch,
 } from "../shared/protocol.ts";
-import { manifestKey, mlManifestKey } from "../shared/format.ts";
+import { manifestKey, mlManifestKey, manifestKeyFor } from "../shared/format.ts";
 import { databaseUrl, mlflowAccess, type BackupConfig } from "../config.ts";
 import { unseal } from "../crypto.ts";
 import type { Env } from "../env.ts";
@@ -46,10 +46,11 @@ export async function buildDispatch(job: JobRow, env: Env, config: BackupConfig,
         source_url: requireUrl(config, env, p.database), ...(await writer(p.backup_id)),
       };
     }
-    case "database.verify": {
+    case "database.verify":
+    case "ml.verify": {
       const p = DatabaseVerifyParams.parse(params);
       return {
-        kind: "database.verify", job_id: job.id, backup_id: p.backup_id, manifest_key: manifestKey(p.backup_id),
+        kind: job.kind as "database.verify" | "ml.verify", job_id: job.id, backup_id: p.backup_id, manifest_key: manifestKeyFor(p.backup_id),
         depth: p.depth, identities: p.depth === "full" ? identities(env) : [], repository: await repository("read", p.backup_id),
       };
     }
@@ -75,13 +76,6 @@ export async function buildDispatch(job: JobRow, env: Env, config: BackupConfig,
         kind: "ml.backup", job_id: job.id, backup_id: p.backup_id, server: p.server, registry: p.registry,
         ...(p.experiment_ids ? { experiment_ids: p.experiment_ids } : {}),
         mlflow: requireMlflow(config, env, p.server), ...(await writer(p.backup_id)),
-      };
-    }
-    case "ml.verify": {
-      const p = DatabaseVerifyParams.parse(params);
-      return {
-        kind: "ml.verify", job_id: job.id, backup_id: p.backup_id, manifest_key: mlManifestKey(p.backup_id),
-        depth: p.depth, identities: p.depth === "full" ? identities(env) : [], repository: await repository("read", p.backup_id),
       };
     }
     case "ml.restore": {
