@@ -92,6 +92,18 @@ export const ChunkRef = z.object({
 });
 export type ChunkRef = z.infer<typeof ChunkRef>;
 
+/** How a manifest's chunks were cut, compressed and encrypted, and what its backup added: common to every chunk manifest. */
+const ChunkStoreFields = {
+  compression: z.object({ algorithm: z.literal("zstd"), level: z.number().int() }),
+  encryption: z.object({ scheme: z.literal("age-x25519"), recipients: z.array(z.string()).min(1) }),
+  chunker: z.object({ algorithm: z.string(), min_size: z.number().int(), avg_size: z.number().int(), max_size: z.number().int() }),
+  stats: z.object({
+    stored_bytes: z.number().int().nonnegative(),
+    new_stored_bytes: z.number().int().nonnegative(),
+    new_chunks: z.number().int().nonnegative(),
+  }),
+};
+
 export const DatabaseManifest = z.object({
   format: z.literal("astrid-backup/database"),
   format_version: z.literal(FORMAT_VERSION),
@@ -112,21 +124,9 @@ export const DatabaseManifest = z.object({
     logical_bytes: z.number().int().nonnegative(),
     sha256: Sha256Hex,
   }),
-  compression: z.object({ algorithm: z.literal("zstd"), level: z.number().int() }),
-  encryption: z.object({ scheme: z.literal("age-x25519"), recipients: z.array(z.string()).min(1) }),
-  chunker: z.object({
-    algorithm: z.string(),
-    min_size: z.number().int(),
-    avg_size: z.number().int(),
-    max_size: z.number().int(),
-  }),
+  ...ChunkStoreFields,
   pack_prefix: z.string(),
   chunks: z.array(ChunkRef),
-  stats: z.object({
-    stored_bytes: z.number().int().nonnegative(),
-    new_stored_bytes: z.number().int().nonnegative(),
-    new_chunks: z.number().int().nonnegative(),
-  }),
 });
 export type DatabaseManifest = z.infer<typeof DatabaseManifest>;
 
@@ -255,17 +255,10 @@ export const MlManifest = z.object({
   logical_bytes: z.number().int().nonnegative(),
   /** training-data: the MLflow runs whose dataset inputs name the dataset. */
   linked_runs: z.array(z.object({ run_id: z.string(), experiment_id: z.string(), dataset_digest: z.string().optional() })).optional(),
-  compression: z.object({ algorithm: z.literal("zstd"), level: z.number().int() }),
-  encryption: z.object({ scheme: z.literal("age-x25519"), recipients: z.array(z.string()).min(1) }),
-  chunker: z.object({ algorithm: z.string(), min_size: z.number().int(), avg_size: z.number().int(), max_size: z.number().int() }),
+  ...ChunkStoreFields,
   pack_prefix: z.literal("packs/"),
   blobs: z.array(MlBlob),
   chunks: z.array(ChunkRef),
-  stats: z.object({
-    stored_bytes: z.number().int().nonnegative(),
-    new_stored_bytes: z.number().int().nonnegative(),
-    new_chunks: z.number().int().nonnegative(),
-  }),
 });
 export type MlManifest = z.infer<typeof MlManifest>;
 
