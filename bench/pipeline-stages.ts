@@ -9,6 +9,7 @@
 // With --db it reads `pg_dump -Fc -Z0` of that database (what the runner
 // chunks); --mb limits how much of it is used. The last line is JSON.
 import { spawn } from "node:child_process";
+import { forEachLimited } from "../workers/shared/concurrency.ts";
 import { createCipheriv, randomBytes } from "node:crypto";
 import { closeSync, openSync, readFileSync, readSync } from "node:fs";
 import { availableParallelism } from "node:os";
@@ -83,13 +84,6 @@ async function time(stage: string, bytes: number, fn: () => unknown | Promise<un
   console.error(`${stage.padEnd(62)} ${String(r.mib_s).padStart(7)} MiB/s ${String(r.cpu_s_per_gib).padStart(6)} CPU-s/GiB  +${r.rss_growth_mib} MiB RSS${note ? `  (${note})` : ""}`);
 }
 
-/** At most `n` in flight, like ChunkWriter / readChunks. */
-async function pool<T>(items: T[], n: number, fn: (x: T) => Promise<unknown>): Promise<void> {
-  let next = 0;
-  await Promise.all(Array.from({ length: n }, async () => {
-    while (next < items.length) await fn(items[next++]!);
-  }));
-}
 
 const input = await loadInput();
 const bytes = input.length;
@@ -121,8 +115,8 @@ let compressed: Buffer[] = [];
 await time(`zstd -${ZSTD_LEVEL}, zstdCompressSync per chunk`, bytes, () => (compressed = chunks.map((c) => zlib.zstdCompressSync(c, level(ZSTD_LEVEL)))));
 const compressedBytes = compressed.reduce((a, c) => a + c.length, 0);
 console.error(`  -> ${(compressedBytes / MiB).toFixed(0)} MiB (${(bytes / compressedBytes).toFixed(2)}x)`);
-await time(`zstd -${ZSTD_LEVEL}, zstdCompress (async) per chunk, 8 in flight`, bytes, () => pool(chunks, 8, (c) => zstdAsync(c, level(ZSTD_LEVEL))), "as ChunkWriter does");
-await time(`zstd -${ZSTD_LEVEL}, async per 1 MiB piece, 8 in flight`, bytes, () => pool(oneMiB, 8, (c) => zstdAsync(c, level(ZSTD_LEVEL))), "per-call overhead at 1 MiB");
+await time(`zstd -${ZSTD_LEVEL}, zstdCompress (async) per chunk, 8 in flight`, bytes, () => forEachLimited(chunks, 8, (c) => zstdAsync(c, level(ZSTD_LEVEL))), "as ChunkWriter does");
+await time(`zstd -${ZSTD_LEVEL}, async per 1 MiB piece, 8 in flight`, bytes, () => forEachLimited(oneMiB, 8, (c) => zstdAsync(c, level(ZSTD_LEVEL))), "per-call overhead at 1 MiB");
 
 /** One long-lived compressor; ZSTD_e_end after each chunk closes a complete frame. */
 function reusableCompressor(l: number) {
@@ -152,7 +146,7 @@ console.error(`  -> ${(level1Bytes / MiB).toFixed(0)} MiB (${(bytes / level1Byte
 
 const zstdDecompressAsync = promisify(zlib.zstdDecompress);
 await time("zstd decompress, sync per chunk", bytes, () => compressed.forEach((c) => zlib.zstdDecompressSync(c)));
-await time("zstd decompress, async per chunk, 4 in flight", bytes, () => pool(compressed, 4, (c) => zstdDecompressAsync(c)), "as restore does");
+await time("zstd decompress, async per chunk, 4 in flight", bytes, () => forEachLimited(compressed, 4, (c) => zstdDecompressAsync(c)), "as restore does");
 await time("zstd decompress, one stream over all frames", bytes, async () => {
   const d = zlib.createZstdDecompress();
   const done = new Promise<void>((resolve, reject) => d.on("end", resolve).on("error", reject));
@@ -189,8 +183,8 @@ await time("bare ChaCha20-Poly1305 (node:crypto) over zstd output", bytes, () =>
 }), "the cipher's floor");
 
 const open = chunkOpener([identity]);
-await time("chunkOpener (runner codec: age open + zstd), 4 in flight", bytes, () => pool(sealed, 4, (s) => open(s)), "as restore does");
-await time("sealChunk (runner codec: zstd + age), 8 in flight", bytes, () => pool(chunks, 8, async (c) => await sealChunk(c, sealer)), "as ChunkWriter does");
+await time("chunkOpener (runner codec: age open + zstd), 4 in flight", bytes, () => forEachLimited(sealed, 4, (s) => open(s)), "as restore does");
+await time("sealChunk (runner codec: zstd + age), 8 in flight", bytes, () => forEachLimited(chunks, 8, async (c) => await sealChunk(c, sealer)), "as ChunkWriter does");
 
 console.log(JSON.stringify({
   bench: "pipeline-stages", input_mib: Math.round(bytes / MiB), chunker_avg: CHUNKER.avg_size, chunks: chunks.length,

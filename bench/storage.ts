@@ -16,7 +16,7 @@ import { generateLocalSecrets } from "../runner/dev/secrets.ts";
 import { freePort } from "../runner/dev/stack.ts";
 import { freezeCode } from "./support/frozen-code.ts";
 import { pseudoRandom } from "../runner/dev/pseudo-random.ts";
-import { forEachLimited } from "../workers/storage/lanes.ts";
+import { forEachLimited } from "../workers/shared/concurrency.ts";
 import { sampleRss, descendantPids } from "./support/proc.ts";
 
 const { values: args } = parseArgs({

@@ -9,7 +9,8 @@ import { RepositoryClient } from "../repository/client.ts";
 import { JobFailure } from "../failure.ts";
 import type { JobContext } from "../job-context.ts";
 import { BlobWriter, writeMlManifest, type OpenBlob } from "./blobs.ts";
-import { MlflowClient, pool } from "./mlflow-client.ts";
+import { MlflowClient } from "./mlflow-client.ts";
+import { forEachLimited } from "../../workers/shared/concurrency.ts";
 
 /** Runs exported at once: each holds one metric page and one artifact's stream position. */
 const RUN_CONCURRENCY = Number(process.env.ML_RUN_CONCURRENCY ?? 6);
@@ -46,7 +47,7 @@ export async function backupMlflow(job: MlBackupDispatch, ctx: JobContext): Prom
 
   for (const e of experiments) {
     const runs = mlflow.pages<any>("POST", "runs/search", "runs", { experiment_ids: [e.experiment_id], max_results: SEARCH_PAGE, run_view_type: "ACTIVE_ONLY" });
-    await pool(flatten(runs), RUN_CONCURRENCY, async (run) => {
+    await forEachLimited(flatten(runs), RUN_CONCURRENCY, async (run) => {
       await exportRun(mlflow, store, run, counts);
       counts.runs++;
       report(`exported ${counts.runs} runs`);

@@ -176,19 +176,3 @@ export class MlflowClient {
     return new JobFailure("mlflow_request_failed", `${what}: HTTP ${status} ${code} ${message}`.trim());
   }
 }
-
-/** Runs `fn` over items with at most `limit` at a time; the first failure stops new work and is thrown. */
-export async function pool<T>(items: AsyncIterable<T> | Iterable<T>, limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  const active = new Set<Promise<void>>();
-  let failure: unknown;
-  for await (const item of items as AsyncIterable<T>) {
-    if (failure) break;
-    const p: Promise<void> = fn(item).catch((e) => {
-      failure ??= e;
-    }).finally(() => active.delete(p));
-    active.add(p);
-    if (active.size >= limit) await Promise.race(active);
-  }
-  await Promise.all(active);
-  if (failure) throw failure;
-}

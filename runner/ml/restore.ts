@@ -17,7 +17,8 @@ import { chunkOpener } from "../repository/codec.ts";
 import { JobFailure } from "../failure.ts";
 import type { JobContext } from "../job-context.ts";
 import { blobBytes, blobRecords, readMlManifest } from "./blobs.ts";
-import { MlflowClient, pool } from "./mlflow-client.ts";
+import { MlflowClient } from "./mlflow-client.ts";
+import { forEachLimited } from "../../workers/shared/concurrency.ts";
 
 export const SOURCE_RUN_TAG = "astrid.source_run_id";
 export const RESTORED_TAG = "astrid.restored_from";
@@ -82,7 +83,7 @@ export async function restoreMl(job: MlRestoreDispatch, ctx: JobContext): Promis
     }
   }
   const restored = new Map<string, RestoredRun>();
-  await pool(runBlobs, RUN_CONCURRENCY, async (blob) => {
+  await forEachLimited(runBlobs, RUN_CONCURRENCY, async (blob) => {
     const found = earlier.get(blob.run_id!) ?? [];
     const run = await restoreRun(mlflow, repo, manifest, blob, found, artifactsOf.get(blob.run_id!) ?? [], open, job.backup_id, result);
     restored.set(blob.run_id!, run);

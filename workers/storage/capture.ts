@@ -17,7 +17,8 @@ import type { Env } from "../env.ts";
 import { openStorageCatalog, type StorageCatalog } from "../catalog/storage-catalog.ts";
 import { copyLimits, protectionOf, storageBucket } from "./buckets.ts";
 import { copyObject, hashObject, metaOf, ObjectChanged, storeBlob } from "./objects.ts";
-import { COPY_LANES, forEachLimited } from "./lanes.ts";
+import { COPY_LANES } from "./lanes.ts";
+import { forEachLimited } from "../shared/concurrency.ts";
 
 /** The body R2 sends to a Queue for an event notification rule. */
 // Actions: PutObject, CopyObject, CompleteMultipartUpload (object-create);
@@ -137,7 +138,7 @@ export const STORAGE_EVENTS_QUEUE = "astrid-storage-events";
 export async function consumeStorageEvents(batch: MessageBatch<unknown>, env: Env, config: BackupConfig): Promise<void> {
   const ctx: CaptureContext = { env, config, storage: openStorageCatalog(env.CATALOG), now: new Date() };
   // Events of one batch are handled side by side: capture is order-safe, so their order does not matter.
-  await forEachLimited([...batch.messages], COPY_LANES, async (message) => {
+  await forEachLimited(batch.messages, COPY_LANES, async (message) => {
     const parsed = R2Event.safeParse(message.body);
     if (!parsed.success) {
       console.error(`dropping malformed storage event ${message.id}`);

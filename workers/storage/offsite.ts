@@ -9,7 +9,8 @@
 // known Content-Length (never buffered whole); objects above a threshold go
 // through S3 multipart with equal parts, each read with a ranged R2 get.
 import { S3InputError, type S3Client } from "./s3/client.ts";
-import { COPY_LANES, forEachLimited } from "./lanes.ts";
+import { COPY_LANES } from "./lanes.ts";
+import { forEachLimited } from "../shared/concurrency.ts";
 
 /** Metadata name (x-amz-meta-…) holding the source object's R2 etag. */
 export const SOURCE_ETAG_META = "astrid-source-etag";

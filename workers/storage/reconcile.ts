@@ -9,7 +9,8 @@ import { openStorageCatalog } from "../catalog/storage-catalog.ts";
 import { StepFailure, type StepContext, type StepOutcome } from "../jobs/step.ts";
 import { protectionOf, storageBucket } from "./buckets.ts";
 import { captureVersion, recordDelete, replicateKey, type CaptureContext } from "./capture.ts";
-import { COPY_LANES, forEachLimited } from "./lanes.ts";
+import { COPY_LANES } from "./lanes.ts";
+import { forEachLimited } from "../shared/concurrency.ts";
 
 interface ReconcileState {
   phase: "source" | "replica";

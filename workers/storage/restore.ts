@@ -11,7 +11,8 @@ import { openStorageCatalog } from "../catalog/storage-catalog.ts";
 import { StepFailure, type StepContext, type StepOutcome } from "../jobs/step.ts";
 import { copyLimits, storageBucket } from "./buckets.ts";
 import { copyObject, hashObject } from "./objects.ts";
-import { COPY_LANES, forEachLimited } from "./lanes.ts";
+import { COPY_LANES } from "./lanes.ts";
+import { forEachLimited } from "../shared/concurrency.ts";
 import { StoredObjectMeta } from "../shared/format.ts";
 import { readManifest, readPart } from "./snapshot.ts";
 

@@ -12,7 +12,8 @@ import { openStorageCatalog } from "../catalog/storage-catalog.ts";
 import { StepFailure, type StepContext, type StepOutcome } from "../jobs/step.ts";
 import { copyLimits, storageBucket } from "./buckets.ts";
 import { metaOf, ObjectChanged, storeBlob } from "./objects.ts";
-import { COPY_LANES, forEachLimited } from "./lanes.ts";
+import { COPY_LANES } from "./lanes.ts";
+import { forEachLimited } from "../shared/concurrency.ts";
 
 interface SnapshotState {
   created_at: string;
