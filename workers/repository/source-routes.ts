@@ -7,7 +7,7 @@ import type { AppEnv } from "../app-env.ts";
 import { ApiError } from "../errors.ts";
 import { parseQuery } from "../http.ts";
 import { TrainingDataParams } from "../shared/protocol.ts";
-import { storageBucket } from "../storage/buckets.ts";
+import { storageBucket, unknownBucket } from "../storage/buckets.ts";
 import type { JobGrant } from "./job-token.ts";
 
 type RepoEnv = AppEnv & { Variables: { grant: JobGrant } };
@@ -24,7 +24,7 @@ async function readableSource(c: Context<RepoEnv>, bucket: string, path: string)
     throw new ApiError(403, "forbidden", `job ${c.get("grant").job_id} may not read ${bucket}/${path}`);
   }
   const binding = storageBucket(c.env, config, bucket);
-  if (!binding) throw new ApiError(404, "unknown_bucket", `bucket "${bucket}" is not configured (STORAGE_BUCKETS)`);
+  if (!binding) throw unknownBucket(bucket);
   return binding;
 }
 

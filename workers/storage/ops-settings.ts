@@ -11,7 +11,7 @@ import { CloudflareBucketLockApi, type BucketLockApi } from "./bucket-lock.ts";
 import type { S3Target } from "./offsite.ts";
 import { S3Client } from "./s3/client.ts";
 import { BucketName } from "../shared/format.ts";
-import { storageBucket } from "./buckets.ts";
+import { storageBucket, unknownBucket } from "./buckets.ts";
 
 /** The binding name, accepted as an alias for the backup bucket. */
 export const BACKUPS_ALIAS = "BACKUPS";
@@ -78,6 +78,6 @@ export function bucketLockApi(env: Env): BucketLockApi {
 export function resolveBucket(env: Env, name: string, config: BackupConfig): { name: string; bucket: R2Bucket } {
   if (name === BACKUPS_ALIAS || name === config.backup_storage_bucket) return { name: config.backup_storage_bucket, bucket: env.BACKUPS };
   const bucket = storageBucket(env, config, name);
-  if (!bucket) throw new ApiError(404, "unknown_bucket", `bucket ${JSON.stringify(name)} is not configured (STORAGE_BUCKETS)`);
+  if (!bucket) throw unknownBucket(name);
   return { name, bucket };
 }

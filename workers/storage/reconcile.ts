@@ -6,8 +6,8 @@
 // longer has. What it had to repair is the drift, reported with replication status.
 import { StorageReconcileParams } from "../shared/protocol.ts";
 import { openStorageCatalog } from "../catalog/storage-catalog.ts";
-import { StepFailure, type StepContext, type StepOutcome } from "../jobs/step.ts";
-import { protectionOf, storageBucket } from "./buckets.ts";
+import type { StepContext, StepOutcome } from "../jobs/step.ts";
+import { protectionOf, requireStepBucket } from "./buckets.ts";
 import { captureVersion, recordDelete, replicateKey, type CaptureContext } from "./capture.ts";
 import { COPY_LANES } from "./lanes.ts";
 import { forEachLimited } from "../shared/concurrency.ts";
@@ -22,8 +22,7 @@ interface ReconcileState {
 
 export async function reconcileStep(ctx: StepContext): Promise<StepOutcome> {
   const p = StorageReconcileParams.parse(ctx.params);
-  const bucket = storageBucket(ctx.env, ctx.config, p.bucket);
-  if (!bucket) throw new StepFailure("unknown_bucket", `bucket "${p.bucket}" is not configured (STORAGE_BUCKETS)`);
+  const bucket = requireStepBucket(ctx, p.bucket);
   const storage = openStorageCatalog(ctx.env.CATALOG);
   const protection = await protectionOf(ctx.config, storage, p.bucket);
   const state = (ctx.state as ReconcileState | undefined) ?? { phase: "source", after: "", drift: { captured: 0, deleted: 0, replicated: 0, replica_removed: 0 } };
@@ -62,8 +61,7 @@ export async function reconcileStep(ctx: StepContext): Promise<StepOutcome> {
     }
     if (protection.replica) return { next: { ...state, phase: "replica", cursor: undefined }, progress: { phase: "reconciling replica", bytes: 0, chunks: 0 } };
   } else if (protection.replica) {
-    const replica = storageBucket(ctx.env, ctx.config, protection.replica);
-    if (!replica) throw new StepFailure("unknown_bucket", `replica bucket "${protection.replica}" is not configured`);
+    const replica = requireStepBucket(ctx, protection.replica);
     const page = await replica.list({ cursor: state.cursor, limit: ctx.config.storage_page_size });
     const replicaName = protection.replica;
     await forEachLimited(page.objects, COPY_LANES, async (o) => {

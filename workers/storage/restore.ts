@@ -8,8 +8,8 @@
 import { blobKey, type SnapshotEntry } from "../shared/format.ts";
 import { StorageRestoreParams } from "../shared/protocol.ts";
 import { openStorageCatalog } from "../catalog/storage-catalog.ts";
-import { StepFailure, type StepContext, type StepOutcome } from "../jobs/step.ts";
-import { copyLimits, storageBucket } from "./buckets.ts";
+import type { StepContext, StepOutcome } from "../jobs/step.ts";
+import { copyLimits, requireStepBucket } from "./buckets.ts";
 import { copyObject, hashObject } from "./objects.ts";
 import { COPY_LANES } from "./lanes.ts";
 import { forEachLimited } from "../shared/concurrency.ts";
@@ -30,8 +30,7 @@ const CONFLICT_SAMPLE = 20;
 
 export async function restoreStep(ctx: StepContext): Promise<StepOutcome> {
   const p = StorageRestoreParams.parse(ctx.params);
-  const target = storageBucket(ctx.env, ctx.config, p.target_bucket);
-  if (!target) throw new StepFailure("unknown_bucket", `bucket "${p.target_bucket}" is not configured (STORAGE_BUCKETS)`);
+  const target = requireStepBucket(ctx, p.target_bucket);
   const state = (ctx.state as RestoreState | undefined) ?? {
     part: 1, offset: 0, after: "", counts: { restored: 0, unchanged: 0, conflicts: 0, missing: 0, bytes: 0 }, conflict_keys: [],
   };

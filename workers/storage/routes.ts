@@ -12,7 +12,7 @@ import { submitJob } from "../jobs/submit.ts";
 import { openStorageCatalog } from "../catalog/storage-catalog.ts";
 import { BucketName, newSnapshotId, SnapshotId } from "../shared/format.ts";
 import { ObjectKey, ObjectPrefix, type JobKind } from "../shared/protocol.ts";
-import { protectionOf, storageBucket } from "./buckets.ts";
+import { protectionOf, storageBucket, unknownBucket } from "./buckets.ts";
 import { handleEvent, STORAGE_EVENTS_QUEUE } from "./capture.ts";
 import { replicationStatus, storageStatus } from "./status.ts";
 import { applyStorageRetention } from "./retention.ts";
@@ -28,7 +28,7 @@ function requireBucket(c: Ctx, name: string, field = "bucket"): R2Bucket {
     throw new ApiError(400, "backup_bucket", `${field}: "${name}" is the backup bucket itself; it is protected by the database/storage backups, not a source or target`);
   }
   const bucket = storageBucket(c.env, c.get("config"), name);
-  if (!bucket) throw new ApiError(404, "unknown_bucket", `${field}: bucket "${name}" is not configured (STORAGE_BUCKETS)`);
+  if (!bucket) throw unknownBucket(name, field);
   return bucket;
 }
 

@@ -10,7 +10,7 @@ import {
 import { StorageSnapshotParams } from "../shared/protocol.ts";
 import { openStorageCatalog } from "../catalog/storage-catalog.ts";
 import { StepFailure, type StepContext, type StepOutcome } from "../jobs/step.ts";
-import { copyLimits, storageBucket } from "./buckets.ts";
+import { copyLimits, requireStepBucket } from "./buckets.ts";
 import { metaOf, ObjectChanged, storeBlob } from "./objects.ts";
 import { COPY_LANES } from "./lanes.ts";
 import { forEachLimited } from "../shared/concurrency.ts";
@@ -29,8 +29,7 @@ interface SnapshotState {
 
 export async function snapshotStep(ctx: StepContext): Promise<StepOutcome> {
   const p = StorageSnapshotParams.parse(ctx.params);
-  const source = storageBucket(ctx.env, ctx.config, p.bucket);
-  if (!source) throw new StepFailure("unknown_bucket", `bucket "${p.bucket}" is not configured (STORAGE_BUCKETS)`);
+  const source = requireStepBucket(ctx, p.bucket);
   const storage = openStorageCatalog(ctx.env.CATALOG);
   const state = (ctx.state as SnapshotState | undefined) ?? (await firstState(ctx, p));
 
