@@ -12,7 +12,7 @@
 // Everything goes through one narrow interface, BucketLockApi, so the rest of
 // the code (and the tests) do not depend on how the rules are stored.
 import { z } from "zod";
-import { diffById, type RuleDiff } from "./rule-diff.ts";
+import { diffById, parseRules, type RuleDiff } from "./rule-diff.ts";
 
 export const MAX_LOCK_RULES = 1000;
 
@@ -45,10 +45,7 @@ export class LockRulesError extends Error {
 }
 
 export function parseLockRules(input: unknown): LockRule[] {
-  const result = LockRules.safeParse(input);
-  if (result.success) return result.data;
-  const issue = result.error.issues[0]!;
-  throw new LockRulesError(`${issue.path.length ? `rules.${issue.path.join(".")}: ` : ""}${issue.message}`);
+  return parseRules(LockRules, input, (message) => new LockRulesError(message));
 }
 
 /** The one seam to Cloudflare's account API; tests use an in-memory implementation. */

@@ -12,7 +12,7 @@
 // bucket-wide and a prefix abort rule); when an expiry and a transition fall
 // within 24 h the expiry wins. Rules take about 24 h to act on existing objects.
 import { z } from "zod";
-import { diffById, type RuleDiff } from "./rule-diff.ts";
+import { diffById, parseRules, type RuleDiff } from "./rule-diff.ts";
 import type { S3Client } from "./s3/client.ts";
 import { childrenNamed, child, parseXml, textOf, xml, type XmlElement } from "./s3/xml.ts";
 
@@ -72,11 +72,7 @@ export class LifecycleRulesError extends Error {
 }
 
 export function parseLifecycleRules(input: unknown): LifecycleRule[] {
-  const result = LifecycleRules.safeParse(input);
-  if (result.success) return result.data;
-  const issue = result.error.issues[0]!;
-  const where = issue.path.length ? `rules.${issue.path.join(".")}: ` : "";
-  throw new LifecycleRulesError(`${where}${issue.message}`);
+  return parseRules(LifecycleRules, input, (message) => new LifecycleRulesError(message));
 }
 
 /** A rule's part that R2 applies (no version-store action). */

@@ -1,5 +1,15 @@
-// Idempotent configuration (lifecycle rules, Bucket Lock rules): read what is
-// there, diff it with what is wanted by rule id, write only when they differ.
+// Idempotent configuration (lifecycle rules, Bucket Lock rules): validate
+// what is wanted, read what is there, diff the two by rule id, write only
+// when they differ.
+import type { z } from "zod";
+
+/** Validates rules before any request; the first problem, named by its path under "rules", becomes `toError`'s message. */
+export function parseRules<T>(schema: z.ZodType<T>, input: unknown, toError: (message: string) => Error): T {
+  const result = schema.safeParse(input);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0]!;
+  throw toError(`${issue.path.length ? `rules.${issue.path.join(".")}: ` : ""}${issue.message}`);
+}
 
 export interface RuleDiff<T> {
   added: T[];
