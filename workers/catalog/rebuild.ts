@@ -105,12 +105,9 @@ function mlRow(catalog: Catalog, key: string, m: MlManifest): Promise<boolean> {
   });
 }
 
-async function snapshotRow(env: Env, key: string, m: SnapshotManifest): Promise<boolean> {
-  const storage = openStorageCatalog(env.CATALOG);
-  if (await storage.getSnapshot(m.snapshot_id)) return false;
-  await storage.insertSnapshot({
+function snapshotRow(env: Env, key: string, m: SnapshotManifest): Promise<boolean> {
+  return openStorageCatalog(env.CATALOG).insertSnapshot({
     id: m.snapshot_id, bucket: m.bucket, prefix: m.prefix, parent_id: m.parent_id ?? null, status: "completed", manifest_key: key,
     ...m.stats, job_id: null, created_at: m.created_at, finished_at: m.finished_at, duration_ms: durationMs(m),
   });
-  return true;
 }

@@ -12,7 +12,9 @@ type Db = DrizzleD1Database;
 export function openStorageCatalog(d1: D1Database) {
   const db = drizzle(d1);
   return {
-    insertSnapshot: (row: typeof storageSnapshots.$inferInsert) => db.insert(storageSnapshots).values(row).onConflictDoNothing().run(),
+    /** True if the row was added, false if that snapshot was listed already. */
+    insertSnapshot: async (row: typeof storageSnapshots.$inferInsert) =>
+      (await db.insert(storageSnapshots).values(row).onConflictDoNothing().returning({ id: storageSnapshots.id }).all()).length > 0,
     getSnapshot: (id: string) => db.select().from(storageSnapshots).where(eq(storageSnapshots.id, id)).get(),
     /** The newest snapshot of the same bucket and prefix: the next one references its unchanged objects. */
     latestSnapshot: (bucket: string, prefix: string) =>

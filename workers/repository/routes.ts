@@ -9,7 +9,6 @@ import { createMiddleware } from "hono/factory";
 import type { AppEnv } from "../app-env.ts";
 import { ApiError } from "../errors.ts";
 import { isRepositoryKey, manifestKeyFor } from "../shared/format.ts";
-import { loadConfig } from "../config.ts";
 import { backupBucketLocks } from "../storage/lock-guard.ts";
 import { JobCompletion, JobProgress } from "../shared/protocol.ts";
 import { parseJson, parseQuery } from "../http.ts";
@@ -81,7 +80,7 @@ repositoryRoutes.post("/delete", async (c) => {
   const bad = keys.find((k) => !isRepositoryKey(k) || !(k.startsWith("packs/") || k.startsWith("archive/")));
   if (bad !== undefined) throw new ApiError(400, "invalid_key", "only pack and archive objects can be deleted");
   // Objects inside a Bucket Lock window are skipped (R2 would refuse them): the answer names them.
-  const guard = await backupBucketLocks(c.env, loadConfig(c.env), new Date());
+  const guard = await backupBucketLocks(c.env, c.get("config"), new Date());
   const locked: string[] = [];
   for (const key of guard ? keys : []) {
     const head = await c.env.BACKUPS.head(key);
