@@ -27,12 +27,17 @@ export async function verifyBackup(job: VerifyDispatch, ctx: JobContext): Promis
     const problem = await checkContents(repo, manifest, job.identities, ctx);
     if (problem) problems.push(problem);
   }
+  return {
+    kind: "database.verify", backup_id: job.backup_id, depth: job.depth,
+    ...(await verifyFindings(repo, manifest, problems)), duration_ms: Date.now() - started,
+  };
+}
+
+/** The verdict on a manifest's problems, naming every backup that shares a damaged chunk (chunks are shared). */
+export async function verifyFindings(repo: RepositoryClient, manifest: Pick<DatabaseManifest, "pack_prefix" | "chunks">, problems: string[]) {
   const damaged = new Set(problems.map((p) => /^chunk #\d+ ([0-9a-f]{64})/.exec(p)?.[1]).filter((id): id is string => !!id));
   const affected = damaged.size ? await backupsUsingChunks(repo, manifest.pack_prefix, damaged) : [];
-  return {
-    kind: "database.verify", backup_id: job.backup_id, depth: job.depth, ok: problems.length === 0,
-    checked_chunks: manifest.chunks.length, problems, affected_backups: affected, duration_ms: Date.now() - started,
-  };
+  return { ok: problems.length === 0, checked_chunks: manifest.chunks.length, problems, affected_backups: affected };
 }
 
 /** Checks every chunk, not just up to the first bad one, so the report names all the damage. */

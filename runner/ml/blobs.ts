@@ -4,6 +4,7 @@
 // concurrently: each blob keeps the indices of its own chunks. Readers
 // decrypt a blob's chunks in order and check its size and SHA-256.
 import { createHash } from "node:crypto";
+import { readManifestFile } from "../repository/manifest-file.ts";
 import {
   CHUNKER, FORMAT_VERSION, mlDigestInput, mlManifestKey, MlManifest, type ChunkRef, type MlBlob,
 } from "../../workers/shared/format.ts";
@@ -119,15 +120,7 @@ export async function writeMlManifest(
 }
 
 export async function readMlManifest(repo: RepositoryClient, key: string): Promise<MlManifest> {
-  const raw = await repo.get(key);
-  let parsed;
-  try {
-    parsed = MlManifest.safeParse(JSON.parse(raw.toString("utf8")));
-  } catch {
-    throw new JobFailure("manifest_invalid", `${key} is not JSON`);
-  }
-  if (!parsed.success) throw new JobFailure("manifest_invalid", `${key}: ${parsed.error.issues[0]?.path.join(".")}: ${parsed.error.issues[0]?.message}`);
-  const m = parsed.data;
+  const m = await readManifestFile(repo, key, MlManifest);
   for (const b of m.blobs) {
     if (b.chunks.some((i) => i >= m.chunks.length)) throw new JobFailure("manifest_invalid", `${key}: blob ${b.name} names a chunk that is not listed`);
     const total = b.chunks.reduce((sum, i) => sum + m.chunks[i]!.plain_size, 0);

@@ -3,10 +3,9 @@
 // also decrypts every blob and checks its size and SHA-256, so every
 // artifact is proven byte for byte.
 import type { MlVerifyDispatch, MlVerifyResult } from "../../workers/shared/protocol.ts";
-import { checkStoredChunks } from "../database/verify.ts";
+import { checkStoredChunks, verifyFindings } from "../database/verify.ts";
 import { RepositoryClient } from "../repository/client.ts";
 import { chunkOpener } from "../repository/codec.ts";
-import { backupsUsingChunks } from "../repository/manifests.ts";
 import { JobFailure } from "../failure.ts";
 import type { JobContext } from "../job-context.ts";
 import { blobBytes, readMlManifest } from "./blobs.ts";
@@ -31,10 +30,8 @@ export async function verifyMl(job: MlVerifyDispatch, ctx: JobContext): Promise<
       }
     }
   }
-  const damaged = new Set(problems.map((p) => /^chunk #\d+ ([0-9a-f]{64})/.exec(p)?.[1]).filter((id): id is string => !!id));
-  const affected = damaged.size ? await backupsUsingChunks(repo, manifest.pack_prefix, damaged) : [];
   return {
-    kind: "ml.verify", backup_id: job.backup_id, depth: job.depth, ok: problems.length === 0,
-    checked_chunks: manifest.chunks.length, problems, affected_backups: affected, duration_ms: Date.now() - started,
+    kind: "ml.verify", backup_id: job.backup_id, depth: job.depth,
+    ...(await verifyFindings(repo, manifest, problems)), duration_ms: Date.now() - started,
   };
 }
