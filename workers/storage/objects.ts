@@ -114,7 +114,7 @@ async function reusableBlob(backups: R2Bucket, sha256: string, size: number, lim
  * blob. Returns true if it had to copy them (false: the same bytes were
  * already stored, from an earlier snapshot, another key or a captured version).
  */
-export async function ensureBlob(
+async function ensureBlob(
   backups: R2Bucket, source: R2Bucket, obj: { key: string; etag: string; size: number }, sha256: string, limits: BlobLimits,
 ): Promise<boolean> {
   if (await reusableBlob(backups, sha256, obj.size, limits)) return false;
@@ -126,7 +126,7 @@ export async function ensureBlob(
 }
 
 /** Objects up to this size are read once into memory (3 lanes x 1 MiB at most) instead of twice as streams. */
-export const SMALL_OBJECT_BYTES = 1024 * 1024;
+const SMALL_OBJECT_BYTES = 1024 * 1024;
 
 /** Runs a blob write, or joins one already running for the same bytes; true if this call's write copied them. */
 export type BlobWriteOnce = (sha256: string, write: () => Promise<boolean>) => Promise<boolean>;
