@@ -3,8 +3,9 @@
 // A bad value throws ConfigError naming the variable, so a typo fails the first
 // request or cron after deploy (and `npm run check-config`), not the 2 AM backup.
 import { z } from "zod";
-import { DatabaseName, MlName, TrainingDataset, type BackupType } from "./shared/protocol.ts";
+import { DatabaseName, MlName, TrainingDataset } from "./shared/protocol.ts";
 import { BucketName } from "./shared/format.ts";
+import { AppError } from "./shared/errors.ts";
 
 const CRON_FIELD = /^(\*|\d+(-\d+)?)(\/\d+)?(,(\*|\d+(-\d+)?)(\/\d+)?)*$/;
 const Cron = z.string().refine((s) => {
@@ -94,11 +95,19 @@ export const BackupConfig = z.object({
   gc_grace_minutes: z.number().int().nonnegative(),
   /** A running job that has not reported for this long is declared lost. */
   job_lease_seconds: z.number().int().positive(),
+  /** Runner jobs (dumps, restores, MLflow exports) running at once; more wait in the queue. */
+  runner_max_jobs: z.number().int().positive().max(64),
+  /** The off-site copy's S3 endpoint: the off-site schedule runs only when it is set. */
+  offsite_s3_endpoint: z.string(),
 });
 export type BackupConfig = z.infer<typeof BackupConfig>;
 
-export class ConfigError extends Error {
+/** A setting that does not parse: names the variable, so a typo fails the first request or cron after deploy. */
+export class ConfigError extends AppError {
   override name = "ConfigError";
+  constructor(message: string) {
+    super("config_invalid", message, 500);
+  }
 }
 
 /** Environment variable -> config field, with the parser for its text. */
@@ -139,6 +148,8 @@ const OVERRIDES: Record<string, [keyof BackupConfig, z.ZodType]> = {
   REPOSITORY_GC_SCHEDULE: ["repository_gc_schedule", z.string()],
   DATABASE_VERIFY_AFTER_BACKUP: ["database_verify_after_backup", z.string()],
   GC_GRACE_MINUTES: ["gc_grace_minutes", z.coerce.number()],
+  RUNNER_MAX_JOBS: ["runner_max_jobs", z.coerce.number()],
+  OFFSITE_S3_ENDPOINT: ["offsite_s3_endpoint", z.string()],
 };
 
 export const DEFAULTS = {
@@ -180,6 +191,8 @@ export const DEFAULTS = {
   repository_gc_schedule: "0 6 * * 0",
   database_verify_after_backup: "quick",
   gc_grace_minutes: 24 * 60,
+  runner_max_jobs: 4,
+  offsite_s3_endpoint: "",
 } as const;
 
 export type ConfigEnv = Record<string, unknown>;
@@ -318,36 +331,11 @@ export function databaseUrl(config: BackupConfig, env: ConfigEnv, name: string):
   return typeof value === "string" && value !== "" ? value : undefined;
 }
 
-/** What a cron expression asks for, according to the config. */
-export type ScheduledWork =
-  | { kind: "database.backup"; type: BackupType }
-  | { kind: "repository.gc" }
-  | { kind: "storage.snapshot" }
-  | { kind: "storage.reconcile" }
-  | { kind: "storage.gc" }
-  | { kind: "storage.offsite" }
-  | { kind: "ml.backup" };
-
-export function workForCron(config: BackupConfig, cron: string): ScheduledWork[] {
-  if (!config.backup_enabled) return [];
-  const work: ScheduledWork[] = [];
-  if (config.database_backup_enabled) {
-    const byType: [string, BackupType][] = [
-      [config.database_backup_schedule, "full"],
-      [config.database_incremental_schedule, "incremental"],
-      [config.database_archive_schedule, "archive"],
-    ];
-    for (const [schedule, type] of byType) if (schedule === cron) work.push({ kind: "database.backup", type });
-  }
-  if (config.ml_backup_enabled && config.ml_backup_schedule === cron) work.push({ kind: "ml.backup" });
-  if (config.repository_gc_schedule === cron) work.push({ kind: "repository.gc" }, { kind: "storage.gc" });
-  if (config.storage_backup_enabled && config.storage_backup_schedule === cron) work.push({ kind: "storage.snapshot" });
-  if (config.storage_reconcile_schedule === cron) work.push({ kind: "storage.reconcile" });
-  if (config.offsite_schedule === cron) work.push({ kind: "storage.offsite" });
-  return work;
-}
-
-/** Every schedule the config uses: wrangler.toml must list each as a cron trigger. */
+/**
+ * Every schedule setting of the config: wrangler.toml must list each as a
+ * cron trigger (npm run check-config). The registry's scheduled tasks each
+ * run at one of these (test/workers/registry.test.ts checks it).
+ */
 export function configuredSchedules(config: BackupConfig): string[] {
   return [
     config.database_backup_schedule, config.database_incremental_schedule, config.database_archive_schedule, config.ml_backup_schedule,

@@ -5,9 +5,11 @@ import { env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import wranglerToml from "../../wrangler.toml?raw";
 import {
-  ConfigError, configuredSchedules, databaseUrl, DEFAULTS, loadConfig, workForCron, type BackupConfig,
+  ConfigError, databaseUrl, DEFAULTS, loadConfig, type BackupConfig,
 } from "../../workers/config.ts";
 import { api } from "./helpers.ts";
+import { kinds } from "../../workers/kinds.ts";
+import { tasksForCron } from "../../workers/jobs/schedule.ts";
 
 const RECIPIENT = "age1rgy76kk0pdvas8rc65nt2tfclrjrc3pjcn599g6zmtzpgzkuusls8cewrx";
 const RECIPIENT_2 = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
@@ -130,6 +132,8 @@ describe("loadConfig environment overrides", () => {
     ["STORAGE_VERSION_RETENTION_DAYS", "14", "storage_version_retention_days", 14],
     ["OFFSITE_SCHEDULE", "30 6 * * *", "offsite_schedule", "30 6 * * *"],
     ["DATABASE_VERIFY_AFTER_BACKUP", "full", "database_verify_after_backup", "full"],
+    ["RUNNER_MAX_JOBS", "2", "runner_max_jobs", 2],
+    ["OFFSITE_S3_ENDPOINT", "https://s3.example.org", "offsite_s3_endpoint", "https://s3.example.org"],
   ];
 
   for (const [variable, text, field, expected] of overrides) {
@@ -227,50 +231,49 @@ describe("loadConfig bad values throw ConfigError naming the variable", () => {
 });
 
 describe("schedules", () => {
+  const names = (config: ReturnType<typeof loadConfig>, cron: string) => tasksForCron(kinds, config, cron).map((t) => t.name);
+
   it("map each configured cron to its backup type", () => {
     const config = loadConfig(minimal());
-    expect(workForCron(config, "0 2 * * *")).toEqual([{ kind: "database.backup", type: "full" }]);
-    expect(workForCron(config, "0 9-17 * * 1-5")).toEqual([{ kind: "database.backup", type: "incremental" }]);
-    expect(workForCron(config, "0 5 * * 0")).toEqual([{ kind: "database.backup", type: "archive" }]);
-    expect(workForCron(config, "*/10 * * * *")).toEqual([]);
+    expect(names(config, "0 2 * * *")).toEqual(["database full backups"]);
+    expect(names(config, "0 9-17 * * 1-5")).toEqual(["database incremental backups"]);
+    expect(names(config, "0 5 * * 0")).toEqual(["database archive backups"]);
+    expect(names(config, "*/10 * * * *")).toEqual([]);
   });
 
   it("yield no work when backups are disabled", () => {
-    expect(workForCron(loadConfig(minimal({ BACKUP_ENABLED: "false" })), "0 2 * * *")).toEqual([]);
-    expect(workForCron(loadConfig(minimal({ DATABASE_BACKUP_ENABLED: "false" })), "0 2 * * *")).toEqual([]);
+    expect(names(loadConfig(minimal({ BACKUP_ENABLED: "false" })), "0 2 * * *")).toEqual([]);
+    expect(names(loadConfig(minimal({ DATABASE_BACKUP_ENABLED: "false" })), "0 2 * * *")).toEqual([]);
   });
 
   it("yield both types when two schedules are the same cron", () => {
     const config = loadConfig(minimal({ DATABASE_ARCHIVE_SCHEDULE: "0 2 * * *" }));
-    expect(workForCron(config, "0 2 * * *")).toEqual([
-      { kind: "database.backup", type: "full" },
-      { kind: "database.backup", type: "archive" },
-    ]);
+    expect(names(config, "0 2 * * *")).toEqual(["database full backups", "database archive backups"]);
   });
 
-  it("map the garbage-collection schedule to repository.gc and storage.gc jobs", () => {
+  it("map the garbage-collection schedule to repository and storage garbage collection", () => {
     const config = loadConfig(minimal());
-    expect(workForCron(config, "0 6 * * 0")).toEqual([{ kind: "repository.gc" }, { kind: "storage.gc" }]);
+    expect(names(config, "0 6 * * 0")).toEqual(["repository garbage collection", "storage garbage collection"]);
   });
 
   it("are all listed in wrangler.toml's [triggers] crons", () => {
     const crons = topLevelCrons(wranglerToml);
     expect(crons).toContain("*/10 * * * *"); // the parser found the real list, sweep included
     for (const config of [loadConfig(minimal()), loadConfig(env)]) {
-      const schedules = configuredSchedules(config);
-      expect(schedules).toHaveLength(8);
+      const schedules = kinds.schedules(config);
+      expect(schedules.length).toBeGreaterThanOrEqual(8);
       expect(schedules.filter((s) => !crons.includes(s))).toEqual([]);
     }
   });
 
   it("are all listed in the production environment's triggers too", () => {
     const crons = environmentCrons(wranglerToml, "production");
-    expect(configuredSchedules(loadConfig(minimal())).filter((s) => !crons.includes(s))).toEqual([]);
+    expect(kinds.schedules(loadConfig(minimal())).filter((s) => !crons.includes(s))).toEqual([]);
     expect(crons.sort()).toEqual(topLevelCrons(wranglerToml).sort());
   });
 
   it("every wrangler.toml cron is one the config or the sweep uses (no orphan triggers)", () => {
-    const used = new Set([...configuredSchedules(loadConfig(minimal())), "*/10 * * * *"]);
+    const used = new Set([...kinds.schedules(loadConfig(minimal())), "*/10 * * * *"]);
     expect(topLevelCrons(wranglerToml).filter((c) => !used.has(c))).toEqual([]);
   });
 });

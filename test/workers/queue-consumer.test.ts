@@ -12,7 +12,7 @@ import worker from "../../workers/index.ts";
 import type { Env } from "../../workers/env.ts";
 import { seal } from "../../workers/crypto.ts";
 import { readJobToken } from "../../workers/repository/job-token.ts";
-import { BackupDispatch, RestoreDispatch, VerifyDispatch } from "../../workers/shared/protocol.ts";
+import { DatabaseBackupDispatch as BackupDispatch, DatabaseRestoreDispatch as RestoreDispatch, DatabaseVerifyDispatch as VerifyDispatch } from "../../workers/database/protocol.ts";
 import {
   api, auditRows, captureLogs, catalogDump, DATABASE_URL_PASSWORD, isoSecondsAgo, jobRow, resetState, seedBackupJob, seedJob, testEnv,
 } from "./helpers.ts";

@@ -4,9 +4,9 @@
 // shapes as the database routes: admin changes, viewer reads.
 import { Hono } from "hono";
 import { z } from "zod";
-import type { AppEnv } from "../app-env.ts";
+import type { AppEnv } from "../context.ts";
 import { requireRole } from "../auth.ts";
-import { ApiError, badRequest } from "../errors.ts";
+import { AppError, badRequest } from "../shared/errors.ts";
 import { parseJson, parseQuery } from "../http.ts";
 import { CloudflareApiError, configureLocks, LockRules, LockRulesError } from "./bucket-lock.ts";
 import { CostCursorError, costReport } from "./cost.ts";
@@ -91,7 +91,7 @@ storageOpsRoutes.post("/storage/offsite", requireRole("admin"), async (c) => {
   } catch (e) {
     await c.get("catalog").audit({
       actor, action: "storage.offsite", target: `${name} -> ${target.bucket}`, outcome: "failed",
-      detail: { prefix: body.prefix ?? "", error: e instanceof ApiError ? e.code : "internal" },
+      detail: { prefix: body.prefix ?? "", error: e instanceof AppError ? e.code : "internal" },
     });
     throw e;
   }
@@ -127,19 +127,19 @@ async function mapped<T>(fn: () => Promise<T>): Promise<T> {
   try {
     return await fn();
   } catch (e) {
-    if (e instanceof ApiError) throw e;
+    if (e instanceof AppError) throw e;
     if (e instanceof LifecycleRulesError || e instanceof LockRulesError || e instanceof S3InputError || e instanceof CostCursorError) {
       throw badRequest(e.message);
     }
     if (e instanceof S3Error) {
-      if (e.code === "NoSuchBucket") throw new ApiError(404, "unknown_bucket", e.message);
-      if (S3_AUTH_CODES.has(e.code)) throw new ApiError(502, "s3_access_denied", e.message);
-      if (e.code === "NetworkError") throw new ApiError(502, "s3_unreachable", e.message);
-      throw new ApiError(502, "s3_error", e.message);
+      if (e.code === "NoSuchBucket") throw new AppError("unknown_bucket", e.message, 404);
+      if (S3_AUTH_CODES.has(e.code)) throw new AppError("s3_access_denied", e.message, 502);
+      if (e.code === "NetworkError") throw new AppError("s3_unreachable", e.message, 502);
+      throw new AppError("s3_error", e.message, 502);
     }
     if (e instanceof CloudflareApiError) {
       const code = e.status === 401 || e.status === 403 ? "cloudflare_access_denied" : e.status === 404 ? "unknown_bucket" : "cloudflare_api_error";
-      throw new ApiError(e.status === 404 ? 404 : 502, code, e.message);
+      throw new AppError(code, e.message, e.status === 404 ? 404 : 502);
     }
     throw e;
   }

@@ -6,7 +6,7 @@
 import { z } from "zod";
 import type { BackupConfig } from "../config.ts";
 import type { Env } from "../env.ts";
-import { ApiError } from "../errors.ts";
+import { AppError } from "../shared/errors.ts";
 import { CloudflareBucketLockApi, type BucketLockApi } from "./bucket-lock.ts";
 import type { S3Target } from "./offsite.ts";
 import { S3Client } from "./s3/client.ts";
@@ -23,7 +23,7 @@ export const R2BucketName = z.string().refine(
 );
 
 const notConfigured = (what: string, missing: string[]) =>
-  new ApiError(503, "not_configured", `${what} is not configured: set ${missing.join(", ")}`);
+  new AppError("not_configured", `${what} is not configured: set ${missing.join(", ")}`, 503);
 
 function settings(env: Env, names: string[], what: string): Record<string, string> {
   const out: Record<string, string> = {};
@@ -45,6 +45,9 @@ export function r2S3Client(env: Env): S3Client {
   const s = settings(env, ["R2_S3_ENDPOINT", "R2_ACCESS_KEY_ID", "R2_SECRET_ACCESS_KEY"], "R2's S3 API");
   return new S3Client({ endpoint: s.R2_S3_ENDPOINT!, accessKeyId: s.R2_ACCESS_KEY_ID!, secretAccessKey: s.R2_SECRET_ACCESS_KEY!, region: "auto" });
 }
+
+/** Whether an off-site destination is configured (the off-site schedule does nothing otherwise). */
+export const offsiteConfigured = (config: BackupConfig) => config.offsite_s3_endpoint !== "";
 
 /** The off-site S3 destination. OFFSITE_S3_REGION defaults to us-east-1; OFFSITE_S3_PREFIX is optional. */
 export function offsiteTarget(env: Env): S3Target {
