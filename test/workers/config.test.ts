@@ -5,7 +5,7 @@ import { env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import wranglerToml from "../../wrangler.toml?raw";
 import {
-  ConfigError, databaseUrl, DEFAULTS, loadConfig, type BackupConfig,
+  ConfigError, databaseUrl, DEFAULTS, loadConfig, SETTINGS, type BackupConfig,
 } from "../../workers/config.ts";
 import { api } from "./helpers.ts";
 import { kinds } from "../../workers/kinds.ts";
@@ -67,6 +67,7 @@ describe("loadConfig defaults", () => {
     const config = loadConfig(minimal());
     expect(config).toEqual({
       ...DEFAULTS,
+      database_encryption_enabled: true,
       databases: { astrid: "DATABASE_URL_ASTRID" },
       default_database: "astrid",
       encryption_recipients: [RECIPIENT],
@@ -134,6 +135,17 @@ describe("loadConfig environment overrides", () => {
     ["DATABASE_VERIFY_AFTER_BACKUP", "full", "database_verify_after_backup", "full"],
     ["RUNNER_MAX_JOBS", "2", "runner_max_jobs", 2],
     ["OFFSITE_S3_ENDPOINT", "https://s3.example.org", "offsite_s3_endpoint", "https://s3.example.org"],
+    ["OFFSITE_S3_BUCKET", "astrid-offsite", "offsite_s3_bucket", "astrid-offsite"],
+    ["OFFSITE_S3_REGION", "eu-central-1", "offsite_s3_region", "eu-central-1"],
+    ["OFFSITE_S3_PREFIX", "astrid/", "offsite_s3_prefix", "astrid/"],
+    ["OFFSITE_ACCESS_KEY_ID", "AKIAEXAMPLE", "offsite_access_key_id", "AKIAEXAMPLE"],
+    ["OFFSITE_SECRET_ACCESS_KEY", "offsite-secret", "offsite_secret_access_key", "offsite-secret"],
+    ["R2_S3_ENDPOINT", "https://acc.r2.cloudflarestorage.com", "r2_s3_endpoint", "https://acc.r2.cloudflarestorage.com"],
+    ["R2_ACCESS_KEY_ID", "r2-key", "r2_access_key_id", "r2-key"],
+    ["R2_SECRET_ACCESS_KEY", "r2-secret", "r2_secret_access_key", "r2-secret"],
+    ["R2_JURISDICTION", "eu", "r2_jurisdiction", "eu"],
+    ["CLOUDFLARE_ACCOUNT_ID", "0123abcd", "cloudflare_account_id", "0123abcd"],
+    ["CLOUDFLARE_API_TOKEN", "cf-token", "cloudflare_api_token", "cf-token"],
   ];
 
   for (const [variable, text, field, expected] of overrides) {
@@ -146,10 +158,21 @@ describe("loadConfig environment overrides", () => {
     });
   }
 
-  it("cover every setting except database_encryption_enabled (which may only be true)", () => {
-    const covered = new Set(overrides.map(([, , field]) => field));
-    const settable = Object.keys(DEFAULTS).filter((k) => k !== "database_encryption_enabled");
-    expect(settable.filter((k) => !covered.has(k as keyof BackupConfig))).toEqual([]);
+  it("cover every setting of the settings table, each by the variable the table names", () => {
+    const covered = new Map(overrides.map(([variable, , field]) => [field as string, variable]));
+    for (const [field, s] of Object.entries(SETTINGS)) expect(covered.get(field), field).toBe(s.env);
+    expect(Object.keys(DEFAULTS).sort()).toEqual(Object.keys(SETTINGS).sort());
+  });
+
+  it("never echo a secret setting's value in an error", () => {
+    let thrown: unknown;
+    try {
+      loadConfig(minimal({ RUNNER_MAX_JOBS: "many" }));
+    } catch (e) {
+      thrown = e;
+    }
+    expect((thrown as Error).message).toMatch(/RUNNER_MAX_JOBS="many"/);
+    expect(SETTINGS.offsite_secret_access_key.secret).toBe(true);
   });
 
   it("accept true/1 for booleans", () => {

@@ -1,3 +1,4 @@
+/// <reference types="vite/client" />
 // The job-kind registry (workers/kinds.ts, runner/kinds.ts) walked as a
 // whole: every kind is complete on both sides, every scheduled task runs at a
 // schedule that wrangler.toml triggers, and kinds are unique.

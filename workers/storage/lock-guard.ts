@@ -19,7 +19,7 @@ const SKEW_MS = 60 * 60 * 1000;
 export async function backupBucketLocks(env: Env, config: BackupConfig, now: Date): Promise<LockGuard | null> {
   let api;
   try {
-    api = bucketLockApi(env);
+    api = bucketLockApi(env, config);
   } catch (e) {
     if (e instanceof AppError && e.code === "not_configured") return null;
     throw e;

@@ -21,7 +21,7 @@ interface OffsiteState {
 export async function offsiteStep(ctx: StepContext<OffsiteParams>): Promise<StepOutcome> {
   const p = ctx.params;
   // Not configured: an AppError, so the job fails at once rather than retrying.
-  const target = offsiteTarget(ctx.env);
+  const target = offsiteTarget(ctx.config);
   const state = (ctx.state as OffsiteState | undefined) ?? { totals: { listed: 0, copied: 0, skipped: 0, bytes: 0, multipart: 0, changed: 0 }, failed: [] };
   const page = await syncOffsitePage(ctx.env.BACKUPS, target, {
     prefix: p.prefix || undefined, cursor: state.cursor, limit: ctx.config.storage_page_size,

@@ -27,7 +27,7 @@ const LifecycleRequest = z.strictObject({ bucket: R2BucketName, rules: Lifecycle
 storageOpsRoutes.put("/storage/lifecycle", requireRole("admin"), async (c) => {
   const body = await parseJson(c, LifecycleRequest);
   const bucket = bucketName(body.bucket, c.get("config"));
-  const client = r2S3Client(c.env);
+  const client = r2S3Client(c.get("config"));
   const result = await mapped(() => applyLifecycle(client, bucket, body.rules, { dryRun: body.dry_run }));
   // The full rule set, with the version-store rules R2 never sees, is kept for the version store.
   if (!body.dry_run) {
@@ -47,7 +47,7 @@ storageOpsRoutes.put("/storage/lifecycle", requireRole("admin"), async (c) => {
 storageOpsRoutes.get("/storage/lifecycle", requireRole("viewer"), async (c) => {
   const q = parseQuery(c, BucketQuery);
   const bucket = bucketName(q.bucket, c.get("config"));
-  const current = await mapped(() => readLifecycle(r2S3Client(c.env), bucket));
+  const current = await mapped(() => readLifecycle(r2S3Client(c.get("config")), bucket));
   const stored = await loadLifecycleRules(c.env.BACKUPS, bucket);
   // in_sync: R2 holds what was last applied here (false if someone changed it in the dashboard).
   return c.json({
@@ -78,7 +78,7 @@ const OffsiteRequest = z.strictObject({
 
 storageOpsRoutes.post("/storage/offsite", requireRole("admin"), async (c) => {
   const body = await parseJson(c, OffsiteRequest);
-  const target = offsiteTarget(c.env);
+  const target = offsiteTarget(c.get("config"));
   const { name } = resolveBucket(c.env, "BACKUPS", c.get("config"));
   const actor = c.get("actor");
   try {
@@ -103,7 +103,7 @@ const LocksQuery = z.strictObject({ bucket: R2BucketName.default("BACKUPS") });
 storageOpsRoutes.put("/storage/locks", requireRole("admin"), async (c) => {
   const body = await parseJson(c, LocksRequest);
   const bucket = bucketName(body.bucket, c.get("config"));
-  const result = await mapped(() => configureLocks(bucketLockApi(c.env), bucket, body.rules, { dryRun: body.dry_run }));
+  const result = await mapped(() => configureLocks(bucketLockApi(c.env, c.get("config")), bucket, body.rules, { dryRun: body.dry_run }));
   await c.get("catalog").audit({
     actor: c.get("actor"), action: "storage.locks", target: bucket, outcome: "succeeded",
     detail: {
@@ -117,7 +117,7 @@ storageOpsRoutes.put("/storage/locks", requireRole("admin"), async (c) => {
 storageOpsRoutes.get("/storage/locks", requireRole("viewer"), async (c) => {
   const q = parseQuery(c, LocksQuery);
   const bucket = bucketName(q.bucket, c.get("config"));
-  return c.json({ bucket, rules: await mapped(() => bucketLockApi(c.env).get(bucket)) });
+  return c.json({ bucket, rules: await mapped(() => bucketLockApi(c.env, c.get("config")).get(bucket)) });
 });
 
 const S3_AUTH_CODES = new Set(["InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "Unauthorized", "Forbidden"]);

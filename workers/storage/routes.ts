@@ -80,7 +80,7 @@ storageRoutes.post("/storage/gc", requireRole("admin"), async (c) => {
 /** The whole backup bucket (or a prefix) to the off-site provider, as a job (POST /storage/offsite runs one page inline). */
 storageRoutes.post("/storage/offsite/sync", requireRole("admin"), async (c) => {
   const body = await parseJson(c, z.strictObject({ prefix: ObjectPrefix.default("") }));
-  offsiteTarget(c.env); // 503 not_configured now, rather than a failed job later
+  offsiteTarget(c.get("config")); // 503 not_configured now, rather than a failed job later
   return c.json(await startJob(c, storageOffsite, { prefix: body.prefix }, "off-site copy"), 202);
 });
 
