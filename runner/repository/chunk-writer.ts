@@ -2,10 +2,12 @@
 // backup stored, seal (zstd + age) the rest and gather them into packs of
 // about PACK_TARGET_SIZE, each uploaded once full. Uploads run concurrently
 // but bounded, so memory is a few packs whatever the dump's size; the
-// manifest's chunk list keeps stream order.
+// manifest's chunk list keeps stream order. Chunks are sealed straight into
+// the open pack's buffer, and a pack's buffer is reused once its upload is
+// done: a backup allocates a few pack buffers, not several Buffers per chunk.
 import { createHash } from "node:crypto";
-import { PACK_TARGET_SIZE, packKey, type ChunkRef } from "../../workers/shared/format.ts";
-import { AgeSealer, chunkId, sealChunk, sha256Hex } from "./codec.ts";
+import { CHUNKER, PACK_TARGET_SIZE, packKey, type ChunkRef } from "../../workers/shared/format.ts";
+import { ChunkSealer, chunkId, sha256Hex } from "./codec.ts";
 import type { RepositoryClient } from "./client.ts";
 
 export interface WriterStats {
@@ -16,11 +18,14 @@ export interface WriterStats {
 
 type Placement = Omit<ChunkRef, "pack"> & { resolve: (ref: ChunkRef) => void; reject: (e: unknown) => void };
 
-/** An open pack: sealed chunk files appended until it is big enough to upload. */
+/** An open pack: sealed chunk files written back to back into `buffer` until it is big enough to upload. */
 class OpenPack {
-  readonly parts: Buffer[] = [];
   readonly placements: Placement[] = [];
   size = 0;
+  buffer: Buffer;
+  constructor(buffer: Buffer) {
+    this.buffer = buffer;
+  }
 }
 
 export class ChunkWriter {
@@ -29,18 +34,24 @@ export class ChunkWriter {
   /** Chunks this backup references: repeats and known chunks cost no request. */
   private readonly seen = new Map<string, Promise<ChunkRef>>();
   private readonly uploading = new Set<Promise<unknown>>();
-  private pack = new OpenPack();
+  /** Pack buffers whose upload is done, ready for the next pack. */
+  private readonly spare: Buffer[] = [];
+  private readonly packCapacity: number;
+  private pack: OpenPack;
   private failure: unknown;
   private readonly repo: RepositoryClient;
   private readonly prefix: string;
-  private readonly sealer: AgeSealer;
+  private readonly sealer: ChunkSealer;
   private readonly idKey: Buffer;
 
   constructor(repo: RepositoryClient, prefix: string, recipients: string[], idKeyHex: string) {
     this.repo = repo;
     this.prefix = prefix;
-    this.sealer = new AgeSealer(recipients);
+    this.sealer = new ChunkSealer(recipients);
     this.idKey = Buffer.from(idKeyHex, "hex");
+    // Room for a full pack plus the largest chunk file, so a pack is cut only once it reaches the target.
+    this.packCapacity = PACK_TARGET_SIZE + this.sealer.maxSealedSize(CHUNKER.max_size);
+    this.pack = new OpenPack(Buffer.alloc(0)); // its buffer comes with the first chunk: a deduplicated backup needs none
   }
 
   /** Chunks an earlier backup stored: referenced without a request (its manifest vouches for them). */
@@ -57,8 +68,7 @@ export class ChunkWriter {
     const id = chunkId(this.idKey, plaintext);
     let ref = this.seen.get(id);
     if (!ref) {
-      const file = sealChunk(plaintext, this.sealer);
-      ref = new Promise<ChunkRef>((resolve, reject) => this.place(file, { id, plain_size: plaintext.length, resolve, reject }));
+      ref = new Promise<ChunkRef>((resolve, reject) => this.place(plaintext, { id, plain_size: plaintext.length, resolve, reject }));
       this.seen.set(id, ref);
     }
     ref.catch(() => {}); // observed by finish()
@@ -78,23 +88,31 @@ export class ChunkWriter {
     return refs;
   }
 
-  private place(file: Buffer, chunk: Pick<Placement, "id" | "plain_size" | "resolve" | "reject">): void {
+  private place(plaintext: Buffer, chunk: Pick<Placement, "id" | "plain_size" | "resolve" | "reject">): void {
+    const need = this.sealer.maxSealedSize(plaintext.length);
+    if (this.pack.size + need > this.pack.buffer.length) {
+      if (this.pack.size > 0) this.flush();
+      this.pack.buffer = this.spare.pop() ?? Buffer.allocUnsafeSlow(Math.max(this.packCapacity, need));
+    }
     const pack = this.pack;
-    pack.placements.push({ ...chunk, offset: pack.size, stored_size: file.length, stored_sha256: sha256Hex(file) });
-    pack.parts.push(file);
-    pack.size += file.length;
+    const offset = pack.size;
+    const stored = this.sealer.sealInto(plaintext, pack.buffer, offset);
+    const file = pack.buffer.subarray(offset, offset + stored);
+    pack.placements.push({ ...chunk, offset, stored_size: stored, stored_sha256: sha256Hex(file) });
+    pack.size += stored;
     if (pack.size >= PACK_TARGET_SIZE) this.flush();
   }
 
   private flush(): void {
     const pack = this.pack;
-    this.pack = new OpenPack();
-    const bytes = Buffer.concat(pack.parts, pack.size);
-    pack.parts.length = 0; // the sealed files now live only in `bytes`
+    this.pack = new OpenPack(Buffer.alloc(0));
+    const bytes = pack.buffer.subarray(0, pack.size);
     const packId = createHash("sha256").update(bytes).digest("hex");
     const upload = this.repo.put(packKey(this.prefix, packId), bytes, packId).then(() => {
       this.stats.new_chunks += pack.placements.length;
       this.stats.new_stored_bytes += bytes.length;
+      // Only a finished upload frees the buffer: a failed one may still be read by a retry.
+      if (pack.buffer.length === this.packCapacity) this.spare.push(pack.buffer);
       for (const { resolve, reject: _, ...ref } of pack.placements) resolve({ ...ref, pack: packId });
     });
     this.track(this.uploading, upload.catch((e) => {
