@@ -57,13 +57,22 @@ class Context {
     // Decompression has no parameters to lose; a compressor's reset would also drop its level.
     if (this.alwaysReset) handle.reset();
     this.midFrame = true;
-    handle.writeSync(zlib.constants.ZSTD_e_end, input, 0, input.byteLength, out, 0, out.byteLength);
-    if (stream.destroyed || !stream._handle) {
-      this.stream = undefined;
-      throw new Error("zstd: invalid data");
+    let availIn = input.byteLength;
+    let availOut = out.byteLength;
+    // zstd may return with input left and room to spare (seen at the end of a
+    // decompressed frame); like processChunkSync, call again while that makes progress.
+    for (;;) {
+      const inBefore = availIn;
+      const outBefore = availOut;
+      handle.writeSync(zlib.constants.ZSTD_e_end, input, input.byteLength - availIn, availIn, out, out.byteLength - availOut, availOut);
+      if (stream.destroyed || !stream._handle) {
+        this.stream = undefined;
+        throw new Error("zstd: invalid data");
+      }
+      availOut = state[0]!;
+      availIn = state[1]!;
+      if (availIn === 0 || availOut === 0 || (availIn === inBefore && availOut === outBefore)) break;
     }
-    const availOut = state[0]!;
-    const availIn = state[1]!;
     if (availIn !== 0 || availOut === 0) return -1;
     this.midFrame = false;
     return out.byteLength - availOut;

@@ -1,7 +1,8 @@
 // runner/repository/zstd.ts drives Node's zstd handle directly to keep one
 // context for many chunks: its frames must be what the zstd CLI and Node's
 // one-shot API read, chunk after chunk through one context, and a bad frame
-// must fail loudly without spoiling the frames after it.
+// must fail loudly without spoiling the frames after it. Chunk files already
+// stored may hold more than one frame (see below): the reader takes them all.
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import zlib from "node:zlib";
@@ -47,6 +48,13 @@ describe("zstd frames from reused contexts", () => {
     const d = new FrameDecompressor();
     for (const i of [5, 0, 2, 3, 1, 4, 2]) expect(d.decompress(frames[i]!, inputs[i]!.length).equals(inputs[i]!)).toBe(true);
     expect(d.decompress(frames[2]!).equals(inputs[2]!)).toBe(true); // no size: the one-shot path
+  });
+
+  it("reads a chunk file of two frames, data then empty, as zstdCompressSync wrote whenever its output filled whole 16 KiB pieces", () => {
+    const input = inputs[4]!;
+    const twoFrames = Buffer.concat([zlib.zstdCompressSync(input), zlib.zstdCompressSync(Buffer.alloc(0))]);
+    expect(execFileSync("zstd", ["-d", "-q", "-c"], { input: twoFrames }).equals(input)).toBe(true);
+    expect(new FrameDecompressor().decompress(twoFrames, input.length).equals(input)).toBe(true);
   });
 
   it("refuses a frame of another size, a cut frame and garbage, and reads the next good frame", () => {
