@@ -96,26 +96,28 @@ export async function checkSpan(repo: RepositoryClient, prefix: string, span: Sp
 
 /**
  * Yields transform(chunk file) for every chunk in manifest order. Up to
- * `prefetch` spans (each at most a pack) are fetched and transformed ahead of
- * the consumer, so memory stays bounded whatever the backup's size.
+ * `prefetch` spans (each at most a pack) are fetched ahead of the consumer;
+ * each chunk file is transformed only when the consumer reaches it, so memory
+ * is those spans' stored bytes and one chunk's output, whatever the backup's size.
  */
 export async function* readChunks<T>(
   repo: RepositoryClient, prefix: string, chunks: ChunkRef[], transform: (file: Buffer, ref: ChunkRef, index: number) => Promise<T>,
   prefetch = 2,
 ): AsyncGenerator<T> {
   const all = spans(chunks);
-  const window: Promise<T[]>[] = [];
+  const window: { span: Span; files: Promise<Buffer[]> }[] = [];
   let next = 0;
   const launch = () => {
     const span = all[next++]!;
-    const p = fetchSpan(repo, prefix, span).then((files) => Promise.all(files.map((f, i) => transform(f, span.chunks[i]!, span.first + i))));
-    p.catch(() => {}); // surfaced in order when the consumer reaches it
-    window.push(p);
+    const files = fetchSpan(repo, prefix, span);
+    files.catch(() => {}); // surfaced in order when the consumer reaches it
+    window.push({ span, files });
   };
   while (next < all.length && window.length < prefetch) launch();
   while (window.length > 0) {
-    const values = await window.shift()!;
+    const { span, files } = window.shift()!;
+    const stored = await files;
     if (next < all.length) launch();
-    yield* values;
+    for (let i = 0; i < stored.length; i++) yield await transform(stored[i]!, span.chunks[i]!, span.first + i);
   }
 }
