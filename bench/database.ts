@@ -1,10 +1,14 @@
 // Database backup/restore benchmark: our pipeline (pg_dump -Fc -Z0 ->
 // chunking -> zstd -> age -> repository, and back into pg_restore) against
-// bare pg_dump / pg_restore on the same database, plus the runner's peak
-// memory. Runs the real local stack (wrangler dev + runner), like the tests.
+// bare pg_dump / pg_restore and against restic (pg_dump | restic backup
+// --stdin, restic dump | pg_restore) on the same database, plus the runner's
+// peak memory and CPU per GiB. Runs the real local stack (wrangler dev +
+// runner), like the tests. Prints the load average at both ends: on a shared
+// machine, compare CPU-seconds rather than wall times across runs.
 //
 //   npm exec -- node bench/database.ts [--size 1GB | --sizes 200MB,1GB,4GB]
 //                                      [--no-verify] [--cpu-prof] [--keep-dumps]
+//                                      [--parallel-jobs N]  (also the parallel restore mode vs pg_restore -j N)
 //
 // Sizes are pg_database_size targets (binary units: 1GB = 1 GiB). Source
 // databases (bench_src_<size>) are kept and reused by later runs; their
@@ -52,11 +56,12 @@ const { values: args } = parseArgs({
     "runner-node-flags": { type: "string" },
     "runner-env": { type: "string", multiple: true },
     "memory-probe": { type: "boolean", default: false },
+    "parallel-jobs": { type: "string" },
     help: { type: "boolean", default: false },
   },
 });
 if (args.help) {
-  console.log("usage: node bench/database.ts [--size 1GB | --sizes 200MB,1GB,4GB] [--no-verify] [--cpu-prof] [--keep-dumps] [--no-snapshot]\n" +
+  console.log("usage: node bench/database.ts [--size 1GB | --sizes 200MB,1GB,4GB] [--no-verify] [--cpu-prof] [--keep-dumps] [--no-snapshot] [--parallel-jobs N]\n" +
     "  what-if (patches the snapshot only): [--chunk-avg 1MB] (min avg/4, max avg*4) [--zstd-level 1]\n" +
     "    [--runner-node-flags=--max-semi-space-size=8] (replaces stack.ts's RUNNER_NODE_FLAGS; --runner-node-flags= for none)\n" +
     "  [--runner-env NAME=VALUE]... extra environment for the runner (e.g. MALLOC_ARENA_MAX=2, UV_THREADPOOL_SIZE=2)\n" +
@@ -313,9 +318,9 @@ async function startBench(sources: { name: string; url: string }[]): Promise<Ben
 }
 
 /** A fresh runner process, so its VmHWM covers one phase only. */
-async function freshRunner(b: Bench): Promise<number> {
+async function freshRunner(b: Bench, env?: Record<string, string>): Promise<number> {
   await b.stack.killRunner("SIGTERM");
-  await b.stack.startRunner();
+  await b.stack.startRunner(env);
   return b.stack.runnerPid()!;
 }
 
@@ -323,8 +328,8 @@ async function freshRunner(b: Bench): Promise<number> {
  * One job of ours as a measured phase: a fresh runner first (outside the
  * measurement), then submit and poll every POLL_MS until the job settles.
  */
-async function ourJob(b: Bench, label: string, submit: () => Promise<{ job_id: string }>, timeoutMs: number) {
-  const pid = await freshRunner(b);
+async function ourJob(b: Bench, label: string, submit: () => Promise<{ job_id: string }>, timeoutMs: number, runnerEnv?: Record<string, string>) {
+  const pid = await freshRunner(b, runnerEnv);
   const rss = sampleRss(pid, 50);
   const phase = await measured(label, b.roleOf, async () => {
     const t0 = performance.now();
@@ -359,10 +364,15 @@ async function benchSize(b: Bench, pg: PgServer, size: Size, source: Awaited<Ret
   if (!args["keep-dumps"]) cleanups.push(() => rmSync(dumpDir, { recursive: true, force: true }));
   const gzFile = join(dumpDir, "source.Fc.dump");
   const rawFile = join(dumpDir, "source.Fc-Z0.dump");
-  const scratch = { bare: `bench_dst_${size.label}_bare`, bareZ0: `bench_dst_${size.label}_bare_z0`, ours: `bench_dst_${size.label}_ours`, restic: `bench_dst_${size.label}_restic` };
+  const scratch = {
+    bare: `bench_dst_${size.label}_bare`, bareZ0: `bench_dst_${size.label}_bare_z0`, ours: `bench_dst_${size.label}_ours`, restic: `bench_dst_${size.label}_restic`,
+    bareJ: `bench_dst_${size.label}_bare_j`, oursJ: `bench_dst_${size.label}_ours_j`,
+  };
   cleanups.push(async () => {
     for (const db of Object.values(scratch)) await dropDatabase(pg, db);
   });
+  const ms = (p: { value: number }) => Math.round(p.value);
+  const peak = (m: { peak_rss_sampled_bytes: number; vm_hwm_bytes: number | undefined }) => Math.max(m.peak_rss_sampled_bytes, m.vm_hwm_bytes ?? 0);
   const tool = (label: string, cmd: string, argv: string[], url: string, out?: string) =>
     measured(label, b.roleOf, () => timeTool(cmd, argv, url, out));
 
@@ -388,9 +398,10 @@ async function benchSize(b: Bench, pg: PgServer, size: Size, source: Awaited<Ret
   const verify = await ourJob(b, "quick verify of the first backup", () => b.api("POST", `/backups/${backup.result.backup_id}/verify`, { depth: "quick" }), jobTimeout);
 
   const restoreArgs = ["--no-owner", "--no-privileges", "--single-transaction", "--exit-on-error"];
-  const bareRestore = async (label: string, db: string, file: string) => {
+  const bareRestore = async (label: string, db: string, file: string, parallelArgs?: string[]) => {
     const url = await createDatabase(pg, db);
-    const phase = await tool(label, "pg_restore", [...restoreArgs, "-d", db, file], url);
+    const argv = parallelArgs ? [...restoreArgs.filter((a) => a !== "--single-transaction"), ...parallelArgs] : restoreArgs;
+    const phase = await tool(label, "pg_restore", [...argv, "-d", db, file], url);
     await dropDatabase(pg, db);
     return phase;
   };
@@ -415,9 +426,20 @@ async function benchSize(b: Bench, pg: PgServer, size: Size, source: Awaited<Ret
   }
   await dropDatabase(pg, scratch.ours);
 
-  const ms = (p: { value: number }) => Math.round(p.value);
+  // The parallel restore mode (runner/database/spool.ts) against bare pg_restore -j from a local file.
+  let parallel: { jobs: number; bare_ms: number; ours_wall_ms: number; ratio: number; ours_cpu_s: CpuByRole; runner_peak_rss_bytes: number } | undefined;
+  if (args["parallel-jobs"]) {
+    const jobs = Number(args["parallel-jobs"]);
+    const bareJ = await bareRestore(`pg_restore -j ${jobs} from the -Fc -Z0 file (no single transaction)`, scratch.bareJ, rawFile, [`--jobs=${jobs}`]);
+    const url = await createDatabase(pg, scratch.oursJ);
+    await dropDatabase(pg, scratch.oursJ); // the parallel mode applies to a database the restore creates
+    const env = { RESTORE_PARALLEL_JOBS: String(jobs), RESTORE_SPOOL_MAX_BYTES: String(8 * 1024 ** 3), RESTORE_SPOOL_DIR: dumpDir };
+    const oursJ = await ourJob(b, `our restore, parallel mode (spool, pg_restore -j ${jobs})`, () => b.api("POST", `/backups/${backup.result.backup_id}/restore`, { target: url }), jobTimeout, env);
+    await dropDatabase(pg, scratch.oursJ);
+    parallel = { jobs, bare_ms: ms(bareJ), ours_wall_ms: oursJ.wall_ms, ratio: round2(oursJ.wall_ms / bareJ.value), ours_cpu_s: oursJ.cpu, runner_peak_rss_bytes: peak(oursJ.memory) };
+  }
+
   const mibps = (bytes: number, t: number) => Math.round((bytes / MiB / (t / 1000)) * 10) / 10;
-  const peak = (m: { peak_rss_sampled_bytes: number; vm_hwm_bytes: number | undefined }) => Math.max(m.peak_rss_sampled_bytes, m.vm_hwm_bytes ?? 0);
   const r = backup.result;
   return {
     size: size.label,
@@ -491,6 +513,7 @@ async function benchSize(b: Bench, pg: PgServer, size: Size, source: Awaited<Ret
       verified,
       ...(restore.profile ? { runner_profile: restore.profile } : {}),
     },
+    ...(parallel ? { restore_parallel: parallel } : {}),
     bare_cpu_s: { pg_dump_fc: bareFc.cpu, pg_dump_fc_z0: bareZ0.cpu, pg_restore_fc: restoreBare.cpu, pg_restore_fc_z0: restoreBareZ0.cpu },
     bare_machine_busy_pct: { pg_dump_fc: bareFc.machine_busy_pct, pg_dump_fc_z0: bareZ0.machine_busy_pct, pg_restore_fc: restoreBare.machine_busy_pct, pg_restore_fc_z0: restoreBareZ0.machine_busy_pct },
   };
@@ -586,6 +609,10 @@ function printTable(results: SizeResult[]): void {
       ["  runner peak RSS", mib(rssR), `${mark(rssR <= TARGET_RSS)} (target <= 192 MiB; VmRSS sampled every 50 ms ${mib(rs.runner_rss.peak_rss_sampled_bytes)}, VmHWM ${mib(rs.runner_rss.vm_hwm_bytes)})`],
       ["  CPU during restore", fmtCpu(rs.cpu_s), `machine ${rs.machine_busy_pct}% busy`],
       ["  restored copy = source", rs.verified === undefined ? "not checked" : rs.verified ? "yes" : "NO", ""],
+      ...(r.restore_parallel ? [
+        [`bare pg_restore -j ${r.restore_parallel.jobs} (-Fc -Z0 file)`, s(r.restore_parallel.bare_ms), "no single transaction"],
+        [`our restore, parallel mode (-j ${r.restore_parallel.jobs})`, s(r.restore_parallel.ours_wall_ms), `${r.restore_parallel.ratio.toFixed(2)}x the bare -j; ${s(r.restore_parallel.ours_wall_ms)} vs streamed ${s(rs.ours_wall_ms)}; runner peak RSS ${mib(r.restore_parallel.runner_peak_rss_bytes)}; cpu ${fmtCpu(r.restore_parallel.ours_cpu_s)}`],
+      ] as [string, string, string][] : []),
     ];
     const w0 = Math.max(...rows.map((x) => x[0].length));
     const w1 = Math.max(...rows.map((x) => x[1].length));
