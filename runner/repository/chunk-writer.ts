@@ -16,7 +16,8 @@ export interface WriterStats {
   new_chunks: number;
 }
 
-type Placement = Omit<ChunkRef, "pack"> & { resolve: (ref: ChunkRef) => void; reject: (e: unknown) => void };
+/** A new chunk's reference; its `pack` is "" until that pack is stored. Repeats share the object. */
+type Placement = ChunkRef;
 
 /** An open pack: sealed chunk files written back to back into `buffer` until it is big enough to upload. */
 class OpenPack {
@@ -30,9 +31,10 @@ class OpenPack {
 
 export class ChunkWriter {
   readonly stats: WriterStats = { stored_bytes: 0, new_stored_bytes: 0, new_chunks: 0 };
-  private readonly refs: Promise<ChunkRef>[] = [];
+  /** finish()'s list, one entry per add(). Plain objects, not a promise per chunk: a 4 GiB dump has ~60,000 chunks. */
+  private readonly refs: ChunkRef[] = [];
   /** Chunks this backup references: repeats and known chunks cost no request. */
-  private readonly seen = new Map<string, Promise<ChunkRef>>();
+  private readonly seen = new Map<string, ChunkRef>();
   private readonly uploading = new Set<Promise<unknown>>();
   /** Pack buffers whose upload is done, ready for the next pack. */
   private readonly spare: Buffer[] = [];
@@ -56,7 +58,7 @@ export class ChunkWriter {
 
   /** Chunks an earlier backup stored: referenced without a request (its manifest vouches for them). */
   know(refs: ChunkRef[]): void {
-    for (const r of refs) if (!this.seen.has(r.id)) this.seen.set(r.id, Promise.resolve(r));
+    for (const r of refs) if (!this.seen.has(r.id)) this.seen.set(r.id, r);
   }
 
   /**
@@ -65,13 +67,13 @@ export class ChunkWriter {
    * (fixed at the call, so concurrent producers can each keep their own).
    */
   async add(plaintext: Buffer): Promise<number> {
+    if (this.failure) throw this.failure;
     const id = chunkId(this.idKey, plaintext);
     let ref = this.seen.get(id);
     if (!ref) {
-      ref = new Promise<ChunkRef>((resolve, reject) => this.place(plaintext, { id, plain_size: plaintext.length, resolve, reject }));
+      ref = this.place(plaintext, id);
       this.seen.set(id, ref);
     }
-    ref.catch(() => {}); // observed by finish()
     const index = this.refs.push(ref) - 1;
     while (this.uploading.size >= UPLOAD_CONCURRENCY) await Promise.race(this.uploading);
     if (this.failure) throw this.failure;
@@ -82,13 +84,16 @@ export class ChunkWriter {
   async finish(): Promise<ChunkRef[]> {
     if (this.pack.size > 0) this.flush();
     await Promise.all(this.uploading);
+    this.spare.length = 0; // no more packs: let the buffers go before the manifest is built
     if (this.failure) throw this.failure;
-    const refs = await Promise.all(this.refs);
-    for (const r of refs) this.stats.stored_bytes += r.stored_size;
-    return refs;
+    for (const r of this.refs) {
+      if (!r.pack) throw new Error(`chunk ${r.id} was never stored`); // a bug, not bad input: every pack's upload was awaited
+      this.stats.stored_bytes += r.stored_size;
+    }
+    return this.refs;
   }
 
-  private place(plaintext: Buffer, chunk: Pick<Placement, "id" | "plain_size" | "resolve" | "reject">): void {
+  private place(plaintext: Buffer, id: string): Placement {
     const need = this.sealer.maxSealedSize(plaintext.length);
     if (this.pack.size + need > this.pack.buffer.length) {
       if (this.pack.size > 0) this.flush();
@@ -98,9 +103,11 @@ export class ChunkWriter {
     const offset = pack.size;
     const stored = this.sealer.sealInto(plaintext, pack.buffer, offset);
     const file = pack.buffer.subarray(offset, offset + stored);
-    pack.placements.push({ ...chunk, offset, stored_size: stored, stored_sha256: sha256Hex(file) });
+    const placement: Placement = { id, plain_size: plaintext.length, pack: "", offset, stored_size: stored, stored_sha256: sha256Hex(file) };
+    pack.placements.push(placement);
     pack.size += stored;
     if (pack.size >= PACK_TARGET_SIZE) this.flush();
+    return placement;
   }
 
   private flush(): void {
@@ -111,23 +118,18 @@ export class ChunkWriter {
     const upload = this.repo.put(packKey(this.prefix, packId), bytes, packId).then(() => {
       this.stats.new_chunks += pack.placements.length;
       this.stats.new_stored_bytes += bytes.length;
-      // Only a finished upload frees the buffer: a failed one may still be read by a retry.
+      for (const p of pack.placements) p.pack = packId;
+      // Only a finished upload frees its buffer (after a failure the backup stops anyway).
       if (pack.buffer.length === this.packCapacity) this.spare.push(pack.buffer);
-      for (const { resolve, reject: _, ...ref } of pack.placements) resolve({ ...ref, pack: packId });
+    }, (e: unknown) => {
+      this.failure ??= e;
     });
-    this.track(this.uploading, upload.catch((e) => {
-      for (const p of pack.placements) this.fail(e, p.reject);
-    }));
+    this.track(this.uploading, upload);
   }
 
   private track(set: Set<Promise<unknown>>, p: Promise<unknown>): void {
     const tracked: Promise<unknown> = p.finally(() => set.delete(tracked));
     set.add(tracked);
-  }
-
-  private fail(e: unknown, reject: (e: unknown) => void): void {
-    this.failure ??= e;
-    reject(e);
   }
 }
 
