@@ -9,9 +9,12 @@
 //     little before each backup): reading every manifest and listing every
 //     pack is the work that grows with the number of backups;
 //   - bare pg_dump -Fc vs pg_dump -Fd -j 2 on this machine (what a parallel
-//     dump could gain here).
-//   npm run bench:incremental -- [--size 1GB] [--gc-size 40MB] [--gc-backups 100]
+//     dump could gain here);
+//   - restic beside ours: `pg_dump -Fc -Z0 | restic backup --stdin` after the
+//     full and after each change, and the bytes each added to its repository.
+//   npm run bench:incremental -- [--size 1GB] [--gc-size 40MB] [--gc-backups 100] [--no-gc]
 import { spawnSync } from "node:child_process";
+import { ensureRestic, resticRepo, type ResticRepo } from "./support/restic.ts";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -22,7 +25,10 @@ import { generateLocalSecrets } from "../runner/dev/secrets.ts";
 import { freePort, startStack, type Stack } from "../runner/dev/stack.ts";
 
 const { values: args } = parseArgs({
-  options: { size: { type: "string", default: "1GB" }, "gc-size": { type: "string", default: "40MB" }, "gc-backups": { type: "string", default: "100" } },
+  options: {
+    size: { type: "string", default: "1GB" }, "gc-size": { type: "string", default: "40MB" }, "gc-backups": { type: "string", default: "100" },
+    "no-gc": { type: "boolean", default: false },
+  },
 });
 
 function bytes(text: string): number {
@@ -76,29 +82,47 @@ const scatteredOldUpdates = (url: string) =>
   psql(url, `UPDATE observations SET magnitude = magnitude + 0.001
     WHERE id IN (SELECT min(id) + (max(id) - min(id)) * g / 200 FROM observations, generate_series(1, 100) g GROUP BY g)`);
 
+/** The peer's backup of the same database state; returns its wall time and what it added to its repository. */
+function resticBackup(restic: ResticRepo, url: string): { wall_s: number; added_mib: number; repo_mib: number } {
+  const before = restic.bytes();
+  const started = Date.now();
+  const r = spawnSync("bash", ["-c", `set -o pipefail; pg_dump -Fc -Z0 | ${restic.backupCommand}`], {
+    env: { ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("PG"))), ...pgEnv(url), ...restic.env }, stdio: ["ignore", "ignore", "pipe"],
+  });
+  if (r.status !== 0) throw new Error(`pg_dump | restic backup: ${r.stderr}`);
+  const after = restic.bytes();
+  return { wall_s: (Date.now() - started) / 1000, added_mib: (after - before) / MiB, repo_mib: after / MiB };
+}
+
 async function incrementalFigures() {
   const name = "bench_incr_src";
   const url = await createDatabase(pg, name);
+  console.log(ensureRestic(console.log));
+  const restic = resticRepo();
   try {
     const size = bytes(args.size!);
     console.log(`seeding ${args.size} astronomy database…`);
     await seedAstronomyDatabase(url, { targetBytes: size });
     return await withStack(url, async (api) => {
       const full = await runJob(api, "/backup/database", { type: "full" });
+      const resticFull = resticBackup(restic, url);
       await appendObservations(url, 0.01);
       await updateObservations(url, 0.01, "newest");
       await scatteredOldUpdates(url);
       const astronomy = await runJob(api, "/backup/database", { type: "incremental" });
+      const resticAstronomy = resticBackup(restic, url);
       await updateObservations(url, 0.01, "random");
       const random = await runJob(api, "/backup/database", { type: "incremental" });
+      const resticRandom = resticBackup(restic, url);
       const row = (r: { job: any; wallMs: number }) => ({
         logical_mib: r.job.result.logical_bytes / MiB, stored_mib: r.job.result.stored_bytes / MiB,
         new_stored_mib: r.job.result.new_stored_bytes / MiB, wall_s: r.wallMs / 1000,
         new_vs_full_stored_pct: (100 * r.job.result.new_stored_bytes) / full.job.result.stored_bytes,
       });
-      return { full: row(full), astronomy: row(astronomy), random: row(random) };
+      return { ours: { full: row(full), astronomy: row(astronomy), random: row(random) }, restic: { full: resticFull, astronomy: resticAstronomy, random: resticRandom } };
     });
   } finally {
+    restic.dispose();
     await dropDatabase(pg, name);
   }
 }
@@ -147,8 +171,8 @@ function parallelDumpFigures() {
   });
 }
 
-const incremental = await incrementalFigures();
-const gc = await gcFigures();
+const { ours: incremental, restic } = await incrementalFigures();
+const gc = args["no-gc"] ? undefined : await gcFigures();
 const parallel = await parallelDumpFigures();
 
 const f = (n: number) => n.toFixed(1);
@@ -159,10 +183,18 @@ for (const [label, r] of Object.entries(incremental)) {
 }
 console.log(`astronomy-like change: ${f(incremental.astronomy.new_vs_full_stored_pct)}% of the full's stored bytes (target <= 8%): ${incremental.astronomy.new_vs_full_stored_pct <= 8 ? "met" : "MISSED"}`);
 console.log(`incremental time vs full: ${f((100 * incremental.astronomy.wall_s) / incremental.full.wall_s)}%`);
-console.log(`\ngarbage collection over ${gc.backups} backups (made in ${f(gc.backups_s)} s): ${f(gc.gc_wall_s)} s, ` +
-  `${gc.gc.manifests} manifests read, ${gc.gc.scanned_objects} objects scanned, ${gc.gc.deleted_objects} deleted, ${f(gc.gc.reclaimed_bytes / MiB)} MiB reclaimed`);
+console.log("\nrestic (pg_dump -Fc -Z0 | restic backup --stdin), same database states");
+console.log("backup                     added MiB  ours new MiB  ours/restic  restic wall s  ours wall s");
+for (const [label, r] of Object.entries(restic)) {
+  const ours = incremental[label as keyof typeof incremental];
+  console.log(`${label.padEnd(26)} ${f(r.added_mib).padStart(9)} ${f(ours.new_stored_mib).padStart(13)} ${(ours.new_stored_mib / r.added_mib).toFixed(2).padStart(11)}x ${f(r.wall_s).padStart(14)} ${f(ours.wall_s).padStart(12)}`);
+}
+if (gc) {
+  console.log(`\ngarbage collection over ${gc.backups} backups (made in ${f(gc.backups_s)} s): ${f(gc.gc_wall_s)} s, ` +
+    `${gc.gc.manifests} manifests read, ${gc.gc.scanned_objects} objects scanned, ${gc.gc.deleted_objects} deleted, ${f(gc.gc.reclaimed_bytes / MiB)} MiB reclaimed`);
+}
 if (parallel) {
   console.log(`\nparallel dump on this machine (${parallel.database}): -Fc ${f(parallel.fc_s)} s, -Fd -j1 ${f(parallel.fd_j1_s)} s, -Fd -j2 ${f(parallel.fd_j2_s)} s (x${parallel.speedup_j2.toFixed(2)})`);
 }
-console.log(JSON.stringify({ incremental, gc, parallel }));
+console.log(JSON.stringify({ incremental, restic, gc, parallel }));
 await pg.stop();

@@ -14,7 +14,7 @@ export async function* dumpStream(repo: RepositoryClient, manifest: DatabaseMani
   const plaintexts = readChunks(repo, manifest.pack_prefix, manifest.chunks, async (stored, ref, index) => {
     let plain: Buffer;
     try {
-      plain = await open(stored);
+      plain = await open(stored, ref.plain_size);
     } catch (e) {
       throw new IntegrityError(`chunk #${index} ${ref.id}: ${(e as Error).message}`);
     }

@@ -1,6 +1,8 @@
 // database.restore: the dump stream piped into pg_restore in one transaction,
 // so a restore that fails part-way leaves the target as it was. A target that
-// already holds objects is refused unless the request said replace.
+// already holds objects is refused unless the request said replace. With the
+// parallel mode configured (spool.ts), a new target is instead restored from a
+// checked local copy of the dump by pg_restore -j N.
 import { spawn } from "node:child_process";
 import type { DatabaseRestoreDispatch as RestoreDispatch, DatabaseRestoreResult as RestoreResult } from "../../workers/database/protocol.ts";
 import { AppError } from "../../workers/shared/errors.ts";
@@ -10,39 +12,62 @@ import { dumpStream } from "./plaintext.ts";
 import { feed } from "./feed.ts";
 import { classifyPgError, exitOf, psql, stderrTail, toolEnv } from "./pg-tools.ts";
 import { pgEnv } from "./pg-env.ts";
+import { spool, spoolRefusal, spoolSettings } from "./spool.ts";
 
 export async function restoreDatabase(job: RestoreDispatch, ctx: JobContext): Promise<RestoreResult> {
   const started = Date.now();
   const repo = ctx.repository;
   const manifest = await readManifest(repo, job.manifest_key);
+  const settings = spoolSettings();
   const target = await prepareTarget(job.target_url, job.replace);
   let bytes = 0;
   try {
-    const args = ["--no-owner", "--no-privileges", "--single-transaction", "--exit-on-error", `--dbname=${target.name}`];
-    if (job.replace) args.push("--clean", "--if-exists");
-    const restore = spawn("pg_restore", args, { env: toolEnv(job.target_url), stdio: ["pipe", "ignore", "pipe"] });
-    const exited = exitOf(restore);
-    const tail = stderrTail(restore);
-    ctx.onCancel(() => restore.kill("SIGTERM"));
+    const refusal = settings && (await spoolRefusal(settings, manifest.dump.logical_bytes, target.created));
+    if (settings && refusal) console.warn(`restore ${job.backup_id}: streaming into one transaction, not in parallel: ${refusal}`);
     const source = dumpStream(repo, manifest, job.identities, (n) => {
       bytes = n;
-      ctx.progress({ phase: "restoring", bytes: n, chunks: 0 });
+      ctx.progress({ phase: settings && !refusal ? "spooling" : "restoring", bytes: n, chunks: 0 });
     });
+    const args = ["--no-owner", "--no-privileges", "--exit-on-error", `--dbname=${target.name}`];
+    if (job.replace) args.push("--clean", "--if-exists");
+    if (settings && !refusal) {
+      // The whole dump is checked (dump.sha256) before pg_restore reads a byte of it.
+      const copy = await spool(source, settings.dir);
+      try {
+        ctx.progress({ phase: "restoring", bytes, chunks: 0 });
+        console.log(`restore ${job.backup_id}: ${bytes} bytes spooled and checked; pg_restore --jobs=${settings.jobs}`);
+        await pgRestore([...args, `--jobs=${settings.jobs}`, copy.file], job.target_url, ctx);
+      } finally {
+        await copy.dispose();
+      }
+    } else {
+      await pgRestore([...args, "--single-transaction"], job.target_url, ctx, source);
+    }
+  } catch (e) {
+    if (target.created) await psql(target.maintenanceUrl, `DROP DATABASE IF EXISTS ${quoteIdent(target.name)} WITH (FORCE)`).catch(() => {});
+    throw e;
+  }
+  return { kind: "database.restore", backup_id: job.backup_id, target_database: target.name, bytes, duration_ms: Date.now() - started };
+}
+
+/** Runs pg_restore, feeding it `stdin` when given (then a failure of the stream kills it before it can commit). */
+async function pgRestore(args: string[], targetUrl: string, ctx: JobContext, stdin?: AsyncIterable<Buffer>): Promise<void> {
+  const restore = spawn("pg_restore", args, { env: toolEnv(targetUrl), stdio: [stdin ? "pipe" : "ignore", "ignore", "pipe"] });
+  const exited = exitOf(restore);
+  const tail = stderrTail(restore);
+  ctx.onCancel(() => restore.kill("SIGTERM"));
+  if (stdin) {
     try {
-      await feed(restore, source, false);
+      await feed(restore, stdin, false);
     } catch (e) {
       // A bad chunk: kill pg_restore before it commits; its transaction rolls back.
       restore.kill("SIGKILL");
       await exited.catch(() => {});
       throw e;
     }
-    const { code } = await exited;
-    if (code !== 0) throw classifyPgError("pg_restore", tail(), job.target_url);
-  } catch (e) {
-    if (target.created) await psql(target.maintenanceUrl, `DROP DATABASE IF EXISTS ${quoteIdent(target.name)} WITH (FORCE)`).catch(() => {});
-    throw e;
   }
-  return { kind: "database.restore", backup_id: job.backup_id, target_database: target.name, bytes, duration_ms: Date.now() - started };
+  const { code } = await exited;
+  if (code !== 0) throw classifyPgError("pg_restore", tail(), targetUrl);
 }
 
 const USER_OBJECTS = `SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace

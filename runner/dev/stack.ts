@@ -39,7 +39,8 @@ export interface Stack {
   workerUrl: string;
   runnerUrl: string;
   persistDir: string;
-  startRunner(): Promise<void>;
+  /** Starts the runner (again); `env` adds to StackOptions.runnerEnv for this process only. */
+  startRunner(env?: Record<string, string>): Promise<void>;
   killRunner(signal?: NodeJS.Signals): Promise<void>;
   runnerPid(): number | undefined;
   stop(): Promise<void>;
@@ -58,10 +59,10 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
   await run(process.execPath, [WRANGLER, "d1", "migrations", "apply", "CATALOG", "--local", "--persist-to", persistDir], stdio("migrations"));
 
   let runner: ChildProcess | undefined;
-  const startRunner = async () => {
+  const startRunner = async (env: Record<string, string> = {}) => {
     runner = spawn(process.execPath, [...RUNNER_NODE_FLAGS, join(ROOT, "runner/server.ts")], {
       cwd: ROOT, stdio: ["ignore", stdio("runner"), stdio("runner")],
-      env: { ...process.env, ...RUNNER_MALLOC_ENV, ...opts.runnerEnv, RUNNER_TOKEN: vars.RUNNER_TOKEN ?? "", PORT: String(opts.runnerPort), HOST: "127.0.0.1" },
+      env: { ...process.env, ...RUNNER_MALLOC_ENV, ...opts.runnerEnv, ...env, RUNNER_TOKEN: vars.RUNNER_TOKEN ?? "", PORT: String(opts.runnerPort), HOST: "127.0.0.1" },
     });
     await waitFor(`${runnerUrl}/health`, runner);
   };

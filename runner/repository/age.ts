@@ -12,7 +12,7 @@
 // The reader caches the file key per distinct header, so a restore does one
 // X25519 per backup, not per chunk. Keys are generated and parsed as age does
 // (age-encryption for key generation, bech32 from @scure/base).
-import { createCipheriv, createDecipheriv, createHmac, createPrivateKey, createPublicKey, diffieHellman, generateKeyPairSync, hkdfSync, randomBytes, timingSafeEqual, type KeyObject } from "node:crypto";
+import { createCipheriv, createDecipheriv, createHmac, createPrivateKey, createPublicKey, diffieHellman, generateKeyPairSync, hkdfSync, randomBytes, randomFillSync, timingSafeEqual, type KeyObject } from "node:crypto";
 import { bech32 } from "@scure/base";
 
 const VERSION_LINE = "age-encryption.org/v1";
@@ -55,7 +55,9 @@ function unchacha(key: Uint8Array, nonce: Uint8Array, data: Uint8Array): Buffer 
   const decipher = createDecipheriv("chacha20-poly1305", key, nonce, { authTagLength: TAG });
   decipher.setAuthTag(data.subarray(data.length - TAG));
   try {
-    return Buffer.concat([decipher.update(data.subarray(0, data.length - TAG)), decipher.final()]);
+    const plain = decipher.update(data.subarray(0, data.length - TAG));
+    decipher.final(); // a stream cipher: nothing more comes out, but this checks the tag
+    return plain;
   } catch {
     return undefined;
   }
@@ -97,20 +99,43 @@ export class AgeSealer {
     this.header = Buffer.from(`${text} ${b64(headerMac(this.fileKey, text))}\n`);
   }
 
+  /** The size of the age file seal() makes of `length` bytes. */
+  sealedSize(length: number): number {
+    return this.header.length + 16 + length + TAG * streamChunks(length);
+  }
+
   seal(plaintext: Uint8Array): Buffer {
-    const nonce = randomBytes(16);
+    const out = Buffer.allocUnsafe(this.sealedSize(plaintext.length));
+    this.sealInto(plaintext, out, 0);
+    return out;
+  }
+
+  /**
+   * Writes the age file of `plaintext` into `out` at `at` (sealedSize() bytes),
+   * so a pack can be filled in place instead of concatenated from pieces.
+   */
+  sealInto(plaintext: Uint8Array, out: Buffer, at: number): number {
+    let pos = at + this.header.copy(out, at);
+    const nonce = out.subarray(pos, pos + 16);
+    randomFillSync(nonce);
+    pos += 16;
     const key = hkdf(this.fileKey, nonce, "payload");
-    const parts: Buffer[] = [this.header, nonce];
-    const count = Math.max(1, Math.ceil(plaintext.length / STREAM_CHUNK));
+    const count = streamChunks(plaintext.length);
+    const streamNonce = Buffer.alloc(12);
     for (let i = 0; i < count; i++) {
-      const streamNonce = Buffer.alloc(12);
       streamNonce.writeUIntBE(i, 5, 6); // 11-byte big-endian counter (6 bytes used), then the last-chunk flag
       if (i === count - 1) streamNonce[11] = 1;
-      parts.push(chacha(key, streamNonce, plaintext.subarray(i * STREAM_CHUNK, (i + 1) * STREAM_CHUNK)));
+      const cipher = createCipheriv("chacha20-poly1305", key, streamNonce, { authTagLength: TAG });
+      pos += cipher.update(plaintext.subarray(i * STREAM_CHUNK, (i + 1) * STREAM_CHUNK)).copy(out, pos);
+      pos += cipher.final().copy(out, pos);
+      pos += cipher.getAuthTag().copy(out, pos);
     }
-    return Buffer.concat(parts);
+    return pos - at;
   }
 }
+
+/** STREAM chunks of a payload: at least one, even for an empty file. */
+const streamChunks = (length: number) => Math.max(1, Math.ceil(length / STREAM_CHUNK));
 
 /** Opens age files with X25519 identities; remembers each distinct header's file key. */
 export class AgeOpener {
@@ -188,6 +213,6 @@ export class AgeOpener {
       if (plain.length === 0 && count > 1) throw new AgeError("empty final chunk");
       parts.push(plain);
     }
-    return Buffer.concat(parts);
+    return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
   }
 }

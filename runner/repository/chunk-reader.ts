@@ -3,7 +3,7 @@
 // each pack about once), a bounded number of ranges ahead of the consumer.
 // Every chunk file's size and SHA-256 are checked against the manifest before
 // anything else touches it.
-import { packKey, type ChunkRef } from "../../workers/shared/format.ts";
+import { PACK_TARGET_SIZE, packKey, type ChunkRef } from "../../workers/shared/format.ts";
 import { sha256Hex } from "./codec.ts";
 import { AppError } from "../../workers/shared/errors.ts";
 import type { RepositoryClient } from "./client.ts";
@@ -25,7 +25,13 @@ interface Span {
   chunks: ChunkRef[];
 }
 
-const MAX_SPAN = 4 * 1024 * 1024;
+/**
+ * A span may cover a whole pack (packs are cut once they reach
+ * PACK_TARGET_SIZE, plus at most one chunk file): a full restore then reads
+ * each pack with one request, half as many as with 4 MiB spans, for the
+ * same bytes. Memory is bounded by readChunks' prefetch.
+ */
+const MAX_SPAN = 2 * PACK_TARGET_SIZE;
 
 export function spans(chunks: ChunkRef[]): Span[] {
   const out: Span[] = [];
@@ -95,26 +101,28 @@ export async function checkSpan(repo: RepositoryClient, prefix: string, span: Sp
 
 /**
  * Yields transform(chunk file) for every chunk in manifest order. Up to
- * `prefetch` spans (each at most 4 MiB) are fetched and transformed ahead of
- * the consumer, so memory stays bounded whatever the backup's size.
+ * `prefetch` spans (each at most a pack) are fetched ahead of the consumer;
+ * each chunk file is transformed only when the consumer reaches it, so memory
+ * is those spans' stored bytes and one chunk's output, whatever the backup's size.
  */
 export async function* readChunks<T>(
   repo: RepositoryClient, prefix: string, chunks: ChunkRef[], transform: (file: Buffer, ref: ChunkRef, index: number) => Promise<T>,
-  prefetch = 4,
+  prefetch = 2,
 ): AsyncGenerator<T> {
   const all = spans(chunks);
-  const window: Promise<T[]>[] = [];
+  const window: { span: Span; files: Promise<Buffer[]> }[] = [];
   let next = 0;
   const launch = () => {
     const span = all[next++]!;
-    const p = fetchSpan(repo, prefix, span).then((files) => Promise.all(files.map((f, i) => transform(f, span.chunks[i]!, span.first + i))));
-    p.catch(() => {}); // surfaced in order when the consumer reaches it
-    window.push(p);
+    const files = fetchSpan(repo, prefix, span);
+    files.catch(() => {}); // surfaced in order when the consumer reaches it
+    window.push({ span, files });
   };
   while (next < all.length && window.length < prefetch) launch();
   while (window.length > 0) {
-    const values = await window.shift()!;
+    const { span, files } = window.shift()!;
+    const stored = await files;
     if (next < all.length) launch();
-    yield* values;
+    for (let i = 0; i < stored.length; i++) yield await transform(stored[i]!, span.chunks[i]!, span.first + i);
   }
 }

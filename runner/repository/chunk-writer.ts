@@ -2,10 +2,12 @@
 // backup stored, seal (zstd + age) the rest and gather them into packs of
 // about PACK_TARGET_SIZE, each uploaded once full. Uploads run concurrently
 // but bounded, so memory is a few packs whatever the dump's size; the
-// manifest's chunk list keeps stream order.
+// manifest's chunk list keeps stream order. Chunks are sealed straight into
+// the open pack's buffer, and a pack's buffer is reused once its upload is
+// done: a backup allocates a few pack buffers, not several Buffers per chunk.
 import { createHash } from "node:crypto";
-import { PACK_TARGET_SIZE, packKey, type ChunkRef } from "../../workers/shared/format.ts";
-import { AgeSealer, chunkId, sealChunk, sha256Hex } from "./codec.ts";
+import { CHUNKER, PACK_TARGET_SIZE, packKey, type ChunkRef } from "../../workers/shared/format.ts";
+import { ChunkSealer, chunkId, sha256Hex } from "./codec.ts";
 import type { RepositoryClient } from "./client.ts";
 
 export interface WriterStats {
@@ -14,38 +16,49 @@ export interface WriterStats {
   new_chunks: number;
 }
 
-type Placement = Omit<ChunkRef, "pack"> & { resolve: (ref: ChunkRef) => void; reject: (e: unknown) => void };
+/** A new chunk's reference; its `pack` is "" until that pack is stored. Repeats share the object. */
+type Placement = ChunkRef;
 
-/** An open pack: sealed chunk files appended until it is big enough to upload. */
+/** An open pack: sealed chunk files written back to back into `buffer` until it is big enough to upload. */
 class OpenPack {
-  readonly parts: Buffer[] = [];
   readonly placements: Placement[] = [];
   size = 0;
+  buffer: Buffer;
+  constructor(buffer: Buffer) {
+    this.buffer = buffer;
+  }
 }
 
 export class ChunkWriter {
   readonly stats: WriterStats = { stored_bytes: 0, new_stored_bytes: 0, new_chunks: 0 };
-  private readonly refs: Promise<ChunkRef>[] = [];
+  /** finish()'s list, one entry per add(). Plain objects, not a promise per chunk: a 4 GiB dump has ~60,000 chunks. */
+  private readonly refs: ChunkRef[] = [];
   /** Chunks this backup references: repeats and known chunks cost no request. */
-  private readonly seen = new Map<string, Promise<ChunkRef>>();
+  private readonly seen = new Map<string, ChunkRef>();
   private readonly uploading = new Set<Promise<unknown>>();
-  private pack = new OpenPack();
+  /** Pack buffers whose upload is done, ready for the next pack. */
+  private readonly spare: Buffer[] = [];
+  private readonly packCapacity: number;
+  private pack: OpenPack;
   private failure: unknown;
   private readonly repo: RepositoryClient;
   private readonly prefix: string;
-  private readonly sealer: AgeSealer;
+  private readonly sealer: ChunkSealer;
   private readonly idKey: Buffer;
 
   constructor(repo: RepositoryClient, prefix: string, recipients: string[], idKeyHex: string) {
     this.repo = repo;
     this.prefix = prefix;
-    this.sealer = new AgeSealer(recipients);
+    this.sealer = new ChunkSealer(recipients);
     this.idKey = Buffer.from(idKeyHex, "hex");
+    // Room for a full pack plus the largest chunk file, so a pack is cut only once it reaches the target.
+    this.packCapacity = PACK_TARGET_SIZE + this.sealer.maxSealedSize(CHUNKER.max_size);
+    this.pack = new OpenPack(Buffer.alloc(0)); // its buffer comes with the first chunk: a deduplicated backup needs none
   }
 
   /** Chunks an earlier backup stored: referenced without a request (its manifest vouches for them). */
   know(refs: ChunkRef[]): void {
-    for (const r of refs) if (!this.seen.has(r.id)) this.seen.set(r.id, Promise.resolve(r));
+    for (const r of refs) if (!this.seen.has(r.id)) this.seen.set(r.id, r);
   }
 
   /**
@@ -54,14 +67,13 @@ export class ChunkWriter {
    * (fixed at the call, so concurrent producers can each keep their own).
    */
   async add(plaintext: Buffer): Promise<number> {
+    if (this.failure) throw this.failure;
     const id = chunkId(this.idKey, plaintext);
     let ref = this.seen.get(id);
     if (!ref) {
-      const file = sealChunk(plaintext, this.sealer);
-      ref = new Promise<ChunkRef>((resolve, reject) => this.place(file, { id, plain_size: plaintext.length, resolve, reject }));
+      ref = this.place(plaintext, id);
       this.seen.set(id, ref);
     }
-    ref.catch(() => {}); // observed by finish()
     const index = this.refs.push(ref) - 1;
     while (this.uploading.size >= UPLOAD_CONCURRENCY) await Promise.race(this.uploading);
     if (this.failure) throw this.failure;
@@ -72,44 +84,52 @@ export class ChunkWriter {
   async finish(): Promise<ChunkRef[]> {
     if (this.pack.size > 0) this.flush();
     await Promise.all(this.uploading);
+    this.spare.length = 0; // no more packs: let the buffers go before the manifest is built
     if (this.failure) throw this.failure;
-    const refs = await Promise.all(this.refs);
-    for (const r of refs) this.stats.stored_bytes += r.stored_size;
-    return refs;
+    for (const r of this.refs) {
+      if (!r.pack) throw new Error(`chunk ${r.id} was never stored`); // a bug, not bad input: every pack's upload was awaited
+      this.stats.stored_bytes += r.stored_size;
+    }
+    return this.refs;
   }
 
-  private place(file: Buffer, chunk: Pick<Placement, "id" | "plain_size" | "resolve" | "reject">): void {
+  private place(plaintext: Buffer, id: string): Placement {
+    const need = this.sealer.maxSealedSize(plaintext.length);
+    if (this.pack.size + need > this.pack.buffer.length) {
+      if (this.pack.size > 0) this.flush();
+      this.pack.buffer = this.spare.pop() ?? Buffer.allocUnsafeSlow(Math.max(this.packCapacity, need));
+    }
     const pack = this.pack;
-    pack.placements.push({ ...chunk, offset: pack.size, stored_size: file.length, stored_sha256: sha256Hex(file) });
-    pack.parts.push(file);
-    pack.size += file.length;
+    const offset = pack.size;
+    const stored = this.sealer.sealInto(plaintext, pack.buffer, offset);
+    const file = pack.buffer.subarray(offset, offset + stored);
+    const placement: Placement = { id, plain_size: plaintext.length, pack: "", offset, stored_size: stored, stored_sha256: sha256Hex(file) };
+    pack.placements.push(placement);
+    pack.size += stored;
     if (pack.size >= PACK_TARGET_SIZE) this.flush();
+    return placement;
   }
 
   private flush(): void {
     const pack = this.pack;
-    this.pack = new OpenPack();
-    const bytes = Buffer.concat(pack.parts, pack.size);
-    pack.parts.length = 0; // the sealed files now live only in `bytes`
+    this.pack = new OpenPack(Buffer.alloc(0));
+    const bytes = pack.buffer.subarray(0, pack.size);
     const packId = createHash("sha256").update(bytes).digest("hex");
     const upload = this.repo.put(packKey(this.prefix, packId), bytes, packId).then(() => {
       this.stats.new_chunks += pack.placements.length;
       this.stats.new_stored_bytes += bytes.length;
-      for (const { resolve, reject: _, ...ref } of pack.placements) resolve({ ...ref, pack: packId });
+      for (const p of pack.placements) p.pack = packId;
+      // Only a finished upload frees its buffer (after a failure the backup stops anyway).
+      if (pack.buffer.length === this.packCapacity) this.spare.push(pack.buffer);
+    }, (e: unknown) => {
+      this.failure ??= e;
     });
-    this.track(this.uploading, upload.catch((e) => {
-      for (const p of pack.placements) this.fail(e, p.reject);
-    }));
+    this.track(this.uploading, upload);
   }
 
   private track(set: Set<Promise<unknown>>, p: Promise<unknown>): void {
     const tracked: Promise<unknown> = p.finally(() => set.delete(tracked));
     set.add(tracked);
-  }
-
-  private fail(e: unknown, reject: (e: unknown) => void): void {
-    this.failure ??= e;
-    reject(e);
   }
 }
 

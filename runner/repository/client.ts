@@ -1,8 +1,10 @@
 // The runner's only way to the repository: the Worker's job-scoped endpoint
 // (workers/repository/routes.ts). Every call is idempotent (objects are
-// write-once), so transient failures are retried with backoff.
+// write-once), so transient failures are retried with backoff. Requests go
+// through node:http (./http.ts), not fetch: packs are large and many.
 import { AppError } from "../../workers/shared/errors.ts";
 import type { JobCompletion, JobProgress, RepositoryAccess } from "../../workers/shared/protocol.ts";
+import { request, type Reply } from "./http.ts";
 
 export interface ListedObject {
   key: string;
@@ -27,6 +29,7 @@ export class RepositoryClient {
 
   async head(key: string): Promise<StoredObjectInfo | undefined> {
     const res = await this.send("HEAD", `/objects/${key}`, "read");
+    res.discard();
     if (res.status === 404) return undefined;
     return info(res);
   }
@@ -36,9 +39,12 @@ export class RepositoryClient {
     let broken = "";
     for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
       const res = await this.send("GET", `/objects/${key}`, "read", undefined, headers);
-      if (res.status === 404) throw new AppError("object_missing", `${key} is missing from the repository`);
+      if (res.status === 404) {
+        res.discard();
+        throw new AppError("object_missing", `${key} is missing from the repository`);
+      }
       try {
-        return Buffer.from(await res.arrayBuffer());
+        return await res.bytes();
       } catch (e) {
         broken = (e as Error).message;
       }
@@ -54,6 +60,7 @@ export class RepositoryClient {
   /** Writes an object once; an existing object is left as it is and described. */
   async put(key: string, body: Buffer, sha256: string): Promise<StoredObjectInfo> {
     const res = await this.send("PUT", `/objects/${key}`, "write", body, { "x-content-sha256": sha256 });
+    res.discard();
     return info(res);
   }
 
@@ -85,31 +92,32 @@ export class RepositoryClient {
   async openSource(bucket: string, object: SourceObject): Promise<ReadableStream<Uint8Array>> {
     const path = object.key.split("/").map(encodeURIComponent).join("/");
     const res = await this.send("GET", `/source/${bucket}/objects/${path}?etag=${encodeURIComponent(object.etag)}`, "read");
-    if (res.status === 404 || !res.body) throw new AppError("source_object_missing", `${bucket}/${object.key} disappeared while being backed up`);
-    return res.body;
+    if (res.status === 404) {
+      res.discard();
+      throw new AppError("source_object_missing", `${bucket}/${object.key} disappeared while being backed up`);
+    }
+    return res.stream();
   }
 
   async delete(keys: string[]): Promise<void> {
-    await this.send("POST", "/delete", "write", Buffer.from(JSON.stringify({ keys })), json);
+    (await this.send("POST", "/delete", "write", Buffer.from(JSON.stringify({ keys })), json)).discard();
   }
 
   async progress(jobId: string, progress: JobProgress): Promise<void> {
-    await this.send("POST", `/jobs/${jobId}/progress`, "report", Buffer.from(JSON.stringify(progress)), json);
+    (await this.send("POST", `/jobs/${jobId}/progress`, "report", Buffer.from(JSON.stringify(progress)), json)).discard();
   }
 
   async complete(jobId: string, completion: JobCompletion): Promise<void> {
-    await this.send("POST", `/jobs/${jobId}/complete`, "report", Buffer.from(JSON.stringify(completion)), json);
+    (await this.send("POST", `/jobs/${jobId}/complete`, "report", Buffer.from(JSON.stringify(completion)), json)).discard();
   }
 
-  private async send(method: string, path: string, what: "read" | "write" | "report", body?: Buffer, headers: Record<string, string> = {}) {
+  private async send(method: string, path: string, what: "read" | "write" | "report", body?: Buffer, headers: Record<string, string> = {}): Promise<Reply> {
     let last = "";
     for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
       try {
-        const res = await fetch(this.base + path, {
-          method, headers: { authorization: `Bearer ${this.token}`, ...headers }, ...(body ? { body } : {}),
-        });
+        const res = await request(this.base + path, method, { authorization: `Bearer ${this.token}`, ...headers }, body);
         if (res.ok || res.status === 404) return res;
-        const text = method === "HEAD" ? "" : (await res.text()).slice(0, 300);
+        const text = method === "HEAD" ? (res.discard(), "") : (await res.text()).slice(0, 300);
         last = `HTTP ${res.status} ${text}`.trim();
         if (res.status < 500 && res.status !== 429) break; // the request itself is wrong: retrying will not help
       } catch (e) {
@@ -130,6 +138,6 @@ export interface SourceObject {
   uploaded: string;
 }
 
-function info(res: Response): StoredObjectInfo {
-  return { size: Number(res.headers.get("x-stored-size")), sha256: res.headers.get("x-stored-sha256") ?? undefined };
+function info(res: Reply): StoredObjectInfo {
+  return { size: Number(res.header("x-stored-size")), sha256: res.header("x-stored-sha256") ?? undefined };
 }
