@@ -74,7 +74,7 @@ export async function buildDispatch(job: JobRow, env: Env, config: BackupConfig,
       return {
         ...(parent ? { parent_manifest_key: parent.manifest_key } : {}),
         kind: "ml.backup", job_id: job.id, backup_id: p.backup_id, server: p.server, registry: p.registry,
-        ...(p.experiment_ids ? { experiment_ids: p.experiment_ids } : {}),
+        ...(p.experiment_ids ? { experiment_ids: p.experiment_ids } : {}), ...(p.include_deleted ? { include_deleted: true } : {}),
         mlflow: requireMlflow(config, env, p.server), ...(await writer(p.backup_id)),
       };
     }

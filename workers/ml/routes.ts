@@ -26,6 +26,8 @@ const BackupRequest = z.strictObject({
   experiment_ids: ExperimentIds.optional(),
   /** The model registry (backup_model_registry()); by default with a whole-server backup, without an experiment-scoped one. */
   registry: z.boolean().optional(),
+  /** Deleted experiments and runs too; a restore recreates them deleted. */
+  include_deleted: z.boolean().optional(),
 });
 
 mlRoutes.post("/backup/ml", requireRole("admin"), async (c) => {
@@ -35,7 +37,7 @@ mlRoutes.post("/backup/ml", requireRole("admin"), async (c) => {
   requireServer(c, server);
   const { job, backup_id } = await submitMlBackup(c.env, c.get("catalog"), {
     server, registry: body.registry ?? !body.experiment_ids, actor: c.get("actor"),
-    ...(body.experiment_ids ? { experiment_ids: body.experiment_ids } : {}),
+    ...(body.experiment_ids ? { experiment_ids: body.experiment_ids } : {}), ...(body.include_deleted ? { include_deleted: true } : {}),
   });
   return c.json({ job_id: job.id, status: job.status, backup_id }, 202);
 });

@@ -9,10 +9,13 @@ import { newBackupId } from "../shared/format.ts";
 import { submitJob } from "../jobs/submit.ts";
 
 export async function submitMlBackup(
-  env: Env, catalog: Catalog, req: { server: string; experiment_ids?: string[]; registry: boolean; actor: string; at?: Date },
+  env: Env, catalog: Catalog, req: { server: string; experiment_ids?: string[]; registry: boolean; include_deleted?: boolean; actor: string; at?: Date },
 ): Promise<{ job: JobRow; backup_id: string }> {
   const backup_id = newBackupId(req.server, req.at ?? new Date(), randomId(6), "ml");
-  const params = { server: req.server, backup_id, registry: req.registry, ...(req.experiment_ids ? { experiment_ids: req.experiment_ids } : {}) };
+  const params = {
+    server: req.server, backup_id, registry: req.registry,
+    ...(req.experiment_ids ? { experiment_ids: req.experiment_ids } : {}), ...(req.include_deleted ? { include_deleted: true } : {}),
+  };
   const target = `${req.server}${req.experiment_ids ? ` experiments ${req.experiment_ids.join(",")}` : ""}`;
   const job = await submitJob(env, catalog, { kind: "ml.backup", params, backup_id, actor: req.actor, target });
   return { job, backup_id };

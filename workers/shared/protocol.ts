@@ -95,6 +95,8 @@ export const MlBackupParams = z.object({
   experiment_ids: z.array(ExperimentId).optional(),
   /** Back up the model registry too. */
   registry: z.boolean(),
+  /** Deleted experiments and runs too (restored deleted). */
+  include_deleted: z.boolean().optional(),
 });
 export type MlBackupParams = z.infer<typeof MlBackupParams>;
 
@@ -237,6 +239,7 @@ export const MlBackupDispatch = z.object({
   mlflow: MlflowAccess,
   experiment_ids: z.array(ExperimentId).optional(),
   registry: z.boolean(),
+  include_deleted: z.boolean().optional(),
 });
 export type MlBackupDispatch = z.infer<typeof MlBackupDispatch>;
 
@@ -378,6 +381,20 @@ export const MlRestoreResult = z.object({
   /** Source experiment id -> restored experiment id. */
   experiment_id_map: z.record(z.string(), z.string()),
   duration_ms: z.number().nonnegative(),
+  // MLflow 3 logged models and registry details (issue #11); defaults keep older job rows readable.
+  logged_models: z.number().int().nonnegative().default(0),
+  /** Logged models an earlier run of this restore had created (found by their astrid.source_model_id tag). */
+  logged_models_existing: z.number().int().nonnegative().default(0),
+  /** Source logged model id (m-…) -> restored one. */
+  logged_model_id_map: z.record(z.string(), z.string()).default({}),
+  /** Versions whose run or logged model is not in the restore (an experiment-scoped restore): each named in warnings. */
+  model_versions_skipped: z.number().int().nonnegative().default(0),
+  /** The source's registry times (ms), which MLflow's API cannot set: model name -> times, and per version number. */
+  registry_times: z.record(z.string(), z.object({
+    creation_timestamp: z.number().optional(), last_updated_timestamp: z.number().optional(),
+    versions: z.record(z.string(), z.object({ creation_timestamp: z.number().optional(), last_updated_timestamp: z.number().optional() })),
+  })).default({}),
+  warnings: z.array(z.string()).default([]),
 });
 export type MlRestoreResult = z.infer<typeof MlRestoreResult>;
 
