@@ -161,6 +161,17 @@ describe("MLflow backup and restore", () => {
     expect(got.models).toEqual({});
   });
 
+  it("restores one experiment with the registry: versions of runs not restored are skipped with a warning, never a failed job", async () => {
+    const photometry = seed.experiments.photometry!;
+    const result = await mlRestore(fullBackup.backup_id, { target: c.url, experiment_ids: [photometry], registry: true });
+    expect(result).toMatchObject({ runs_created: 0, runs_existing: 2, registered_models: 2, model_versions: 1, model_versions_skipped: 3 });
+    expect(result.warnings.filter((w: string) => /^model galaxy-classifier version \d skipped/.test(w))).toHaveLength(3);
+    expect(result.warnings).toContain("model galaxy-classifier: alias champion not set, its version 4 is not restored");
+    const got = await describeMlflow(new Mlflow(c.url));
+    expect(got.models["zeropoint-model"]).toEqual(original.models["zeropoint-model"]);
+    expect(got.models["galaxy-classifier"]).toMatchObject({ versions: [], aliases: [], description: "Morphology classifier" });
+  });
+
   it("restores server A from its backup after A is wiped", async () => {
     await a.wipe();
     expect((await describeMlflow(new Mlflow(a.url))).runs).toEqual({});

@@ -117,3 +117,35 @@ describe("MLflow 3 logged models", () => {
     expect(await describeMlflow(new Mlflow(dst.url), { artifacts: false })).toEqual(before);
   });
 });
+
+describe("deleted experiments and runs", () => {
+  it("include_deleted backs them up and a restore recreates them deleted, once", async () => {
+    const m = new Mlflow(src.url);
+    const retired = (await m.post("experiments/create", { name: "retired" })).experiment_id;
+    const old = await m.createRun(retired, "old-run", Date.UTC(2024, 0, 1));
+    await m.post("runs/log-batch", { run_id: old.id, metrics: [{ key: "loss", value: 0.3, timestamp: Date.UTC(2024, 0, 1), step: 4 }] });
+    await m.post("experiments/delete", { experiment_id: retired });
+    const starGalaxy = (await m.get("experiments/get-by-name", { experiment_name: "star-galaxy" })).experiment.experiment_id;
+    const discarded = await m.createRun(starGalaxy, "discarded", Date.UTC(2024, 0, 2));
+    await m.post("runs/delete", { run_id: discarded.id });
+
+    const plain = await job("POST", "/backup/ml", { server: "src" });
+    expect(plain.result.counts).toMatchObject({ experiments: 2, runs: 3 }); // deleted ones only when asked
+    const withDeleted = await job("POST", "/backup/ml", { server: "src", include_deleted: true });
+    expect(withDeleted.result.counts).toMatchObject({ experiments: 3, runs: 5, logged_models: 3 });
+
+    for (const round of [1, 2]) {
+      const r = (await job("POST", `/backup/ml/${withDeleted.backup_id}/restore`, { target: "scoped" })).result;
+      expect(r).toMatchObject(round === 1 ? { runs_created: 5, runs_existing: 0 } : { runs_created: 0, runs_existing: 5, logged_models: 0 });
+      const onScoped = new Mlflow(scoped.url);
+      const exp = (await onScoped.get("experiments/get-by-name", { experiment_name: "retired" })).experiment;
+      expect(exp.lifecycle_stage).toBe("deleted");
+      const oldRun = (await onScoped.get("runs/get", { run_id: r.run_id_map[old.id] })).run;
+      expect(oldRun.info.lifecycle_stage).toBe("deleted");
+      expect(oldRun.data.metrics).toEqual([{ key: "loss", value: 0.3, timestamp: Date.UTC(2024, 0, 1), step: 4 }]);
+      expect((await onScoped.get("runs/get", { run_id: r.run_id_map[discarded.id] })).run.info.lifecycle_stage).toBe("deleted");
+      const all = await onScoped.post("runs/search", { experiment_ids: [r.experiment_id_map[starGalaxy]], run_view_type: "ALL", max_results: 100 });
+      expect(all.runs).toHaveLength(4); // three active, one deleted: nothing doubled by the second round
+    }
+  });
+});
