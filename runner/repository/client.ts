@@ -2,6 +2,7 @@
 // (workers/repository/routes.ts). Every call is idempotent (objects are
 // write-once), so transient failures are retried with backoff.
 import type { JobCompletion, JobProgress, RepositoryAccess } from "../../workers/shared/protocol.ts";
+import { IntegrityError } from "./chunk-reader.ts";
 
 export class RepositoryError extends Error {
   readonly code: string;
@@ -93,6 +94,39 @@ export class RepositoryClient {
     const path = object.key.split("/").map(encodeURIComponent).join("/");
     const res = await this.send("GET", `/source/${bucket}/objects/${path}?etag=${encodeURIComponent(object.etag)}`, "read");
     if (res.status === 404 || !res.body) throw new RepositoryError("source_object_missing", `${bucket}/${object.key} disappeared while being backed up`);
+    return res.body;
+  }
+
+  /**
+   * Writes one object of a training-data restore's target prefix, streamed
+   * with its length (R2 wants one). `source` is called again for a retry.
+   */
+  async putTarget(bucket: string, key: string, size: number, source: () => AsyncIterable<Uint8Array>): Promise<void> {
+    const url = `${this.base}/source/${bucket}/objects/${key.split("/").map(encodeURIComponent).join("/")}`;
+    let last = "";
+    for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
+      try {
+        const res = await fetch(url, {
+          method: "PUT", body: source() as unknown as ReadableStream, duplex: "half",
+          headers: { authorization: `Bearer ${this.token}`, "content-length": String(size) },
+        } as RequestInit);
+        if (res.ok) return;
+        last = `HTTP ${res.status} ${(await res.text()).slice(0, 300)}`;
+        if (res.status < 500 && res.status !== 429) break;
+      } catch (e) {
+        const cause = (e as Error).cause;
+        if (cause instanceof IntegrityError) throw cause; // the backup's own bytes: retrying will not help
+        last = `${(e as Error).message}${cause ? ` (${(cause as Error).message})` : ""}`;
+      }
+      if (attempt < ATTEMPTS) await new Promise((r) => setTimeout(r, 200 * 4 ** (attempt - 1)));
+    }
+    throw new RepositoryError("repository_write_failed", `writing ${bucket}/${key} failed: ${last}`);
+  }
+
+  /** An object a training-data restore wrote, read back. */
+  async openTarget(bucket: string, key: string): Promise<ReadableStream<Uint8Array>> {
+    const res = await this.send("GET", `/source/${bucket}/objects/${key.split("/").map(encodeURIComponent).join("/")}`, "read");
+    if (res.status === 404 || !res.body) throw new RepositoryError("target_object_missing", `${bucket}/${key} is not there after it was written`);
     return res.body;
   }
 

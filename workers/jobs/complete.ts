@@ -36,7 +36,7 @@ export async function completeJob(env: Env, catalog: Catalog, jobId: string, com
     } else if (r.kind === "database.verify" || r.kind === "ml.verify") {
       await recordVerify(catalog, r, now);
       await catalog.succeedJob(jobId, r, now);
-    } else if (r.kind === "database.restore" || r.kind === "ml.restore") {
+    } else if (r.kind === "database.restore" || r.kind === "ml.restore" || r.kind === "training_data.restore") {
       await catalog.recordRestore(r.backup_id, Math.round(r.duration_ms));
       await catalog.succeedJob(jobId, r, now);
     } else {

@@ -2,7 +2,7 @@
 // only this hop may carry (database URLs, keys, a job-scoped repository token).
 import {
   DatabaseBackupParams, DatabaseRestoreParams, DatabaseVerifyParams, MlBackupParams, MlflowAccess, MlRestoreParams, RepositoryGcParams,
-  TrainingDataParams, type JobKind, type RunnerDispatch,
+  TrainingDataParams, TrainingDataRestoreParams, type JobKind, type RunnerDispatch,
 } from "../shared/protocol.ts";
 import { manifestKey, mlManifestKey, manifestKeyFor } from "../shared/format.ts";
 import { databaseUrl, mlflowAccess, type BackupConfig } from "../config.ts";
@@ -101,6 +101,17 @@ export async function buildDispatch(job: JobRow, env: Env, config: BackupConfig,
         ...(definition.database ? { database_url: requireUrl(config, env, definition.database) } : {}),
         ...(mlflow ? { mlflow } : {}),
         ...(await writer(p.backup_id)),
+      };
+    }
+    case "training_data.restore": {
+      const p = TrainingDataRestoreParams.parse(params);
+      const target_url = p.target_database
+        ? requireUrl(config, env, p.target_database)
+        : p.target_url_sealed ? await unseal(env.JOB_TOKEN_SECRET, p.target_url_sealed) : undefined;
+      return {
+        kind: "training_data.restore", job_id: job.id, backup_id: p.backup_id, manifest_key: mlManifestKey(p.backup_id), target_label: p.target_label,
+        ...(target_url ? { target_url } : {}), ...(p.schema ? { schema: p.schema } : {}), ...(p.bucket ? { bucket: p.bucket, prefix: p.prefix ?? "" } : {}),
+        identities: identities(env), repository: await repository("read", p.backup_id),
       };
     }
     default:

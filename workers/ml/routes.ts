@@ -11,9 +11,10 @@ import { mlflowAccess } from "../config.ts";
 import { seal } from "../crypto.ts";
 import { ApiError, badRequest, conflict, notFound } from "../errors.ts";
 import { backupView, parseJson, parseQuery } from "../http.ts";
-import { backupPage, type Ctx } from "../database/routes.ts";
+import { backupPage, restoreTarget as databaseTarget, type Ctx } from "../database/routes.ts";
+import { storageBucket, unknownBucket } from "../storage/buckets.ts";
 import { submitJob } from "../jobs/submit.ts";
-import { ExperimentId, MlName } from "../shared/protocol.ts";
+import { ExperimentId, MlName, ObjectPrefix, TrainingDataRestoreParams } from "../shared/protocol.ts";
 import { submitMlBackup, submitTrainingDataBackup } from "./submit.ts";
 
 export const mlRoutes = new Hono<AppEnv>();
@@ -90,6 +91,34 @@ mlRoutes.post("/backup/training-data", requireRole("admin"), async (c) => {
   if (!(body.dataset_id in c.get("config").ml_datasets)) throw badRequest(`dataset "${body.dataset_id}" is not configured (ML_DATASETS)`);
   const { job, backup_id } = await submitTrainingDataBackup(c.env, c.get("catalog"), { dataset: body.dataset_id, actor: c.get("actor") });
   return c.json({ job_id: job.id, status: job.status, backup_id }, 202);
+});
+
+const TrainingDataRestoreRequest = z.strictObject({
+  /** Tables and queries: a configured database name or a postgres:// URL (sealed at once, never stored or echoed). */
+  target: z.string().min(1).max(2048).optional(),
+  /** The schema to create them in; by default each table's own, and public for queries. */
+  schema: TrainingDataRestoreParams.shape.schema,
+  /** R2 objects: a bucket of STORAGE_BUCKETS, and a prefix put before each object's original key. */
+  bucket: z.string().min(1).max(63).optional(),
+  prefix: ObjectPrefix.optional(),
+}).refine((b) => b.target || b.bucket, "give a target database, a bucket, or both");
+
+mlRoutes.post("/backup/training-data/:id/restore", requireRole("admin"), async (c) => {
+  const body = await parseJson(c, TrainingDataRestoreRequest);
+  const backup = await c.get("catalog").getBackup(c.req.param("id"));
+  if (!backup || backup.domain !== "training_data") throw notFound("training-data snapshot");
+  if (backup.status === "corrupt") throw conflict(`backup ${backup.id} failed verification; restore refused`);
+  if (body.bucket && !storageBucket(c.env, c.get("config"), body.bucket)) throw unknownBucket(body.bucket);
+  const db = body.target ? await databaseTarget(c, body.target) : undefined;
+  const label = [db?.target_label, body.bucket ? `r2 ${body.bucket}/${body.prefix ?? ""}` : undefined].filter(Boolean).join(", ");
+  const job = await submitJob(c.env, c.get("catalog"), {
+    kind: "training_data.restore", backup_id: backup.id, actor: c.get("actor"), target: `${backup.id} -> ${label}`,
+    params: {
+      backup_id: backup.id, ...db, target_label: label,
+      ...(body.schema ? { schema: body.schema } : {}), ...(body.bucket ? { bucket: body.bucket, prefix: body.prefix ?? "" } : {}),
+    },
+  });
+  return c.json({ job_id: job.id, status: job.status }, 202);
 });
 
 mlRoutes.get("/backup/ml/:id", requireRole("viewer"), async (c) => {

@@ -18,7 +18,7 @@ export type VerifyDepth = z.infer<typeof VerifyDepth>;
 export const JOB_KINDS = [
   "database.backup", "database.verify", "database.restore", "repository.gc",
   "storage.snapshot", "storage.restore", "storage.reconcile", "storage.gc", "storage.offsite",
-  "ml.backup", "ml.restore", "ml.verify", "training_data.backup",
+  "ml.backup", "ml.restore", "ml.verify", "training_data.backup", "training_data.restore",
 ] as const;
 export const JobKind = z.enum(JOB_KINDS);
 export type JobKind = z.infer<typeof JobKind>;
@@ -114,6 +114,21 @@ export type MlRestoreParams = z.infer<typeof MlRestoreParams>;
 
 export const TrainingDataParams = z.object({ dataset: MlName, backup_id: z.string() });
 export type TrainingDataParams = z.infer<typeof TrainingDataParams>;
+
+/** Where a training-data snapshot goes back to: a database for its tables and queries, an R2 prefix for its objects. */
+export const TrainingDataRestoreParams = z.object({
+  backup_id: z.string(),
+  target_label: z.string(),
+  /** A configured database name, or absent when the target came as a sealed URL. */
+  target_database: DatabaseName.optional(),
+  target_url_sealed: z.string().optional(),
+  /** The schema the tables and queries are created in; by default a table's own schema, and public for queries. */
+  schema: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/).optional(),
+  /** The R2 bucket (of STORAGE_BUCKETS) and key prefix the snapshot's objects are written under (their keys kept after it). */
+  bucket: z.string().optional(),
+  prefix: z.string().max(1024).optional(),
+});
+export type TrainingDataRestoreParams = z.infer<typeof TrainingDataRestoreParams>;
 
 // Storage jobs run inside the Worker, one Queue message per step (storage/steps.ts).
 
@@ -273,8 +288,23 @@ export const TrainingDataDispatch = z.object({
 });
 export type TrainingDataDispatch = z.infer<typeof TrainingDataDispatch>;
 
+export const TrainingDataRestoreDispatch = z.object({
+  ...dispatchBase,
+  kind: z.literal("training_data.restore"),
+  backup_id: z.string().min(1),
+  manifest_key: z.string().min(1),
+  target_label: z.string(),
+  target_url: z.string().optional(),
+  schema: z.string().optional(),
+  bucket: z.string().optional(),
+  prefix: z.string().optional(),
+  identities: z.array(z.string()).min(1),
+});
+export type TrainingDataRestoreDispatch = z.infer<typeof TrainingDataRestoreDispatch>;
+
 export const RunnerDispatch = z.discriminatedUnion("kind", [
   BackupDispatch, VerifyDispatch, RestoreDispatch, GcDispatch, MlBackupDispatch, MlRestoreDispatch, MlVerifyDispatch, TrainingDataDispatch,
+  TrainingDataRestoreDispatch,
 ]);
 export type RunnerDispatch = z.infer<typeof RunnerDispatch>;
 
@@ -287,6 +317,7 @@ export function dispatchSecrets(job: RunnerDispatch): string[] {
   if (job.kind === "ml.backup" || job.kind === "training_data.backup") secrets.push(job.chunk_id_key);
   if (job.kind === "training_data.backup" && job.database_url) secrets.push(job.database_url);
   if ((job.kind === "ml.backup" || job.kind === "ml.restore" || job.kind === "training_data.backup") && job.mlflow?.token) secrets.push(job.mlflow.token);
+  if (job.kind === "training_data.restore") secrets.push(...job.identities, job.target_url ?? "");
   return secrets.filter((s) => s.length > 0);
 }
 
@@ -398,7 +429,21 @@ export const MlRestoreResult = z.object({
 });
 export type MlRestoreResult = z.infer<typeof MlRestoreResult>;
 
-export const JobResult = z.union([BackupResult, VerifyResult, RestoreResult, GcResult, MlBackupResult, MlVerifyResult, MlRestoreResult]);
+export const TrainingDataRestoreResult = z.object({
+  kind: z.literal("training_data.restore"),
+  backup_id: z.string(),
+  target: z.string(),
+  /** "<schema>.<table>" created per table or query part. */
+  tables: z.array(z.object({ part: z.string(), table: z.string(), rows: z.number().int().nonnegative() })),
+  r2_objects: z.number().int().nonnegative(),
+  bytes: z.number().int().nonnegative(),
+  /** The snapshot digest recomputed from what was read back from the targets: equal to the manifest's, or the job fails. */
+  digest: z.string(),
+  duration_ms: z.number().nonnegative(),
+});
+export type TrainingDataRestoreResult = z.infer<typeof TrainingDataRestoreResult>;
+
+export const JobResult = z.union([BackupResult, VerifyResult, RestoreResult, GcResult, MlBackupResult, MlVerifyResult, MlRestoreResult, TrainingDataRestoreResult]);
 export type JobResult = z.infer<typeof JobResult>;
 
 /** The runner's last word on a job. A failed job may still carry a result (a verify that found damage). */
