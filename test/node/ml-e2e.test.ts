@@ -231,6 +231,7 @@ describe("training data", () => {
 });
 
 describe("training data restore", () => {
+  const sql = async (url: string, text: string) => (await psql(url, text)).trim();
   const restore = async (id: string, body: unknown) => {
     const res = await stack.api("POST", `/backup/training-data/${id}/restore`, body);
     expect(res.status).toBe(202);
@@ -247,16 +248,16 @@ describe("training data restore", () => {
       tables: [{ part: "table public.labels", table: "restored.labels", rows: 20000 }, { part: "query confident", table: "restored.confident", rows: expect.any(Number) }],
     });
     expect(JSON.stringify(job)).not.toContain(restoreDbUrl); // the URL was sealed, never stored
-    expect(await psql(restoreDbUrl, "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'restored.labels'::regclass AND attnum > 0 ORDER BY attnum"))
+    expect(await sql(restoreDbUrl, "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'restored.labels'::regclass AND attnum > 0 ORDER BY attnum"))
       .toBe("integer\ntext\nreal");
-    const want = await psql(dbUrl, "SELECT md5(string_agg(format('%s|%s|%s', id, label, confidence), ',' ORDER BY id)) FROM labels");
-    expect(await psql(restoreDbUrl, "SELECT md5(string_agg(format('%s|%s|%s', id, label, confidence), ',' ORDER BY id)) FROM restored.labels")).toBe(want);
-    expect(await psql(restoreDbUrl, "SELECT count(*) FROM restored.confident")).toBe(await psql(dbUrl, "SELECT count(*) FROM labels WHERE confidence > 0.5"));
+    const want = await sql(dbUrl, "SELECT md5(string_agg(format('%s|%s|%s', id, label, confidence), ',' ORDER BY id)) FROM labels");
+    expect(await sql(restoreDbUrl, "SELECT md5(string_agg(format('%s|%s|%s', id, label, confidence), ',' ORDER BY id)) FROM restored.labels")).toBe(want);
+    expect(await sql(restoreDbUrl, "SELECT count(*) FROM restored.confident")).toBe(await sql(dbUrl, "SELECT count(*) FROM labels WHERE confidence > 0.5"));
 
     // Restoring over existing tables fails and leaves what is there.
     const again = await restore(snap.backup_id, { target: restoreDbUrl, schema: "restored" });
     expect(again.error?.code).toBe("table_exists");
-    expect(await psql(restoreDbUrl, "SELECT count(*) FROM restored.labels")).toBe("20000");
+    expect(await sql(restoreDbUrl, "SELECT count(*) FROM restored.labels")).toBe("20000");
   });
 
   it("restores a snapshot's R2 objects under a target prefix, read back to the same digest", async () => {
@@ -273,7 +274,7 @@ describe("training data restore", () => {
   it("refuses bad requests with a clear error", async () => {
     const snaps = (await stack.api("GET", "/backup/ml?domain=training_data&source=sky_images")).body.backups;
     expect((await stack.api("POST", `/backup/training-data/${snaps[0].backup_id}/restore`, {})).status).toBe(400);
-    expect((await stack.api("POST", `/backup/training-data/${snaps[0].backup_id}/restore`, { bucket: "no-such-bucket" })).status).toBe(400);
+    expect((await stack.api("POST", `/backup/training-data/${snaps[0].backup_id}/restore`, { bucket: "no-such-bucket" })).status).toBe(404);
     expect((await stack.api("POST", "/backup/training-data/td-nope-20260101T000000Z-abcdef/restore", { bucket: "astrid-data" })).status).toBe(404);
     expect((await stack.api("POST", `/backup/training-data/${fullBackup.backup_id}/restore`, { bucket: "astrid-data" })).status).toBe(404);
     const missing = await restore(snaps[0].backup_id, { target: restoreDbUrl }); // R2 objects, but no bucket given
@@ -287,7 +288,7 @@ describe("training data restore", () => {
       expect(job.error.code).toBe("query_invalid");
     }
     expect(existsSync(pwned)).toBe(false);
-    expect(await psql(dbUrl, "SELECT count(*) FROM labels")).toBe("20000");
+    expect(await sql(dbUrl, "SELECT count(*) FROM labels")).toBe("20000");
   });
 });
 

@@ -108,7 +108,7 @@ mlRoutes.post("/backup/training-data/:id/restore", requireRole("admin"), async (
   const backup = await c.get("catalog").getBackup(c.req.param("id"));
   if (!backup || backup.domain !== "training_data") throw notFound("training-data snapshot");
   if (backup.status === "corrupt") throw conflict(`backup ${backup.id} failed verification; restore refused`);
-  if (body.bucket && !storageBucket(c.env, c.get("config"), body.bucket)) throw unknownBucket(body.bucket);
+  if (body.bucket && !storageBucket(c.env, c.get("config"), body.bucket)) throw unknownBucket(body.bucket, "bucket");
   const db = body.target ? await databaseTarget(c, body.target) : undefined;
   const label = [db?.target_label, body.bucket ? `r2 ${body.bucket}/${body.prefix ?? ""}` : undefined].filter(Boolean).join(", ");
   const job = await submitJob(c.env, c.get("catalog"), {
