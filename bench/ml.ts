@@ -5,7 +5,12 @@
 // MLflow), or, if it cannot run, the MLflow Python client downloading the
 // same runs, histories and artifacts.
 //
-//   npm run bench:ml [-- --runs 200 --points 1000 --artifact-mb 100 --server-workers 4 --run-concurrency 6]
+//   npm run bench:ml [-- --runs 200 --points 1000 --artifact-mb 100 --logged-models 20 --model-mb 20 --server-workers 4 --run-concurrency 6]
+//
+// --logged-models: that many of the runs also log an MLflow 3 logged model
+// (MLmodel, model.pkl, requirements.txt; --model-mb of weights in all, on top
+// of --artifact-mb), with params and a metric, each registered as a version
+// of one model (source models:/m-…). 0 gives the earlier, runs-only figures.
 //
 // Prints a table and, as the last line, the whole result as one JSON object.
 import { spawnSync } from "node:child_process";
@@ -25,6 +30,8 @@ const { values: args } = parseArgs({
     runs: { type: "string", default: "200" },
     points: { type: "string", default: "1000" },
     "artifact-mb": { type: "string", default: "100" },
+    "logged-models": { type: "string", default: "20" },
+    "model-mb": { type: "string", default: "20" },
     /** mlflow server --workers: 4 is MLflow's own default; the tests use 1. */
     "server-workers": { type: "string", default: "4" },
     /** The runner's ML_RUN_CONCURRENCY (runs exported or restored at once; default 6). */
@@ -35,6 +42,8 @@ const RUNS = Number(args.runs);
 const POINTS = Number(args.points);
 const ARTIFACT_BYTES = Number(args["artifact-mb"]) * 1024 * 1024;
 const SERVER_WORKERS = Number(args["server-workers"]);
+const LOGGED_MODELS = Math.min(Number(args["logged-models"]), Number(args.runs));
+const MODEL_BYTES = Number(args["model-mb"]) * 1024 * 1024;
 // tabulate: export-import imports it but does not declare it.
 const PEER_PACKAGES = ["mlflow-export-import==1.2.0", "tabulate"];
 const MiB = 1024 * 1024;
@@ -58,11 +67,36 @@ async function seed(m: Mlflow): Promise<string> {
       await m.logHistory(run.id, "loss", POINTS, t0 + i * 60_000);
       await m.putArtifact(run.uri, "model/weights.bin", randomBytes(perRun));
       await m.putArtifact(run.uri, "config.json", Buffer.from(JSON.stringify({ run: i })));
+      if (i < LOGGED_MODELS) await loggedModel(m, experiment, run.id, i);
       await m.post("runs/update", { run_id: run.id, status: "FINISHED", end_time: t0 + i * 60_000 + 30_000 });
     }
   };
   await Promise.all(Array.from({ length: 4 }, worker));
+  // Registered in order, so version n is the model of run n-1.
+  if (LOGGED_MODELS > 0) await m.post("registered-models/create", { name: "bench-model" });
+  for (const [i, id] of [...loggedModels.entries()].sort(([a], [b]) => a - b)) {
+    await m.post("model-versions/create", { name: "bench-model", source: `models:/${id}`, model_id: id, run_id: loggedModelRuns.get(i) });
+  }
   return experiment;
+}
+
+const loggedModels = new Map<number, string>();
+const loggedModelRuns = new Map<number, string>();
+
+/** What mlflow.<flavor>.log_model does in MLflow 3, over REST: a logged model with params, artifacts and a metric, finalized and linked to its run. */
+async function loggedModel(m: Mlflow, experiment: string, runId: string, i: number): Promise<void> {
+  const model = (await m.post("logged-models", {
+    experiment_id: experiment, name: "model", source_run_id: runId, params: [{ key: "alpha", value: String(i) }], tags: [{ key: "flavor", value: "bench" }],
+  })).model;
+  const id = model.info.model_id as string;
+  await m.putArtifact(model.info.artifact_uri, "MLmodel", Buffer.from(`artifact_path: model\nmodel_id: ${id}\nflavors:\n  python_function: {}\n`));
+  await m.putArtifact(model.info.artifact_uri, "model.pkl", randomBytes(Math.floor(MODEL_BYTES / LOGGED_MODELS)));
+  await m.putArtifact(model.info.artifact_uri, "requirements.txt", Buffer.from("mlflow\nscikit-learn\n"));
+  await m.post("runs/log-batch", { run_id: runId, metrics: [{ key: "accuracy", value: 0.9, timestamp: Date.now(), step: 0, model_id: id }] });
+  await m.post("runs/outputs", { run_id: runId, models: [{ model_id: id, step: 0 }] });
+  await m.call("PATCH", `logged-models/${id}`, { model_id: id, status: "LOGGED_MODEL_READY" });
+  loggedModels.set(i, id);
+  loggedModelRuns.set(i, runId);
 }
 
 async function api(stack: Stack, token: string, method: string, path: string, body?: unknown): Promise<any> {
@@ -161,15 +195,20 @@ async function main() {
   cleanups.push(() => stack.stop());
   const token = secrets.ADMIN_TOKEN;
 
-  const exp = await timed(stack, token, "POST", "/backup/ml", { server: "a", experiment_ids: [experiment], registry: false });
+  const exp = await timed(stack, token, "POST", "/backup/ml", { server: "a", experiment_ids: [experiment], registry: LOGGED_MODELS > 0 });
   const res = await timed(stack, token, "POST", `/backup/ml/${exp.job.backup_id}/restore`, { target: "b" });
   const restoredRuns = Object.keys(res.job.result.run_id_map).length;
   if (restoredRuns !== RUNS) throw new Error(`restored ${restoredRuns} runs, expected ${RUNS}`);
+  const restoredModels = Object.keys(res.job.result.logged_model_id_map ?? {}).length;
+  if (restoredModels !== LOGGED_MODELS || res.job.result.model_versions !== LOGGED_MODELS) {
+    throw new Error(`restored ${restoredModels} logged models and ${res.job.result.model_versions} versions, expected ${LOGGED_MODELS}`);
+  }
   const others = await peers(bin, a, experiment);
 
   const artifactMiB = exp.job.result.counts.artifact_bytes / MiB;
   const result = {
     mlflow: MLFLOW_VERSION, server_workers: SERVER_WORKERS, runs: RUNS, metric_points_per_run: POINTS, artifact_mib: Math.round(artifactMiB * 10) / 10,
+    logged_models: LOGGED_MODELS, model_artifacts: exp.job.result.counts.model_artifacts ?? 0,
     export: {
       seconds: round(exp.seconds), runs_per_s: round(RUNS / exp.seconds), artifact_mib_per_s: round(artifactMiB / exp.seconds),
       stored_mib: round(exp.job.result.stored_bytes / MiB), runner_peak_rss_mib: round(exp.rss.peak_rss_sampled_bytes / MiB), cpu_s: exp.cpu,
@@ -185,7 +224,7 @@ async function main() {
   const line = (label: string, r: { seconds: number; runs_per_s: number; artifact_mib_per_s: number; runner_peak_rss_mib: number; cpu_s: CpuByRole }) =>
     `  ${label}  ${r.seconds} s   ${r.runs_per_s} runs/s   ${r.artifact_mib_per_s} MiB/s   runner peak RSS ${r.runner_peak_rss_mib} MiB   CPU s ${JSON.stringify(r.cpu_s)}`;
   console.log(`
-MLflow ${MLFLOW_VERSION} (--workers ${SERVER_WORKERS}): ${RUNS} runs x ${POINTS} metric points, ${result.artifact_mib} MiB of artifacts
+MLflow ${MLFLOW_VERSION} (--workers ${SERVER_WORKERS}): ${RUNS} runs x ${POINTS} metric points, ${LOGGED_MODELS} logged models (registered), ${result.artifact_mib} MiB of artifacts (runs' and models')
 ${line("our export ", result.export)}
 ${line("our restore", result.restore)}
 ${result.peers.map((p) => (p.error ? `  peer: ${p.tool}: FAILED: ${p.error}` : `  peer: ${p.tool}\n               ${p.seconds} s   ${p.runs_per_s} runs/s   our export is ${p.our_export_speedup}x faster   CPU s ${JSON.stringify(p.cpu)}`)).join("\n")}

@@ -6,13 +6,14 @@ import type { z } from "zod";
 import type { JobResult, VerifyFindings } from "../workers/shared/protocol.ts";
 import { DatabaseBackupDispatch, DatabaseRestoreDispatch, DatabaseVerifyDispatch } from "../workers/database/protocol.ts";
 import { RepositoryGcDispatch } from "../workers/maintenance/protocol.ts";
-import { MlBackupDispatch, MlRestoreDispatch, MlVerifyDispatch, TrainingDataDispatch } from "../workers/ml/protocol.ts";
+import { MlBackupDispatch, MlRestoreDispatch, MlVerifyDispatch, TrainingDataDispatch, TrainingDataRestoreDispatch } from "../workers/ml/protocol.ts";
 import { backupDatabase } from "./database/backup.ts";
 import { restoreDatabase } from "./database/restore.ts";
 import { verifyBackup } from "./database/verify.ts";
 import { backupMlflow } from "./ml/backup.ts";
 import { restoreMl } from "./ml/restore.ts";
 import { backupTrainingData } from "./ml/training-data.ts";
+import { restoreTrainingData } from "./ml/training-data-restore.ts";
 import { verifyMl } from "./ml/verify.ts";
 import { collectGarbage } from "./maintenance/gc.ts";
 import type { JobContext } from "./job-context.ts";
@@ -33,6 +34,7 @@ export const handlers: Record<string, RunnerHandler> = {
   "ml.restore": handler(MlRestoreDispatch, restoreMl),
   "ml.verify": handler(MlVerifyDispatch, verifyMl),
   "training_data.backup": handler(TrainingDataDispatch, backupTrainingData),
+  "training_data.restore": handler(TrainingDataRestoreDispatch, restoreTrainingData),
 };
 
 /** A verify result that found damage: the job fails, and still carries its findings. */

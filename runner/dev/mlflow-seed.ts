@@ -161,7 +161,19 @@ export async function describeMlflow(m: Mlflow, opts: { artifacts?: boolean } = 
   const idOf = (run: any) => run.data?.tags?.find((t: any) => t.key === "astrid.source_run_id")?.value ?? run.info.run_id;
   const newToOld = new Map<string, string>();
   const found: any[] = [];
-  for (const e of (await m.post("experiments/search", { max_results: 1000 })).experiments ?? []) {
+  // MLflow 3 logged models, keyed by original id (a restored one's astrid.source_model_id tag).
+  const loggedModels: any = {};
+  const modelNewToOld = new Map<string, string>();
+  const experimentList = (await m.post("experiments/search", { max_results: 1000 })).experiments ?? [];
+  const listed: { model: any; experiment: string }[] = [];
+  for (const e of experimentList) {
+    for (const model of (await m.post("logged-models/search", { experiment_ids: [e.experiment_id], max_results: 100 })).models ?? []) {
+      modelNewToOld.set(model.info.model_id, model.info.tags?.find((t: any) => t.key === "astrid.source_model_id")?.value ?? model.info.model_id);
+      listed.push({ model, experiment: e.name });
+    }
+  }
+  const oldModel = (id: string) => modelNewToOld.get(id) ?? id;
+  for (const e of experimentList) {
     const rs: any[] = [];
     let token: string | undefined;
     do {
@@ -205,6 +217,8 @@ export async function describeMlflow(m: Mlflow, opts: { artifacts?: boolean } = 
       params: sortKV(r.data.params),
       tags: sortKV((r.data.tags ?? []).filter((t: any) => !t.key.startsWith("astrid.")).map((t: any) => (t.key === "mlflow.parentRunId" ? { ...t, value: newToOld.get(t.value) ?? t.value } : t))),
       inputs: r.inputs?.dataset_inputs ?? [],
+      model_inputs: (r.inputs?.model_inputs ?? []).map((x: any) => oldModel(x.model_id)).sort(),
+      model_outputs: (r.outputs?.model_outputs ?? []).map((x: any) => ({ model_id: oldModel(x.model_id), step: Number(x.step ?? 0) })).sort((a: any, b: any) => a.model_id.localeCompare(b.model_id)),
       metrics, artifacts,
     };
   }
@@ -216,15 +230,56 @@ export async function describeMlflow(m: Mlflow, opts: { artifacts?: boolean } = 
         const run = v.run_id ? newToOld.get(v.run_id) ?? v.run_id : null;
         let source: string = v.source;
         if (v.run_id) source = source.split(v.run_id).join(run).replace(/^mlflow-artifacts:\/[^/]+\//, "mlflow-artifacts:/<exp>/");
-        return { version: Number(v.version), source, run_id: run, description: v.description ?? "", stage: v.current_stage, status: v.status, tags: sortKV(v.tags) };
+        source = source.replace(/^models:\/(m-[0-9a-f]+)/, (_, id) => `models:/${oldModel(id)}`);
+        return { version: Number(v.version), source, run_id: run, description: v.description ?? "", stage: v.current_stage, status: v.status, tags: sortKV(withoutAstrid(v.tags)) };
       })
       .sort((a: any, b: any) => a.version - b.version);
     models[rm.name] = {
-      description: full.description ?? "", tags: sortKV(full.tags),
+      description: full.description ?? "", tags: sortKV(withoutAstrid(full.tags)),
       aliases: [...(full.aliases ?? [])].sort((a: any, b: any) => a.alias.localeCompare(b.alias)), versions,
     };
   }
-  return { experiments, runs, models };
+  for (const { model, experiment } of listed) {
+    const info = model.info;
+    const artifacts: any = {};
+    if (opts.artifacts !== false) {
+      const walk = async (path: string) => {
+        const listing = await m.get(`logged-models/${info.model_id}/artifacts/directories`, path ? { artifact_directory_path: path } : {});
+        for (const f of listing.files ?? []) {
+          if (f.is_dir) await walk(f.path);
+          else artifacts[f.path] = { size: Number(f.file_size), sha256: createHash("sha256").update(await m.getArtifact(info.artifact_uri, f.path)).digest("hex") };
+        }
+      };
+      await walk("");
+    }
+    loggedModels[oldModel(info.model_id)] = {
+      experiment, name: info.name, status: info.status, model_type: info.model_type ?? "",
+      source_run: info.source_run_id ? newToOld.get(info.source_run_id) ?? info.source_run_id : null,
+      tags: sortKV(withoutAstrid(info.tags).map(versionsTag)), params: sortKV(model.data?.params),
+      metrics: (model.data?.metrics ?? []).map((x: any) => ({
+        key: x.key, value: x.value, step: x.step ?? 0, timestamp: x.timestamp, run: newToOld.get(x.run_id) ?? x.run_id,
+        dataset: x.dataset_name ? `${x.dataset_name}@${x.dataset_digest}` : null,
+      })).sort((a: any, b: any) => a.key.localeCompare(b.key) || a.step - b.step || a.timestamp - b.timestamp),
+      artifacts,
+    };
+  }
+  return { experiments, runs, models, logged_models: loggedModels };
+}
+
+/**
+ * mlflow.modelVersions is the server's own list of the versions made from a
+ * logged model; MLflow's client and server both append to it on a source
+ * server (so a version can appear twice), a restore's version creation
+ * writes it once. Compared as the set of versions it names.
+ */
+function versionsTag(t: { key: string; value: string }) {
+  if (t.key !== "mlflow.modelVersions") return t;
+  const names = new Set((JSON.parse(t.value) as { name: string; version: unknown }[]).map((v) => `${v.name}/${v.version}`));
+  return { key: t.key, value: [...names].sort().join(",") };
+}
+
+function withoutAstrid(list: { key: string; value: string }[] | undefined) {
+  return (list ?? []).filter((t) => !t.key.startsWith("astrid."));
 }
 
 function sortKV(list: { key: string; value: string }[] | undefined) {

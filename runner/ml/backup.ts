@@ -2,12 +2,15 @@
 // the repository. Experiments (all active ones, or the ids asked for), their
 // runs with params, tags, dataset inputs and every point of every metric
 // history, the runs' artifacts streamed through the artifact proxy, and the
-// model registry. Runs are exported a few at a time and every list is paged,
-// so memory stays bounded by the concurrency, not by the server's size.
+// model registry and MLflow 3 logged models (runner/ml/logged-models.ts).
+// Runs are exported a few at a time and every list is paged, so memory stays
+// bounded by the concurrency, not by the server's size.
 import type { MlBackupDispatch, MlBackupResult } from "../../workers/ml/protocol.ts";
 import { AppError } from "../../workers/shared/errors.ts";
 import type { JobContext } from "../job-context.ts";
 import { BlobWriter, writeMlManifest, type OpenBlob } from "./blobs.ts";
+import { exportArtifactTree } from "./artifacts.ts";
+import { exportLoggedModels } from "./logged-models.ts";
 import { MlflowClient } from "./mlflow-client.ts";
 import { forEachLimited } from "../../workers/shared/concurrency.ts";
 
@@ -25,6 +28,8 @@ export interface ExportCounts {
   artifact_bytes: number;
   registered_models: number;
   model_versions: number;
+  logged_models: number;
+  model_artifacts: number;
 }
 
 export async function backupMlflow(job: MlBackupDispatch, ctx: JobContext): Promise<MlBackupResult> {
@@ -34,18 +39,21 @@ export async function backupMlflow(job: MlBackupDispatch, ctx: JobContext): Prom
   await mlflow.check();
   const store = new BlobWriter(repo, job);
   await store.knowParent(job.parent_manifest_key);
-  const counts: ExportCounts = { experiments: 0, runs: 0, metric_points: 0, artifacts: 0, artifact_bytes: 0, registered_models: 0, model_versions: 0 };
+  const counts: ExportCounts = { experiments: 0, runs: 0, metric_points: 0, artifacts: 0, artifact_bytes: 0, registered_models: 0, model_versions: 0, logged_models: 0, model_artifacts: 0 };
   const report = (phase: string) => ctx.progress({ phase, bytes: store.logical + counts.artifact_bytes, chunks: store.writer.stats.new_chunks });
 
-  const experiments = await listExperiments(mlflow, job.experiment_ids);
+  const viewType = job.include_deleted ? "ALL" : "ACTIVE_ONLY";
+  const experiments = await listExperiments(mlflow, job.experiment_ids, viewType);
   const meta = store.open({ kind: "meta", name: "meta" });
   for (const e of experiments) await meta.record({ type: "experiment", ...e });
   counts.experiments = experiments.length;
+  await exportLoggedModels(mlflow, store, meta, experiments.map((e) => e.experiment_id), counts);
+  report(`exported ${counts.logged_models} logged models`);
   if (job.registry) await exportRegistry(mlflow, meta, counts);
   await meta.close();
 
   for (const e of experiments) {
-    const runs = mlflow.pages<any>("POST", "runs/search", "runs", { experiment_ids: [e.experiment_id], max_results: SEARCH_PAGE, run_view_type: "ACTIVE_ONLY" });
+    const runs = mlflow.pages<any>("POST", "runs/search", "runs", { experiment_ids: [e.experiment_id], max_results: SEARCH_PAGE, run_view_type: viewType });
     await forEachLimited(flatten(runs), RUN_CONCURRENCY, async (run) => {
       await exportRun(mlflow, store, run, counts);
       counts.runs++;
@@ -56,7 +64,7 @@ export async function backupMlflow(job: MlBackupDispatch, ctx: JobContext): Prom
   report("writing manifest");
   return writeMlManifest(repo, store, {
     format: "astrid-backup/mlflow", backup_id: job.backup_id, source: job.server,
-    scope: { experiment_ids: job.experiment_ids ?? "all", registry: job.registry }, counts: { ...counts },
+    scope: { experiment_ids: job.experiment_ids ?? "all", registry: job.registry, include_deleted: job.include_deleted ?? false }, counts: { ...counts },
   }, job, started, "ml.backup");
 }
 
@@ -64,7 +72,7 @@ async function* flatten<T>(pages: AsyncIterable<T[]>): AsyncGenerator<T> {
   for await (const page of pages) yield* page;
 }
 
-async function listExperiments(mlflow: MlflowClient, ids: string[] | undefined): Promise<any[]> {
+async function listExperiments(mlflow: MlflowClient, ids: string[] | undefined, viewType: string): Promise<any[]> {
   if (ids) {
     return Promise.all(ids.map(async (id) => {
       try {
@@ -78,7 +86,7 @@ async function listExperiments(mlflow: MlflowClient, ids: string[] | undefined):
     }));
   }
   const all: any[] = [];
-  for await (const page of mlflow.pages<any>("POST", "experiments/search", "experiments", { max_results: 1000, view_type: "ACTIVE_ONLY" })) all.push(...page);
+  for await (const page of mlflow.pages<any>("POST", "experiments/search", "experiments", { max_results: 1000, view_type: viewType })) all.push(...page);
   return all.sort((a, b) => Number(a.experiment_id) - Number(b.experiment_id) || String(a.experiment_id).localeCompare(b.experiment_id));
 }
 
@@ -111,6 +119,8 @@ async function exportRun(mlflow: MlflowClient, store: BlobWriter, run: any, coun
   const blob = store.open({ kind: "run", name: id, run_id: id, experiment_id: info.experiment_id });
   await blob.record({
     type: "run", info, params: run.data?.params ?? [], tags: run.data?.tags ?? [], dataset_inputs: run.inputs?.dataset_inputs ?? [],
+    // MLflow 3 lineage: the logged models the run used and produced (by source model id).
+    model_inputs: run.inputs?.model_inputs ?? [], model_outputs: run.outputs?.model_outputs ?? [],
   });
   const keys = [...new Set<string>((run.data?.metrics ?? []).map((m: any) => m.key))].sort();
   for (const key of keys) {
@@ -120,32 +130,10 @@ async function exportRun(mlflow: MlflowClient, store: BlobWriter, run: any, coun
     }
   }
   await blob.close();
-  for await (const file of walkArtifacts(mlflow, info.artifact_uri)) {
-    const what = `artifact ${file.path} of run ${id}`;
-    let bytes = 0;
-    const source = await mlflow.download(`${info.artifact_uri}/${file.path}`, what);
-    await store.stream({ kind: "artifact", name: `${id}/${file.path}`, run_id: id, experiment_id: info.experiment_id, path: file.path }, source, (n) => {
-      bytes += n;
-      counts.artifact_bytes += n;
-    });
-    if (file.file_size !== undefined && Number(file.file_size) !== bytes) {
-      throw new AppError("artifact_changed", `${what} changed during the export (listed ${file.file_size} bytes, read ${bytes})`);
-    }
-    counts.artifacts++;
-  }
+  counts.artifacts += await exportArtifactTree(mlflow, store, info.artifact_uri, `run ${id}`, (path) => ({ kind: "artifact", name: `${id}/${path}`, run_id: id, experiment_id: info.experiment_id, path }), counts);
 }
 
 /** NaN and infinities come back from MLflow's JSON as strings; keep them as such. */
 function numberOf(v: unknown): number | string {
   return typeof v === "number" ? v : String(v);
-}
-
-/** Every artifact file of a run (paths relative to its artifact root), one directory listing per call, depth first. */
-async function* walkArtifacts(mlflow: MlflowClient, root: string, dir = ""): AsyncGenerator<{ path: string; file_size?: number }> {
-  const files = (await mlflow.listArtifacts(dir ? `${root}/${dir}` : root)).sort((a, b) => a.path.localeCompare(b.path));
-  for (const f of files) {
-    const path = dir ? `${dir}/${f.path.split("/").pop()}` : f.path;
-    if (f.is_dir) yield* walkArtifacts(mlflow, root, path);
-    else yield { path, ...(f.file_size === undefined ? {} : { file_size: f.file_size }) };
-  }
 }

@@ -16,7 +16,7 @@ import type { RepositoryClient } from "../repository/client.ts";
 import { chunkOpener, sha256Hex, ZSTD_LEVEL } from "../repository/codec.ts";
 import { AppError } from "../../workers/shared/errors.ts";
 
-type BlobMeta = Omit<MlBlob, "size" | "sha256" | "chunks">;
+export type BlobMeta = Omit<MlBlob, "size" | "sha256" | "chunks">;
 
 export const PACK_PREFIX = "packs/";
 

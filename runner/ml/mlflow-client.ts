@@ -32,6 +32,10 @@ export class MlflowClient {
     return this.call("POST", endpoint, undefined, body);
   }
 
+  patch<T = any>(endpoint: string, body: unknown): Promise<T> {
+    return this.call("PATCH", endpoint, undefined, body);
+  }
+
   delete<T = any>(endpoint: string, body: unknown): Promise<T> {
     return this.call("DELETE", endpoint, undefined, body);
   }

@@ -16,7 +16,9 @@ import type { RepositoryClient } from "../repository/client.ts";
 import { chunkOpener } from "../repository/codec.ts";
 import { AppError } from "../../workers/shared/errors.ts";
 import type { JobContext } from "../job-context.ts";
-import { blobBytes, blobRecords, readMlManifest } from "./blobs.ts";
+import { blobRecords, readMlManifest } from "./blobs.ts";
+import { uploadArtifacts } from "./artifacts.ts";
+import { restoreLoggedModels, type RunLinks } from "./logged-models.ts";
 import { MlflowClient } from "./mlflow-client.ts";
 import { forEachLimited } from "../../workers/shared/concurrency.ts";
 
@@ -27,11 +29,12 @@ const RUN_CONCURRENCY = Number(process.env.ML_RUN_CONCURRENCY ?? 6);
 /** runs/log-batch limits (MLflow 3): 1000 metrics, 100 params, 100 tags, 1000 items, 1 MB. */
 const BATCH = { metrics: 1000, params: 100, tags: 100, items: 1000, bytes: 900_000 };
 
-interface RestoredRun {
-  id: string;
+interface RestoredRun extends RunLinks {
   oldUri: string;
   newUri: string;
   parent?: string;
+  /** The run was deleted on the source (an include_deleted backup): deleted again once everything is linked. */
+  deleted: boolean;
 }
 
 export async function restoreMl(job: MlRestoreDispatch, ctx: JobContext): Promise<MlRestoreResult> {
@@ -45,6 +48,7 @@ export async function restoreMl(job: MlRestoreDispatch, ctx: JobContext): Promis
   const result: MlRestoreResult = {
     kind: "ml.restore", backup_id: job.backup_id, target: job.target_label, experiments: 0, runs_created: 0, runs_existing: 0,
     artifacts: 0, artifact_bytes: 0, registered_models: 0, model_versions: 0, run_id_map: {}, experiment_id_map: {}, duration_ms: 0,
+    logged_models: 0, logged_models_existing: 0, logged_model_id_map: {}, model_versions_skipped: 0, registry_times: {}, warnings: [],
   };
   const report = (phase: string) => ctx.progress({ phase, bytes: result.artifact_bytes, chunks: result.runs_created + result.runs_existing });
 
@@ -53,8 +57,10 @@ export async function restoreMl(job: MlRestoreDispatch, ctx: JobContext): Promis
   const experiments: any[] = [];
   const models: any[] = [];
   const versions: any[] = [];
+  const loggedModels: any[] = [];
   for await (const r of blobRecords(repo, manifest, metaBlob, open)) {
     if (r.type === "experiment") experiments.push(r);
+    else if (r.type === "logged_model") loggedModels.push(r);
     else if (r.type === "registered_model") models.push(r);
     else if (r.type === "model_version") versions.push(r);
   }
@@ -75,7 +81,7 @@ export async function restoreMl(job: MlRestoreDispatch, ctx: JobContext): Promis
   const earlier = new Map<string, any[]>();
   for (const id of new Set(Object.values(result.experiment_id_map))) {
     const filter = `tags.\`${SOURCE_RUN_TAG}\` LIKE '%'`;
-    for await (const page of mlflow.pages<any>("POST", "runs/search", "runs", { experiment_ids: [id], filter, run_view_type: "ACTIVE_ONLY", max_results: 1000 })) {
+    for await (const page of mlflow.pages<any>("POST", "runs/search", "runs", { experiment_ids: [id], filter, run_view_type: "ALL", max_results: 1000 })) {
       for (const r of page) {
         const old = (r.data?.tags ?? []).find((t: any) => t.key === SOURCE_RUN_TAG)?.value;
         if (old) earlier.set(old, [...(earlier.get(old) ?? []), r]);
@@ -96,12 +102,24 @@ export async function restoreMl(job: MlRestoreDispatch, ctx: JobContext): Promis
     if (parent) await mlflow.post("runs/set-tag", { run_id: run.id, key: "mlflow.parentRunId", value: parent.id });
   }
 
+  report("restoring logged models");
+  await restoreLoggedModels(mlflow, repo, manifest, open, loggedModels, result.experiment_id_map, restored, job.backup_id, RESTORED_TAG, result);
+
   if (job.registry) {
     report("restoring the model registry");
     for (const m of models) {
       await restoreModel(mlflow, m, versions.filter((v) => v.name === m.name), restored, result);
       result.registered_models++;
     }
+  }
+
+  // Deleted on the source (include_deleted backups): deleted again, last, since MLflow only links to active runs.
+  for (const run of restored.values()) {
+    if (run.deleted) await mlflow.post("runs/delete", { run_id: run.id }).catch(ignoreGone);
+  }
+  for (const e of experiments) {
+    const id = result.experiment_id_map[e.experiment_id];
+    if (id && e.lifecycle_stage === "deleted") await mlflow.post("experiments/delete", { experiment_id: id }).catch(ignoreGone);
   }
   result.duration_ms = Date.now() - started;
   return result;
@@ -134,7 +152,9 @@ async function restoreRun(
     if (complete && !runId) {
       runId = r.info.run_id;
       newUri = r.info.artifact_uri;
-    } else if (!complete) {
+      // Deleted by an earlier restore of a deleted run: active again while models are linked to it.
+      if (r.info.lifecycle_stage === "deleted") await mlflow.post("runs/restore", { run_id: runId });
+    } else if (!complete && r.info.lifecycle_stage !== "deleted") {
       await mlflow.post("runs/delete", { run_id: r.info.run_id }); // a restore that failed part-way: redo the run
     }
   }
@@ -144,7 +164,7 @@ async function restoreRun(
       break;
     }
     result.runs_existing++;
-    return { id: runId, oldUri: header.info.artifact_uri, newUri, parent: parentOf(header) };
+    return restoredRun(runId, newUri, header);
   }
 
   const batch = new LogBatcher(mlflow);
@@ -168,16 +188,24 @@ async function restoreRun(
   await batch.flush();
   if (!runId || !header) throw new AppError("manifest_invalid", `run blob ${oldId} has no run record`);
 
-  for (const a of artifacts) {
-    await mlflow.upload(`${newUri}/${a.path}`, a.size, () => blobBytes(repo, manifest, a, open));
-    result.artifacts++;
-    result.artifact_bytes += a.size;
-  }
+  await uploadArtifacts(mlflow, repo, manifest, open, newUri, artifacts, result);
   const info = header.info;
   await mlflow.post("runs/update", { run_id: runId, status: info.status, ...(info.end_time ? { end_time: info.end_time } : {}) });
   await mlflow.post("runs/set-tag", { run_id: runId, key: RESTORED_TAG, value: backupId });
   result.runs_created++;
-  return { id: runId, oldUri: info.artifact_uri, newUri, parent: parentOf(header) };
+  return restoredRun(runId, newUri, header);
+}
+
+function restoredRun(id: string, newUri: string, header: any): RestoredRun {
+  return {
+    id, oldUri: header.info.artifact_uri, newUri, parent: parentOf(header), deleted: header.info.lifecycle_stage === "deleted",
+    modelInputs: header.model_inputs ?? [], modelOutputs: header.model_outputs ?? [],
+  };
+}
+
+/** Deleting what is already gone is not a failure. */
+function ignoreGone(e: unknown): void {
+  if ((e as AppError).code !== "mlflow_not_found") throw e;
 }
 
 /**
@@ -256,9 +284,12 @@ class LogBatcher {
 
 /**
  * A registered model and its versions. Version numbers are kept: a number
- * the source no longer has (a deleted version) is created and deleted again,
- * as MLflow never reuses a number. A version already on the target (an
- * earlier restore) is left as it is, so a second restore adds nothing.
+ * the source no longer has (a deleted version), or one whose run or logged
+ * model is not part of this restore (an experiment-scoped restore; a warning
+ * names it), is created and deleted again, as MLflow never reuses a number.
+ * A version already on the target (an earlier restore) is left as it is, so
+ * a second restore adds nothing. The source's creation and update times,
+ * which MLflow's API cannot set, go into astrid.source_* tags and the result.
  */
 async function restoreModel(mlflow: MlflowClient, m: any, versions: any[], runs: Map<string, RestoredRun>, result: MlRestoreResult): Promise<void> {
   let existing: any;
@@ -267,47 +298,85 @@ async function restoreModel(mlflow: MlflowClient, m: any, versions: any[], runs:
   } catch (e) {
     if ((e as AppError).code !== "mlflow_not_found") throw e;
   }
-  if (!existing) await mlflow.post("registered-models/create", { name: m.name, description: m.description ?? "", tags: m.tags ?? [] });
-  else for (const t of m.tags ?? []) await mlflow.post("registered-models/set-tag", { name: m.name, key: t.key, value: t.value });
+  const times = result.registry_times[m.name] = { ...timesOf(m), versions: {} as Record<string, ReturnType<typeof timesOf>> };
+  const tags = [...(m.tags ?? []), ...timeTags(m)];
+  if (!existing) await mlflow.post("registered-models/create", { name: m.name, description: m.description ?? "", tags });
+  else for (const t of tags) await mlflow.post("registered-models/set-tag", { name: m.name, key: t.key, value: t.value });
 
   const present = new Set<number>();
   for await (const page of mlflow.pages<any>("GET", "model-versions/search", "model_versions", { filter: `name='${m.name.replace(/'/g, "\\'")}'`, max_results: "1000" })) {
     for (const v of page) present.add(Number(v.version));
   }
   const byNumber = new Map(versions.map((v) => [Number(v.version), v]));
+  const target = new Map<number, VersionTarget | undefined>();
+  for (const [n, v] of byNumber) target.set(n, versionTarget(v, runs, result.logged_model_id_map));
   const top = Math.max(0, ...byNumber.keys());
-  const last = byNumber.get(top);
-  // A placeholder for a deleted number needs a source the server accepts: the newest version's.
-  const lastRun = last?.run_id ? runs.get(last.run_id) : undefined;
-  const placeholder = last ? rewriteSource(last.source, last.run_id, lastRun) : "";
+  // A placeholder for a missing number needs a source the server accepts: the newest restorable version's.
+  const placeholder = [...target.entries()].filter(([, t]) => t).sort(([a], [b]) => b - a)[0]?.[1];
   const highestPresent = Math.max(0, ...present);
+  const restorable = new Set<number>(present);
   for (let n = 1; n <= top; n++) {
     if (present.has(n)) continue;
     const v = byNumber.get(n);
+    const t = target.get(n);
+    if (v && !t) {
+      result.model_versions_skipped++;
+      result.warnings.push(`model ${m.name} version ${n} skipped: its source ${v.source} (run ${v.run_id || "none"}) is not part of this restore`);
+    }
     if (n < highestPresent) {
-      // A number below the target's highest cannot be created any more: fine for a deleted one.
-      if (!v) continue;
+      // A number below the target's highest cannot be created any more: fine for a deleted or skipped one.
+      if (!v || !t) continue;
       throw new AppError("registry_conflict", `model ${m.name}: version ${n} is missing on the target, which already has version ${highestPresent}; restore into a server without this model`);
     }
-    const run = v ? (v.run_id ? runs.get(v.run_id) : undefined) : lastRun;
-    const source = v ? rewriteSource(v.source, v.run_id, run) : placeholder;
+    const use = t ?? placeholder;
+    if (!use) continue; // nothing of this model is restorable: the numbers stay free
     const created = (await mlflow.post("model-versions/create", {
-      name: m.name, source, ...(run ? { run_id: run.id } : {}), ...(v?.run_link ? { run_link: v.run_link } : {}),
-      description: v?.description ?? "(placeholder for a deleted version; removed again)", tags: v?.tags ?? [],
+      name: m.name, source: use.source, ...(use.run_id ? { run_id: use.run_id } : {}), ...(use.model_id ? { model_id: use.model_id } : {}),
+      ...(t && v?.run_link ? { run_link: v.run_link } : {}),
+      description: t ? v.description ?? "" : "(placeholder for a deleted or skipped version; removed again)", tags: t ? [...(v.tags ?? []), ...timeTags(v)] : [],
     })).model_version;
     if (Number(created.version) !== n) {
       throw new AppError("registry_conflict", `model ${m.name}: the target assigned version ${created.version} where the backup has ${n}; restore into a server without this model`);
     }
-    if (!v) {
+    if (!t) {
       await mlflow.delete("model-versions/delete", { name: m.name, version: String(n) }).catch(() => {});
       continue;
     }
+    restorable.add(n);
+    times.versions[String(n)] = timesOf(v);
     if (v.current_stage && v.current_stage !== "None") {
       await mlflow.post("model-versions/transition-stage", { name: m.name, version: String(n), stage: v.current_stage, archive_existing_versions: false });
     }
     result.model_versions++;
   }
-  for (const a of m.aliases ?? []) await mlflow.post("registered-models/alias", { name: m.name, alias: a.alias, version: String(a.version) });
+  for (const a of m.aliases ?? []) {
+    if (restorable.has(Number(a.version))) await mlflow.post("registered-models/alias", { name: m.name, alias: a.alias, version: String(a.version) });
+    else result.warnings.push(`model ${m.name}: alias ${a.alias} not set, its version ${a.version} is not restored`);
+  }
+}
+
+interface VersionTarget {
+  source: string;
+  run_id?: string;
+  model_id?: string;
+}
+
+/**
+ * Where a version points on the target, or undefined when the run or logged
+ * model it needs is not restored. A "models:/m-…" source (MLflow 3) becomes
+ * the restored logged model's; runs:/ and mlflow-artifacts:/ sources are
+ * rewritten to the restored run; any other source (s3://…) is kept as it is.
+ */
+function versionTarget(v: any, runs: Map<string, RestoredRun>, models: Record<string, string>): VersionTarget | undefined {
+  const run = v.run_id ? runs.get(v.run_id) : undefined;
+  const loggedModel = /^models:\/(m-[0-9a-f]+)(\/.*)?$/.exec(v.source ?? "");
+  if (loggedModel) {
+    const id = models[loggedModel[1]!];
+    if (!id) return undefined;
+    return { source: `models:/${id}${loggedModel[2] ?? ""}`, model_id: id, ...(run ? { run_id: run.id } : {}) };
+  }
+  if (v.run_id && !run) return /^(runs|mlflow-artifacts):/.test(v.source ?? "") ? undefined : { source: v.source };
+  return { source: rewriteSource(v.source, v.run_id, run), ...(run ? { run_id: run.id } : {}) };
 }
 
 /** A version's source, pointed at the restored run when it pointed at the original one. */
@@ -315,4 +384,19 @@ function rewriteSource(source: string, oldRunId: string | undefined, run: Restor
   if (!run || !oldRunId) return source;
   if (source.startsWith(run.oldUri)) return run.newUri + source.slice(run.oldUri.length);
   return source.split(oldRunId).join(run.id);
+}
+
+function timesOf(x: any): { creation_timestamp?: number; last_updated_timestamp?: number } {
+  return {
+    ...(x.creation_timestamp ? { creation_timestamp: Number(x.creation_timestamp) } : {}),
+    ...(x.last_updated_timestamp ? { last_updated_timestamp: Number(x.last_updated_timestamp) } : {}),
+  };
+}
+
+function timeTags(x: any): { key: string; value: string }[] {
+  const t = timesOf(x);
+  return [
+    ...(t.creation_timestamp ? [{ key: "astrid.source_creation_time", value: new Date(t.creation_timestamp).toISOString() }] : []),
+    ...(t.last_updated_timestamp ? [{ key: "astrid.source_last_updated_time", value: new Date(t.last_updated_timestamp).toISOString() }] : []),
+  ];
 }

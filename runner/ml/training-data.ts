@@ -1,13 +1,12 @@
 // training_data.backup (ASTR-112's backup_training_data(dataset_id)): an
 // immutable snapshot of a dataset named in the config. Database tables and
-// queries are streamed as CSV (COPY ... TO STDOUT) from one exported
-// PostgreSQL snapshot, so all parts see the same instant; each part is a
+// queries are streamed as CSV (COPY ... TO STDOUT) inside one REPEATABLE READ
+// transaction, so all parts see the same instant; each part is a
 // blob with its SHA-256 and the snapshot's digest covers them all. The
 // snapshot is linked to the MLflow runs whose dataset inputs name the dataset.
-import { spawn } from "node:child_process";
 import type { TrainingDataset } from "../../workers/shared/protocol.ts";
 import type { MlBackupResult, TrainingDataDispatch } from "../../workers/ml/protocol.ts";
-import { classifyPgError, exitOf, stderrTail, toolEnv } from "../database/pg-tools.ts";
+import { columnTypes, PgWire, quoteIdent } from "../database/pg-wire.ts";
 import type { RepositoryClient } from "../repository/client.ts";
 import { AppError } from "../../workers/shared/errors.ts";
 import type { JobContext } from "../job-context.ts";
@@ -56,61 +55,36 @@ export async function backupR2Prefixes(
   }
 }
 
-const quoteIdent = (s: string) => `"${s.replace(/"/g, '""')}"`;
-
-/** Every table and query, each COPY'd as CSV inside one exported snapshot. */
+/**
+ * Every table and query, each COPY'd as CSV inside one REPEATABLE READ READ
+ * ONLY transaction on one connection, so all parts show the same instant.
+ * Through the wire-protocol client (pg-wire.ts): a dataset query runs as one
+ * SQL statement and nothing else. Each part records its columns and types,
+ * so a restore can create the table.
+ */
 async function exportParts(url: string, def: TrainingDataset, store: BlobWriter, ctx: JobContext, counts: { tables: number; queries: number; bytes: number }) {
-  const holder = spawn("psql", ["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"], { env: toolEnv(url), stdio: ["pipe", "pipe", "pipe"] });
-  const holderExit = exitOf(holder);
-  const holderErr = stderrTail(holder);
-  ctx.onCancel(() => holder.kill("SIGTERM"));
+  const db = await PgWire.connect(url);
+  ctx.onCancel(() => void db.close());
   try {
-    holder.stdin.write("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;\nSELECT pg_export_snapshot();\n");
-    const snapshot = await firstLine(holder.stdout, holderExit).catch(() => {
-      throw classifyPgError("psql", holderErr(), url);
-    });
+    await db.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
     const parts = [
-      ...def.tables.map((t) => ({ kind: "table" as const, name: t, sql: `COPY ${t.split(".").map(quoteIdent).join(".")} TO STDOUT WITH (FORMAT csv, HEADER)` })),
-      ...def.queries.map((q) => ({ kind: "query" as const, name: q.name, sql: `COPY (${q.sql.replace(/;\s*$/, "")}) TO STDOUT WITH (FORMAT csv, HEADER)` })),
+      ...def.tables.map((t) => ({ kind: "table" as const, name: t, select: `SELECT * FROM ${t.split(".").map(quoteIdent).join(".")}` })),
+      ...def.queries.map((q) => ({ kind: "query" as const, name: q.name, select: q.sql.replace(/;\s*$/, "") })),
     ];
     for (const part of parts) {
-      const copy = spawn("psql", ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", "-"], { env: toolEnv(url), stdio: ["pipe", "pipe", "pipe"] });
-      const exited = exitOf(copy);
-      const tail = stderrTail(copy);
-      copy.stdin.end(`BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;\nSET TRANSACTION SNAPSHOT '${snapshot}';\n${part.sql};\nCOMMIT;\n`);
-      try {
-        await store.stream({ kind: part.kind, name: part.name }, copy.stdout, (n) => {
-          counts.bytes += n;
-          ctx.progress({ phase: `copying ${part.kind} ${part.name}`, bytes: counts.bytes, chunks: 0 });
-        });
-      } catch (e) {
-        copy.kill("SIGTERM");
-        throw e;
-      }
-      const { code } = await exited;
-      if (code !== 0) throw classifyPgError("psql", tail(), url);
+      const columns = await columnTypes(db, await db.describe(part.select));
+      await store.stream({ kind: part.kind, name: part.name, columns }, db.copyOut(`COPY (${part.select}) TO STDOUT WITH (FORMAT csv, HEADER)`), (n) => {
+        counts.bytes += n;
+        ctx.progress({ phase: `copying ${part.kind} ${part.name}`, bytes: counts.bytes, chunks: 0 });
+      });
       counts[part.kind === "table" ? "tables" : "queries"]++;
     }
+    await db.query("COMMIT");
+  } catch (e) {
+    throw db.asJobFailure(e);
   } finally {
-    holder.stdin.end("COMMIT;\n");
-    await holderExit.catch(() => {});
+    await db.close();
   }
-}
-
-function firstLine(stream: NodeJS.ReadableStream, exited: Promise<unknown>): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let text = "";
-    const onData = (d: Buffer) => {
-      text += d.toString("utf8");
-      const line = text.split("\n").find((l) => l.trim() !== "");
-      if (line && text.includes("\n")) {
-        stream.off("data", onData);
-        resolve(line.trim());
-      }
-    };
-    stream.on("data", onData);
-    exited.then(() => reject(new Error("psql exited")), reject);
-  });
 }
 
 /** The runs (in all active experiments) whose dataset inputs name the dataset. */

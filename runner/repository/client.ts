@@ -5,6 +5,7 @@
 import { AppError } from "../../workers/shared/errors.ts";
 import type { JobCompletion, JobProgress, RepositoryAccess } from "../../workers/shared/protocol.ts";
 import { request, type Reply } from "./http.ts";
+import { IntegrityError } from "./chunk-reader.ts";
 
 export interface ListedObject {
   key: string;
@@ -95,6 +96,42 @@ export class RepositoryClient {
     if (res.status === 404) {
       res.discard();
       throw new AppError("source_object_missing", `${bucket}/${object.key} disappeared while being backed up`);
+    }
+    return res.stream();
+  }
+
+  /**
+   * Writes one object of a training-data restore's target prefix, streamed
+   * with its length (R2 wants one). `source` is called again for a retry.
+   */
+  async putTarget(bucket: string, key: string, size: number, source: () => AsyncIterable<Uint8Array>): Promise<void> {
+    const url = `${this.base}/source/${bucket}/objects/${key.split("/").map(encodeURIComponent).join("/")}`;
+    let last = "";
+    for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
+      try {
+        const res = await fetch(url, {
+          method: "PUT", body: source() as unknown as ReadableStream, duplex: "half",
+          headers: { authorization: `Bearer ${this.token}`, "content-length": String(size) },
+        } as RequestInit);
+        if (res.ok) return;
+        last = `HTTP ${res.status} ${(await res.text()).slice(0, 300)}`;
+        if (res.status < 500 && res.status !== 429) break;
+      } catch (e) {
+        const cause = (e as Error).cause;
+        if (cause instanceof IntegrityError) throw cause; // the backup's own bytes: retrying will not help
+        last = `${(e as Error).message}${cause ? ` (${(cause as Error).message})` : ""}`;
+      }
+      if (attempt < ATTEMPTS) await new Promise((r) => setTimeout(r, 200 * 4 ** (attempt - 1)));
+    }
+    throw new AppError("repository_write_failed", `writing ${bucket}/${key} failed: ${last}`);
+  }
+
+  /** An object a training-data restore wrote, read back. */
+  async openTarget(bucket: string, key: string): Promise<ReadableStream<Uint8Array>> {
+    const res = await this.send("GET", `/source/${bucket}/objects/${key.split("/").map(encodeURIComponent).join("/")}`, "read");
+    if (res.status === 404) {
+      res.discard();
+      throw new AppError("target_object_missing", `${bucket}/${key} is not there after it was written`);
     }
     return res.stream();
   }

@@ -4,6 +4,9 @@
 // restored into an empty one and compared field by field; then one
 // experiment alone, a second restore, a restore after the source is wiped,
 // and the failures an operator will meet.
+import { existsSync, mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startMlflow, type MlflowServer } from "../../runner/dev/mlflow.ts";
 import { describeMlflow, Mlflow, seedMlflow, type SeedSummary } from "../../runner/dev/mlflow-seed.ts";
@@ -13,6 +16,8 @@ import { startMlflowGate, type MlflowGate } from "../support/mlflow-gate.ts";
 
 const pg = testPg();
 const dbName = scratchName("ml_td");
+const restoreDbName = scratchName("ml_td_restore");
+const pwned = join(mkdtempSync(join(tmpdir(), "astrid-ml-")), "pwned");
 const TOKEN_A = "mlflow-token-a-never-shown-1234";
 const GATE_TOKEN = "gate-token-right-0123456789";
 let stack: TestStack;
@@ -23,6 +28,7 @@ let gate: MlflowGate;
 let seed: SeedSummary;
 let original: any;
 let dbUrl: string;
+let restoreDbUrl: string;
 
 beforeAll(async () => {
   [a, b, c] = await Promise.all([startMlflow(), startMlflow(), startMlflow()]);
@@ -30,6 +36,7 @@ beforeAll(async () => {
   original = await describeMlflow(new Mlflow(a.url));
   gate = await startMlflowGate(a.url, GATE_TOKEN);
   dbUrl = await createDatabase(pg, dbName);
+  restoreDbUrl = await createDatabase(pg, restoreDbName);
   await psql(dbUrl, `CREATE TABLE labels (id int PRIMARY KEY, label text, confidence real);
     INSERT INTO labels SELECT g, (ARRAY['spiral','elliptical','irregular'])[g % 3 + 1], (g % 100) / 100.0 FROM generate_series(1, 20000) g;`);
   stack = await startTestStack({
@@ -44,6 +51,9 @@ beforeAll(async () => {
       ML_DATASETS: JSON.stringify({
         galaxy_labels: { database: "astrid", tables: ["public.labels"], queries: [{ name: "confident", sql: "SELECT id, label FROM labels WHERE confidence > 0.5 ORDER BY id" }] },
         sky_images: { r2_prefixes: [{ bucket: "astrid-data", prefix: "raw/" }] },
+        // A psql meta-command and a second statement: must run as SQL, i.e. fail, and never reach a shell.
+        shell_escape: { database: "astrid", queries: [{ name: "escape", sql: `SELECT 1 AS one\n\\! touch ${pwned}\n` }] },
+        two_statements: { database: "astrid", queries: [{ name: "two", sql: "SELECT 1 AS one; DROP TABLE labels" }] },
       }),
     },
   });
@@ -54,6 +64,7 @@ afterAll(async () => {
   await gate?.close();
   await Promise.all([a?.stop(), b?.stop(), c?.stop()]);
   await dropDatabase(pg, dbName);
+  await dropDatabase(pg, restoreDbName);
 });
 
 async function mlBackup(body: unknown) {
@@ -161,6 +172,17 @@ describe("MLflow backup and restore", () => {
     expect(got.models).toEqual({});
   });
 
+  it("restores one experiment with the registry: versions of runs not restored are skipped with a warning, never a failed job", async () => {
+    const photometry = seed.experiments.photometry!;
+    const result = await mlRestore(fullBackup.backup_id, { target: c.url, experiment_ids: [photometry], registry: true });
+    expect(result).toMatchObject({ runs_created: 0, runs_existing: 2, registered_models: 2, model_versions: 1, model_versions_skipped: 3 });
+    expect(result.warnings.filter((w: string) => /^model galaxy-classifier version \d skipped/.test(w))).toHaveLength(3);
+    expect(result.warnings).toContain("model galaxy-classifier: alias champion not set, its version 4 is not restored");
+    const got = await describeMlflow(new Mlflow(c.url));
+    expect(got.models["zeropoint-model"]).toEqual(original.models["zeropoint-model"]);
+    expect(got.models["galaxy-classifier"]).toMatchObject({ versions: [], aliases: [], description: "Morphology classifier" });
+  });
+
   it("restores server A from its backup after A is wiped", async () => {
     await a.wipe();
     expect((await describeMlflow(new Mlflow(a.url))).runs).toEqual({});
@@ -205,6 +227,68 @@ describe("training data", () => {
     await put("raw/m31.fits", "SIMPLE = T / M31 frame, recalibrated");
     const changed = await stack.waitForJob((await post()).body.job_id);
     expect(changed.result.sha256).not.toBe(first.result.sha256);
+  });
+});
+
+describe("training data restore", () => {
+  const sql = async (url: string, text: string) => (await psql(url, text)).trim();
+  const restore = async (id: string, body: unknown) => {
+    const res = await stack.api("POST", `/backup/training-data/${id}/restore`, body);
+    expect(res.status).toBe(202);
+    return stack.waitForJob(res.body.job_id);
+  };
+
+  it("restores a snapshot's table and query into another database with their column types; the digest reads back equal", async () => {
+    const snap = await stack.waitForJob((await stack.api("POST", "/backup/training-data", { dataset_id: "galaxy_labels" })).body.job_id);
+    expect(snap.error).toBeUndefined();
+    const job = await restore(snap.backup_id, { target: restoreDbUrl, schema: "restored" });
+    expect(job.error).toBeUndefined();
+    expect(job.result).toMatchObject({
+      kind: "training_data.restore", digest: snap.result.sha256,
+      tables: [{ part: "table public.labels", table: "restored.labels", rows: 20000 }, { part: "query confident", table: "restored.confident", rows: expect.any(Number) }],
+    });
+    expect(JSON.stringify(job)).not.toContain(restoreDbUrl); // the URL was sealed, never stored
+    expect(await sql(restoreDbUrl, "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'restored.labels'::regclass AND attnum > 0 ORDER BY attnum"))
+      .toBe("integer\ntext\nreal");
+    const want = await sql(dbUrl, "SELECT md5(string_agg(format('%s|%s|%s', id, label, confidence), ',' ORDER BY id)) FROM labels");
+    expect(await sql(restoreDbUrl, "SELECT md5(string_agg(format('%s|%s|%s', id, label, confidence), ',' ORDER BY id)) FROM restored.labels")).toBe(want);
+    expect(await sql(restoreDbUrl, "SELECT count(*) FROM restored.confident")).toBe(await sql(dbUrl, "SELECT count(*) FROM labels WHERE confidence > 0.5"));
+
+    // Restoring over existing tables fails and leaves what is there.
+    const again = await restore(snap.backup_id, { target: restoreDbUrl, schema: "restored" });
+    expect(again.error?.code).toBe("table_exists");
+    expect(await sql(restoreDbUrl, "SELECT count(*) FROM restored.labels")).toBe("20000");
+  });
+
+  it("restores a snapshot's R2 objects under a target prefix, read back to the same digest", async () => {
+    const snaps = (await stack.api("GET", "/backup/ml?domain=training_data&source=sky_images")).body.backups;
+    const first = snaps[snaps.length - 1]; // the oldest: the M31 frame before recalibration
+    const job = await restore(first.backup_id, { bucket: "astrid-data", prefix: "restored/" });
+    expect(job.error).toBeUndefined();
+    expect(job.result).toMatchObject({ r2_objects: 2, tables: [] });
+    const get = (key: string) => fetch(`${stack.workerUrl}/storage/objects/astrid-data/${key}`, { headers: { authorization: `Bearer ${stack.secrets.ADMIN_TOKEN}` } }).then((r) => r.text());
+    expect(await get("restored/raw/m31.fits")).toBe("SIMPLE = T / M31 frame");
+    expect(await get("restored/raw/deep/m33.fits")).toBe("SIMPLE = T / M33 frame");
+  });
+
+  it("refuses bad requests with a clear error", async () => {
+    const snaps = (await stack.api("GET", "/backup/ml?domain=training_data&source=sky_images")).body.backups;
+    expect((await stack.api("POST", `/backup/training-data/${snaps[0].backup_id}/restore`, {})).status).toBe(400);
+    expect((await stack.api("POST", `/backup/training-data/${snaps[0].backup_id}/restore`, { bucket: "no-such-bucket" })).status).toBe(404);
+    expect((await stack.api("POST", "/backup/training-data/td-nope-20260101T000000Z-abcdef/restore", { bucket: "astrid-data" })).status).toBe(404);
+    expect((await stack.api("POST", `/backup/training-data/${fullBackup.backup_id}/restore`, { bucket: "astrid-data" })).status).toBe(404);
+    const missing = await restore(snaps[0].backup_id, { target: restoreDbUrl }); // R2 objects, but no bucket given
+    expect(missing.error?.code).toBe("target_missing");
+  });
+
+  it("dataset SQL runs as one SQL statement: a psql meta-command or a second statement fails the job and runs nothing", async () => {
+    for (const dataset_id of ["shell_escape", "two_statements"]) {
+      const job = await stack.waitForJob((await stack.api("POST", "/backup/training-data", { dataset_id })).body.job_id);
+      expect(job.status).toBe("failed");
+      expect(job.error.code).toBe("query_invalid");
+    }
+    expect(existsSync(pwned)).toBe(false);
+    expect(await sql(dbUrl, "SELECT count(*) FROM labels")).toBe("20000");
   });
 });
 

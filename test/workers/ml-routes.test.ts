@@ -319,3 +319,52 @@ describe("ML config", () => {
     });
   }
 });
+
+describe("POST /backup/training-data/:id/restore", () => {
+  it("seals a database URL target: not stored in clear, the dispatch opens it and lists it as a secret", async () => {
+    const td = await seedMl(isoDaysAgo(1), { domain: "training_data" });
+    const url = "postgres://trainer:pw-very-secret@db.example.org:5432/scratch";
+    const res = await api("POST", `/backup/training-data/${td.id}/restore`, { body: { target: url, schema: "restored", bucket: "astrid-data", prefix: "td/" }, env: ML });
+    expect(res.status).toBe(202);
+    expect(await catalogDump()).not.toContain("pw-very-secret");
+    const job = (await catalog().getJob(res.body.job_id))!;
+    expect(job.kind).toBe("training_data.restore");
+    expect(JSON.parse(job.params)).toMatchObject({ backup_id: td.id, target_label: "scratch (url), r2 astrid-data/td/", schema: "restored", bucket: "astrid-data", prefix: "td/" });
+    const dispatch = await buildDispatch(kinds.get(job.kind) as RunnerKind<unknown, unknown>, job, ctxOf(testEnv(ML)));
+    expect(dispatch).toMatchObject({ kind: "training_data.restore", target_url: url, schema: "restored", bucket: "astrid-data", prefix: "td/", manifest_key: mlManifestKey(td.id) });
+    expect(dispatchSecrets(dispatch)).toContain(url);
+  });
+
+  it("a configured database name is resolved only in the dispatch", async () => {
+    const td = await seedMl(isoDaysAgo(1), { domain: "training_data" });
+    const res = await api("POST", `/backup/training-data/${td.id}/restore`, { body: { target: "astrid" }, env: ML });
+    expect(res.status).toBe(202);
+    const job = (await catalog().getJob(res.body.job_id))!;
+    expect(JSON.parse(job.params)).toEqual({ backup_id: td.id, target_label: "astrid", target_database: "astrid" });
+  });
+
+  for (const [what, body, status] of [
+    ["an empty request", {}, 400],
+    ["an unknown field", { target: "astrid", replace: true }, 400],
+    ["a bad schema name", { target: "astrid", schema: "x; DROP" }, 400],
+    ["an unconfigured database", { target: "nope" }, 400],
+    ["an unknown bucket", { bucket: "no-such-bucket" }, 404],
+    ["a prefix with ..", { bucket: "astrid-data", prefix: "a/../b" }, 400],
+  ] as const) {
+    it(`refuses ${what}`, async () => {
+      const td = await seedMl(isoDaysAgo(1), { domain: "training_data" });
+      const res = await api("POST", `/backup/training-data/${td.id}/restore`, { body, env: ML });
+      expect(res.status).toBe(status);
+      expect(res.body.error.code).toBeTruthy();
+    });
+  }
+
+  it("404 for an MLflow or unknown backup, 409 for a corrupt snapshot", async () => {
+    const ml = await seedMl(isoDaysAgo(1));
+    const corrupt = await seedMl(isoDaysAgo(1), { domain: "training_data", status: "corrupt" });
+    const body = { body: { bucket: "astrid-data" }, env: ML };
+    expect((await api("POST", `/backup/training-data/${ml.id}/restore`, body)).status).toBe(404);
+    expect((await api("POST", `/backup/training-data/${mlId("td")}/restore`, body)).status).toBe(404);
+    expect((await api("POST", `/backup/training-data/${corrupt.id}/restore`, body)).status).toBe(409);
+  });
+});

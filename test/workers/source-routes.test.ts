@@ -46,3 +46,29 @@ describe("source bucket reads for training data", () => {
     expect(res.status).toBe(403);
   });
 });
+
+const put = (token: string, path: string, body: string) =>
+  worker.fetch(new Request(`https://backup.test/repo/v1${path}`, {
+    method: "PUT", body, headers: { authorization: `Bearer ${token}`, "content-length": String(new TextEncoder().encode(body).length) },
+  }), testEnv({ ML_DATASETS: DATASETS }), createExecutionContext());
+
+describe("target bucket writes for a training-data restore", () => {
+  const restoreParams = { backup_id: "td-sky-20260101T000000Z-abcdef", target_label: "r2 astrid-data/restored/", bucket: "astrid-data", prefix: "restored/" };
+
+  it("writes and reads back under the restore's prefix, and nowhere else", async () => {
+    const token = await tokenFor("training_data.restore", restoreParams);
+    expect((await put(token, "/source/astrid-data/objects/restored/raw/a.fits", "frame a")).status).toBe(201);
+    expect(await (await data().get("restored/raw/a.fits"))!.text()).toBe("frame a");
+    expect(await (await get(token, "/source/astrid-data/objects/restored/raw/a.fits")).text()).toBe("frame a");
+    expect((await put(token, "/source/astrid-data/objects/raw/a.fits", "overwrite the source")).status).toBe(403);
+    expect((await put(token, "/source/astrid-data-replica/objects/restored/a.fits", "x")).status).toBe(403);
+    expect((await put(token, "/source/astrid-data/objects/restored/../raw/a.fits", "x")).status).toBeGreaterThanOrEqual(400);
+    expect(await data().get("raw/a.fits")).toBeNull();
+  });
+
+  it("a training-data backup may read its prefixes but not write to them", async () => {
+    const token = await tokenFor("training_data.backup", { dataset: "sky", backup_id: "td-x" });
+    expect((await put(token, "/source/astrid-data/objects/raw/new.fits", "x")).status).toBe(403);
+    expect(await data().get("raw/new.fits")).toBeNull();
+  });
+});

@@ -2,9 +2,7 @@
 // (Worker -> runner) and results (runner -> Worker) of database.backup,
 // database.verify and database.restore. Imported by both sides.
 import { z } from "zod";
-import {
-  BackupType, DatabaseName, DispatchBase, StoredBackup, VerifyDepth, VerifyFindings, VerifyParams, WriteAccess,
-} from "../shared/protocol.ts";
+import { BackupType, DatabaseName, DispatchBase, StoredBackup, VerifyDepth, VerifyFindings, VerifyParams, WriteAccess } from "../shared/protocol.ts";
 
 export const DatabaseBackupParams = z.object({
   database: DatabaseName,

@@ -136,8 +136,8 @@ function requireConfiguredDatabase(c: Ctx, name: string): void {
   }
 }
 
-/** A configured name, or a connection URL that is sealed at once and never stored or echoed in clear. */
-async function restoreTarget(c: Ctx, target: string) {
+/** A configured name, or a connection URL that is sealed at once and never stored or echoed in clear. Also a training-data restore's database. */
+export async function restoreTarget(c: Ctx, target: string) {
   if (/^postgres(ql)?:\/\//.test(target)) {
     let name: string;
     try {

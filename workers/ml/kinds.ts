@@ -15,7 +15,8 @@ import { requireDatabaseUrl } from "../database/kinds.ts";
 import { VerifyParams } from "../shared/protocol.ts";
 import {
   MlBackupParams, MlBackupResult, MlflowAccess, MlRestoreParams, MlRestoreResult, MlVerifyResult, TrainingDataParams,
-  type MlBackupDispatch, type MlRestoreDispatch, type MlVerifyDispatch, type TrainingDataDispatch,
+  TrainingDataRestoreParams, TrainingDataRestoreResult,
+  type MlBackupDispatch, type MlRestoreDispatch, type MlVerifyDispatch, type TrainingDataDispatch, type TrainingDataRestoreDispatch,
 } from "./protocol.ts";
 
 export const mlVerify = runnerKind({
@@ -46,7 +47,7 @@ export const mlBackup = runnerKind({
     const parent = await ctx.catalog.latestDomainBackup("ml", p.server);
     return {
       kind: "ml.backup", job_id: ctx.job.id, backup_id: p.backup_id, server: p.server, registry: p.registry,
-      ...(p.experiment_ids ? { experiment_ids: p.experiment_ids } : {}),
+      ...(p.experiment_ids ? { experiment_ids: p.experiment_ids } : {}), ...(p.include_deleted ? { include_deleted: true } : {}),
       mlflow: requireMlflow(ctx, p.server), ...(await writerAccess(ctx, p.backup_id, parent?.manifest_key)),
     };
   },
@@ -86,7 +87,22 @@ export const trainingDataBackup = runnerKind({
   complete: (c) => completeStoredBackup(c, { source: c.params.dataset, type: "full", domain: "training_data" }, mlManifest(c.params.backup_id, succeededResult(c.outcome)), mlVerify),
 });
 
-export const mlKinds = [mlBackup, mlRestore, mlVerify, trainingDataBackup];
+export const trainingDataRestore = runnerKind({
+  kind: "training_data.restore", params: TrainingDataRestoreParams, result: TrainingDataRestoreResult,
+  async dispatch(p, ctx): Promise<TrainingDataRestoreDispatch> {
+    const target_url = p.target_database
+      ? requireDatabaseUrl(ctx, p.target_database)
+      : p.target_url_sealed ? await unseal(ctx.env.JOB_TOKEN_SECRET, p.target_url_sealed) : undefined;
+    return {
+      kind: "training_data.restore", job_id: ctx.job.id, backup_id: p.backup_id, manifest_key: mlManifestKey(p.backup_id), target_label: p.target_label,
+      ...(target_url ? { target_url } : {}), ...(p.schema ? { schema: p.schema } : {}), ...(p.bucket ? { bucket: p.bucket, prefix: p.prefix ?? "" } : {}),
+      identities: ageIdentities(ctx.env), repository: await ctx.repository("read", p.backup_id),
+    };
+  },
+  complete: completeRestore,
+});
+
+export const mlKinds = [mlBackup, mlRestore, mlVerify, trainingDataBackup, trainingDataRestore];
 
 function requireMlflow(ctx: DispatchContext, name: string) {
   const access = mlflowAccess(ctx.config, ctx.env, name);
@@ -95,9 +111,14 @@ function requireMlflow(ctx: DispatchContext, name: string) {
 }
 
 /** Submits a backup of a configured MLflow server; the one place an ML backup id is minted. */
-export async function submitMlBackup(ctx: KindContext, req: { server: string; experiment_ids?: string[]; registry: boolean; actor: string }) {
+export async function submitMlBackup(
+  ctx: KindContext, req: { server: string; experiment_ids?: string[]; registry: boolean; include_deleted?: boolean; actor: string },
+) {
   const backup_id = newBackupId(req.server, ctx.now, randomId(6), "ml");
-  const params = { server: req.server, backup_id, registry: req.registry, ...(req.experiment_ids ? { experiment_ids: req.experiment_ids } : {}) };
+  const params = {
+    server: req.server, backup_id, registry: req.registry,
+    ...(req.experiment_ids ? { experiment_ids: req.experiment_ids } : {}), ...(req.include_deleted ? { include_deleted: true } : {}),
+  };
   const target = `${req.server}${req.experiment_ids ? ` experiments ${req.experiment_ids.join(",")}` : ""}`;
   return { ...(await submitJob(ctx, mlBackup, params, { backup_id, actor: req.actor, target })), backup_id };
 }

@@ -1,9 +1,7 @@
 // The ML capability's job protocol: MLflow backups, restores and verifies,
 // and training-data snapshots. Imported by both sides.
 import { z } from "zod";
-import {
-  DispatchBase, ExperimentId, MlName, StoredBackup, TrainingDataset, VerifyFindings, WriteAccess,
-} from "../shared/protocol.ts";
+import { DatabaseName, DispatchBase, ExperimentId, MlName, StoredBackup, TrainingDataset, VerifyFindings, WriteAccess } from "../shared/protocol.ts";
 import { DatabaseVerifyDispatch } from "../database/protocol.ts";
 
 export const MlBackupParams = z.object({
@@ -13,6 +11,8 @@ export const MlBackupParams = z.object({
   experiment_ids: z.array(ExperimentId).optional(),
   /** Back up the model registry too. */
   registry: z.boolean(),
+  /** Deleted experiments and runs too (restored deleted). */
+  include_deleted: z.boolean().optional(),
 });
 export type MlBackupParams = z.infer<typeof MlBackupParams>;
 
@@ -31,6 +31,21 @@ export type MlRestoreParams = z.infer<typeof MlRestoreParams>;
 export const TrainingDataParams = z.object({ dataset: MlName, backup_id: z.string() });
 export type TrainingDataParams = z.infer<typeof TrainingDataParams>;
 
+/** Where a training-data snapshot goes back to: a database for its tables and queries, an R2 prefix for its objects. */
+export const TrainingDataRestoreParams = z.object({
+  backup_id: z.string(),
+  target_label: z.string(),
+  /** A configured database name, or absent when the target came as a sealed URL. */
+  target_database: DatabaseName.optional(),
+  target_url_sealed: z.string().optional(),
+  /** The schema the tables and queries are created in; by default a table's own schema, and public for queries. */
+  schema: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/).optional(),
+  /** The R2 bucket (of STORAGE_BUCKETS) and key prefix the snapshot's objects are written under (their keys kept after it). */
+  bucket: z.string().optional(),
+  prefix: z.string().max(1024).optional(),
+});
+export type TrainingDataRestoreParams = z.infer<typeof TrainingDataRestoreParams>;
+
 /** How the runner reaches an MLflow tracking server; the token is a secret (sent as a bearer token). */
 export const MlflowAccess = z.object({
   tracking_uri: z.url(),
@@ -46,6 +61,7 @@ export const MlBackupDispatch = DispatchBase.extend({
   mlflow: MlflowAccess,
   experiment_ids: z.array(ExperimentId).optional(),
   registry: z.boolean(),
+  include_deleted: z.boolean().optional(),
 });
 export type MlBackupDispatch = z.infer<typeof MlBackupDispatch>;
 
@@ -77,6 +93,19 @@ export const TrainingDataDispatch = DispatchBase.extend({
 });
 export type TrainingDataDispatch = z.infer<typeof TrainingDataDispatch>;
 
+export const TrainingDataRestoreDispatch = DispatchBase.extend({
+  kind: z.literal("training_data.restore"),
+  backup_id: z.string().min(1),
+  manifest_key: z.string().min(1),
+  target_label: z.string(),
+  target_url: z.string().optional(),
+  schema: z.string().optional(),
+  bucket: z.string().optional(),
+  prefix: z.string().optional(),
+  identities: z.array(z.string()).min(1),
+});
+export type TrainingDataRestoreDispatch = z.infer<typeof TrainingDataRestoreDispatch>;
+
 /** An MLflow backup or training-data snapshot: the catalog row's fields, plus what was in it. */
 export const MlBackupResult = StoredBackup.extend({
   kind: z.enum(["ml.backup", "training_data.backup"]),
@@ -104,6 +133,34 @@ export const MlRestoreResult = z.object({
   /** Source experiment id -> restored experiment id. */
   experiment_id_map: z.record(z.string(), z.string()),
   duration_ms: z.number().nonnegative(),
+  // MLflow 3 logged models and registry details (issue #11); defaults keep older job rows readable.
+  logged_models: z.number().int().nonnegative().default(0),
+  /** Logged models an earlier run of this restore had created (found by their astrid.source_model_id tag). */
+  logged_models_existing: z.number().int().nonnegative().default(0),
+  /** Source logged model id (m-…) -> restored one. */
+  logged_model_id_map: z.record(z.string(), z.string()).default({}),
+  /** Versions whose run or logged model is not in the restore (an experiment-scoped restore): each named in warnings. */
+  model_versions_skipped: z.number().int().nonnegative().default(0),
+  /** The source's registry times (ms), which MLflow's API cannot set: model name -> times, and per version number. */
+  registry_times: z.record(z.string(), z.object({
+    creation_timestamp: z.number().optional(), last_updated_timestamp: z.number().optional(),
+    versions: z.record(z.string(), z.object({ creation_timestamp: z.number().optional(), last_updated_timestamp: z.number().optional() })),
+  })).default({}),
+  warnings: z.array(z.string()).default([]),
 });
 export type MlRestoreResult = z.infer<typeof MlRestoreResult>;
+
+export const TrainingDataRestoreResult = z.object({
+  kind: z.literal("training_data.restore"),
+  backup_id: z.string(),
+  target: z.string(),
+  /** "<schema>.<table>" created per table or query part. */
+  tables: z.array(z.object({ part: z.string(), table: z.string(), rows: z.number().int().nonnegative() })),
+  r2_objects: z.number().int().nonnegative(),
+  bytes: z.number().int().nonnegative(),
+  /** The snapshot digest recomputed from what was read back from the targets: equal to the manifest's, or the job fails. */
+  digest: z.string(),
+  duration_ms: z.number().nonnegative(),
+});
+export type TrainingDataRestoreResult = z.infer<typeof TrainingDataRestoreResult>;
 

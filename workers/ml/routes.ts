@@ -11,10 +11,12 @@ import { mlflowAccess } from "../config.ts";
 import { seal } from "../crypto.ts";
 import { AppError, badRequest, conflict, notFound } from "../shared/errors.ts";
 import { accepted, backupView, kindContext, parseJson, parseQuery } from "../http.ts";
-import { backupPage, type Ctx } from "../database/routes.ts";
+import { backupPage, restoreTarget as databaseTarget, type Ctx } from "../database/routes.ts";
+import { storageBucket, unknownBucket } from "../storage/buckets.ts";
 import { submitJob } from "../jobs/submit.ts";
-import { ExperimentId, MlName } from "../shared/protocol.ts";
-import { mlRestore, submitMlBackup, submitTrainingDataBackup } from "./kinds.ts";
+import { ExperimentId, MlName, ObjectPrefix } from "../shared/protocol.ts";
+import { TrainingDataRestoreParams } from "./protocol.ts";
+import { mlRestore, submitMlBackup, submitTrainingDataBackup, trainingDataRestore } from "./kinds.ts";
 
 export const mlRoutes = new Hono<AppEnv>();
 
@@ -26,6 +28,8 @@ const BackupRequest = z.strictObject({
   experiment_ids: ExperimentIds.optional(),
   /** The model registry (backup_model_registry()); by default with a whole-server backup, without an experiment-scoped one. */
   registry: z.boolean().optional(),
+  /** Deleted experiments and runs too; a restore recreates them deleted. */
+  include_deleted: z.boolean().optional(),
 });
 
 mlRoutes.post("/backup/ml", requireRole("admin"), async (c) => {
@@ -35,7 +39,7 @@ mlRoutes.post("/backup/ml", requireRole("admin"), async (c) => {
   requireServer(c, server);
   const submitted = await submitMlBackup(kindContext(c), {
     server, registry: body.registry ?? !body.experiment_ids, actor: c.get("actor"),
-    ...(body.experiment_ids ? { experiment_ids: body.experiment_ids } : {}),
+    ...(body.experiment_ids ? { experiment_ids: body.experiment_ids } : {}), ...(body.include_deleted ? { include_deleted: true } : {}),
   });
   return c.json(accepted(submitted, { backup_id: submitted.backup_id }), 202);
 });
@@ -86,6 +90,32 @@ mlRoutes.post("/backup/training-data", requireRole("admin"), async (c) => {
   if (!(body.dataset_id in c.get("config").ml_datasets)) throw badRequest(`dataset "${body.dataset_id}" is not configured (ML_DATASETS)`);
   const submitted = await submitTrainingDataBackup(kindContext(c), { dataset: body.dataset_id, actor: c.get("actor") });
   return c.json(accepted(submitted, { backup_id: submitted.backup_id }), 202);
+});
+
+const TrainingDataRestoreRequest = z.strictObject({
+  /** Tables and queries: a configured database name or a postgres:// URL (sealed at once, never stored or echoed). */
+  target: z.string().min(1).max(2048).optional(),
+  /** The schema to create them in; by default each table's own, and public for queries. */
+  schema: TrainingDataRestoreParams.shape.schema,
+  /** R2 objects: a bucket of STORAGE_BUCKETS, and a prefix put before each object's original key. */
+  bucket: z.string().min(1).max(63).optional(),
+  prefix: ObjectPrefix.optional(),
+}).refine((b) => b.target || b.bucket, "give a target database, a bucket, or both");
+
+mlRoutes.post("/backup/training-data/:id/restore", requireRole("admin"), async (c) => {
+  const body = await parseJson(c, TrainingDataRestoreRequest);
+  const backup = await c.get("catalog").getBackup(c.req.param("id"));
+  if (!backup || backup.domain !== "training_data") throw notFound("training-data snapshot");
+  if (backup.status === "corrupt") throw conflict(`backup ${backup.id} failed verification; restore refused`);
+  if (body.bucket && !storageBucket(c.env, c.get("config"), body.bucket)) throw unknownBucket(body.bucket, "bucket");
+  const db = body.target ? await databaseTarget(c, body.target) : undefined;
+  const label = [db?.target_label, body.bucket ? `r2 ${body.bucket}/${body.prefix ?? ""}` : undefined].filter(Boolean).join(", ");
+  const params = {
+    backup_id: backup.id, ...db, target_label: label,
+    ...(body.schema ? { schema: body.schema } : {}), ...(body.bucket ? { bucket: body.bucket, prefix: body.prefix ?? "" } : {}),
+  };
+  const submitted = await submitJob(kindContext(c), trainingDataRestore, params, { backup_id: backup.id, actor: c.get("actor"), target: `${backup.id} -> ${label}` });
+  return c.json(accepted(submitted), 202);
 });
 
 mlRoutes.get("/backup/ml/:id", requireRole("viewer"), async (c) => {

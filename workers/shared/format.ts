@@ -236,9 +236,10 @@ export type SnapshotManifest = z.infer<typeof SnapshotManifest>;
 //   meta              NDJSON: the server's experiments and model registry
 //   run               NDJSON: one run (header, metric history pages, inputs)
 //   artifact          the bytes of one run artifact, `path` relative to the run's artifact root
-//   table / query     a training-data part: CSV (with header) of a table or query
+//   model_artifact    the bytes of one MLflow 3 logged model's artifact, `path` relative to the model's artifact root
+//   table / query     a training-data part: CSV (with header) of a table or query, `columns` its column types
 
-export const ML_BLOB_KINDS = ["meta", "run", "artifact", "table", "query", "r2_object"] as const;
+export const ML_BLOB_KINDS = ["meta", "run", "artifact", "model_artifact", "table", "query", "r2_object"] as const;
 
 export const MlBlob = z.object({
   kind: z.enum(ML_BLOB_KINDS),
@@ -246,7 +247,11 @@ export const MlBlob = z.object({
   name: z.string().min(1),
   run_id: z.string().optional(),
   experiment_id: z.string().optional(),
+  /** model_artifact: the source logged model id (m-…). */
+  model_id: z.string().optional(),
   path: z.string().optional(),
+  /** table/query: the columns as PostgreSQL described them, so a restore can create the table. Absent in older snapshots. */
+  columns: z.array(z.object({ name: z.string(), type: z.string() })).optional(),
   size: z.number().int().nonnegative(),
   sha256: Sha256Hex,
   chunks: z.array(z.number().int().nonnegative()),
