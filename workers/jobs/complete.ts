@@ -1,9 +1,9 @@
 // A runner's final report on a job. Before a backup is listed, its manifest
 // is read back from R2 and must agree with the report: the catalog never
 // lists a backup whose manifest is missing, malformed or different.
-import { DatabaseManifest, manifestKey, MlManifest, mlManifestKey } from "../shared/format.ts";
+import { DatabaseManifest, manifestKey, manifestKeyFor, MlManifest, mlManifestKey } from "../shared/format.ts";
 import {
-  DatabaseBackupParams, MlBackupParams, TrainingDataParams, type BackupResult, type JobCompletion, type MlBackupResult, type MlVerifyResult,
+  DatabaseBackupParams, MlBackupParams, TrainingDataParams, type BackupResult, type JobCompletion, type JobResult, type MlBackupResult, type MlVerifyResult,
   type VerifyResult,
 } from "../shared/protocol.ts";
 import type { Catalog } from "../catalog/catalog.ts";
@@ -12,15 +12,19 @@ import type { Env } from "../env.ts";
 import { loadConfig } from "../config.ts";
 import type { z } from "zod";
 import { submitJob } from "./submit.ts";
+import { affectedByDamage } from "../repository/damage.ts";
 
 export async function completeJob(env: Env, catalog: Catalog, jobId: string, completion: JobCompletion): Promise<JobRow | undefined> {
   const now = new Date();
   const job = await catalog.getJob(jobId);
   if (!job || job.status !== "running") return job;
-  if (completion.status === "failed") {
-    const failed = completion.result;
-    if (failed?.kind === "database.verify" || failed?.kind === "ml.verify") await recordVerify(catalog, failed, now);
-    await catalog.failJob(jobId, completion.error, now, completion.result);
+  const mismatch = resultMismatch(job, completion.result);
+  if (mismatch) {
+    await catalog.failJob(jobId, { code: "result_mismatch", message: mismatch }, now);
+  } else if (completion.status === "failed") {
+    let failed = completion.result;
+    if (failed?.kind === "database.verify" || failed?.kind === "ml.verify") failed = await recordVerify(env, catalog, failed, now);
+    await catalog.failJob(jobId, completion.error, now, failed);
   } else {
     const r = completion.result;
     if (r.kind === "database.backup") {
@@ -34,10 +38,11 @@ export async function completeJob(env: Env, catalog: Catalog, jobId: string, com
       if (problem) await catalog.failJob(jobId, { code: "manifest_mismatch", message: problem }, now);
       else if (await catalog.recordBackup(jobId, { database: source, type: "full", domain }, r, now)) await verifyAfterBackup(env, catalog, r.backup_id, "ml.verify");
     } else if (r.kind === "database.verify" || r.kind === "ml.verify") {
-      await recordVerify(catalog, r, now);
-      await catalog.succeedJob(jobId, r, now);
+      await catalog.succeedJob(jobId, await recordVerify(env, catalog, r, now), now);
     } else if (r.kind === "database.restore" || r.kind === "ml.restore") {
-      await catalog.recordRestore(r.backup_id, Math.round(r.duration_ms));
+      // Never less than the Worker saw the job run: a runner cannot report a flattering RTO.
+      const seen = job.started_at ? now.getTime() - Date.parse(job.started_at) : 0;
+      await catalog.recordRestore(r.backup_id, Math.round(Math.max(r.duration_ms, seen)));
       await catalog.succeedJob(jobId, r, now);
     } else {
       await catalog.succeedJob(jobId, r, now);
@@ -52,13 +57,31 @@ export async function completeJob(env: Env, catalog: Catalog, jobId: string, com
   return settled;
 }
 
-/** Chunks are shared: damage found through one backup marks every backup whose manifest uses the chunk. */
-async function recordVerify(catalog: Catalog, r: VerifyResult | MlVerifyResult, at: Date) {
+/**
+ * A completion speaks only for its own job: the result's kind must be the
+ * job's, and the backup it names the job's backup. Otherwise a leaked job
+ * token could mark any backup corrupt or record restores of it.
+ */
+function resultMismatch(job: JobRow, r: JobResult | undefined): string | undefined {
+  if (!r) return undefined;
+  if (r.kind !== job.kind) return `a ${job.kind} job reported a ${r.kind} result`;
+  if ("backup_id" in r && r.backup_id !== job.backup_id) return `runner reported backup ${r.backup_id} for job of ${job.backup_id}`;
+  return undefined;
+}
+
+/**
+ * Chunks are shared: damage found through one backup marks every backup whose
+ * manifest uses the chunk, as the Worker works it out (repository/damage.ts),
+ * never as the runner lists it. Returns the result with that list.
+ */
+async function recordVerify<R extends VerifyResult | MlVerifyResult>(env: Env, catalog: Catalog, r: R, at: Date): Promise<R> {
   await catalog.recordVerification(r.backup_id, { at, depth: r.depth, ok: r.ok, problems: r.problems });
-  for (const other of r.affected_backups ?? []) {
+  const affected = r.ok ? [] : await affectedByDamage(env.BACKUPS, manifestKeyFor(r.backup_id), r.problems);
+  for (const other of affected) {
     if (other === r.backup_id) continue;
     await catalog.recordVerification(other, { at, depth: r.depth, ok: false, problems: [`damaged chunks found by verifying ${r.backup_id}`, ...r.problems] });
   }
+  return { ...r, affected_backups: affected };
 }
 
 /** Queues the configured verification of a new backup: the RPO counts verified restore points only. */
