@@ -28,7 +28,7 @@ export async function restoreDatabase(job: RestoreDispatch, ctx: JobContext): Pr
     const source = dumpStream(repo, manifest, job.identities, (n) => {
       bytes = n;
       ctx.progress({ phase: "restoring", bytes: n, chunks: 0 });
-    });
+    }, job.chunk_id_key);
     try {
       await feed(restore, source, false);
     } catch (e) {

@@ -13,6 +13,7 @@ import { loadConfig } from "../config.ts";
 import type { z } from "zod";
 import { submitJob } from "./submit.ts";
 import { affectedByDamage } from "../repository/damage.ts";
+import { macConfigured, readAuthenticated } from "../repository/manifest-mac.ts";
 
 export async function completeJob(env: Env, catalog: Catalog, jobId: string, completion: JobCompletion): Promise<JobRow | undefined> {
   const now = new Date();
@@ -102,11 +103,13 @@ async function checkManifest<T>(
 ): Promise<string | undefined> {
   if (r.backup_id !== job.backup_id) return `runner reported backup ${r.backup_id} for job of ${job.backup_id}`;
   if (r.manifest_key !== expectedKey) return `unexpected manifest key ${r.manifest_key}`;
-  const object = await env.BACKUPS.get(r.manifest_key);
-  if (!object) return `manifest ${r.manifest_key} is missing from the repository`;
+  const read = await readAuthenticated(env, r.manifest_key);
+  if (!read) return `manifest ${r.manifest_key} is missing from the repository`;
+  // The Worker MACed the manifest when the runner wrote it through /repo/v1: one without a valid MAC did not come that way.
+  if (read.auth === "forged" || (read.auth === "unauthenticated" && macConfigured(env))) return `manifest ${r.manifest_key} does not carry a valid MAC`;
   let json: unknown;
   try {
-    json = await object.json();
+    json = JSON.parse(new TextDecoder().decode(read.bytes));
   } catch {
     return `manifest ${r.manifest_key} is malformed: not JSON`;
   }

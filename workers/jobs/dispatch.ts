@@ -52,6 +52,7 @@ export async function buildDispatch(job: JobRow, env: Env, config: BackupConfig,
       return {
         kind: job.kind as "database.verify" | "ml.verify", job_id: job.id, backup_id: p.backup_id, manifest_key: manifestKeyFor(p.backup_id),
         depth: p.depth, identities: p.depth === "full" ? identities(env) : [], repository: await repository("read", p.backup_id),
+        ...(p.depth === "full" ? { chunk_id_key: requireSecret(env.CHUNK_ID_KEY, "CHUNK_ID_KEY") } : {}),
       };
     }
     case "database.restore": {
@@ -62,6 +63,7 @@ export async function buildDispatch(job: JobRow, env: Env, config: BackupConfig,
       return {
         kind: "database.restore", job_id: job.id, backup_id: p.backup_id, manifest_key: manifestKey(p.backup_id),
         target_url, replace: p.replace, identities: identities(env), repository: await repository("read", p.backup_id),
+        chunk_id_key: requireSecret(env.CHUNK_ID_KEY, "CHUNK_ID_KEY"),
       };
     }
     case "repository.gc": {

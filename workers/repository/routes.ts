@@ -6,6 +6,7 @@
 // by the same handler (workers/index.ts), so chunk traffic stays inside Cloudflare.
 import { Hono } from "hono";
 import { createMiddleware } from "hono/factory";
+import type { Context } from "hono";
 import type { AppEnv } from "../app-env.ts";
 import { ApiError } from "../errors.ts";
 import { isRepositoryKey, manifestKeyFor } from "../shared/format.ts";
@@ -16,6 +17,10 @@ import { z } from "zod";
 import { readJobToken, type JobGrant } from "./job-token.ts";
 import { completeJob } from "../jobs/complete.ts";
 import { sourceRoutes } from "./source-routes.ts";
+import { isChunkManifestKey, macMetadata, readAuthenticated } from "./manifest-mac.ts";
+
+/** Manifests are read into memory to be MACed: a 1 GB database's is ~5 MB. */
+const MAX_MANIFEST_BYTES = 64 * 1024 * 1024;
 
 type RepoEnv = AppEnv & { Variables: { grant: JobGrant } };
 
@@ -101,6 +106,7 @@ repositoryRoutes.on("HEAD", "/objects/*", async (c) => {
 repositoryRoutes.get("/objects/*", async (c) => {
   const key = objectKey(c.req.path);
   const range = parseRange(c.req.header("range"));
+  if (isChunkManifestKey(key)) return serveManifest(c, key, range !== undefined);
   const object = await c.env.BACKUPS.get(key, range ? { range } : {});
   if (!object) throw new ApiError(404, "not_found", "no such object");
   if (!range) return c.body(object.body, 200, { ...describe(object), "content-length": String(object.size) });
@@ -110,6 +116,28 @@ repositoryRoutes.get("/objects/*", async (c) => {
     "content-range": `bytes ${range.offset}-${range.offset + range.length - 1}/${object.size}`,
   });
 });
+
+/**
+ * A manifest is served only after its MAC is checked (manifest-mac.ts): every
+ * verify, restore, incremental parent and GC reads manifests through here, so
+ * a forged or overwritten one stops the job instead of feeding pg_restore.
+ * A manifest from before MACs is served, flagged `x-manifest-auth:
+ * unauthenticated`, and a restore or verify reading one is audited.
+ */
+async function serveManifest(c: Context<RepoEnv>, key: string, ranged: boolean) {
+  if (ranged) throw new ApiError(400, "invalid_range", "manifests are read whole");
+  const read = await readAuthenticated(c.env, key);
+  if (!read) throw new ApiError(404, "not_found", "no such object");
+  const grant = c.get("grant");
+  if (read.auth !== "authenticated" && (read.auth === "forged" || grant.scope === "read")) {
+    await c.get("catalog").audit({
+      actor: "runner", action: `repository.manifest_${read.auth}`, target: key, outcome: read.auth === "forged" ? "denied" : "succeeded",
+      detail: { job_id: grant.job_id },
+    });
+  }
+  if (read.auth === "forged") throw new ApiError(409, "manifest_not_authentic", `${key} does not carry a valid MAC: refusing to use it`);
+  return c.body(read.bytes, 200, { ...describe(read.object), "content-length": String(read.bytes.byteLength), "x-manifest-auth": read.auth });
+}
 
 function parseRange(header: string | undefined): { offset: number; length: number } | undefined {
   if (!header) return undefined;
@@ -126,20 +154,28 @@ repositoryRoutes.put("/objects/*", async (c) => {
   const length = Number(c.req.header("content-length"));
   if (!sha256 || !/^[0-9a-f]{64}$/.test(sha256)) throw new ApiError(400, "checksum_required", "x-content-sha256 is required");
   if (!Number.isInteger(length) || length <= 0 || !c.req.raw.body) throw new ApiError(411, "length_required", "a body with content-length is required");
-  // Write-once: chunks are content-addressed and manifests are final, so an existing object is never replaced.
-  const existing = await c.env.BACKUPS.head(key);
-  if (existing) return c.body(null, 200, { ...describe(existing), "x-existed": "1" });
+  // A manifest is read whole (it is small) so that the Worker can add its MAC; packs stream through.
+  const manifest = isChunkManifestKey(key);
+  if (manifest && length > MAX_MANIFEST_BYTES) throw new ApiError(413, "too_large", `a manifest may have at most ${MAX_MANIFEST_BYTES} bytes`);
+  const body = manifest ? await c.req.arrayBuffer() : c.req.raw.body;
+  const customMetadata = manifest ? await macMetadata(c.env, body as ArrayBuffer) : {};
   // R2 checks the SHA-256 itself and refuses the write if the bytes differ.
   let stored: R2Object | null;
   try {
     // Archives are written once and read rarely: Infrequent Access halves their storage price.
     const storageClass = key.startsWith("archive/") ? "InfrequentAccess" : "Standard";
-    stored = await c.env.BACKUPS.put(key, c.req.raw.body, { sha256, storageClass });
+    // Write-once, atomically: R2 stores the object only if the key is free (If-None-Match: *),
+    // so of two writers racing for one key exactly one wins and nothing is ever replaced.
+    stored = await c.env.BACKUPS.put(key, body, { sha256, storageClass, customMetadata, onlyIf: new Headers({ "if-none-match": "*" }) });
   } catch (e) {
     if (/SHA-256|checksum/i.test((e as Error).message)) throw new ApiError(400, "checksum_mismatch", "the body does not match x-content-sha256; nothing was stored");
     throw e;
   }
-  if (!stored) throw new ApiError(409, "conflict", "object appeared concurrently");
+  if (!stored) {
+    const existing = await c.env.BACKUPS.head(key);
+    if (!existing) throw new ApiError(409, "conflict", "the object was deleted while being written; retry");
+    return c.body(null, 200, { ...describe(existing), "x-existed": "1" });
+  }
   return c.body(null, 201, describe(stored));
 });
 

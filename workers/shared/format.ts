@@ -125,8 +125,11 @@ export const DatabaseManifest = z.object({
     sha256: Sha256Hex,
   }),
   ...ChunkStoreFields,
-  pack_prefix: z.string(),
+  /** Only its legal forms: "packs/" (shared store) or "archive/<this backup_id>/packs/" (an archive's own). */
+  pack_prefix: z.string().regex(/^(packs\/|archive\/[A-Za-z0-9_-]+\/packs\/)$/, "pack_prefix must be packs/ or archive/<backup_id>/packs/"),
   chunks: z.array(ChunkRef),
+}).refine((m) => m.pack_prefix === packPrefix(m.type, m.backup_id), {
+  path: ["pack_prefix"], message: "pack_prefix does not match the backup's type and id",
 });
 export type DatabaseManifest = z.infer<typeof DatabaseManifest>;
 

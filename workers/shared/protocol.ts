@@ -193,6 +193,8 @@ export const VerifyDispatch = z.object({
   depth: VerifyDepth,
   /** age identities; required for depth "full" only. */
   identities: z.array(z.string()).default([]),
+  /** depth "full": every chunk's keyed id is checked against its plaintext (a planted chunk is refused). */
+  chunk_id_key: z.string().regex(/^[0-9a-f]{64}$/).optional(),
 });
 export type VerifyDispatch = z.infer<typeof VerifyDispatch>;
 
@@ -204,6 +206,8 @@ export const RestoreDispatch = z.object({
   target_url: z.string().min(1),
   replace: z.boolean(),
   identities: z.array(z.string()).min(1),
+  /** Every chunk's keyed id is checked against its plaintext before it reaches pg_restore. */
+  chunk_id_key: z.string().regex(/^[0-9a-f]{64}$/).optional(),
 });
 export type RestoreDispatch = z.infer<typeof RestoreDispatch>;
 
@@ -281,6 +285,7 @@ export function dispatchSecrets(job: RunnerDispatch): string[] {
   if (job.kind === "database.backup") secrets.push(job.source_url, job.chunk_id_key);
   if (job.kind === "database.restore") secrets.push(job.target_url);
   if (job.kind === "database.verify" || job.kind === "database.restore" || job.kind === "ml.verify" || job.kind === "ml.restore") secrets.push(...job.identities);
+  if ((job.kind === "database.verify" || job.kind === "database.restore" || job.kind === "ml.verify") && job.chunk_id_key) secrets.push(job.chunk_id_key);
   if (job.kind === "ml.backup" || job.kind === "training_data.backup") secrets.push(job.chunk_id_key);
   if (job.kind === "training_data.backup" && job.database_url) secrets.push(job.database_url);
   if ((job.kind === "ml.backup" || job.kind === "ml.restore" || job.kind === "training_data.backup") && job.mlflow?.token) secrets.push(job.mlflow.token);
