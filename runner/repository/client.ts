@@ -26,10 +26,11 @@ const ATTEMPTS = 4;
 
 export class RepositoryClient {
   private readonly base: string;
-  private readonly token: string;
+  /** Shared by every client of one job: a heartbeat's renewed token reaches them all. */
+  private readonly access: RepositoryAccess;
   constructor(access: RepositoryAccess) {
     this.base = access.url.replace(/\/+$/, "");
-    this.token = access.token;
+    this.access = access;
   }
 
   async head(key: string): Promise<StoredObjectInfo | undefined> {
@@ -100,8 +101,11 @@ export class RepositoryClient {
     await this.send("POST", "/delete", "write", Buffer.from(JSON.stringify({ keys })), json);
   }
 
+  /** A heartbeat. The answer carries the job's renewed token (it lives one lease): kept for every later request. */
   async progress(jobId: string, progress: JobProgress): Promise<void> {
-    await this.send("POST", `/jobs/${jobId}/progress`, "report", Buffer.from(JSON.stringify(progress)), json);
+    const res = await this.send("POST", `/jobs/${jobId}/progress`, "report", Buffer.from(JSON.stringify(progress)), json);
+    const body = (await res.json().catch(() => ({}))) as { token?: unknown };
+    if (typeof body.token === "string" && body.token) this.access.token = body.token;
   }
 
   async complete(jobId: string, completion: JobCompletion): Promise<void> {
@@ -113,7 +117,7 @@ export class RepositoryClient {
     for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
       try {
         const res = await fetch(this.base + path, {
-          method, headers: { authorization: `Bearer ${this.token}`, ...headers }, ...(body ? { body } : {}),
+          method, headers: { authorization: `Bearer ${this.access.token}`, ...headers }, ...(body ? { body } : {}),
         });
         if (res.ok || res.status === 404) return res;
         const text = method === "HEAD" ? "" : (await res.text()).slice(0, 300);

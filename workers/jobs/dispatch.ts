@@ -10,7 +10,7 @@ import { unseal } from "../crypto.ts";
 import type { Env } from "../env.ts";
 import type { JobRow } from "../catalog/schema.ts";
 import type { Catalog } from "../catalog/catalog.ts";
-import { mintJobToken, type JobGrant } from "../repository/job-token.ts";
+import { mintJobToken, tokenExpiry, type JobGrant } from "../repository/job-token.ts";
 
 /** A job that cannot run as asked: fail it at once, retrying will not help. */
 export class JobSetupError extends Error {
@@ -21,14 +21,12 @@ export class JobSetupError extends Error {
   }
 }
 
-const TOKEN_LIFETIME_SECONDS = 24 * 3600;
-
 export async function buildDispatch(job: JobRow, env: Env, config: BackupConfig, catalog: Catalog, now: Date): Promise<RunnerDispatch> {
   const params: unknown = JSON.parse(job.params);
   const repository = async (scope: JobGrant["scope"], backup_id: string) => ({
     url: env.REPOSITORY_URL,
     token: await mintJobToken(env.JOB_TOKEN_SECRET, {
-      job_id: job.id, scope, backup_id, expires: Math.floor(now.getTime() / 1000) + TOKEN_LIFETIME_SECONDS,
+      job_id: job.id, scope, backup_id, expires: tokenExpiry(config.job_lease_seconds, now),
     }),
   });
   /** What every job that writes a backup gets: recipients, the chunk-id key, a write token for its backup. */

@@ -61,20 +61,39 @@ export async function readChunkManifest(bucket: R2Bucket, key: string): Promise<
   return parsed.success ? parsed.data : undefined;
 }
 
-/** Every backup (database and ML) whose manifest in the given pack store uses one of `ids`, sorted. */
-export async function backupsUsingChunks(bucket: R2Bucket, prefix: string, ids: Set<string>): Promise<string[]> {
-  if (ids.size === 0) return [];
-  const affected: string[] = [];
+/** Every database and ML manifest in the bucket (unreadable ones skipped), one at a time. */
+async function* eachManifest(bucket: R2Bucket): AsyncGenerator<{ backup_id: string; pack_prefix: string; chunks: ChunkRef[] }> {
   for (const listPrefix of [MANIFEST_PREFIX, ML_MANIFEST_PREFIX]) {
     let cursor: string | undefined;
     do {
       const page = await bucket.list({ prefix: listPrefix, limit: 1000, ...(cursor ? { cursor } : {}) });
       for (const o of page.objects) {
         const m = await readChunkManifest(bucket, o.key);
-        if (m && m.pack_prefix === prefix && m.chunks.some((c) => ids.has(c.id))) affected.push(m.backup_id);
+        if (m) yield m;
       }
       cursor = page.truncated ? page.cursor : undefined;
     } while (cursor);
+  }
+}
+
+/**
+ * The pack keys some manifest references. GC's deletions are checked against
+ * it, so a gc-scope token (stolen, or a runner with a bug) can only delete
+ * what no backup needs. A manifest the Worker cannot parse protects nothing;
+ * one it can parse protects its packs even if its MAC is wrong (keeping more is safe).
+ */
+export async function referencedPackKeys(bucket: R2Bucket): Promise<Set<string>> {
+  const keys = new Set<string>();
+  for await (const m of eachManifest(bucket)) for (const c of m.chunks) keys.add(packKey(m.pack_prefix, c.pack));
+  return keys;
+}
+
+/** Every backup (database and ML) whose manifest in the given pack store uses one of `ids`, sorted. */
+export async function backupsUsingChunks(bucket: R2Bucket, prefix: string, ids: Set<string>): Promise<string[]> {
+  if (ids.size === 0) return [];
+  const affected: string[] = [];
+  for await (const m of eachManifest(bucket)) {
+    if (m.pack_prefix === prefix && m.chunks.some((c) => ids.has(c.id))) affected.push(m.backup_id);
   }
   return affected.sort();
 }

@@ -33,3 +33,12 @@ export async function readJobToken(secret: string, token: string, now: Date): Pr
   const grant = JSON.parse(new TextDecoder().decode(fromBase64url(payload))) as JobGrant;
   return grant.expires * 1000 > now.getTime() ? grant : undefined;
 }
+
+/**
+ * When a token minted now expires: one job lease (JOB_LEASE_SECONDS). Every
+ * heartbeat answers with a renewed token, so a running job always holds a live
+ * one and a stolen token is worth at most one lease after its job stops.
+ */
+export function tokenExpiry(leaseSeconds: number, now: Date): number {
+  return Math.floor(now.getTime() / 1000) + leaseSeconds;
+}

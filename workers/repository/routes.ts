@@ -14,15 +14,17 @@ import { backupBucketLocks } from "../storage/lock-guard.ts";
 import { JobCompletion, JobProgress } from "../shared/protocol.ts";
 import { parseJson, parseQuery } from "../http.ts";
 import { z } from "zod";
-import { readJobToken, type JobGrant } from "./job-token.ts";
+import { mintJobToken, readJobToken, tokenExpiry, type JobGrant } from "./job-token.ts";
+import type { JobRow } from "../catalog/schema.ts";
 import { completeJob } from "../jobs/complete.ts";
 import { sourceRoutes } from "./source-routes.ts";
 import { isChunkManifestKey, macMetadata, readAuthenticated } from "./manifest-mac.ts";
+import { referencedPackKeys } from "./damage.ts";
 
 /** Manifests are read into memory to be MACed: a 1 GB database's is ~5 MB. */
 const MAX_MANIFEST_BYTES = 64 * 1024 * 1024;
 
-type RepoEnv = AppEnv & { Variables: { grant: JobGrant } };
+type RepoEnv = AppEnv & { Variables: { grant: JobGrant; job: JobRow } };
 
 export const repositoryRoutes = new Hono<RepoEnv>();
 
@@ -33,9 +35,31 @@ const requireJobToken = createMiddleware<RepoEnv>(async (c, next) => {
   const job = await c.get("catalog").getJob(grant.job_id);
   // A token dies with its job: a finished or lost job can no longer touch the repository.
   if (!job || job.status !== "running") throw new ApiError(403, "job_not_running", `job ${grant.job_id} is not running`);
+  // Nor does it outlive the job's lease: once heartbeats stop, the job is as good as lost
+  // (GC may start), so its token must not write or read any more.
+  if (leaseExpired(job, c.get("config").job_lease_seconds, new Date())) {
+    throw new ApiError(403, "job_stale", `job ${grant.job_id} has not sent a heartbeat within its lease`);
+  }
   c.set("grant", grant);
+  c.set("job", job);
   await next();
 });
+
+function leaseExpired(job: JobRow, leaseSeconds: number, now: Date): boolean {
+  const last = job.heartbeat_at ?? job.started_at;
+  return last !== null && Date.parse(last) + leaseSeconds * 1000 < now.getTime();
+}
+
+/**
+ * What a job may read: database and ML jobs their chunk stores and the
+ * database and ML manifests; never settings/, tmp/, the storage snapshots
+ * (manifests/storage/, storage/blobs/: plaintext copies of protected
+ * buckets) or another archive's packs. GC additionally every archive.
+ */
+function mayRead(grant: JobGrant, key: string): boolean {
+  if (key.startsWith("packs/") || key.startsWith("manifests/database/") || key.startsWith("manifests/ml/")) return true;
+  return key.startsWith(grant.scope === "gc" ? "archive/" : `archive/${grant.backup_id}/`);
+}
 
 repositoryRoutes.use("*", requireJobToken);
 repositoryRoutes.route("/", sourceRoutes);
@@ -61,13 +85,18 @@ function describe(object: R2Object): Record<string, string> {
   };
 }
 
-const LIST_PREFIXES = ["packs/", "archive/", "manifests/"];
+const LIST_PREFIXES = ["packs/", "archive/", "manifests/database/", "manifests/ml/"];
 const ListQuery = z.strictObject({ prefix: z.string(), cursor: z.string().optional() });
 
 /** One page (up to 1,000) of objects under a repository prefix, with sizes and upload times. */
 repositoryRoutes.get("/list", async (c) => {
   const q = parseQuery(c, ListQuery);
   if (!LIST_PREFIXES.some((p) => q.prefix.startsWith(p))) throw new ApiError(400, "invalid_prefix", `list under ${LIST_PREFIXES.join(", ")} only`);
+  const grant = c.get("grant");
+  // "archive/" as a whole is GC's; any other job lists only its own archive.
+  if (q.prefix.startsWith("archive/") && !mayRead(grant, q.prefix.length > "archive/".length ? q.prefix : "archive/")) {
+    throw new ApiError(403, "forbidden", `job ${grant.job_id} may not list ${q.prefix}`);
+  }
   const page = await c.env.BACKUPS.list({ prefix: q.prefix, limit: 1000, ...(q.cursor ? { cursor: q.cursor } : {}) });
   return c.json({
     objects: page.objects.map((o) => ({ key: o.key, size: o.size, uploaded: o.uploaded.toISOString() })),
@@ -84,6 +113,9 @@ repositoryRoutes.post("/delete", async (c) => {
   const { keys } = await parseJson(c, DeleteRequest);
   const bad = keys.find((k) => !isRepositoryKey(k) || !(k.startsWith("packs/") || k.startsWith("archive/")));
   if (bad !== undefined) throw new ApiError(400, "invalid_key", "only pack and archive objects can be deleted");
+  // The Worker checks for itself that no manifest references a pack: the token holder's word is not enough.
+  const referencedSet = await referencedPackKeys(c.env.BACKUPS);
+  const referenced = keys.filter((k) => referencedSet.has(k));
   // Objects inside a Bucket Lock window are skipped (R2 would refuse them): the answer names them.
   const guard = await backupBucketLocks(c.env, c.get("config"), new Date());
   const locked: string[] = [];
@@ -91,20 +123,31 @@ repositoryRoutes.post("/delete", async (c) => {
     const head = await c.env.BACKUPS.head(key);
     if (head && guard!(key, head.uploaded)) locked.push(key);
   }
-  const doomed = keys.filter((k) => !locked.includes(k));
+  const doomed = keys.filter((k) => !locked.includes(k) && !referencedSet.has(k));
   if (doomed.length) await c.env.BACKUPS.delete(doomed);
-  return c.json({ deleted: doomed.length, locked });
+  if (referenced.length) {
+    await c.get("catalog").audit({ actor: "runner", action: "repository.delete", outcome: "denied", detail: { job_id: grant.job_id, referenced: referenced.slice(0, 20) } });
+  }
+  return c.json({ deleted: doomed.length, locked, ...(referenced.length ? { referenced } : {}) });
 });
 
+/** Reads outside what the job's kind needs are refused (403), before R2 is asked. */
+function readableKey(c: Context<RepoEnv>): string {
+  const key = objectKey(c.req.path);
+  const grant = c.get("grant");
+  if (!mayRead(grant, key)) throw new ApiError(403, "forbidden", `job ${grant.job_id} may not read ${key}`);
+  return key;
+}
+
 repositoryRoutes.on("HEAD", "/objects/*", async (c) => {
-  const object = await c.env.BACKUPS.head(objectKey(c.req.path));
+  const object = await c.env.BACKUPS.head(readableKey(c));
   if (!object) return c.body(null, 404);
   return c.body(null, 200, describe(object));
 });
 
 /** Whole objects, or one byte range (`Range: bytes=a-b`): readers fetch runs of chunks out of packs. */
 repositoryRoutes.get("/objects/*", async (c) => {
-  const key = objectKey(c.req.path);
+  const key = readableKey(c);
   const range = parseRange(c.req.header("range"));
   if (isChunkManifestKey(key)) return serveManifest(c, key, range !== undefined);
   const object = await c.env.BACKUPS.get(key, range ? { range } : {});
@@ -183,8 +226,11 @@ repositoryRoutes.post("/jobs/:id/progress", async (c) => {
   const grant = c.get("grant");
   if (grant.job_id !== c.req.param("id")) throw new ApiError(403, "forbidden", "token is for another job");
   const progress = await parseJson(c, JobProgress);
-  await c.get("catalog").recordProgress(grant.job_id, progress, new Date());
-  return c.json({ ok: true });
+  const now = new Date();
+  await c.get("catalog").recordProgress(grant.job_id, progress, now);
+  // The heartbeat renews the job's lease, and with it the token: a token lives one lease, not a day.
+  const token = await mintJobToken(c.env.JOB_TOKEN_SECRET, { ...grant, expires: tokenExpiry(c.get("config").job_lease_seconds, now) });
+  return c.json({ ok: true, token });
 });
 
 repositoryRoutes.post("/jobs/:id/complete", async (c) => {
