@@ -24,9 +24,10 @@
 // door for anything uploaded after it: R2 sets an object's upload time, an
 // attacker cannot, so a MAC-less manifest uploaded since then is a forgery.
 import type { Env } from "../env.ts";
+import { MAC_METADATA, MAC_SCHEME, manifestMac } from "../shared/format.ts";
 
-export const MAC_METADATA = "astrid-mac";
-const SCHEME = "hmac-sha256:";
+export { MAC_METADATA };
+
 
 /** Database and ML manifests: what restores and verifies read (storage snapshot manifests are the Worker's own). */
 export const isChunkManifestKey = (key: string) => /^manifests\/(database|ml)\/[^/]+\.json$/.test(key);
@@ -41,15 +42,10 @@ function macKeys(env: Env): string[] {
 /** True when the Worker holds a MAC key: new manifests get a MAC and must keep it. */
 export const macConfigured = (env: Env) => macKeys(env).length > 0;
 
-async function hmacHex(key: string, bytes: ArrayBuffer | Uint8Array): Promise<string> {
-  const k = await crypto.subtle.importKey("raw", new TextEncoder().encode(key), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
-  return [...new Uint8Array(await crypto.subtle.sign("HMAC", k, bytes))].map((b) => b.toString(16).padStart(2, "0")).join("");
-}
-
 /** The metadata a manifest is stored with, or {} when no key is configured. */
 export async function macMetadata(env: Env, bytes: ArrayBuffer | Uint8Array): Promise<Record<string, string>> {
   const [signing] = macKeys(env);
-  return signing ? { [MAC_METADATA]: `${SCHEME}${await hmacHex(signing, bytes)}` } : {};
+  return signing ? { [MAC_METADATA]: await manifestMac(signing, bytes) } : {};
 }
 
 function macSince(env: Env): number | undefined {
@@ -74,9 +70,9 @@ export async function manifestAuth(env: Env, object: Pick<R2Object, "customMetad
     const since = macSince(env);
     return since !== undefined && object.uploaded.getTime() >= since ? "forged" : "unauthenticated";
   }
-  if (!stored.startsWith(SCHEME)) return "forged";
+  if (!stored.startsWith(MAC_SCHEME)) return "forged";
   if (keys.length === 0) return "unauthenticated"; // cannot be checked here; never upgraded to authenticated
-  for (const key of keys) if (sameHex(await hmacHex(key, bytes), stored.slice(SCHEME.length))) return "authenticated";
+  for (const key of keys) if (sameHex(await manifestMac(key, bytes), stored)) return "authenticated";
   return "forged";
 }
 

@@ -269,3 +269,20 @@ export type MlManifest = z.infer<typeof MlManifest>;
 export function mlDigestInput(blobs: Pick<MlBlob, "kind" | "name" | "sha256">[]): string {
   return blobs.map((b) => `${b.kind} ${b.name} ${b.sha256}\n`).sort().join("");
 }
+
+// ---- Manifest MAC (docs/format.md, "Manifest MAC") ----
+
+/** The R2 custom-metadata field holding a manifest's MAC. */
+export const MAC_METADATA = "astrid-mac";
+export const MAC_SCHEME = "hmac-sha256:";
+
+/**
+ * A manifest's MAC as stored in MAC_METADATA: HMAC-SHA256 over the manifest's
+ * exact bytes, keyed by the UTF-8 bytes of MANIFEST_MAC_KEY, in hex: what
+ * `openssl dgst -sha256 -hmac "$MANIFEST_MAC_KEY"` prints.
+ */
+export async function manifestMac(key: string, bytes: ArrayBuffer | Uint8Array): Promise<string> {
+  const k = await crypto.subtle.importKey("raw", new TextEncoder().encode(key), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+  const mac = new Uint8Array(await crypto.subtle.sign("HMAC", k, bytes as Uint8Array<ArrayBuffer>));
+  return MAC_SCHEME + [...mac].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
