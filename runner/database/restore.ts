@@ -19,7 +19,10 @@ export async function restoreDatabase(job: RestoreDispatch, ctx: JobContext): Pr
   const target = await prepareTarget(job.target_url, job.replace);
   let bytes = 0;
   try {
-    const args = ["--no-owner", "--no-privileges", "--single-transaction", "--exit-on-error", `--dbname=${target.name}`];
+    // The database name reaches libpq only as PGDATABASE (toolEnv), never as --dbname=<name>: a name
+    // such as "host=elsewhere dbname=x" would be read as a connection string and go past the checks
+    // above. The conninfo given here names no database, so libpq takes it from the environment.
+    const args = ["--no-owner", "--no-privileges", "--single-transaction", "--exit-on-error", "--dbname=application_name=astrid-backup"];
     if (job.replace) args.push("--clean", "--if-exists");
     const restore = spawn("pg_restore", args, { env: toolEnv(job.target_url), stdio: ["pipe", "ignore", "pipe"] });
     const exited = exitOf(restore);
@@ -53,6 +56,7 @@ const USER_OBJECTS = `SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.o
 async function prepareTarget(url: string, replace: boolean) {
   const name = pgEnv(url).PGDATABASE;
   if (!name) throw new JobFailure("invalid_target", "the target connection names no database");
+  if (!isPlainDatabaseName(name)) throw new JobFailure("invalid_target", "the target database name may not contain \"=\" or \"://\"");
   const maintenance = new URL(url);
   maintenance.pathname = "/postgres";
   const maintenanceUrl = maintenance.toString();
@@ -68,6 +72,11 @@ async function prepareTarget(url: string, replace: boolean) {
     throw new JobFailure("target_not_empty", `database "${name}" already holds ${objects} relations; restore with "replace": true to overwrite it`);
   }
   return { name, created: false, maintenanceUrl };
+}
+
+/** A database name, not a connection string in disguise (libpq reads "k=v" and URIs as connection strings). */
+export function isPlainDatabaseName(name: string): boolean {
+  return !name.includes("=") && !name.includes("://");
 }
 
 function quoteIdent(name: string): string {

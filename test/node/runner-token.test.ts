@@ -1,0 +1,23 @@
+// RUNNER_TOKEN rotation (issue #12): the runner accepts every token of its
+// comma-separated list and nothing else, so the Worker can switch to a new
+// token without a window where dispatches are refused.
+import { describe, expect, it } from "vitest";
+import { createRunnerApp } from "../../runner/server.ts";
+
+const OLD = "old-runner-token-0123456789";
+const NEW = "new-runner-token-0123456789";
+
+const post = (app: ReturnType<typeof createRunnerApp>, token: string) =>
+  app.fetch(new Request("http://runner.test/jobs", { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: "{}" }));
+
+describe("runner token list", () => {
+  it("accepts each listed token (the body is then checked), refuses others", async () => {
+    const app = createRunnerApp(`${NEW}, ${OLD}`);
+    for (const t of [NEW, OLD]) {
+      const res = await post(app, t);
+      expect(res.status, t).toBe(400);
+      expect(((await res.json()) as any).error.code).toBe("invalid_job");
+    }
+    for (const t of ["someone-else-0123456789", `${NEW},${OLD}`, ""]) expect((await post(app, t)).status, t).toBe(401);
+  });
+});
