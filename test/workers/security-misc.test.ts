@@ -7,7 +7,7 @@ import { beforeEach, describe, expect, it } from "vitest";
 import worker from "../../workers/index.ts";
 import { seal, unseal } from "../../workers/crypto.ts";
 import { mintJobToken, readJobToken } from "../../workers/repository/job-token.ts";
-import { api, auditRows, isoSecondsAgo, resetState, seedJob, VIEWER } from "./helpers.ts";
+import { api, auditRows, isoSecondsAgo, resetState, seedBackup, seedJob, sentMessages, VIEWER } from "./helpers.ts";
 
 beforeEach(resetState);
 
@@ -23,6 +23,18 @@ describe("malformed percent escapes", () => {
     const res = await worker.fetch(new Request("https://backup.test/repo/v1/objects/packs/a%zz", { headers: { authorization: `Bearer ${token}` } }), env, createExecutionContext());
     expect(res.status).toBe(400);
     expect(((await res.json()) as any).error.code).toBe("invalid_path");
+  });
+});
+
+describe("restore target injection", () => {
+  it("a URL whose database name is a connection string in disguise is refused before anything is queued", async () => {
+    const b = await seedBackup({ created_at: isoSecondsAgo(60) });
+    for (const name of ["host%3Devil.example%20dbname%3Dpostgres", "postgres%3A%2F%2Fevil.example%2Fx"]) {
+      const res = await api("POST", `/backups/${b.id}/restore`, { body: { target: `postgres://postgres@127.0.0.1/${name}` } });
+      expect(res.status, res.text).toBe(400);
+      expect(res.body.error.message).toContain('may not contain "=" or "://"');
+    }
+    expect(sentMessages).toEqual([]);
   });
 });
 
