@@ -8,15 +8,21 @@ import { DispatchBase } from "../workers/shared/protocol.ts";
 import { runningJobs, shutdown, startJob } from "./jobs.ts";
 import { handlers } from "./kinds.ts";
 
+/**
+ * `token` may be a comma-separated list (rotation: the runner accepts the new
+ * and the old token while the Worker switches to sending the new one first).
+ */
 export function createRunnerApp(token: string) {
   const app = new Hono();
-  const expected = createHash("sha256").update(token).digest();
+  const expected = token.split(",").map((t) => t.trim()).filter(Boolean).map((t) => createHash("sha256").update(t).digest());
 
   app.get("/health", (c) => c.json({ status: "ok", running: runningJobs().length }));
 
   app.post("/jobs", async (c) => {
     const presented = /^Bearer\s+(\S+)$/i.exec(c.req.header("authorization") ?? "")?.[1] ?? "";
-    if (!timingSafeEqual(createHash("sha256").update(presented).digest(), expected)) {
+    const digest = createHash("sha256").update(presented).digest();
+    // Every configured token is compared, so timing says nothing about which (if any) matched.
+    if (!expected.map((e) => timingSafeEqual(digest, e)).includes(true)) {
       return c.json({ error: { code: "unauthorized", message: "invalid runner token" } }, 401);
     }
     const body: unknown = await c.req.json().catch(() => undefined);
@@ -36,8 +42,8 @@ export function createRunnerApp(token: string) {
 
 if (import.meta.main) {
   const token = process.env.RUNNER_TOKEN;
-  if (!token || token.length < 16) {
-    console.error("RUNNER_TOKEN (16+ characters) must be set");
+  if (!token || token.split(",").some((t) => t.trim().length < 16)) {
+    console.error("RUNNER_TOKEN (one or more comma-separated tokens of 16+ characters) must be set");
     process.exit(2);
   }
   const port = Number(process.env.PORT ?? 8788);

@@ -5,10 +5,11 @@ import { Hono } from "hono";
 import { createMiddleware } from "hono/factory";
 import type { AppEnv } from "./context.ts";
 import { openCatalog } from "./catalog/catalog.ts";
-import { loadConfig } from "./config.ts";
+import { ConfigError, loadConfig } from "./config.ts";
 import { databaseRoutes, verifyRoutes } from "./database/routes.ts";
 import { statusRoutes } from "./database/status.ts";
 import { AppError } from "./shared/errors.ts";
+import { presentedRole } from "./auth.ts";
 import { jobRoutes } from "./jobs/routes.ts";
 import { runnerReportRoutes } from "./jobs/runner-routes.ts";
 import { kinds } from "./kinds.ts";
@@ -35,11 +36,21 @@ app.get("/health", async (c) => {
     await c.env.CATALOG.prepare("SELECT 1").first();
     return c.json({ status: "ok" });
   } catch (e) {
-    const code = e instanceof AppError ? e.code : "catalog_unavailable";
-    return c.json({ status: "unhealthy", error: { code, message: (e as Error).message } }, 503);
+    // /health answers anyone: codes only, no text that might echo a configured value.
+    const code = e instanceof ConfigError ? "config_invalid" : "catalog_unavailable";
+    return c.json({ status: "unhealthy", error: { code, message: code === "config_invalid" ? "the configuration is invalid" : "the catalog is unreachable" } }, 503);
   }
 });
 
+// A malformed percent escape anywhere in the path is the caller's mistake (400), not a key to look up or a 500.
+app.use("*", async (c, next) => {
+  try {
+    decodeURIComponent(new URL(c.req.url).pathname);
+  } catch {
+    throw new AppError("invalid_path", "the path has a malformed percent escape", 400);
+  }
+  await next();
+});
 app.use("*", context);
 app.route("/", statusRoutes);
 app.route("/", databaseRoutes);
@@ -61,7 +72,12 @@ app.route("/repo/v1", runnerSide);
 
 app.notFound((c) => c.json({ error: { code: "not_found", message: `no route for ${c.req.method} ${c.req.path}` } }, 404));
 
-app.onError((err, c) => {
+app.onError(async (err, c) => {
+  if (err instanceof ConfigError) {
+    // The config loads before auth: only a caller with a valid token sees what is wrong (it may echo values).
+    const known = c.get("role") ?? (await presentedRole(c.env, c.req.header("authorization")));
+    return c.json({ error: { code: "config_invalid", message: known ? err.message : "the configuration is invalid" } }, 500);
+  }
   if (err instanceof AppError) {
     return c.json({ error: { code: err.code, message: err.message } }, (err.status ?? 500) as 500);
   }

@@ -1,6 +1,7 @@
 // Bearer-token auth for the admin API: ADMIN_TOKEN may change things,
 // VIEWER_TOKEN may read. Each secret may hold a comma-separated list so a
 // token can be rotated without downtime.
+import type { Context } from "hono";
 import { createMiddleware } from "hono/factory";
 import { secretsEqual, sha256, toHex } from "./crypto.ts";
 import { AppError } from "./shared/errors.ts";
@@ -18,19 +19,46 @@ async function roleOf(env: AppEnv["Bindings"], presented: string): Promise<Role 
   return role;
 }
 
+/** The role of the bearer token a request presents, if it is a valid one (for answers that depend on who asks). */
+export async function presentedRole(env: AppEnv["Bindings"], authorization: string | undefined): Promise<Role | undefined> {
+  const match = /^Bearer\s+(\S+)$/i.exec(authorization ?? "");
+  return match ? roleOf(env, match[1]!) : undefined;
+}
+
+/**
+ * A refused request is an audit line too (who knocked, on what): by token
+ * fingerprint, never the token. Best effort: the refusal stands if D1 fails.
+ */
+async function auditDenied(c: Context<AppEnv>, actor: string, code: string): Promise<void> {
+  try {
+    await c.get("catalog").audit({ actor, action: `${c.req.method} ${c.req.path}`, target: c.req.path, outcome: "denied", detail: { code } });
+  } catch {
+    // The catalog being down must not turn a 401 into a 500.
+  }
+}
+
 export function requireRole(needed: Role) {
   return createMiddleware<AppEnv>(async (c, next) => {
     const header = c.req.header("authorization") ?? "";
     const match = /^Bearer\s+(\S+)$/i.exec(header);
-    if (!match) throw new AppError("unauthorized", "missing bearer token", 401);
-    const role = await roleOf(c.env, match[1]!);
-    if (!role) throw new AppError("unauthorized", "invalid token", 401);
+    if (!match) {
+      await auditDenied(c, "anonymous", "unauthorized");
+      throw new AppError("unauthorized", "missing bearer token", 401);
+    }
     // Audit names a token by fingerprint, never by value; Cloudflare Access adds the person.
     const fingerprint = toHex(await sha256(match[1]!)).slice(0, 8);
+    const role = await roleOf(c.env, match[1]!);
+    if (!role) {
+      await auditDenied(c, `unknown:${fingerprint}`, "unauthorized");
+      throw new AppError("unauthorized", "invalid token", 401);
+    }
     const person = c.req.header("cf-access-authenticated-user-email");
     c.set("actor", `${role}:${fingerprint}${person ? `:${person}` : ""}`);
     c.set("role", role);
-    if (needed === "admin" && role !== "admin") throw new AppError("forbidden", "this operation needs an admin token", 403);
+    if (needed === "admin" && role !== "admin") {
+      await auditDenied(c, c.get("actor"), "forbidden");
+      throw new AppError("forbidden", "this operation needs an admin token", 403);
+    }
     await next();
   });
 }

@@ -45,18 +45,36 @@ async function sealKey(secret: string): Promise<CryptoKey> {
   return crypto.subtle.importKey("raw", raw, "AES-GCM", false, ["encrypt", "decrypt"]);
 }
 
+/**
+ * A secret setting that may list several values, comma-separated, so it can
+ * be rotated (JOB_TOKEN_SECRET): the first signs or seals, every one verifies
+ * or unseals. Add the new value first, deploy, drop the old one a lease later.
+ */
+export function secretList(secret: string): string[] {
+  const list = secret.split(",").map((s) => s.trim()).filter(Boolean);
+  return list.length ? list : [secret];
+}
+
 /** AES-GCM-seals a value (a target URL) so the catalog holds it only unreadably. */
 export async function seal(secret: string, plaintext: string): Promise<string> {
   const iv = crypto.getRandomValues(new Uint8Array(12));
-  const sealed = await crypto.subtle.encrypt({ name: "AES-GCM", iv }, await sealKey(secret), encoder.encode(plaintext));
+  const sealed = await crypto.subtle.encrypt({ name: "AES-GCM", iv }, await sealKey(secretList(secret)[0]!), encoder.encode(plaintext));
   return `${base64url(iv)}.${base64url(new Uint8Array(sealed))}`;
 }
 
 export async function unseal(secret: string, sealed: string): Promise<string> {
   const [iv, data] = sealed.split(".");
   if (!iv || !data) throw new Error("malformed sealed value");
-  const plain = await crypto.subtle.decrypt({ name: "AES-GCM", iv: fromBase64url(iv) }, await sealKey(secret), fromBase64url(data));
-  return new TextDecoder().decode(plain);
+  let last: unknown;
+  for (const s of secretList(secret)) {
+    try {
+      const plain = await crypto.subtle.decrypt({ name: "AES-GCM", iv: fromBase64url(iv) }, await sealKey(s), fromBase64url(data));
+      return new TextDecoder().decode(plain);
+    } catch (e) {
+      last = e;
+    }
+  }
+  throw last;
 }
 
 export function randomId(length: number): string {

@@ -24,5 +24,9 @@ export interface Env {
   CHUNK_ID_KEY: string;
   /** age identities (private keys), comma-separated; only verify-full and restore jobs receive them. */
   AGE_IDENTITY?: string;
+  /** Keys the MAC of every manifest (comma-separated: the first signs, all verify); the runner never receives it (repository/manifest-mac.ts). */
+  MANIFEST_MAC_KEY?: string;
+  /** ISO date: a manifest without a MAC uploaded since then is refused as forged. */
+  MANIFEST_MAC_SINCE?: string;
   [variable: string]: unknown;
 }

@@ -5,10 +5,16 @@ import { createHash } from "node:crypto";
 import type { DatabaseManifest } from "../../workers/shared/format.ts";
 import { readChunks, IntegrityError } from "../repository/chunk-reader.ts";
 import type { RepositoryClient } from "../repository/client.ts";
-import { chunkOpener } from "../repository/codec.ts";
+import { chunkId, chunkOpener } from "../repository/codec.ts";
 
-export async function* dumpStream(repo: RepositoryClient, manifest: DatabaseManifest, identities: string[], onBytes: (n: number) => void = () => {}): AsyncGenerator<Buffer> {
+export async function* dumpStream(
+  repo: RepositoryClient, manifest: DatabaseManifest, identities: string[], onBytes: (n: number) => void = () => {}, chunkIdKey?: string,
+): AsyncGenerator<Buffer> {
   const open = chunkOpener(identities);
+  // With the chunk-id key, each chunk must be the plaintext its id names: the
+  // recipients are public, so anyone who can write to R2 could otherwise
+  // substitute a chunk that decrypts cleanly (docs/security.md).
+  const idKey = chunkIdKey ? Buffer.from(chunkIdKey, "hex") : undefined;
   const hash = createHash("sha256");
   let total = 0;
   const plaintexts = readChunks(repo, manifest.pack_prefix, manifest.chunks, async (stored, ref, index) => {
@@ -19,6 +25,7 @@ export async function* dumpStream(repo: RepositoryClient, manifest: DatabaseMani
       throw new IntegrityError(`chunk #${index} ${ref.id}: ${(e as Error).message}`);
     }
     if (plain.length !== ref.plain_size) throw new IntegrityError(`chunk #${index} ${ref.id}: ${plain.length} bytes after decryption, manifest says ${ref.plain_size}`);
+    if (idKey && chunkId(idKey, plain) !== ref.id) throw new IntegrityError(`chunk #${index} ${ref.id}: its keyed id does not match its plaintext`);
     return plain;
   });
   for await (const plain of plaintexts) {

@@ -27,8 +27,11 @@ export async function restoreDatabase(job: RestoreDispatch, ctx: JobContext): Pr
     const source = dumpStream(repo, manifest, job.identities, (n) => {
       bytes = n;
       ctx.progress({ phase: settings && !refusal ? "spooling" : "restoring", bytes: n, chunks: 0 });
-    });
-    const args = ["--no-owner", "--no-privileges", "--exit-on-error", `--dbname=${target.name}`];
+    }, job.chunk_id_key);
+    // The database name reaches libpq only as PGDATABASE (toolEnv), never as --dbname=<name>: a name
+    // such as "host=elsewhere dbname=x" would be read as a connection string and go past the checks
+    // above. The conninfo given here names no database, so libpq takes it from the environment.
+    const args = ["--no-owner", "--no-privileges", "--exit-on-error", "--dbname=application_name=astrid-backup"];
     if (job.replace) args.push("--clean", "--if-exists");
     if (settings && !refusal) {
       // The whole dump is checked (dump.sha256) before pg_restore reads a byte of it.
@@ -77,6 +80,7 @@ const USER_OBJECTS = `SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.o
 async function prepareTarget(url: string, replace: boolean) {
   const name = pgEnv(url).PGDATABASE;
   if (!name) throw new AppError("invalid_target", "the target connection names no database");
+  if (!isPlainDatabaseName(name)) throw new AppError("invalid_target", "the target database name may not contain \"=\" or \"://\"");
   const maintenance = new URL(url);
   maintenance.pathname = "/postgres";
   const maintenanceUrl = maintenance.toString();
@@ -92,6 +96,11 @@ async function prepareTarget(url: string, replace: boolean) {
     throw new AppError("target_not_empty", `database "${name}" already holds ${objects} relations; restore with "replace": true to overwrite it`);
   }
   return { name, created: false, maintenanceUrl };
+}
+
+/** A database name, not a connection string in disguise (libpq reads "k=v" and URIs as connection strings). */
+export function isPlainDatabaseName(name: string): boolean {
+  return !name.includes("=") && !name.includes("://");
 }
 
 function quoteIdent(name: string): string {

@@ -21,7 +21,7 @@ export async function verifyBackup(job: VerifyDispatch, ctx: JobContext): Promis
   const problems = await checkStoredChunks(repo, manifest, (chunks) => ctx.progress({ phase: "checking chunks", bytes: 0, chunks }));
   if (job.depth === "full" && problems.length === 0) {
     if (job.identities.length === 0) throw new AppError("identity_missing", "a full verify needs the age identity");
-    const problem = await checkContents(repo, manifest, job.identities, ctx);
+    const problem = await checkContents(repo, manifest, job.identities, ctx, job.chunk_id_key);
     if (problem) problems.push(problem);
   }
   return {
@@ -30,12 +30,12 @@ export async function verifyBackup(job: VerifyDispatch, ctx: JobContext): Promis
   };
 }
 
-async function checkContents(repo: RepositoryClient, manifest: DatabaseManifest, identities: string[], ctx: JobContext): Promise<string | undefined> {
+async function checkContents(repo: RepositoryClient, manifest: DatabaseManifest, identities: string[], ctx: JobContext, chunkIdKey?: string): Promise<string | undefined> {
   const list = spawn("pg_restore", ["--list"], { stdio: ["pipe", "ignore", "pipe"] });
   const exited = exitOf(list);
   const tail = stderrTail(list);
   try {
-    await feed(list, dumpStream(repo, manifest, identities, (n) => ctx.progress({ phase: "decrypting", bytes: n, chunks: 0 })), true);
+    await feed(list, dumpStream(repo, manifest, identities, (n) => ctx.progress({ phase: "decrypting", bytes: n, chunks: 0 }), chunkIdKey), true);
   } catch (e) {
     list.kill("SIGTERM");
     await exited.catch(() => {});

@@ -8,6 +8,8 @@ export interface LocalSecrets {
   RUNNER_TOKEN: string;
   JOB_TOKEN_SECRET: string;
   CHUNK_ID_KEY: string;
+  /** Keys manifest MACs; the Worker holds it, the runner never sees it. */
+  MANIFEST_MAC_KEY: string;
   AGE_IDENTITY: string;
   BACKUP_ENCRYPTION_KEY: string;
 }
@@ -26,6 +28,7 @@ export async function generateLocalSecrets(): Promise<LocalSecrets> {
     RUNNER_TOKEN: token("run"),
     JOB_TOKEN_SECRET: randomBytes(32).toString("base64url"),
     CHUNK_ID_KEY: randomBytes(32).toString("hex"),
+    MANIFEST_MAC_KEY: randomBytes(32).toString("hex"),
     AGE_IDENTITY: identity,
     BACKUP_ENCRYPTION_KEY: recipient,
   };

@@ -22,10 +22,11 @@ const ATTEMPTS = 4;
 
 export class RepositoryClient {
   private readonly base: string;
-  private readonly token: string;
+  /** Shared by every client of one job: a heartbeat's renewed token reaches them all. */
+  private readonly access: RepositoryAccess;
   constructor(access: RepositoryAccess) {
     this.base = access.url.replace(/\/+$/, "");
-    this.token = access.token;
+    this.access = access;
   }
 
   async head(key: string): Promise<StoredObjectInfo | undefined> {
@@ -111,7 +112,7 @@ export class RepositoryClient {
       try {
         const res = await fetch(url, {
           method: "PUT", body: source() as unknown as ReadableStream, duplex: "half",
-          headers: { authorization: `Bearer ${this.token}`, "content-length": String(size) },
+          headers: { authorization: `Bearer ${this.access.token}`, "content-length": String(size) },
         } as RequestInit);
         if (res.ok) return;
         last = `HTTP ${res.status} ${(await res.text()).slice(0, 300)}`;
@@ -140,8 +141,11 @@ export class RepositoryClient {
     (await this.send("POST", "/delete", "write", Buffer.from(JSON.stringify({ keys })), json)).discard();
   }
 
+  /** A heartbeat. The answer carries the job's renewed token (it lives one lease): kept for every later request. */
   async progress(jobId: string, progress: JobProgress): Promise<void> {
-    (await this.send("POST", `/jobs/${jobId}/progress`, "report", Buffer.from(JSON.stringify(progress)), json)).discard();
+    const res = await this.send("POST", `/jobs/${jobId}/progress`, "report", Buffer.from(JSON.stringify(progress)), json);
+    const body = (await res.json().catch(() => ({}))) as { token?: unknown };
+    if (typeof body.token === "string" && body.token) this.access.token = body.token;
   }
 
   async complete(jobId: string, completion: JobCompletion): Promise<void> {
@@ -152,7 +156,7 @@ export class RepositoryClient {
     let last = "";
     for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
       try {
-        const res = await request(this.base + path, method, { authorization: `Bearer ${this.token}`, ...headers }, body);
+        const res = await request(this.base + path, method, { authorization: `Bearer ${this.access.token}`, ...headers }, body);
         if (res.ok || res.status === 404) return res;
         const text = method === "HEAD" ? (res.discard(), "") : (await res.text()).slice(0, 300);
         last = `HTTP ${res.status} ${text}`.trim();

@@ -17,6 +17,7 @@ import { tableFingerprints } from "../../runner/dev/compare.ts";
 import { psql } from "../../runner/dev/postgres.ts";
 import { createDatabase, dropDatabase, scratchName, startTestStack, testPg, type TestStack } from "../support/fixture.ts";
 import { localFetchCommand, run, scriptFromDoc, succeeded } from "../support/doc-scripts.ts";
+import { manifestMac } from "../../workers/shared/format.ts";
 
 const MiB = 1024 * 1024;
 
@@ -190,6 +191,24 @@ describe("manual restore with stock tools (docs/format.md)", () => {
     const [source, restored] = await Promise.all([tableFingerprints(sourceUrl), tableFingerprints(targetUrl)]);
     expect(Object.keys(source).length).toBeGreaterThan(5);
     expect(restored).toEqual(source);
+  });
+
+  it("check-manifest-mac.sh, as printed, accepts the MAC the Worker stores and refuses a changed manifest or another key", async () => {
+    const script = join(work, "check-manifest-mac.sh");
+    writeFileSync(script, scriptFromDoc("check-manifest-mac.sh"), { mode: 0o755 });
+    const key = stack!.secrets.MANIFEST_MAC_KEY;
+    // The Worker's own MAC function (what PUT /repo/v1 stores as astrid-mac) over the fetched bytes.
+    const mac = await manifestMac(key, readFileSync(manifestPath));
+    expect(mac).toMatch(/^hmac-sha256:[0-9a-f]{64}$/);
+    const ok = succeeded("check-manifest-mac.sh", await run("bash", [script, manifestPath, mac], { env: { MANIFEST_MAC_KEY: key } }));
+    expect(ok.stdout).toContain("MAC ok");
+
+    const changed = join(work, "changed.json");
+    writeFileSync(changed, JSON.stringify({ ...manifest, chunks: manifest.chunks.slice(1) }));
+    const refused = await run("bash", [script, changed, mac], { env: { MANIFEST_MAC_KEY: key } });
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toContain("MAC does not match");
+    expect((await run("bash", [script, manifestPath, mac], { env: { MANIFEST_MAC_KEY: "some other key" } })).code).not.toBe(0);
   });
 
   it("refuses damaged chunks, a wrong identity and unknown format versions before touching the target", async () => {

@@ -54,10 +54,10 @@ describe("Bucket Locks", () => {
     expect(removed.body.removed_snapshots).toEqual([oldId]);
     expect(await env.BACKUPS.head(snapshotManifestKey(oldId))).toBeNull();
 
-    const gcLocked = await drive((await api("POST", "/storage/gc", { body: { grace_minutes: 0 } })).body.job_id, lockedEnv);
+    const gcLocked = await drive((await api("POST", "/storage/gc", { body: { grace_minutes: 0 }, env: { GC_GRACE_MINUTES: "0" } })).body.job_id, lockedEnv);
     expect(JSON.parse(gcLocked.job.result!)).toMatchObject({ deleted: 0, kept_locked: 1 });
     expect(await env.BACKUPS.head(blobKey(await sha256Hex(bytes(100, 1))))).not.toBeNull();
-    const gc = await drive((await api("POST", "/storage/gc", { body: { grace_minutes: 0 } })).body.job_id);
+    const gc = await drive((await api("POST", "/storage/gc", { body: { grace_minutes: 0 }, env: { GC_GRACE_MINUTES: "0" } })).body.job_id);
     expect(JSON.parse(gc.job.result!)).toMatchObject({ deleted: 1, kept_locked: 0 });
   });
 

@@ -57,12 +57,13 @@ describe("POST /backup/database/cleanup", () => {
     expect(await remainingIds()).toEqual([astridKeep.id, skyKeep.id].sort());
   });
 
-  it("does not count a corrupt backup as the one to keep", async () => {
+  it("does not count a corrupt backup as the newest completed, but keeps the newest whatever its status", async () => {
     const completed = await backupAged(100);
+    const corruptOlder = await backupAged(70, { status: "corrupt" });
     const corruptNewer = await backupAged(60, { status: "corrupt" });
     const res = await cleanup({ retention_days: 30 });
-    expect(res.body.backup_ids).toEqual([corruptNewer.id]);
-    expect(await remainingIds()).toEqual([completed.id]);
+    expect(res.body.backup_ids).toEqual([corruptOlder.id]);
+    expect(await remainingIds()).toEqual([completed.id, corruptNewer.id].sort());
   });
 
   it("removes every old backup once a recent completed backup exists", async () => {

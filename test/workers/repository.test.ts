@@ -420,11 +420,13 @@ describe("completing a backup job", () => {
     await expectManifestMismatch(job, token, backupResultFor(manifest), /malformed/);
   });
 
-  it("fails with manifest_mismatch when the report names another backup", async () => {
+  it("fails with result_mismatch when the report names another backup, listing nothing", async () => {
     const { job, token } = await backupInFlight();
     const other = validManifest(backupIdFor());
     await storeManifest(other, other.backup_id);
-    await expectManifestMismatch(job, token, backupResultFor(other), /reported backup/);
+    await report(token, job.id, { status: "succeeded", result: backupResultFor(other) });
+    expect(await jobRow(job.id)).toMatchObject({ status: "failed", error_code: "result_mismatch", error_message: expect.stringMatching(/reported backup/) });
+    expect(await allBackupRows()).toEqual([]);
   });
 
   it("fails with manifest_mismatch when the report names an unexpected manifest key", async () => {

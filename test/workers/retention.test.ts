@@ -317,29 +317,37 @@ describe("planRetention: protections", () => {
     expect(r.removed).toEqual(new Set([older.id]));
   });
 
-  it("does not protect a corrupt backup as newest, but keeps it while it is younger than retention_days", () => {
+  it("does not protect a corrupt backup as newest completed, but keeps it while it is younger than retention_days", () => {
     const completed = daysBefore(100);
     const corruptOld = daysBefore(60, { status: "corrupt", verify_status: "failed" });
     const corruptYoung = daysBefore(2, { status: "corrupt", verify_status: "failed" });
     const r = plan([completed, corruptOld, corruptYoung]);
     expect(r.reasons(completed)).toEqual(["newest_completed"]);
-    expect(r.reasons(corruptYoung)).toEqual(["retention_days"]);
+    expect(r.reasons(corruptYoung)).toEqual(["retention_days", "newest_any_status"]);
     expect(r.remove).toEqual([{ backup_id: corruptOld.id, reason: "corrupt and older than 30 days" }]);
+  });
+
+  it("keeps the newest backup of a source whatever the statuses say (every backup forged corrupt)", () => {
+    const bs = [daysBefore(40, { status: "corrupt" }), daysBefore(50, { status: "corrupt" }), daysBefore(60, { status: "corrupt", type: "archive" })];
+    const r = plan(bs, { retention_days: 1, archive_retention_days: 1 });
+    expect(r.keep).toEqual([{ backup_id: bs[0]!.id, reasons: ["newest_any_status"] }]);
   });
 
   it("does not let a corrupt backup take a keep_* slot from a usable one", () => {
     const corruptEvening = backup("2025-01-10T20:00:00.000Z", { status: "corrupt", verify_status: "failed" });
     const goodMorning = backup("2025-01-10T08:00:00.000Z");
     const goodDayBefore = backup("2025-01-09T08:00:00.000Z");
-    const r = plan([corruptEvening, goodMorning, goodDayBefore], { retention_days: 0, keep_last: 1, keep_daily: 2 });
+    const corruptLater = backup("2025-01-10T21:00:00.000Z", { status: "corrupt", verify_status: "failed" });
+    const r = plan([corruptLater, corruptEvening, goodMorning, goodDayBefore], { retention_days: 0, keep_last: 1, keep_daily: 2 });
     expect(r.reasons(goodMorning)).toEqual(["keep_last", "keep_daily 2025-01-10", "newest_completed"]);
     expect(r.reasons(goodDayBefore)).toEqual(["keep_daily 2025-01-09"]);
+    expect(r.reasons(corruptLater)).toEqual(["newest_any_status"]);
     expect(r.removed).toEqual(new Set([corruptEvening.id]));
   });
 
-  it("removes an old database's corrupt-only history entirely", () => {
+  it("removes an old database's corrupt-only history except its newest backup", () => {
     const bs = [daysBefore(40, { status: "corrupt" }), daysBefore(50, { status: "corrupt" })];
-    expect(plan(bs).keep).toEqual([]);
+    expect(plan(bs).keep.map((k) => k.backup_id)).toEqual([bs[0]!.id]);
   });
 
   it("keeps pinned backups with the caller's reason", () => {
@@ -412,7 +420,7 @@ function referenceKept(bs: RetentionCandidate[], p: RetentionPolicy, now: Date):
       [...newestOfPeriod.values()].slice(0, count).forEach((b) => kept.add(b.id));
     }
     const completed = mine.filter((b) => b.status === "completed");
-    const protect = [completed.find((b) => b.verify_status === "passed"), completed[0], completed.find((b) => b.type !== "archive")];
+    const protect = [completed.find((b) => b.verify_status === "passed"), completed[0], completed.find((b) => b.type !== "archive"), mine[0]];
     for (const b of protect) if (b) kept.add(b.id);
   }
   return kept;

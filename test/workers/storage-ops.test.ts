@@ -61,7 +61,7 @@ describe("auth and validation", () => {
 describe("settings", () => {
   test("missing settings are 503 not_configured, naming only what is missing", async () => {
     const lifecycle = await api("PUT", "/storage/lifecycle", {
-      body: { bucket: "my-bucket", rules: [{ id: "x", expire_days: 3 }] },
+      body: { bucket: "astrid-data", rules: [{ id: "x", expire_days: 3 }] },
       env: { R2_S3_ENDPOINT: closedPort, R2_ACCESS_KEY_ID: "key-id" },
     });
     expect(lifecycle.status).toBe(503);
@@ -79,7 +79,7 @@ describe("settings", () => {
   });
 
   test("an unreachable S3 endpoint is a 502 that shows no secret", async () => {
-    const res = await api("GET", "/storage/lifecycle?bucket=my-bucket", {
+    const res = await api("GET", "/storage/lifecycle?bucket=astrid-data", {
       token: VIEWER, env: { R2_S3_ENDPOINT: closedPort, R2_ACCESS_KEY_ID: "key-id-1234", R2_SECRET_ACCESS_KEY: R2_SECRET },
     });
     expect(res.status).toBe(502);
@@ -149,25 +149,26 @@ describe("bucket locks", () => {
     expect(again.body).toMatchObject({ applied: false, diff: { added: [], removed: [], changed: [], unchanged: ["packs 90d", "manifests forever"] } });
     expect(mem.puts).toBe(1);
 
-    const changed = [{ ...RULES[0]!, condition: { type: "Age", max_age_seconds: 30 * 86400 } }];
-    const dry = await api("PUT", "/storage/locks", { body: { rules: changed, dry_run: true }, env: e });
+    // Lengthening a rule and adding one is a change the API makes (dry run first).
+    const longer = [{ ...RULES[0]!, condition: { type: "Age", max_age_seconds: 120 * 86400 } }, RULES[1]!, { id: "archive", prefix: "archive/", condition: { type: "Indefinite" } }];
+    const dry = await api("PUT", "/storage/locks", { body: { rules: longer, dry_run: true }, env: e });
     expect(dry.body).toMatchObject({ applied: false, dry_run: true });
     expect(dry.body.diff.changed).toEqual([{
       id: "packs 90d",
       before: expect.objectContaining({ condition: { type: "Age", max_age_seconds: 7776000 } }),
-      after: expect.objectContaining({ condition: { type: "Age", max_age_seconds: 2592000 } }),
+      after: expect.objectContaining({ condition: { type: "Age", max_age_seconds: 10368000 } }),
     }]);
-    expect(dry.body.diff.removed.map((r: LockRule) => r.id)).toEqual(["manifests forever"]);
+    expect(dry.body.diff.added.map((r: LockRule) => r.id)).toEqual(["archive"]);
     expect(mem.puts).toBe(1);
 
-    const real = await api("PUT", "/storage/locks", { body: { rules: changed }, env: e });
+    const real = await api("PUT", "/storage/locks", { body: { rules: longer }, env: e });
     expect(real.body.applied).toBe(true);
-    expect(real.body.rules).toHaveLength(1);
-    expect(mem.buckets.get("astrid-backups")).toHaveLength(1);
+    expect(real.body.rules).toHaveLength(3);
+    expect(mem.buckets.get("astrid-backups")).toHaveLength(3);
 
     const audits = (await auditRows()).filter((a) => a.action === "storage.locks");
     expect(audits).toHaveLength(4);
-    expect(JSON.parse(audits[0]!.detail!)).toMatchObject({ dry_run: false, applied: true, changed: ["packs 90d"], removed: ["manifests forever"] });
+    expect(JSON.parse(audits[0]!.detail!)).toMatchObject({ dry_run: false, applied: true, changed: ["packs 90d"], added: ["archive"] });
   });
 
   test.each([

@@ -250,10 +250,10 @@ describe("storage retention and garbage collection", () => {
     await env.CATALOG.prepare("UPDATE storage_snapshots SET created_at = ?").bind(daysAgo(400)).run();
     expect((await api("POST", "/backup/storage/cleanup", { body: {} })).body.removed_snapshots).toEqual([]);
 
-    const gcDry = await drive((await api("POST", "/storage/gc", { body: { grace_minutes: 0, dry_run: true } })).body.job_id);
+    const gcDry = await drive((await api("POST", "/storage/gc", { body: { grace_minutes: 0, dry_run: true }, env: { GC_GRACE_MINUTES: "0" } })).body.job_id);
     expect(JSON.parse(gcDry.job.result!)).toMatchObject({ dry_run: true, deleted: 1, blobs: 3 });
     expect(await blobCount()).toBe(3);
-    const gc = await drive((await api("POST", "/storage/gc", { body: { grace_minutes: 0 } })).body.job_id);
+    const gc = await drive((await api("POST", "/storage/gc", { body: { grace_minutes: 0 }, env: { GC_GRACE_MINUTES: "0" } })).body.job_id);
     expect(JSON.parse(gc.job.result!)).toMatchObject({ deleted: 1, reclaimed_bytes: 1000 });
     expect(await env.BACKUPS.head(blobKey(await sha256Hex(bytes(1000, 2))))).toBeNull();
     expect((await env.BACKUPS.list({ prefix: "tmp/" })).objects).toEqual([]); // its marks are cleaned up
@@ -275,7 +275,7 @@ describe("storage retention and garbage collection", () => {
     await env.BACKUPS.delete(snapshotManifestKey(s.snapshot_id)); // its part is now abandoned
     const young = await drive((await api("POST", "/storage/gc", { body: {} })).body.job_id); // default grace: 24 h
     expect(JSON.parse(young.job.result!)).toMatchObject({ deleted: 0, orphan_parts: 0 });
-    const gc = await drive((await api("POST", "/storage/gc", { body: { grace_minutes: 0 } })).body.job_id);
+    const gc = await drive((await api("POST", "/storage/gc", { body: { grace_minutes: 0 }, env: { GC_GRACE_MINUTES: "0" } })).body.job_id);
     expect(JSON.parse(gc.job.result!)).toMatchObject({ deleted: 0, orphan_parts: 1 });
     expect(await env.BACKUPS.head(blobKey(await sha256Hex(bytes(500, 9))))).not.toBeNull();
   });
@@ -321,7 +321,7 @@ describe("storage retention and garbage collection", () => {
     // One step of the snapshot, then GC asks to run.
     await worker.queue(createMessageBatch("astrid-backup-jobs", [{ id: "s1", timestamp: new Date(), attempts: 1, body: { job_id: snapshotJob } }]) as MessageBatch<unknown>,
       testEnv({ JOBS: recordingQueue([]), ...SMALL_PAGES }));
-    const gcJob = (await api("POST", "/storage/gc", { body: { grace_minutes: 0 } })).body.job_id;
+    const gcJob = (await api("POST", "/storage/gc", { body: { grace_minutes: 0 }, env: { GC_GRACE_MINUTES: "0" } })).body.job_id;
     const sent: unknown[] = [];
     const batch = createMessageBatch("astrid-backup-jobs", [{ id: "g1", timestamp: new Date(), attempts: 1, body: { job_id: gcJob } }]);
     await worker.queue(batch as MessageBatch<unknown>, testEnv({ JOBS: recordingQueue(sent as never[]) }));

@@ -69,7 +69,8 @@ export function openCatalog(d1: D1Database) {
       db.update(backups).set({
         verified_at: v.at.toISOString(), verify_depth: v.depth, verify_status: v.ok ? "passed" : "failed",
         verify_detail: v.ok ? null : v.problems.slice(0, 20).join("\n"),
-        ...(v.ok ? {} : { status: "corrupt" as const }),
+        // Damage marks the backup corrupt; only a passing full verify (every chunk decrypted, the dump read) clears it.
+        ...(v.ok ? (v.depth === "full" ? { status: "completed" as const } : {}) : { status: "corrupt" as const }),
       }).where(eq(backups.id, id)).run(),
     recordRestore: (id: string, durationMs: number) =>
       db.update(backups).set({ last_restore_ms: durationMs }).where(eq(backups.id, id)).run(),

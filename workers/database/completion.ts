@@ -11,6 +11,9 @@ import { settle } from "../jobs/complete.ts";
 import type { CompletionContext, JobKindSpec } from "../jobs/kind.ts";
 import { submitJob } from "../jobs/submit.ts";
 import type { StoredBackup, VerifyFindings } from "../shared/protocol.ts";
+import { manifestKeyFor } from "../shared/format.ts";
+import { affectedByDamage } from "../repository/damage.ts";
+import { macConfigured, readAuthenticated } from "../repository/manifest-mac.ts";
 
 export interface ManifestCheck<M> {
   key: string;
@@ -38,11 +41,13 @@ export async function completeStoredBackup<P, R extends StoredBackup, M>(
 async function manifestProblem<M>(c: KindContext, job: JobRow, r: StoredBackup, m: ManifestCheck<M>): Promise<string | undefined> {
   if (r.backup_id !== job.backup_id) return `runner reported backup ${r.backup_id} for job of ${job.backup_id}`;
   if (r.manifest_key !== m.key) return `unexpected manifest key ${r.manifest_key}`;
-  const object = await c.env.BACKUPS.get(r.manifest_key);
-  if (!object) return `manifest ${r.manifest_key} is missing from the repository`;
+  const read = await readAuthenticated(c.env, r.manifest_key);
+  if (!read) return `manifest ${r.manifest_key} is missing from the repository`;
+  // The Worker MACed the manifest when the runner wrote it through /repo/v1: one without a valid MAC did not come that way.
+  if (read.auth === "forged" || (read.auth === "unauthenticated" && macConfigured(c.env))) return `manifest ${r.manifest_key} does not carry a valid MAC`;
   let json: unknown;
   try {
-    json = await object.json();
+    json = JSON.parse(new TextDecoder().decode(read.bytes));
   } catch {
     return `manifest ${r.manifest_key} is malformed: not JSON`;
   }
@@ -63,22 +68,30 @@ async function verifyAfterBackup(c: KindContext, backupId: string, verifier: Job
   }
 }
 
-/** A verify's verdict. Chunks are shared: damage found through one backup marks every backup whose manifest uses the chunk. */
+/**
+ * A verify's verdict. Chunks are shared: damage found through one backup
+ * marks every backup whose manifest uses the chunk, as the Worker works it
+ * out (repository/damage.ts), never as the runner lists it; the job's result
+ * carries that list. A passing full verify clears a corrupt mark.
+ */
 export async function completeVerify<P>(c: CompletionContext<P, VerifyFindings>): Promise<void> {
   const r = c.outcome.result;
-  // Only the verdict on the job's own backup is taken (a report naming another backup is ignored).
-  if (r && r.backup_id === c.job.backup_id) {
-    await c.catalog.recordVerification(r.backup_id, { at: c.now, depth: r.depth, ok: r.ok, problems: r.problems });
-    for (const other of r.affected_backups ?? []) {
-      if (other === r.backup_id) continue;
-      await c.catalog.recordVerification(other, { at: c.now, depth: r.depth, ok: false, problems: [`damaged chunks found by verifying ${r.backup_id}`, ...r.problems] });
-    }
+  if (!r) return settle(c);
+  await c.catalog.recordVerification(r.backup_id, { at: c.now, depth: r.depth, ok: r.ok, problems: r.problems });
+  const affected = r.ok ? [] : await affectedByDamage(c.env.BACKUPS, manifestKeyFor(r.backup_id), r.problems);
+  for (const other of affected) {
+    if (other === r.backup_id) continue;
+    await c.catalog.recordVerification(other, { at: c.now, depth: r.depth, ok: false, problems: [`damaged chunks found by verifying ${r.backup_id}`, ...r.problems] });
   }
-  await settle(c);
+  await settle({ ...c, outcome: { ...c.outcome, result: { ...r, affected_backups: affected } } });
 }
 
 /** A restore's measured duration: what the RTO figures are made of. */
 export async function completeRestore<P>(c: CompletionContext<P, { backup_id: string; duration_ms: number }>): Promise<void> {
-  if (c.outcome.status === "succeeded" && c.outcome.result.backup_id === c.job.backup_id) await c.catalog.recordRestore(c.outcome.result.backup_id, Math.round(c.outcome.result.duration_ms));
+  if (c.outcome.status === "succeeded") {
+    // Never less than the Worker saw the job run: a runner cannot report a flattering RTO.
+    const seen = c.job.started_at ? c.now.getTime() - Date.parse(c.job.started_at) : 0;
+    await c.catalog.recordRestore(c.outcome.result.backup_id, Math.round(Math.max(c.outcome.result.duration_ms, seen)));
+  }
   await settle(c);
 }

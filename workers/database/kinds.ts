@@ -7,7 +7,7 @@ import type { KindContext } from "../context.ts";
 import { AppError } from "../shared/errors.ts";
 import { manifestKey, manifestKeyFor, newBackupId, DatabaseManifest } from "../shared/format.ts";
 import type { BackupType } from "../shared/protocol.ts";
-import { ageIdentities, writerAccess } from "../jobs/dispatch.ts";
+import { ageIdentities, requireSecret, writerAccess } from "../jobs/dispatch.ts";
 import { runnerKind, type DispatchContext, type ScheduledTask } from "../jobs/kind.ts";
 import { submitJob } from "../jobs/submit.ts";
 import { cleanupBackups, retentionPolicy } from "./cleanup.ts";
@@ -23,6 +23,7 @@ export const databaseVerify = runnerKind({
     return {
       kind: "database.verify", job_id: ctx.job.id, backup_id: p.backup_id, manifest_key: manifestKeyFor(p.backup_id),
       depth: p.depth, identities: p.depth === "full" ? ageIdentities(ctx.env) : [], repository: await ctx.repository("read", p.backup_id),
+      ...(p.depth === "full" ? { chunk_id_key: requireSecret(ctx.env.CHUNK_ID_KEY, "CHUNK_ID_KEY") } : {}),
     };
   },
   complete: completeVerify,
@@ -53,6 +54,7 @@ export const databaseRestore = runnerKind({
     return {
       kind: "database.restore", job_id: ctx.job.id, backup_id: p.backup_id, manifest_key: manifestKey(p.backup_id),
       target_url, replace: p.replace, identities: ageIdentities(ctx.env), repository: await ctx.repository("read", p.backup_id),
+      chunk_id_key: requireSecret(ctx.env.CHUNK_ID_KEY, "CHUNK_ID_KEY"),
     };
   },
   complete: completeRestore,

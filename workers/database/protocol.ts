@@ -43,6 +43,8 @@ export const DatabaseVerifyDispatch = DispatchBase.extend({
   depth: VerifyDepth,
   /** age identities; required for depth "full" only. */
   identities: z.array(z.string()).default([]),
+  /** depth "full": every chunk's keyed id is checked against its plaintext (a planted chunk is refused). */
+  chunk_id_key: z.string().regex(/^[0-9a-f]{64}$/).optional(),
 });
 export type DatabaseVerifyDispatch = z.infer<typeof DatabaseVerifyDispatch>;
 
@@ -53,6 +55,8 @@ export const DatabaseRestoreDispatch = DispatchBase.extend({
   target_url: z.string().min(1),
   replace: z.boolean(),
   identities: z.array(z.string()).min(1),
+  /** Every chunk's keyed id is checked against its plaintext before it reaches pg_restore. */
+  chunk_id_key: z.string().regex(/^[0-9a-f]{64}$/).optional(),
 });
 export type DatabaseRestoreDispatch = z.infer<typeof DatabaseRestoreDispatch>;
 

@@ -21,12 +21,15 @@
 //     `retention_days` like any other, so it can be examined, but it never fills
 //     a keep_* slot: a period's slot goes to its newest *usable* backup, else a
 //     damaged backup would push the good one out.
-// - Whatever the policy says, these survive (corrupt backups are never "newest"):
+// - Whatever the policy says, these survive:
 //   - the newest backup with a passed verification (`newest_verified`);
 //   - the newest completed backup, of any type (`newest_completed`);
 //   - the newest completed full or incremental backup (`dedup_parent`): the
 //     next backup's parent manifest (jobs/dispatch.ts), which differs from the
 //     newest completed one when that is an archive;
+//   - the newest backup whatever its status (`newest_any_status`): statuses
+//     come from verify reports, so a forged or mistaken "corrupt" on every
+//     backup must not let retention delete them all;
 //   - backups the caller pins, e.g. those a queued or running job reads.
 
 export interface RetentionPolicy {
@@ -136,6 +139,11 @@ export function planRetention(
     if (newestCompleted) keep(newestCompleted.b.id, "newest_completed");
     const parent = completed.find(({ b }) => b.type !== "archive");
     if (parent && parent !== newestCompleted) keep(parent.b.id, "dedup_parent");
+    // Statuses come from verify reports, which a compromised runner can forge (and which a
+    // real fault can set on every backup at once): the newest backup of the source is kept
+    // whatever its status, so that retention alone never leaves a source without a restore point.
+    const newest = valid[0];
+    if (newest && newest !== newestCompleted) keep(newest.b.id, "newest_any_status");
   }
 
   for (const [id, reason] of pinned) reasons.get(id)?.push(reason);

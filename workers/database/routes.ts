@@ -146,6 +146,8 @@ export async function restoreTarget(c: Ctx, target: string) {
       throw badRequest("target: not a valid connection URL");
     }
     if (!name) throw badRequest("target: the connection URL names no database");
+    // libpq reads a name with "=" or "://" as a connection string: "host=elsewhere dbname=x" would reach another server.
+    if (name.includes("=") || name.includes("://")) throw badRequest('target: the database name may not contain "=" or "://"');
     return { target_label: `${name} (url)`, target_url_sealed: await seal(c.env.JOB_TOKEN_SECRET, target) };
   }
   if (!DatabaseName.safeParse(target).success) throw badRequest("target: a configured database name or a postgres:// URL");

@@ -16,9 +16,9 @@ export async function completeJob(ctx: KindContext, kinds: KindRegistry, jobId: 
   if (!spec || spec.runs !== "runner") {
     await catalog.failJob(jobId, { code: "unknown_kind", message: `no runner kind ${job.kind}` }, ctx.now);
   } else {
-    const outcome = checkOutcome(spec.result, job.kind, completion);
+    const outcome = checkOutcome(spec.result, job, completion);
     if ("refused" in outcome) {
-      await catalog.failJob(jobId, { code: "completion_invalid", message: outcome.refused }, ctx.now);
+      await catalog.failJob(jobId, { code: "result_mismatch", message: outcome.refused }, ctx.now);
     } else {
       const c: CompletionContext<unknown, unknown> = { ...ctx, job, params: parseParams(spec, job), outcome };
       await (spec.complete ?? settle)(c);
@@ -39,14 +39,21 @@ export async function settle(c: CompletionContext<unknown, unknown>): Promise<vo
   else await c.catalog.failJob(c.job.id, c.outcome.error, c.now, c.outcome.result);
 }
 
-/** A result must be the job's own kind's: a runner (or a stolen job token) cannot report another kind's outcome. */
+/**
+ * A completion speaks only for its own job: the result's kind must be the
+ * job's, and the backup it names the job's backup. Otherwise a leaked job
+ * token could mark any backup corrupt or record restores of it.
+ */
 function checkOutcome(
-  schema: import("zod").ZodType<unknown, any>, kind: string, completion: JobCompletion,
+  schema: import("zod").ZodType<unknown, any>, job: JobRow, completion: JobCompletion,
 ): Outcome<unknown> | { refused: string } {
+  const kind = job.kind;
   if (completion.result === undefined) {
     return completion.status === "failed" ? { status: "failed", error: completion.error } : { refused: "a succeeded job must report a result" };
   }
-  if (completion.result.kind !== kind) return { refused: `the runner reported a ${completion.result.kind} result for a ${kind} job` };
+  if (completion.result.kind !== kind) return { refused: `a ${kind} job reported a ${completion.result.kind} result` };
+  const named = completion.result.backup_id;
+  if (named !== undefined && named !== job.backup_id) return { refused: `runner reported backup ${String(named)} for job of ${job.backup_id}` };
   const parsed = schema.safeParse(completion.result);
   if (!parsed.success) return { refused: `the ${kind} result is malformed: ${parsed.error.issues[0]?.path.join(".")}: ${parsed.error.issues[0]?.message}` };
   return completion.status === "succeeded"

@@ -5,10 +5,8 @@ import { AppError } from "../shared/errors.ts";
 import type { JobRow } from "../catalog/schema.ts";
 import type { KindContext } from "../context.ts";
 import type { Env } from "../env.ts";
-import { mintJobToken } from "../repository/job-token.ts";
+import { mintJobToken, tokenExpiry } from "../repository/job-token.ts";
 import type { DispatchContext, RunnerKind } from "./kind.ts";
-
-const TOKEN_LIFETIME_SECONDS = 24 * 3600;
 
 export async function buildDispatch(spec: RunnerKind<unknown, unknown>, job: JobRow, ctx: KindContext) {
   const params = parseParams(spec, job);
@@ -17,7 +15,8 @@ export async function buildDispatch(spec: RunnerKind<unknown, unknown>, job: Job
     repository: async (scope, backup_id) => ({
       url: ctx.env.REPOSITORY_URL,
       token: await mintJobToken(ctx.env.JOB_TOKEN_SECRET, {
-        job_id: job.id, scope, backup_id, expires: Math.floor(ctx.now.getTime() / 1000) + TOKEN_LIFETIME_SECONDS,
+        // One lease, renewed with every heartbeat (jobs/runner-routes.ts): a leaked token dies with its job's silence.
+        job_id: job.id, scope, backup_id, expires: tokenExpiry(ctx.config.job_lease_seconds, ctx.now),
       }),
     }),
   };

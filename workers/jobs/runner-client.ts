@@ -24,7 +24,9 @@ export function runnerClient(env: Env): RunnerClient {
   throw new DispatchError("no runner configured: bind RUNNER (container) or set RUNNER_URL");
 }
 
-function fetcherRunner(send: (req: Request) => Promise<Response>, base: string, token: string): RunnerClient {
+function fetcherRunner(send: (req: Request) => Promise<Response>, base: string, tokens: string): RunnerClient {
+  // RUNNER_TOKEN may list several (rotation): the Worker presents the first, the runner accepts any.
+  const token = tokens.split(",").map((t) => t.trim()).find(Boolean) ?? tokens;
   return {
     async dispatch(job) {
       const req = new Request(new URL("/jobs", base), {

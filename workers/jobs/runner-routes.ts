@@ -6,6 +6,7 @@ import { AppError } from "../shared/errors.ts";
 import { JobCompletion, JobProgress } from "../shared/protocol.ts";
 import { kindContext, parseJson } from "../http.ts";
 import type { RepoEnv } from "../repository/routes.ts";
+import { mintJobToken, tokenExpiry } from "../repository/job-token.ts";
 import { completeJob } from "./complete.ts";
 import type { KindRegistry } from "./kind.ts";
 
@@ -15,8 +16,11 @@ export function runnerReportRoutes(kinds: KindRegistry) {
     const grant = c.get("grant");
     if (grant.job_id !== c.req.param("id")) throw new AppError("forbidden", "token is for another job", 403);
     const progress = await parseJson(c, JobProgress);
-    await c.get("catalog").recordProgress(grant.job_id, progress, new Date());
-    return c.json({ ok: true });
+    const now = new Date();
+    await c.get("catalog").recordProgress(grant.job_id, progress, now);
+    // The heartbeat renews the job's lease, and with it the token: a token lives one lease, not a day.
+    const token = await mintJobToken(c.env.JOB_TOKEN_SECRET, { ...grant, expires: tokenExpiry(c.get("config").job_lease_seconds, now) });
+    return c.json({ ok: true, token });
   });
 
   routes.post("/jobs/:id/complete", async (c) => {

@@ -16,6 +16,7 @@ import {
 } from "../shared/format.ts";
 import type { Catalog } from "../catalog/catalog.ts";
 import { openStorageCatalog } from "../catalog/storage-catalog.ts";
+import { readAuthenticated } from "../repository/manifest-mac.ts";
 
 export const catalogRoutes = new Hono<AppEnv>();
 
@@ -24,8 +25,8 @@ const RebuildRequest = z.strictObject({
   limit: z.number().int().min(1).max(500).default(100),
 });
 
-/** The id of the row put back, false if it was listed already, undefined if the manifest is unreadable. */
-type Restore = (env: Env, catalog: Catalog, key: string) => Promise<string | false | undefined>;
+/** The id of the row put back, false if it was listed already, undefined if the manifest is unreadable or not authentic. */
+type Restore = (env: Env, catalog: Catalog, key: string, unauthenticated: string[]) => Promise<string | false | undefined>;
 
 interface ManifestFolder {
   tag: string;
@@ -36,8 +37,8 @@ interface ManifestFolder {
 }
 
 const FOLDERS: ManifestFolder[] = [
-  { tag: "d", prefix: MANIFEST_PREFIX, restore: (env, catalog, key) => restoreWith(env, key, DatabaseManifest, (m) => databaseRow(catalog, key, m)) },
-  { tag: "m", prefix: ML_MANIFEST_PREFIX, restore: (env, catalog, key) => restoreWith(env, key, MlManifest, (m) => mlRow(catalog, key, m)) },
+  { tag: "d", prefix: MANIFEST_PREFIX, restore: (env, catalog, key, u) => restoreWith(env, key, DatabaseManifest, (m) => databaseRow(catalog, key, m), u) },
+  { tag: "m", prefix: ML_MANIFEST_PREFIX, restore: (env, catalog, key, u) => restoreWith(env, key, MlManifest, (m) => mlRow(catalog, key, m), u) },
   { tag: "s", prefix: STORAGE_MANIFEST_PREFIX, delimiter: "/", restore: (env, _catalog, key) => restoreWith(env, key, SnapshotManifest, (m) => snapshotRow(env, key, m)) },
 ];
 
@@ -50,31 +51,37 @@ catalogRoutes.post("/catalog/rebuild", requireRole("admin"), async (c) => {
   const page = await c.env.BACKUPS.list({
     prefix: folder.prefix, limit: body.limit, ...(r2Cursor ? { cursor: r2Cursor } : {}), ...(folder.delimiter ? { delimiter: folder.delimiter } : {}),
   });
-  const outcome = { scanned: 0, restored: [] as string[], present: 0, invalid: [] as string[] };
+  // unauthenticated: listed from a manifest without a MAC (written before MACs existed).
+  const outcome = { scanned: 0, restored: [] as string[], present: 0, invalid: [] as string[], unauthenticated: [] as string[] };
   for (const object of page.objects) {
     outcome.scanned++;
-    const id = await folder.restore(c.env, c.get("catalog"), object.key);
+    const id = await folder.restore(c.env, c.get("catalog"), object.key, outcome.unauthenticated);
     if (id === undefined) outcome.invalid.push(object.key);
     else if (id) outcome.restored.push(id);
     else outcome.present++;
   }
   await c.get("catalog").audit({
     actor: c.get("actor"), action: "catalog.rebuild", outcome: "succeeded",
-    detail: { scanned: outcome.scanned, restored: outcome.restored.length, invalid: outcome.invalid },
+    detail: { scanned: outcome.scanned, restored: outcome.restored.length, invalid: outcome.invalid, unauthenticated: outcome.unauthenticated },
   });
   const next = page.truncated ? `${folder.tag}:${page.cursor}` : FOLDERS[at + 1] ? `${FOLDERS[at + 1]!.tag}:` : undefined;
   return c.json({ ...outcome, ...(next ? { next_cursor: next } : {}) });
 });
 
-/** Reads and checks a manifest (its key must name it), then puts its row back. */
+/**
+ * Reads and checks a manifest (its key must name it, and a database or ML
+ * manifest its MAC: a planted one is "invalid", never listed), then puts its
+ * row back. `unauthenticated` collects the ids listed from MAC-less manifests.
+ */
 async function restoreWith<T extends { backup_id: string } | { snapshot_id: string }>(
-  env: Env, key: string, schema: z.ZodType<T>, insert: (m: T) => Promise<boolean>,
+  env: Env, key: string, schema: z.ZodType<T>, insert: (m: T) => Promise<boolean>, unauthenticated?: string[],
 ): Promise<string | false | undefined> {
-  const object = await env.BACKUPS.get(key);
-  if (!object) return undefined;
+  const read = await readAuthenticated(env, key);
+  if (!read) return undefined;
+  if (unauthenticated && read.auth === "forged") return undefined;
   let manifest: T;
   try {
-    const parsed = schema.safeParse(await object.json());
+    const parsed = schema.safeParse(JSON.parse(new TextDecoder().decode(read.bytes)));
     if (!parsed.success) return undefined;
     manifest = parsed.data;
   } catch {
@@ -82,6 +89,7 @@ async function restoreWith<T extends { backup_id: string } | { snapshot_id: stri
   }
   const id = "backup_id" in manifest ? manifest.backup_id : manifest.snapshot_id;
   if (!key.endsWith(`/${id}.json`)) return undefined;
+  if (unauthenticated && read.auth === "unauthenticated") unauthenticated.push(id);
   return (await insert(manifest)) ? id : false;
 }
 

@@ -6,7 +6,7 @@ import { randomId, unseal } from "../crypto.ts";
 import type { KindContext } from "../context.ts";
 import { AppError } from "../shared/errors.ts";
 import { manifestKeyFor, MlManifest, mlManifestKey, newBackupId } from "../shared/format.ts";
-import { ageIdentities, writerAccess } from "../jobs/dispatch.ts";
+import { ageIdentities, requireSecret, writerAccess } from "../jobs/dispatch.ts";
 import { runnerKind, type DispatchContext, type ScheduledTask } from "../jobs/kind.ts";
 import { submitJob } from "../jobs/submit.ts";
 import { cleanupBackups, mlRetentionPolicy, type CleanupOutcome } from "../database/cleanup.ts";
@@ -25,6 +25,7 @@ export const mlVerify = runnerKind({
     return {
       kind: "ml.verify", job_id: ctx.job.id, backup_id: p.backup_id, manifest_key: manifestKeyFor(p.backup_id),
       depth: p.depth, identities: p.depth === "full" ? ageIdentities(ctx.env) : [], repository: await ctx.repository("read", p.backup_id),
+      ...(p.depth === "full" ? { chunk_id_key: requireSecret(ctx.env.CHUNK_ID_KEY, "CHUNK_ID_KEY") } : {}),
     };
   },
   complete: completeVerify,

@@ -1,7 +1,7 @@
 // Job-scoped repository tokens. The runner holds no R2 credentials: for each
 // job the Worker mints a token that lets that job, and only while it runs,
 // read the repository and (for a backup) write its own chunks and manifest.
-import { base64url, fromBase64url, hmac, hmacVerify } from "../crypto.ts";
+import { base64url, fromBase64url, hmac, hmacVerify, secretList } from "../crypto.ts";
 
 export interface JobGrant {
   job_id: string;
@@ -16,7 +16,7 @@ const PURPOSE = "astrid-backup job token v1";
 
 export async function mintJobToken(secret: string, grant: JobGrant): Promise<string> {
   const payload = base64url(new TextEncoder().encode(JSON.stringify(grant)));
-  return `${payload}.${base64url(await hmac(secret, PURPOSE, payload))}`;
+  return `${payload}.${base64url(await hmac(secretList(secret)[0]!, PURPOSE, payload))}`;
 }
 
 /** The grant, if the token is authentic and unexpired; undefined otherwise. */
@@ -29,7 +29,19 @@ export async function readJobToken(secret: string, token: string, now: Date): Pr
   } catch {
     return undefined;
   }
-  if (!(await hmacVerify(secret, PURPOSE, payload, macBytes))) return undefined;
+  // `secret` may list several (rotation): a token signed by any of them is authentic.
+  let authentic = false;
+  for (const s of secretList(secret)) if (await hmacVerify(s, PURPOSE, payload, macBytes)) authentic = true;
+  if (!authentic) return undefined;
   const grant = JSON.parse(new TextDecoder().decode(fromBase64url(payload))) as JobGrant;
   return grant.expires * 1000 > now.getTime() ? grant : undefined;
+}
+
+/**
+ * When a token minted now expires: one job lease (JOB_LEASE_SECONDS). Every
+ * heartbeat answers with a renewed token, so a running job always holds a live
+ * one and a stolen token is worth at most one lease after its job stops.
+ */
+export function tokenExpiry(leaseSeconds: number, now: Date): number {
+  return Math.floor(now.getTime() / 1000) + leaseSeconds;
 }

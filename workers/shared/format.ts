@@ -139,8 +139,11 @@ export const DatabaseManifest = z.object({
     sha256: Sha256Hex,
   }),
   ...ChunkStoreFields,
-  pack_prefix: z.string(),
+  /** Only its legal forms: "packs/" (shared store) or "archive/<this backup_id>/packs/" (an archive's own). */
+  pack_prefix: z.string().regex(/^(packs\/|archive\/[A-Za-z0-9_-]+\/packs\/)$/, "pack_prefix must be packs/ or archive/<backup_id>/packs/"),
   chunks: z.array(ChunkRef),
+}).refine((m) => m.pack_prefix === packPrefix(m.type, m.backup_id), {
+  path: ["pack_prefix"], message: "pack_prefix does not match the backup's type and id",
 });
 export type DatabaseManifest = z.infer<typeof DatabaseManifest>;
 
@@ -284,4 +287,21 @@ export type MlManifest = z.infer<typeof MlManifest>;
 /** The snapshot digest of a list of blobs (order-independent). */
 export function mlDigestInput(blobs: Pick<MlBlob, "kind" | "name" | "sha256">[]): string {
   return blobs.map((b) => `${b.kind} ${b.name} ${b.sha256}\n`).sort().join("");
+}
+
+// ---- Manifest MAC (docs/format.md, "Manifest MAC") ----
+
+/** The R2 custom-metadata field holding a manifest's MAC. */
+export const MAC_METADATA = "astrid-mac";
+export const MAC_SCHEME = "hmac-sha256:";
+
+/**
+ * A manifest's MAC as stored in MAC_METADATA: HMAC-SHA256 over the manifest's
+ * exact bytes, keyed by the UTF-8 bytes of MANIFEST_MAC_KEY, in hex: what
+ * `openssl dgst -sha256 -hmac "$MANIFEST_MAC_KEY"` prints.
+ */
+export async function manifestMac(key: string, bytes: ArrayBuffer | Uint8Array): Promise<string> {
+  const k = await crypto.subtle.importKey("raw", new TextEncoder().encode(key), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+  const mac = new Uint8Array(await crypto.subtle.sign("HMAC", k, bytes as Uint8Array<ArrayBuffer>));
+  return MAC_SCHEME + [...mac].map((b) => b.toString(16).padStart(2, "0")).join("");
 }

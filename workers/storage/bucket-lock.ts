@@ -151,21 +151,66 @@ export interface LockApplyResult {
 
 /**
  * Makes the bucket's lock rules equal `rules`: reads them, diffs, writes only
- * when different, and reads back what was written. Note that R2 honours a
- * weakened or removed rule at once; what locks guard against is deletion
- * through the data path (S3 API, binding, our own cleanup), not an account
- * administrator, so the API token for this stays out of the admin API's reach
- * in production (a Worker secret, not a request parameter).
+ * when different, and reads back what was written. R2 honours a weakened or
+ * removed rule at once, so a change that weakens any rule is refused before
+ * anything is written (LockWeakeningError, even in a dry run): an admin token
+ * can add and lengthen locks, never undo them.
  */
 export async function configureLocks(api: BucketLockApi, bucket: string, rules: unknown, opts: { dryRun?: boolean } = {}): Promise<LockApplyResult> {
   const desired = parseLockRules(rules);
   const current = await api.get(bucket);
   const diff = diffLocks(current, desired);
+  const weaker = weakenings(diff);
+  if (weaker.length) throw new LockWeakeningError(weaker);
   const dryRun = opts.dryRun ?? false;
   const changes = diff.added.length + diff.removed.length + diff.changed.length;
   if (!changes || dryRun) return { bucket, dry_run: dryRun, applied: false, diff, rules: current };
   await api.put(bucket, desired);
   return { bucket, dry_run: false, applied: true, diff, rules: await api.get(bucket) };
+}
+
+// ---- only ever stronger --------------------------------------------------------
+//
+// Whoever holds an admin token must not be able to remove the protection that
+// exists against a leaked admin token. So the API only adds or lengthens rules;
+// removing, disabling, shortening or narrowing one is an out-of-band step by
+// an account administrator (docs/runbook.md, "Weakening a Bucket Lock").
+
+/** A change the API refuses because it weakens a lock; `problems` name each rule. */
+export class LockWeakeningError extends Error {
+  override name = "LockWeakeningError";
+  readonly problems: string[];
+  constructor(problems: string[]) {
+    super(`bucket lock rules can only be added or lengthened through the API (docs/runbook.md, "Weakening a Bucket Lock"): ${problems.join("; ")}`);
+    this.problems = problems;
+  }
+}
+
+/** Why `after` protects less than `before`, or undefined when it protects at least as much. */
+function weakening(before: LockRule, after: LockRule): string | undefined {
+  if (!before.enabled) return undefined; // a disabled rule protected nothing
+  if (!after.enabled) return "disabled";
+  // A shorter prefix covers more keys; any other prefix uncovers some.
+  if (!before.prefix.startsWith(after.prefix)) return `prefix ${JSON.stringify(before.prefix)} -> ${JSON.stringify(after.prefix)} uncovers keys`;
+  const b = before.condition;
+  const a = after.condition;
+  if (a.type === "Indefinite") return undefined;
+  if (b.type === "Indefinite") return "Indefinite -> time-limited";
+  if (a.type !== b.type) return `${b.type} -> ${a.type} is not comparable`;
+  if (a.type === "Age" && b.type === "Age" && a.max_age_seconds < b.max_age_seconds) return `max_age_seconds ${b.max_age_seconds} -> ${a.max_age_seconds}`;
+  if (a.type === "Date" && b.type === "Date" && Date.parse(a.date) < Date.parse(b.date)) return `date ${b.date} -> ${a.date}`;
+  return undefined;
+}
+
+/** Every way a diff weakens the current rules: removed enabled rules, and changes that protect less. */
+export function weakenings(diff: LockDiff): string[] {
+  return [
+    ...diff.removed.filter((r) => r.enabled).map((r) => `rule ${JSON.stringify(r.id)}: removed`),
+    ...diff.changed.flatMap(({ id, before, after }) => {
+      const why = weakening(before, after);
+      return why ? [`rule ${JSON.stringify(id)}: ${why}`] : [];
+    }),
+  ];
 }
 
 // ---- for retention and GC -------------------------------------------------------

@@ -115,6 +115,20 @@ export function versionExpiryDays(rules: LifecycleRule[], key: string): number |
   return best?.days;
 }
 
+/**
+ * Rules R2 would use to delete or move objects of the backup bucket: expiry
+ * would make R2 itself delete packs and manifests behind retention's back
+ * (and past its safeguards), a transition changes their storage class and
+ * minimum billing. Only abort_multipart_days is allowed there. One line per
+ * offending rule; empty when the rules may be applied.
+ */
+export function backupBucketLifecycleProblems(rules: LifecycleRule[]): string[] {
+  return rules.flatMap((r) => {
+    const actions = [r.expire_days ? "expire_days" : "", r.transition ? "transition" : ""].filter(Boolean);
+    return actions.length ? [`rule ${JSON.stringify(r.id)}: ${actions.join(" and ")} not allowed on the backup bucket`] : [];
+  });
+}
+
 /** Billing caveats that are not errors: R2 accepts them, the operator may not mean them. */
 export function lifecycleWarnings(rules: LifecycleRule[]): string[] {
   return rules.flatMap((r) =>

@@ -8,14 +8,14 @@ import type { AppEnv } from "../context.ts";
 import { requireRole } from "../auth.ts";
 import { AppError, badRequest } from "../shared/errors.ts";
 import { parseJson, parseQuery } from "../http.ts";
-import { CloudflareApiError, configureLocks, LockRules, LockRulesError } from "./bucket-lock.ts";
+import { CloudflareApiError, configureLocks, LockRules, LockRulesError, LockWeakeningError } from "./bucket-lock.ts";
 import { CostCursorError, costReport } from "./cost.ts";
 import {
-  applyLifecycle, diffLifecycle, isEmptyDiff, LifecycleRules, LifecycleRulesError, loadLifecycleRules, r2Part, readLifecycle,
+  applyLifecycle, backupBucketLifecycleProblems, diffLifecycle, isEmptyDiff, LifecycleRules, LifecycleRulesError, loadLifecycleRules, r2Part, readLifecycle,
   saveLifecycleRules, versionExpiryDays,
 } from "./lifecycle.ts";
 import { syncOffsitePage } from "./offsite.ts";
-import { bucketLockApi, bucketName, offsiteTarget, r2S3Client, R2BucketName, resolveBucket } from "./ops-settings.ts";
+import { bucketLockApi, bucketName, isBackupBucket, offsiteTarget, r2S3Client, R2BucketName, resolveBucket } from "./ops-settings.ts";
 import { S3Error, S3InputError } from "./s3/client.ts";
 
 export const storageOpsRoutes = new Hono<AppEnv>();
@@ -27,6 +27,12 @@ const LifecycleRequest = z.strictObject({ bucket: R2BucketName, rules: Lifecycle
 storageOpsRoutes.put("/storage/lifecycle", requireRole("admin"), async (c) => {
   const body = await parseJson(c, LifecycleRequest);
   const bucket = bucketName(body.bucket, c.get("config"));
+  // R2 would delete (or move) backups itself, past retention and its safeguards: refused whoever asks.
+  const refused = isBackupBucket(bucket, c.get("config")) ? backupBucketLifecycleProblems(body.rules) : [];
+  if (refused.length) {
+    await c.get("catalog").audit({ actor: c.get("actor"), action: "storage.lifecycle", target: bucket, outcome: "denied", detail: { refused } });
+    throw new AppError("protected_bucket", refused.join("; "), 403);
+  }
   const client = r2S3Client(c.get("config"));
   const result = await mapped(() => applyLifecycle(client, bucket, body.rules, { dryRun: body.dry_run }));
   // The full rule set, with the version-store rules R2 never sees, is kept for the version store.
@@ -103,7 +109,14 @@ const LocksQuery = z.strictObject({ bucket: R2BucketName.default("BACKUPS") });
 storageOpsRoutes.put("/storage/locks", requireRole("admin"), async (c) => {
   const body = await parseJson(c, LocksRequest);
   const bucket = bucketName(body.bucket, c.get("config"));
-  const result = await mapped(() => configureLocks(bucketLockApi(c.env, c.get("config")), bucket, body.rules, { dryRun: body.dry_run }));
+  let result;
+  try {
+    result = await mapped(() => configureLocks(bucketLockApi(c.env, c.get("config")), bucket, body.rules, { dryRun: body.dry_run }));
+  } catch (e) {
+    if (!(e instanceof LockWeakeningError)) throw e;
+    await c.get("catalog").audit({ actor: c.get("actor"), action: "storage.locks", target: bucket, outcome: "denied", detail: { refused: e.problems } });
+    throw new AppError("lock_weakening_refused", e.message, 403);
+  }
   await c.get("catalog").audit({
     actor: c.get("actor"), action: "storage.locks", target: bucket, outcome: "succeeded",
     detail: {

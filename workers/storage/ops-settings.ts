@@ -32,8 +32,19 @@ function required<K extends keyof typeof SETTINGS>(config: BackupConfig, fields:
   return Object.fromEntries(fields.map((f) => [f, String(config[f]).trim()])) as Pick<BackupConfig, K>;
 }
 
-/** The backup bucket's real name for "BACKUPS" or its own name; other names pass through. */
-export const bucketName = (name: string, config: BackupConfig) => (name === BACKUPS_ALIAS ? config.backup_storage_bucket : name);
+/**
+ * The real name of a bucket named in a request: the backup bucket ("BACKUPS"
+ * or its name) or a bucket in STORAGE_BUCKETS. Any other name is refused (404
+ * unknown_bucket), even if the account's credentials would reach it: the
+ * admin API manages the buckets this system protects, nothing else.
+ */
+export function bucketName(name: string, config: BackupConfig): string {
+  if (name === BACKUPS_ALIAS || name === config.backup_storage_bucket) return config.backup_storage_bucket;
+  if (!config.storage_buckets[name]) throw unknownBucket(name);
+  return name;
+}
+
+export const isBackupBucket = (name: string, config: BackupConfig) => name === config.backup_storage_bucket;
 
 /** A client for R2's S3 API (lifecycle configuration). */
 export function r2S3Client(config: BackupConfig): S3Client {

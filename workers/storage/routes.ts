@@ -73,7 +73,12 @@ const GcRequest = z.strictObject({ grace_minutes: z.number().int().min(0).max(52
 
 storageRoutes.post("/storage/gc", requireRole("admin"), async (c) => {
   const body = await parseJson(c, GcRequest);
-  const params = { grace_minutes: body.grace_minutes ?? c.get("config").gc_grace_minutes, dry_run: body.dry_run };
+  const floor = c.get("config").gc_grace_minutes;
+  // Event capture may be referencing a blob it has just stored: never collect inside the configured grace.
+  if (body.grace_minutes !== undefined && body.grace_minutes < floor) {
+    throw badRequest(`grace_minutes: at least GC_GRACE_MINUTES (${floor}); blobs younger than that may be in use`);
+  }
+  const params = { grace_minutes: body.grace_minutes ?? floor, dry_run: body.dry_run };
   return c.json(await startJob(c, storageGc, params, "storage blobs"), 202);
 });
 

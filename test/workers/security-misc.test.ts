@@ -1,0 +1,86 @@
+// Issue #12, the medium and low findings that live in the Worker: malformed
+// percent escapes, the storage GC grace floor, what unauthenticated callers
+// learn about a broken config, audit of denied requests, and rotation of
+// JOB_TOKEN_SECRET through a list.
+import { createExecutionContext, env } from "cloudflare:test";
+import { beforeEach, describe, expect, it } from "vitest";
+import worker from "../../workers/index.ts";
+import { seal, unseal } from "../../workers/crypto.ts";
+import { mintJobToken, readJobToken } from "../../workers/repository/job-token.ts";
+import { api, auditRows, isoSecondsAgo, resetState, seedBackup, seedJob, sentMessages, VIEWER } from "./helpers.ts";
+
+beforeEach(resetState);
+
+describe("malformed percent escapes", () => {
+  it("are a 400 on the object routes, never a 500", async () => {
+    for (const path of ["/storage/objects/astrid-data/a%zz", "/storage/objects/astrid-data/%E0%A4%A"]) {
+      const res = await api("GET", path);
+      expect(res.status, `${path}: ${res.text}`).toBe(400);
+      expect(res.body.error.code).toBe("invalid_path");
+    }
+    const job = await seedJob({ kind: "database.restore", status: "running", backup_id: "db-astrid-20261101T020000Z-aaaaaa", heartbeat_at: isoSecondsAgo(1), params: {} });
+    const token = await mintJobToken(env.JOB_TOKEN_SECRET, { job_id: job.id, scope: "read", backup_id: job.backup_id!, expires: Math.floor(Date.now() / 1000) + 600 });
+    const res = await worker.fetch(new Request("https://backup.test/repo/v1/objects/packs/a%zz", { headers: { authorization: `Bearer ${token}` } }), env, createExecutionContext());
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as any).error.code).toBe("invalid_path");
+  });
+});
+
+describe("restore target injection", () => {
+  it("a URL whose database name is a connection string in disguise is refused before anything is queued", async () => {
+    const b = await seedBackup({ created_at: isoSecondsAgo(60) });
+    for (const name of ["host%3Devil.example%20dbname%3Dpostgres", "postgres%3A%2F%2Fevil.example%2Fx"]) {
+      const res = await api("POST", `/backups/${b.id}/restore`, { body: { target: `postgres://postgres@127.0.0.1/${name}` } });
+      expect(res.status, res.text).toBe(400);
+      expect(res.body.error.message).toContain('may not contain "=" or "://"');
+    }
+    expect(sentMessages).toEqual([]);
+  });
+});
+
+describe("storage GC grace", () => {
+  it("never goes below GC_GRACE_MINUTES, whatever the request asks", async () => {
+    const res = await api("POST", "/storage/gc", { body: { grace_minutes: 0 }, env: { GC_GRACE_MINUTES: "60" } });
+    expect(res.status).toBe(400);
+    expect(res.body.error.message).toContain("60");
+    expect((await api("POST", "/storage/gc", { body: { grace_minutes: 120 }, env: { GC_GRACE_MINUTES: "60" } })).status).toBe(202);
+  });
+});
+
+describe("unauthenticated callers", () => {
+  const broken = { DATABASE_RETENTION_DAYS: "secret-looking-value" };
+  it("learn only the code of a config error; an authenticated caller gets the message", async () => {
+    const anon = await api("GET", "/backup/database", { token: null, env: broken });
+    expect(anon.body.error.code).toBe("config_invalid");
+    expect(anon.text).not.toContain("secret-looking-value");
+    expect(anon.text).not.toContain("DATABASE_RETENTION_DAYS");
+    const health = await api("GET", "/health", { token: null, env: broken });
+    expect(health.status).toBe(503);
+    expect(health.text).not.toContain("DATABASE_RETENTION_DAYS");
+    const viewer = await api("GET", "/backup/database", { token: VIEWER, env: broken });
+    expect(viewer.body.error.message).toContain("DATABASE_RETENTION_DAYS");
+  });
+
+  it("denied requests (401 and 403) are audited, by fingerprint, never by token", async () => {
+    await api("GET", "/backup/database", { token: "not-a-valid-token-at-all-0000" });
+    await api("POST", "/backup/database", { token: VIEWER, body: { type: "full" } });
+    const denied = (await auditRows()).filter((a) => a.outcome === "denied");
+    expect(denied.map((a) => a.action).sort()).toEqual(["GET /backup/database", "POST /backup/database"]);
+    expect(JSON.stringify(denied)).not.toContain("not-a-valid-token-at-all-0000");
+    expect(JSON.stringify(denied)).not.toContain(VIEWER);
+  });
+});
+
+describe("JOB_TOKEN_SECRET rotation through a list", () => {
+  it("the first secret signs and seals; every listed one verifies and unseals", async () => {
+    const grant = { job_id: "job-1", scope: "read" as const, backup_id: "b", expires: Math.floor(Date.now() / 1000) + 60 };
+    const old = await mintJobToken("old-secret", grant);
+    const sealedOld = await seal("old-secret", "postgres://x");
+    expect(await readJobToken("new-secret,old-secret", old, new Date())).toEqual(grant);
+    expect(await unseal("new-secret,old-secret", sealedOld)).toBe("postgres://x");
+    const fresh = await mintJobToken("new-secret,old-secret", grant);
+    expect(await readJobToken("new-secret", fresh, new Date())).toEqual(grant);
+    expect(await readJobToken("old-secret", fresh, new Date())).toBeUndefined();
+    expect(await unseal("new-secret", await seal("new-secret,old-secret", "v"))).toBe("v");
+  });
+});
