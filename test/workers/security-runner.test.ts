@@ -23,8 +23,13 @@ async function complete(job: JobRow, scope: JobGrant["scope"], completion: JobCo
   return { status: res.status, body: await res.json<{ status: string }>() };
 }
 
+/** Parameters as the kind's route would store them. */
+const paramsFor = (kind: JobRow["kind"], backup_id: string | null) =>
+  kind.endsWith(".verify") ? { backup_id, depth: "quick" }
+    : kind === "database.restore" ? { backup_id, target_label: "astrid", target_database: "astrid", replace: false }
+      : { backup_id };
 const runningJob = (kind: JobRow["kind"], backup_id: string | null, p: Partial<JobRow> = {}) =>
-  seedJob({ kind, status: "running", attempts: 1, backup_id, started_at: isoSecondsAgo(30), heartbeat_at: isoSecondsAgo(1), params: { backup_id }, ...p });
+  seedJob({ kind, status: "running", attempts: 1, backup_id, started_at: isoSecondsAgo(30), heartbeat_at: isoSecondsAgo(1), params: paramsFor(kind, backup_id), ...p });
 
 /** Two chunk files in one pack; backups name the chunks they use. Returns the pack's bytes and ids. */
 async function sharedPack() {

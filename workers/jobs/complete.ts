@@ -3,6 +3,7 @@
 // completion hook then records what it means (a backup row, a verification,
 // a restore time). A job that is not running any more ignores late reports.
 import type { JobCompletion } from "../shared/protocol.ts";
+import { AppError } from "../shared/errors.ts";
 import type { JobRow } from "../catalog/schema.ts";
 import type { KindContext } from "../context.ts";
 import { parseParams } from "./dispatch.ts";
@@ -20,8 +21,13 @@ export async function completeJob(ctx: KindContext, kinds: KindRegistry, jobId: 
     if ("refused" in outcome) {
       await catalog.failJob(jobId, { code: "result_mismatch", message: outcome.refused }, ctx.now);
     } else {
-      const c: CompletionContext<unknown, unknown> = { ...ctx, job, params: parseParams(spec, job), outcome };
-      await (spec.complete ?? settle)(c);
+      try {
+        const c: CompletionContext<unknown, unknown> = { ...ctx, job, params: parseParams(spec, job), outcome };
+        await (spec.complete ?? settle)(c);
+      } catch (e) {
+        if (!(e instanceof AppError)) throw e; // transient (D1, R2): the runner retries its report
+        await catalog.failJob(jobId, { code: e.code, message: e.message }, ctx.now);
+      }
     }
   }
   const settled = await catalog.getJob(jobId);
