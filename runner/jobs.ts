@@ -2,12 +2,12 @@
 // and exactly one completion report at the end, whatever happened.
 import { dispatchSecrets, type DispatchBase, type JobCompletion, type JobProgress, type JobResult } from "../workers/shared/protocol.ts";
 import { handlers, isFailedVerify } from "./kinds.ts";
+import { RUNNER_SETTINGS } from "./settings.ts";
 import { AppError } from "../workers/shared/errors.ts";
 import { scrub } from "./failure.ts";
 import type { JobContext } from "./job-context.ts";
 import { RepositoryClient } from "./repository/client.ts";
 
-const HEARTBEAT_MS = Number(process.env.RUNNER_HEARTBEAT_MS ?? 5000);
 
 const running = new Map<string, Promise<void>>();
 const cancellers = new Map<string, (() => void)[]>();
@@ -42,7 +42,7 @@ async function runJob(job: DispatchBase): Promise<void> {
   const cancels: (() => void)[] = [];
   cancellers.set(job.job_id, cancels);
   const ctx: JobContext = { repository: repo, progress: (p) => (latest = p), onCancel: (fn) => cancels.push(fn) };
-  const beat = setInterval(() => repo.progress(job.job_id, latest).catch(() => {}), HEARTBEAT_MS);
+  const beat = setInterval(() => repo.progress(job.job_id, latest).catch(() => {}), RUNNER_SETTINGS.heartbeatMs);
   console.log(`job ${job.job_id} (${job.kind}) started`);
   let completion: JobCompletion;
   try {

@@ -6,6 +6,7 @@
 // whole (repacking it is not done yet); its dead bytes are reported.
 import type { RepositoryGcDispatch as GcDispatch, RepositoryGcResult as GcResult } from "../../workers/maintenance/protocol.ts";
 import type { JobContext } from "../job-context.ts";
+import { ARCHIVE_PREFIX, SHARED_PACK_PREFIX } from "../../workers/shared/format.ts";
 import type { ListedObject } from "../repository/client.ts";
 import { allManifests } from "../repository/manifests.ts";
 
@@ -17,7 +18,7 @@ export async function collectGarbage(job: GcDispatch, ctx: JobContext): Promise<
   let manifests = 0;
   for await (const m of allManifests(repo)) {
     manifests++;
-    if (m.pack_prefix === "packs/") for (const c of m.chunks) referenced.add(c.pack);
+    if (m.pack_prefix === SHARED_PACK_PREFIX) for (const c of m.chunks) referenced.add(c.pack);
     else liveArchives.add(m.backup_id);
     ctx.progress({ phase: "reading manifests", bytes: 0, chunks: manifests });
   }
@@ -35,7 +36,7 @@ export async function collectGarbage(job: GcDispatch, ctx: JobContext): Promise<
       ctx.progress({ phase: "sweeping", bytes: tally.reclaimed_bytes, chunks: tally.scanned_objects });
     }
   };
-  await sweep("packs/", (o) => !referenced.has(o.key.slice(o.key.lastIndexOf("/") + 1)));
-  await sweep("archive/", (o) => !liveArchives.has(o.key.split("/")[1] ?? ""));
+  await sweep(SHARED_PACK_PREFIX, (o) => !referenced.has(o.key.slice(o.key.lastIndexOf("/") + 1)));
+  await sweep(ARCHIVE_PREFIX, (o) => !liveArchives.has(o.key.split("/")[1] ?? ""));
   return { kind: "repository.gc", dry_run: job.dry_run, manifests, ...tally, duration_ms: Date.now() - started };
 }

@@ -8,6 +8,7 @@
 import type { MlBackupDispatch, MlBackupResult } from "../../workers/ml/protocol.ts";
 import { AppError } from "../../workers/shared/errors.ts";
 import type { JobContext } from "../job-context.ts";
+import { RUNNER_SETTINGS } from "../settings.ts";
 import { BlobWriter, writeMlManifest, type OpenBlob } from "./blobs.ts";
 import { exportArtifactTree } from "./artifacts.ts";
 import { exportLoggedModels } from "./logged-models.ts";
@@ -15,7 +16,6 @@ import { MlflowClient } from "./mlflow-client.ts";
 import { forEachLimited } from "../../workers/shared/concurrency.ts";
 
 /** Runs exported at once: each holds one metric page and one artifact's stream position. */
-const RUN_CONCURRENCY = Number(process.env.ML_RUN_CONCURRENCY ?? 6);
 /** get-history page size: the server's own maximum is far larger; this bounds one page's memory (~2 MB). */
 const HISTORY_PAGE = 25_000;
 const SEARCH_PAGE = 500;
@@ -54,7 +54,7 @@ export async function backupMlflow(job: MlBackupDispatch, ctx: JobContext): Prom
 
   for (const e of experiments) {
     const runs = mlflow.pages<any>("POST", "runs/search", "runs", { experiment_ids: [e.experiment_id], max_results: SEARCH_PAGE, run_view_type: viewType });
-    await forEachLimited(flatten(runs), RUN_CONCURRENCY, async (run) => {
+    await forEachLimited(flatten(runs), RUNNER_SETTINGS.mlRunConcurrency, async (run) => {
       await exportRun(mlflow, store, run, counts);
       counts.runs++;
       report(`exported ${counts.runs} runs`);

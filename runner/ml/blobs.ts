@@ -6,7 +6,7 @@
 import { createHash } from "node:crypto";
 import { readManifestFile } from "../repository/manifest-file.ts";
 import {
-  CHUNKER, FORMAT_VERSION, mlDigestInput, mlManifestKey, MlManifest, type ChunkRef, type MlBlob,
+  CHUNKER, FORMAT_VERSION, mlDigestInput, mlManifestKey, MlManifest, type ChunkRef, type MlBlob, SHARED_PACK_PREFIX,
 } from "../../workers/shared/format.ts";
 import type { MlBackupResult } from "../../workers/ml/protocol.ts";
 import { readChunks, IntegrityError } from "../repository/chunk-reader.ts";
@@ -18,7 +18,6 @@ import { AppError } from "../../workers/shared/errors.ts";
 
 export type BlobMeta = Omit<MlBlob, "size" | "sha256" | "chunks">;
 
-export const PACK_PREFIX = "packs/";
 
 export class BlobWriter {
   readonly blobs: MlBlob[] = [];
@@ -27,7 +26,7 @@ export class BlobWriter {
   private readonly repo: RepositoryClient;
   constructor(repo: RepositoryClient, job: { recipients: string[]; chunk_id_key: string }) {
     this.repo = repo;
-    this.writer = new ChunkWriter(repo, PACK_PREFIX, job.recipients, job.chunk_id_key);
+    this.writer = new ChunkWriter(repo, SHARED_PACK_PREFIX, job.recipients, job.chunk_id_key);
   }
 
   /** References the parent backup's chunks (database or ML manifest alike) so unchanged content costs no upload. */
@@ -105,7 +104,7 @@ export async function writeMlManifest(
     ...m, format_version: FORMAT_VERSION, created_at: started.toISOString(), finished_at: finished.toISOString(),
     digest: sha256Hex(Buffer.from(mlDigestInput(store.blobs))), logical_bytes: store.logical,
     compression: { algorithm: "zstd", level: ZSTD_LEVEL }, encryption: { scheme: "age-x25519", recipients: job.recipients },
-    chunker: CHUNKER, pack_prefix: PACK_PREFIX, blobs: store.blobs, chunks,
+    chunker: CHUNKER, pack_prefix: SHARED_PACK_PREFIX, blobs: store.blobs, chunks,
     stats: { stored_bytes: stats.stored_bytes, new_stored_bytes: stats.new_stored_bytes, new_chunks: stats.new_chunks },
   });
   const body = Buffer.from(JSON.stringify(manifest));

@@ -16,6 +16,7 @@ import type { RepositoryClient } from "../repository/client.ts";
 import { chunkOpener } from "../repository/codec.ts";
 import { AppError } from "../../workers/shared/errors.ts";
 import type { JobContext } from "../job-context.ts";
+import { RUNNER_SETTINGS } from "../settings.ts";
 import { blobRecords, readMlManifest } from "./blobs.ts";
 import { uploadArtifacts } from "./artifacts.ts";
 import { restoreLoggedModels, type RunLinks } from "./logged-models.ts";
@@ -25,7 +26,6 @@ import { forEachLimited } from "../../workers/shared/concurrency.ts";
 export const SOURCE_RUN_TAG = "astrid.source_run_id";
 export const RESTORED_TAG = "astrid.restored_from";
 
-const RUN_CONCURRENCY = Number(process.env.ML_RUN_CONCURRENCY ?? 6);
 /** runs/log-batch limits (MLflow 3): 1000 metrics, 100 params, 100 tags, 1000 items, 1 MB. */
 const BATCH = { metrics: 1000, params: 100, tags: 100, items: 1000, bytes: 900_000 };
 
@@ -89,7 +89,7 @@ export async function restoreMl(job: MlRestoreDispatch, ctx: JobContext): Promis
     }
   }
   const restored = new Map<string, RestoredRun>();
-  await forEachLimited(runBlobs, RUN_CONCURRENCY, async (blob) => {
+  await forEachLimited(runBlobs, RUNNER_SETTINGS.mlRunConcurrency, async (blob) => {
     const found = earlier.get(blob.run_id!) ?? [];
     const run = await restoreRun(mlflow, repo, manifest, blob, found, artifactsOf.get(blob.run_id!) ?? [], open, job.backup_id, result);
     restored.set(blob.run_id!, run);

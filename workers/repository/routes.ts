@@ -11,7 +11,7 @@ import { createMiddleware } from "hono/factory";
 import type { Context } from "hono";
 import type { AppEnv } from "../context.ts";
 import { AppError } from "../shared/errors.ts";
-import { isRepositoryKey, manifestKeyFor } from "../shared/format.ts";
+import { ARCHIVE_PREFIX, CHUNK_MANIFEST_PREFIXES, isRepositoryKey, manifestKeyFor, SHARED_PACK_PREFIX } from "../shared/format.ts";
 import { parseJson, parseQuery } from "../http.ts";
 import { z } from "zod";
 import { readJobToken, type JobGrant } from "./job-token.ts";
@@ -57,8 +57,8 @@ function leaseExpired(job: JobRow, leaseSeconds: number, now: Date): boolean {
  * buckets) or another archive's packs. GC additionally every archive.
  */
 function mayRead(grant: JobGrant, key: string): boolean {
-  if (key.startsWith("packs/") || key.startsWith("manifests/database/") || key.startsWith("manifests/ml/")) return true;
-  return key.startsWith(grant.scope === "gc" ? "archive/" : `archive/${grant.backup_id}/`);
+  if (key.startsWith(SHARED_PACK_PREFIX) || CHUNK_MANIFEST_PREFIXES.some((p) => key.startsWith(p))) return true;
+  return key.startsWith(grant.scope === "gc" ? ARCHIVE_PREFIX : `${ARCHIVE_PREFIX}${grant.backup_id}/`);
 }
 
 function objectKey(path: string): string {
@@ -70,7 +70,7 @@ function objectKey(path: string): string {
 /** A backup job may write shared packs, its own archive packs, and its own manifest. */
 function mayWrite(grant: JobGrant, key: string): boolean {
   if (grant.scope !== "write") return false;
-  return key.startsWith("packs/") || key.startsWith(`archive/${grant.backup_id}/`) || key === manifestKeyFor(grant.backup_id);
+  return key.startsWith(SHARED_PACK_PREFIX) || key.startsWith(`${ARCHIVE_PREFIX}${grant.backup_id}/`) || key === manifestKeyFor(grant.backup_id);
 }
 
 function describe(object: R2Object): Record<string, string> {
@@ -82,7 +82,7 @@ function describe(object: R2Object): Record<string, string> {
   };
 }
 
-const LIST_PREFIXES = ["packs/", "archive/", "manifests/database/", "manifests/ml/"];
+const LIST_PREFIXES = [SHARED_PACK_PREFIX, ARCHIVE_PREFIX, ...CHUNK_MANIFEST_PREFIXES];
 const ListQuery = z.strictObject({ prefix: z.string(), cursor: z.string().optional() });
 
 /** Reads outside what the job's kind needs are refused (403), before R2 is asked. */
@@ -131,7 +131,7 @@ export function repositoryRoutes(locks: LockGuardSource) {
     if (!LIST_PREFIXES.some((p) => q.prefix.startsWith(p))) throw new AppError("invalid_prefix", `list under ${LIST_PREFIXES.join(", ")} only`, 400);
     const grant = c.get("grant");
     // "archive/" as a whole is GC's; any other job lists only its own archive.
-    if (q.prefix.startsWith("archive/") && !mayRead(grant, q.prefix.length > "archive/".length ? q.prefix : "archive/")) {
+    if (q.prefix.startsWith(ARCHIVE_PREFIX) && !mayRead(grant, q.prefix.length > ARCHIVE_PREFIX.length ? q.prefix : ARCHIVE_PREFIX)) {
       throw new AppError("forbidden", `job ${grant.job_id} may not list ${q.prefix}`, 403);
     }
     const page = await c.env.BACKUPS.list({ prefix: q.prefix, limit: 1000, ...(q.cursor ? { cursor: q.cursor } : {}) });
@@ -148,7 +148,7 @@ export function repositoryRoutes(locks: LockGuardSource) {
     const grant = c.get("grant");
     if (grant.scope !== "gc") throw new AppError("forbidden", `job ${grant.job_id} may not delete`, 403);
     const { keys } = await parseJson(c, DeleteRequest);
-    const bad = keys.find((k) => !isRepositoryKey(k) || !(k.startsWith("packs/") || k.startsWith("archive/")));
+    const bad = keys.find((k) => !isRepositoryKey(k) || !(k.startsWith(SHARED_PACK_PREFIX) || k.startsWith(ARCHIVE_PREFIX)));
     if (bad !== undefined) throw new AppError("invalid_key", "only pack and archive objects can be deleted", 400);
     // The Worker checks for itself that no manifest references a pack: the token holder's word is not enough.
     const referencedSet = await referencedPackKeys(c.env.BACKUPS);
@@ -209,7 +209,7 @@ export function repositoryRoutes(locks: LockGuardSource) {
     let stored: R2Object | null;
     try {
       // Archives are written once and read rarely: Infrequent Access halves their storage price.
-      const storageClass = key.startsWith("archive/") ? "InfrequentAccess" : "Standard";
+      const storageClass = key.startsWith(ARCHIVE_PREFIX) ? "InfrequentAccess" : "Standard";
       // Write-once, atomically: R2 stores the object only if the key is free (If-None-Match: *),
       // so of two writers racing for one key exactly one wins and nothing is ever replaced.
       stored = await c.env.BACKUPS.put(key, body, { sha256, storageClass, customMetadata, onlyIf: new Headers({ "if-none-match": "*" }) });

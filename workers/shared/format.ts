@@ -39,9 +39,14 @@ const Sha256Hex = z.string().regex(/^[0-9a-f]{64}$/);
 /** A pack is closed and uploaded once it holds at least this many bytes. */
 export const PACK_TARGET_SIZE = 8 * 1024 * 1024;
 
+/** The shared, deduplicated store's packs. */
+export const SHARED_PACK_PREFIX = "packs/";
+/** Each archive's private store: archive/<backup_id>/packs/. */
+export const ARCHIVE_PREFIX = "archive/";
+
 /** Where a backup's packs live: the shared store, or the archive's private one. */
 export function packPrefix(type: BackupType, backupId: string): string {
-  return type === "archive" ? `archive/${backupId}/packs/` : "packs/";
+  return type === "archive" ? `${ARCHIVE_PREFIX}${backupId}/packs/` : SHARED_PACK_PREFIX;
 }
 
 export function packKey(prefix: string, packId: string): string {
