@@ -186,14 +186,31 @@ describe("POST /backup/ml/:id/restore", () => {
     expect((await api("POST", `/backup/ml/${db.id}/restore`, body)).status).toBe(404);
     expect((await api("POST", `/backup/ml/${td.id}/restore`, body)).status).toBe(400);
     expect((await api("POST", `/backup/ml/${corrupt.id}/restore`, body)).status).toBe(409);
-    // and the database restore route refuses an ML backup
-    expect((await api("POST", `/backups/${corrupt.id}/restore`, { body: { target: "astrid" }, env: ML })).status).toBe(400);
+    // and the one route scheme refuses the corrupt backup the same way
+    expect((await api("POST", `/backups/${corrupt.id}/restore`, { body: { target: "mlflow" }, env: ML })).status).toBe(409);
   });
 
   it("verify of an ML backup is an ml.verify job", async () => {
     const b = await seedMl(isoDaysAgo(1));
     const res = await api("POST", `/backups/${b.id}/verify`, { body: { depth: "full" }, env: ML });
     expect((await jobRow(res.body.job_id))!.kind).toBe("ml.verify");
+  });
+});
+
+describe("POST /backups/:id/restore (one route scheme for every domain)", () => {
+  it("restores an ML backup and a training-data snapshot as their own routes do", async () => {
+    const b = await seedMl(isoDaysAgo(1));
+    const res = await api("POST", `/backups/${b.id}/restore`, { body: { target: "mlflow", experiment_ids: ["3"] }, env: ML });
+    expect(res.status).toBe(202);
+    const job = (await catalog().getJob(res.body.job_id))!;
+    expect(job.kind).toBe("ml.restore");
+    expect(JSON.parse(job.params)).toMatchObject({ backup_id: b.id, target_server: "mlflow", experiment_ids: ["3"], registry: false });
+    const td = await seedMl(isoDaysAgo(1), { domain: "training_data" });
+    const tdRes = await api("POST", `/backups/${td.id}/restore`, { body: { target: "astrid" }, env: ML });
+    expect(tdRes.status).toBe(202);
+    expect((await catalog().getJob(tdRes.body.job_id))!.kind).toBe("training_data.restore");
+    // Each domain's own body: a database-style body is refused for an ML backup.
+    expect((await api("POST", `/backups/${b.id}/restore`, { body: { target: "mlflow", replace: true }, env: ML })).body.error.code).toBe("invalid_request");
   });
 });
 

@@ -11,6 +11,7 @@ import { submitJob } from "../jobs/submit.ts";
 import { BackupType, DatabaseName, VerifyDepth } from "../shared/protocol.ts";
 import { databaseRestore, submitDatabaseBackup } from "./kinds.ts";
 import type { KindRegistry } from "../jobs/kind.ts";
+import type { BackupRow } from "../catalog/schema.ts";
 import { cleanupBackups, retentionPolicy } from "./cleanup.ts";
 import type { BackupFilter } from "../catalog/catalog.ts";
 import { describeGfs } from "./retention.ts";
@@ -61,18 +62,15 @@ databaseRoutes.get("/backups/:id", requireRole("viewer"), async (c) => {
 
 const RestoreRequest = z.strictObject({ target: z.string().min(1).max(2048), replace: z.boolean().default(false) });
 
-databaseRoutes.post("/backups/:id/restore", requireRole("admin"), async (c) => {
+/** Restores a backup of the database domain: the body is {target, replace?}. */
+const restoreDatabaseBackup: BackupRestorer = async (c, backup) => {
   const body = await parseJson(c, RestoreRequest);
-  const backup = await c.get("catalog").getBackup(c.req.param("id"));
-  if (!backup) throw notFound("backup");
-  if (backup.domain !== "database") throw badRequest(`backup ${backup.id} is not a database backup (ML backups restore through POST /backup/ml/:id/restore)`);
-  if (backup.status === "corrupt") throw conflict(`backup ${backup.id} failed verification; restore refused`);
   const target = await restoreTarget(c, body.target);
   const submitted = await submitJob(kindContext(c), databaseRestore, { backup_id: backup.id, replace: body.replace, ...target }, {
     backup_id: backup.id, actor: c.get("actor"), target: `${backup.id} -> ${target.target_label}`,
   });
   return c.json(accepted(submitted), 202);
-});
+};
 
 const KeepCount = z.number().int().min(0).max(100_000).optional();
 const RetentionDays = z.number().int().min(1).max(36500).optional();
@@ -111,9 +109,23 @@ export type Ctx = Context<AppEnv>;
 
 const VerifyRequest = z.strictObject({ depth: VerifyDepth.default("quick") });
 
-/** POST /backups/:id/verify, for a backup of any domain: the registry names the kind that verifies it. */
-export function verifyRoutes(kinds: KindRegistry) {
+/** Restores one backup: each domain reads its own request body (a database target, an MLflow server, ...). */
+export type BackupRestorer = (c: Ctx, backup: BackupRow) => Promise<Response>;
+
+/**
+ * One route scheme for single backups of every domain: GET /backups/:id,
+ * POST /backups/:id/verify (the registry names the kind that verifies the
+ * domain) and POST /backups/:id/restore (the domain's restorer; the older
+ * per-domain paths, e.g. /backup/ml/:id/restore, stay as aliases).
+ */
+export function backupItemRoutes(kinds: KindRegistry, restorers: Record<BackupRow["domain"], BackupRestorer>) {
   const routes = new Hono<AppEnv>();
+  routes.post("/backups/:id/restore", requireRole("admin"), async (c) => {
+    const backup = await c.get("catalog").getBackup(c.req.param("id"));
+    if (!backup) throw notFound("backup");
+    if (backup.status === "corrupt") throw conflict(`backup ${backup.id} failed verification; restore refused`);
+    return restorers[backup.domain](c, backup);
+  });
   routes.post("/backups/:id/verify", requireRole("admin"), async (c) => {
     const body = await parseJson(c, VerifyRequest);
     const backup = await c.get("catalog").getBackup(c.req.param("id"));
@@ -168,3 +180,5 @@ function decodeCursor(cursor: string): { created_at: string; id: string } {
   }
   throw badRequest("cursor: not a cursor this API returned");
 }
+
+export { restoreDatabaseBackup };

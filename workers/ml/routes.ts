@@ -11,7 +11,7 @@ import { mlflowAccess } from "../config.ts";
 import { seal } from "../crypto.ts";
 import { AppError, badRequest, conflict, notFound } from "../shared/errors.ts";
 import { accepted, backupView, kindContext, parseJson, parseQuery } from "../http.ts";
-import { backupPage, restoreTarget as databaseTarget, type Ctx } from "../database/routes.ts";
+import { backupPage, restoreTarget as databaseTarget, type BackupRestorer, type Ctx } from "../database/routes.ts";
 import { storageBucket, unknownBucket } from "../storage/buckets.ts";
 import { submitJob } from "../jobs/submit.ts";
 import { ExperimentId, MlName, ObjectPrefix } from "../shared/protocol.ts";
@@ -68,12 +68,9 @@ const RestoreRequest = z.strictObject({
   registry: z.boolean().optional(),
 });
 
-mlRoutes.post("/backup/ml/:id/restore", requireRole("admin"), async (c) => {
+/** Restores an MLflow backup into a server: the body is {target, target_token?, experiment_ids?, registry?}. */
+export const restoreMlBackup: BackupRestorer = async (c, backup) => {
   const body = await parseJson(c, RestoreRequest);
-  const backup = await c.get("catalog").getBackup(c.req.param("id"));
-  if (!backup || backup.domain === "database") throw notFound("ML backup");
-  if (backup.domain !== "ml") throw badRequest(`backup ${backup.id} is a training-data snapshot; it is not restored into MLflow`);
-  if (backup.status === "corrupt") throw conflict(`backup ${backup.id} failed verification; restore refused`);
   const target = await restoreTarget(c, body.target, body.target_token);
   const params = {
     backup_id: backup.id, ...target, registry: body.registry ?? !body.experiment_ids,
@@ -81,6 +78,15 @@ mlRoutes.post("/backup/ml/:id/restore", requireRole("admin"), async (c) => {
   };
   const submitted = await submitJob(kindContext(c), mlRestore, params, { backup_id: backup.id, actor: c.get("actor"), target: `${backup.id} -> ${target.target_label}` });
   return c.json(accepted(submitted), 202);
+};
+
+// The older path: an alias of POST /backups/:id/restore for ML backups.
+mlRoutes.post("/backup/ml/:id/restore", requireRole("admin"), async (c) => {
+  const backup = await c.get("catalog").getBackup(c.req.param("id"));
+  if (!backup || backup.domain === "database") throw notFound("ML backup");
+  if (backup.domain !== "ml") throw badRequest(`backup ${backup.id} is a training-data snapshot; it is not restored into MLflow`);
+  if (backup.status === "corrupt") throw conflict(`backup ${backup.id} failed verification; restore refused`);
+  return restoreMlBackup(c, backup);
 });
 
 const TrainingDataRequest = z.strictObject({ dataset_id: MlName });
@@ -102,11 +108,9 @@ const TrainingDataRestoreRequest = z.strictObject({
   prefix: ObjectPrefix.optional(),
 }).refine((b) => b.target || b.bucket, "give a target database, a bucket, or both");
 
-mlRoutes.post("/backup/training-data/:id/restore", requireRole("admin"), async (c) => {
+/** Restores a training-data snapshot into a database and/or an R2 prefix: the body is {target?, schema?, bucket?, prefix?}. */
+export const restoreTrainingDataSnapshot: BackupRestorer = async (c, backup) => {
   const body = await parseJson(c, TrainingDataRestoreRequest);
-  const backup = await c.get("catalog").getBackup(c.req.param("id"));
-  if (!backup || backup.domain !== "training_data") throw notFound("training-data snapshot");
-  if (backup.status === "corrupt") throw conflict(`backup ${backup.id} failed verification; restore refused`);
   if (body.bucket && !storageBucket(c.env, c.get("config"), body.bucket)) throw unknownBucket(body.bucket, "bucket");
   const db = body.target ? await databaseTarget(c, body.target) : undefined;
   const label = [db?.target_label, body.bucket ? `r2 ${body.bucket}/${body.prefix ?? ""}` : undefined].filter(Boolean).join(", ");
@@ -116,6 +120,14 @@ mlRoutes.post("/backup/training-data/:id/restore", requireRole("admin"), async (
   };
   const submitted = await submitJob(kindContext(c), trainingDataRestore, params, { backup_id: backup.id, actor: c.get("actor"), target: `${backup.id} -> ${label}` });
   return c.json(accepted(submitted), 202);
+};
+
+// The older path: an alias of POST /backups/:id/restore for training-data snapshots.
+mlRoutes.post("/backup/training-data/:id/restore", requireRole("admin"), async (c) => {
+  const backup = await c.get("catalog").getBackup(c.req.param("id"));
+  if (!backup || backup.domain !== "training_data") throw notFound("training-data snapshot");
+  if (backup.status === "corrupt") throw conflict(`backup ${backup.id} failed verification; restore refused`);
+  return restoreTrainingDataSnapshot(c, backup);
 });
 
 mlRoutes.get("/backup/ml/:id", requireRole("viewer"), async (c) => {
