@@ -317,6 +317,13 @@ describe("failures: a clear job error, nothing listed", () => {
     expect(job.error.message).toContain("424242");
   });
 
+  it("an artifact path with .. from the server: refused before it is used", async () => {
+    gate.inject = { path: "../../../../etc/passwd", is_dir: false, file_size: 10 };
+    const job = await failedBackup({ server: "gated" }, "artifact_path_unsafe");
+    expect(gate.inject).toBeUndefined(); // the listing carried it
+    expect(job.error.message).toContain("../../../../etc/passwd");
+  });
+
   it("an artifact that disappears during the export", async () => {
     gate.vanish = "confusion.csv";
     const job = await failedBackup({ server: "gated" }, "artifact_missing");

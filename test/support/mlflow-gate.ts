@@ -2,7 +2,9 @@
 // bearer token, as an authenticating gateway in front of MLflow would, and
 // (2) can make an artifact vanish for real between the runner listing it and
 // downloading it: the first download of a matching path deletes the artifact
-// on the server, then forwards the request, which the server answers 404.
+// on the server, then forwards the request, which the server answers 404;
+// (3) can add an entry to the next artifact listing, as a misbehaving or
+// compromised server might (a path with "..").
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 
@@ -13,6 +15,8 @@ export interface MlflowGate {
   /** A path fragment: the next artifact download whose path contains it deletes the artifact first. */
   vanish?: string;
   vanished: string[];
+  /** Added to the next artifact-proxy listing's files. */
+  inject?: { path: string; is_dir: boolean; file_size?: number };
   close(): Promise<void>;
 }
 
@@ -34,7 +38,13 @@ export async function startMlflowGate(target: string, token: string): Promise<Ml
     const headers = Object.fromEntries(Object.entries(req.headers).filter(([k]) => !["host", "connection", "authorization"].includes(k))) as Record<string, string>;
     try {
       const upstream = await fetch(state.target + url, { method: req.method, headers, ...(body ? { body } : {}) });
-      const payload = Buffer.from(await upstream.arrayBuffer());
+      let payload = Buffer.from(await upstream.arrayBuffer());
+      if (state.inject && upstream.ok && url.startsWith("/api/2.0/mlflow-artifacts/artifacts?")) {
+        const listing = JSON.parse(payload.toString("utf8") || "{}");
+        listing.files = [...(listing.files ?? []), state.inject];
+        state.inject = undefined;
+        payload = Buffer.from(JSON.stringify(listing));
+      }
       const passed = [...upstream.headers].filter(([k]) => !["content-encoding", "content-length", "transfer-encoding"].includes(k));
       res.writeHead(upstream.status, { ...Object.fromEntries(passed), "content-length": String(payload.length) });
       res.end(payload);
