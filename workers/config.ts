@@ -296,6 +296,10 @@ export function mlflowAccess(config: BackupConfig, env: ConfigEnv, name: string)
   };
   const uri = pick(server.uri_secret, "MLFLOW_TRACKING_URI");
   const token = pick(server.token_secret, "MLFLOW_TRACKING_TOKEN");
+  // Credentials in the URI end up in error messages and logs; tokens belong in MLFLOW_TRACKING_TOKEN (issue #12).
+  if (uri && /^[a-z][a-z0-9+.-]*:\/\/[^/]*@/i.test(uri)) {
+    throw new ConfigError(`${server.uri_secret}: the tracking URI carries credentials (user:pass@); put the token in ${server.token_secret} instead`);
+  }
   return uri ? { tracking_uri: uri, ...(token ? { token } : {}) } : undefined;
 }
 

@@ -74,3 +74,19 @@ describe("restore checks every chunk's keyed id against its plaintext", () => {
     await expect(drain(idKey.toString("hex"))).rejects.toThrow(/chunk #1 [0-9a-f]{64}: its keyed id does not match its plaintext/);
   });
 });
+
+describe("job errors are scrubbed generically", () => {
+  it("removes URL userinfo of any scheme, every dispatch secret, and a secret URL's password raw and decoded", async () => {
+    const { scrub } = await import("../../runner/failure.ts");
+    const secrets = ["postgres://backup:p%40ss-w0rd@db.example/astrid", "mlflow-token-0123456789"];
+    const text = [
+      "GET https://alice:hunter22@mlflow.example/api failed",
+      "FATAL: password authentication failed: p@ss-w0rd / p%40ss-w0rd",
+      "bearer mlflow-token-0123456789 refused",
+      "s3://AKIA123:secretkey@bucket/x",
+    ].join("\n");
+    const out = scrub(text, secrets);
+    for (const leak of ["alice", "hunter22", "p@ss-w0rd", "p%40ss-w0rd", "mlflow-token-0123456789", "AKIA123", "secretkey"]) expect(out, leak).not.toContain(leak);
+    expect(out).toContain("https://…@mlflow.example/api");
+  });
+});

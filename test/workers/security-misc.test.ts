@@ -112,3 +112,14 @@ describe("restore target hosts", () => {
     expect(audit!.target).toMatch(/-> x on (db\.internal|a\.restore)\.example \(url\)$/);
   });
 });
+
+describe("tracking URIs with credentials", () => {
+  it("are refused as configuration, without echoing the URI", async () => {
+    const res = await api("POST", "/backup/ml", { body: {}, env: { MLFLOW_TRACKING_URI: "https://bob:s3cret-pass@mlflow.example" } });
+    expect(res.status, res.text).toBe(500);
+    expect(res.body.error.code).toBe("config_invalid");
+    expect(res.body.error.message).toContain("MLFLOW_TRACKING_TOKEN");
+    expect(res.text).not.toContain("s3cret-pass");
+    expect(sentMessages).toEqual([]);
+  });
+});

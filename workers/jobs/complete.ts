@@ -14,6 +14,7 @@ import type { z } from "zod";
 import { submitJob } from "./submit.ts";
 import { affectedByDamage } from "../repository/damage.ts";
 import { macConfigured, readAuthenticated } from "../repository/manifest-mac.ts";
+import { scrubSecrets } from "../scrub.ts";
 
 export async function completeJob(env: Env, catalog: Catalog, jobId: string, completion: JobCompletion): Promise<JobRow | undefined> {
   const now = new Date();
@@ -25,7 +26,7 @@ export async function completeJob(env: Env, catalog: Catalog, jobId: string, com
   } else if (completion.status === "failed") {
     let failed = completion.result;
     if (failed?.kind === "database.verify" || failed?.kind === "ml.verify") failed = await recordVerify(env, catalog, failed, now);
-    await catalog.failJob(jobId, completion.error, now, failed);
+    await catalog.failJob(jobId, { code: completion.error.code, message: scrubSecrets(env, completion.error.message) }, now, failed);
   } else {
     const r = completion.result;
     if (r.kind === "database.backup") {
