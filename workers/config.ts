@@ -112,6 +112,7 @@ export const SETTINGS = {
   repository_gc_schedule: setting("REPOSITORY_GC_SCHEDULE", "0 6 * * 0", Cron, "garbage collection of unreferenced packs and blobs"),
   gc_grace_minutes: setting("GC_GRACE_MINUTES", 24 * 60, Count(0, 60 * 24 * 365), "an unreferenced object younger than this is spared by GC"),
   job_lease_seconds: setting("JOB_LEASE_SECONDS", 120, Count(1, 24 * 3600), "a running job silent this long is declared lost"),
+  restore_target_hosts: setting("RESTORE_TARGET_HOSTS", "", Text, "restore targets allowed (comma list; .example.org for a domain); empty: any but link-local and metadata addresses"),
   runner_max_jobs: setting("RUNNER_MAX_JOBS", 4, Count(1, 64), "runner jobs (dumps, restores, MLflow exports) running at once; more wait in the queue"),
 } satisfies Record<string, Setting<unknown>>;
 
@@ -269,6 +270,10 @@ export function mlflowAccess(config: BackupConfig, env: ConfigEnv, name: string)
   };
   const uri = pick(server.uri_secret, "MLFLOW_TRACKING_URI");
   const token = pick(server.token_secret, "MLFLOW_TRACKING_TOKEN");
+  // Credentials in the URI end up in error messages and logs; tokens belong in MLFLOW_TRACKING_TOKEN (issue #12).
+  if (uri && /^[a-z][a-z0-9+.-]*:\/\/[^/]*@/i.test(uri)) {
+    throw new ConfigError(`${server.uri_secret}: the tracking URI carries credentials (user:pass@); put the token in ${server.token_secret} instead`);
+  }
   return uri ? { tracking_uri: uri, ...(token ? { token } : {}) } : undefined;
 }
 

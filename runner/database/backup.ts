@@ -22,7 +22,8 @@ export async function backupDatabase(job: BackupDispatch, ctx: JobContext): Prom
   const source = await describeSource(job.source_url);
   const prefix = packPrefix(job.type, job.backup_id);
   const writer = new ChunkWriter(repo, prefix, job.recipients, job.chunk_id_key);
-  if (job.parent_manifest_key) writer.know(await parentChunks(repo, job.parent_manifest_key, prefix));
+  const parent = job.parent_manifest_key ? await usableParent(repo, job.parent_manifest_key, prefix) : undefined;
+  if (parent) writer.know(parent.chunks, parent.encryption.recipients);
 
   const dump = spawn("pg_dump", PG_DUMP_ARGS, { env: toolEnv(job.source_url), stdio: ["ignore", "pipe", "pipe"] });
   const exited = exitOf(dump);
@@ -68,16 +69,16 @@ export async function backupDatabase(job: BackupDispatch, ctx: JobContext): Prom
 }
 
 /**
- * The parent's chunks, if its manifest can be read and uses the same chunk
- * store. An unusable parent only costs deduplication, never the backup.
+ * The parent's manifest, if it can be read and uses the same chunk store. An
+ * unusable parent only costs deduplication, never the backup.
  */
-async function parentChunks(repo: RepositoryClient, key: string, prefix: string) {
+async function usableParent(repo: RepositoryClient, key: string, prefix: string) {
   try {
     const parent = await readManifest(repo, key);
-    return parent.pack_prefix === prefix ? parent.chunks : [];
+    return parent.pack_prefix === prefix ? parent : undefined;
   } catch (e) {
     console.warn(`parent manifest ${key} unusable, backing up without it: ${(e as Error).message}`);
-    return [];
+    return undefined;
   }
 }
 

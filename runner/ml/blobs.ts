@@ -34,7 +34,7 @@ export class BlobWriter {
     if (!key) return;
     try {
       const parent = MlManifest.parse(JSON.parse((await this.repo.get(key)).toString("utf8")));
-      this.writer.know(parent.chunks);
+      this.writer.know(parent.chunks, parent.encryption.recipients);
     } catch (e) {
       console.warn(`parent manifest ${key} unusable, backing up without it: ${(e as Error).message}`);
     }

@@ -45,10 +45,12 @@ export class ChunkWriter {
   private readonly prefix: string;
   private readonly sealer: ChunkSealer;
   private readonly idKey: Buffer;
+  private readonly recipients: string[];
 
   constructor(repo: RepositoryClient, prefix: string, recipients: string[], idKeyHex: string) {
     this.repo = repo;
     this.prefix = prefix;
+    this.recipients = recipients;
     this.sealer = new ChunkSealer(recipients);
     this.idKey = Buffer.from(idKeyHex, "hex");
     // Room for a full pack plus the largest chunk file, so a pack is cut only once it reaches the target.
@@ -56,9 +58,21 @@ export class ChunkWriter {
     this.pack = new OpenPack(Buffer.alloc(0)); // its buffer comes with the first chunk: a deduplicated backup needs none
   }
 
-  /** Chunks an earlier backup stored: referenced without a request (its manifest vouches for them). */
-  know(refs: ChunkRef[]): void {
+  /**
+   * Chunks an earlier backup stored: referenced without a request (its
+   * manifest vouches for them), but only if they were encrypted to exactly
+   * this backup's recipients. After BACKUP_ENCRYPTION_KEY changes, reusing
+   * them would leave the new backup readable with the retired identity, so
+   * the first backup after a rotation stores everything afresh (a new full)
+   * and the next ones reuse from it. Returns whether the chunks were taken.
+   */
+  know(refs: ChunkRef[], encryptedTo: string[]): boolean {
+    if (!sameRecipients(encryptedTo, this.recipients)) {
+      console.warn("parent backup was encrypted to other recipients (key rotation): storing every chunk afresh");
+      return false;
+    }
     for (const r of refs) if (!this.seen.has(r.id)) this.seen.set(r.id, r);
+    return true;
   }
 
   /**
@@ -135,3 +149,9 @@ export class ChunkWriter {
 
 /** Packs are ~8 MiB: two uploads in flight bound memory to a few packs. */
 const UPLOAD_CONCURRENCY = 2;
+
+/** Equal as sets: order does not matter to age. */
+export function sameRecipients(a: string[], b: string[]): boolean {
+  const x = new Set(a);
+  return x.size === new Set(b).size && b.every((r) => x.has(r));
+}

@@ -30,3 +30,63 @@ describe("restore target names", () => {
     for (const ok of ["astrid", "astrid_restore", "Astrid Copy", "a-b"]) expect(isPlainDatabaseName(ok), ok).toBe(true);
   });
 });
+
+// Anyone who can write to R2 knows the (public) age recipients, so they can
+// make chunk files that decrypt cleanly. With the chunk-id key the restore
+// notices that a chunk is not the plaintext its id names, before pg_restore sees it.
+describe("restore checks every chunk's keyed id against its plaintext", () => {
+  it("a substituted chunk that decrypts cleanly and has the right size and stored hash is refused", async () => {
+    const { ageKeyPair } = await import("../../runner/dev/secrets.ts");
+    const { ChunkSealer, chunkId, sha256Hex } = await import("../../runner/repository/codec.ts");
+    const { dumpStream } = await import("../../runner/database/plaintext.ts");
+    const { createHash, randomBytes } = await import("node:crypto");
+    const { identity, recipient } = await ageKeyPair();
+    const idKey = randomBytes(32);
+    const genuine = [Buffer.from("genuine first slice ".repeat(50)), Buffer.from("genuine second slice ".repeat(50))];
+    const planted = Buffer.from("DROP TABLE everything; -- ".repeat(50)).subarray(0, genuine[1]!.length);
+    const build = (slices: Buffer[]) => {
+      const sealer = new ChunkSealer([recipient]);
+      const files = slices.map((s) => sealer.seal(s));
+      const pack = Buffer.concat(files);
+      const packId = sha256Hex(pack);
+      let offset = 0;
+      const chunks = files.map((f, i) => {
+        const ref = { id: chunkId(idKey, genuine[i]!), plain_size: slices[i]!.length, pack: packId, offset, stored_size: f.length, stored_sha256: sha256Hex(f) };
+        offset += f.length;
+        return ref;
+      });
+      return { pack, chunks };
+    };
+    // The attacker's pack: the second slice replaced, everything else consistent, the ids copied from the genuine manifest.
+    const forged = build([genuine[0]!, planted]);
+    const manifest = {
+      pack_prefix: "packs/", chunks: forged.chunks,
+      dump: { sha256: createHash("sha256").update(Buffer.concat([genuine[0]!, planted])).digest("hex"), logical_bytes: genuine[0]!.length + planted.length },
+    } as any;
+    const repo = { getRange: async (_key: string, offset: number, length: number) => forged.pack.subarray(offset, offset + length) } as any;
+    const drain = async (key?: string) => {
+      const out: Buffer[] = [];
+      for await (const b of dumpStream(repo, manifest, [identity], () => {}, key)) out.push(b);
+      return Buffer.concat(out);
+    };
+    // Without the key every check passes (the dump's SHA-256 was forged to match): this is the hole.
+    expect((await drain()).includes(Buffer.from("DROP TABLE"))).toBe(true);
+    await expect(drain(idKey.toString("hex"))).rejects.toThrow(/chunk #1 [0-9a-f]{64}: its keyed id does not match its plaintext/);
+  });
+});
+
+describe("job errors are scrubbed generically", () => {
+  it("removes URL userinfo of any scheme, every dispatch secret, and a secret URL's password raw and decoded", async () => {
+    const { scrub } = await import("../../runner/failure.ts");
+    const secrets = ["postgres://backup:p%40ss-w0rd@db.example/astrid", "mlflow-token-0123456789"];
+    const text = [
+      "GET https://alice:hunter22@mlflow.example/api failed",
+      "FATAL: password authentication failed: p@ss-w0rd / p%40ss-w0rd",
+      "bearer mlflow-token-0123456789 refused",
+      "s3://AKIA123:secretkey@bucket/x",
+    ].join("\n");
+    const out = scrub(text, secrets);
+    for (const leak of ["alice", "hunter22", "p@ss-w0rd", "p%40ss-w0rd", "mlflow-token-0123456789", "AKIA123", "secretkey"]) expect(out, leak).not.toContain(leak);
+    expect(out).toContain("https://…@mlflow.example/api");
+  });
+});

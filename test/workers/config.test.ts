@@ -134,6 +134,7 @@ describe("loadConfig environment overrides", () => {
     ["OFFSITE_SCHEDULE", "30 6 * * *", "offsite_schedule", "30 6 * * *"],
     ["DATABASE_VERIFY_AFTER_BACKUP", "full", "database_verify_after_backup", "full"],
     ["RUNNER_MAX_JOBS", "2", "runner_max_jobs", 2],
+    ["RESTORE_TARGET_HOSTS", "db.example.org", "restore_target_hosts", "db.example.org"],
     ["OFFSITE_S3_ENDPOINT", "https://s3.example.org", "offsite_s3_endpoint", "https://s3.example.org"],
     ["OFFSITE_S3_BUCKET", "astrid-offsite", "offsite_s3_bucket", "astrid-offsite"],
     ["OFFSITE_S3_REGION", "eu-central-1", "offsite_s3_region", "eu-central-1"],

@@ -84,3 +84,42 @@ describe("JOB_TOKEN_SECRET rotation through a list", () => {
     expect(await unseal("new-secret", await seal("new-secret,old-secret", "v"))).toBe("v");
   });
 });
+
+describe("restore target hosts", () => {
+  const restoreTo = async (target: string, extraEnv: Record<string, unknown> = {}) => {
+    const b = await seedBackup({ created_at: isoSecondsAgo(60) });
+    return api("POST", `/backups/${b.id}/restore`, { body: { target }, env: extraEnv });
+  };
+
+  it("link-local and metadata addresses are refused by default, for database and MLflow targets", async () => {
+    for (const host of ["169.254.169.254", "[fe80::1]", "metadata.google.internal", "100.100.100.200"]) {
+      const res = await restoreTo(`postgres://u@${host}:5432/x`);
+      expect(res.status, `${host}: ${res.text}`).toBe(400);
+      expect(res.body.error.message).toMatch(/link-local or metadata/);
+    }
+    const ml = await seedBackup({ id: "ml-mlflow-20261101T020000Z-abcdef", domain: "ml", created_at: isoSecondsAgo(60) });
+    const res = await api("POST", `/backup/ml/${ml.id}/restore`, { body: { target: "http://169.254.169.254/latest/meta-data" } });
+    expect(res.status, res.text).toBe(400);
+    expect(sentMessages).toEqual([]);
+  });
+
+  it("RESTORE_TARGET_HOSTS is an allowlist (exact hosts and .suffixes); the host is in the audit line", async () => {
+    const allow = { RESTORE_TARGET_HOSTS: "db.internal.example,.restore.example" };
+    expect((await restoreTo("postgres://u@elsewhere.example/x", allow)).status).toBe(400);
+    expect((await restoreTo("postgres://u@db.internal.example/x", allow)).status).toBe(202);
+    expect((await restoreTo("postgres://u@a.restore.example/x", allow)).status).toBe(202);
+    const audit = (await auditRows()).find((a) => a.action === "database.restore" && a.outcome === "accepted");
+    expect(audit!.target).toMatch(/-> x on (db\.internal|a\.restore)\.example \(url\)$/);
+  });
+});
+
+describe("tracking URIs with credentials", () => {
+  it("are refused as configuration, without echoing the URI", async () => {
+    const res = await api("POST", "/backup/ml", { body: {}, env: { MLFLOW_TRACKING_URI: "https://bob:s3cret-pass@mlflow.example" } });
+    expect(res.status, res.text).toBe(500);
+    expect(res.body.error.code).toBe("config_invalid");
+    expect(res.body.error.message).toContain("MLFLOW_TRACKING_TOKEN");
+    expect(res.text).not.toContain("s3cret-pass");
+    expect(sentMessages).toEqual([]);
+  });
+});

@@ -11,7 +11,7 @@ import { mintJobToken, type JobGrant } from "../../workers/repository/job-token.
 import { manifestKey, packKey, type DatabaseManifest } from "../../workers/shared/format.ts";
 import type { JobCompletion } from "../../workers/shared/protocol.ts";
 import type { DatabaseVerifyResult as VerifyResult } from "../../workers/database/protocol.ts";
-import { allBackupRows, api, isoDaysAgo, isoSecondsAgo, jobRow, resetState, seedBackup, seedJob, sha256Hex, validManifest } from "./helpers.ts";
+import { allBackupRows, api, isoDaysAgo, isoSecondsAgo, jobRow, resetState, seedBackup, seedJob, sha256Hex, validManifest, VIEWER } from "./helpers.ts";
 
 beforeEach(resetState);
 
@@ -155,5 +155,19 @@ describe("corrupt is not forever, and retention keeps the newest whatever the st
 
   it("claimedChunkIds reads only well-formed chunk lines", () => {
     expect([...claimedChunkIds([`chunk #3 ${"a".repeat(64)}: x`, "chunk zz", `chunk ${"b".repeat(64)}`])]).toEqual(["a".repeat(64)]);
+  });
+});
+
+describe("what a runner reports is scrubbed before viewers see it", () => {
+  it("configured secret values and URL userinfo never reach jobs.error_message", async () => {
+    const job = await runningJob("database.backup", "db-astrid-20261101T020000Z-yyyyyy");
+    await complete(job, "write", {
+      status: "failed",
+      error: { code: "boom", message: `failed: ${env.DATABASE_URL} / s3cret-pw / https://eve:pw12345@mlflow.example/x / ${env.CHUNK_ID_KEY}` },
+    });
+    const row = await jobRow(job.id);
+    expect(row!.error_code).toBe("boom");
+    for (const leak of ["s3cret-pw", "eve:pw12345", String(env.CHUNK_ID_KEY)]) expect(row!.error_message).not.toContain(leak);
+    expect((await api("GET", `/jobs/${job.id}`, { token: VIEWER })).text).not.toContain("s3cret-pw");
   });
 });

@@ -125,7 +125,7 @@ describe("POST /backups/:id/restore to a connection URL", () => {
 
   const expectNoUrl = (text: string) => {
     expect(text).not.toContain(PASSWORD);
-    expect(text).not.toContain(HOST);
+    // The host is not a secret: the audit log records where a restore went (issue #12).
     expect(text).not.toContain("restorer");
     expect(text).not.toContain("postgresql://");
   };
@@ -134,7 +134,7 @@ describe("POST /backups/:id/restore to a connection URL", () => {
     const res = await restore({ target: TARGET, replace: true });
     expect(res.status).toBe(202);
     const params = DatabaseRestoreParams.parse(JSON.parse((await jobRow(res.body.job_id))!.params));
-    expect(params).toMatchObject({ backup_id: BACKUP_ID, replace: true, target_label: "astrid_restore (url)" });
+    expect(params).toMatchObject({ backup_id: BACKUP_ID, replace: true, target_label: `astrid_restore on ${HOST} (url)` });
     expect(params.target_database).toBeUndefined();
     expect(params.target_url_sealed).toEqual(expect.any(String));
     expectNoUrl(params.target_url_sealed!);
@@ -158,7 +158,7 @@ describe("POST /backups/:id/restore to a connection URL", () => {
     expectNoUrl(JSON.stringify(sentMessages));
     expectNoUrl(logs);
     // The audit log still says what happened, by label.
-    expect((await auditRows())[0]).toMatchObject({ action: "database.restore", target: `${BACKUP_ID} -> astrid_restore (url)`, outcome: "accepted" });
+    expect((await auditRows())[0]).toMatchObject({ action: "database.restore", target: `${BACKUP_ID} -> astrid_restore on ${HOST} (url)`, outcome: "accepted" });
   });
 
   it("seals the same URL differently each time", async () => {

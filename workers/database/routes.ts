@@ -12,6 +12,7 @@ import { BackupType, DatabaseName, VerifyDepth } from "../shared/protocol.ts";
 import { databaseRestore, submitDatabaseBackup } from "./kinds.ts";
 import type { KindRegistry } from "../jobs/kind.ts";
 import type { BackupRow } from "../catalog/schema.ts";
+import { checkTargetHost } from "../target-hosts.ts";
 import { cleanupBackups, retentionPolicy } from "./cleanup.ts";
 import type { BackupFilter } from "../catalog/catalog.ts";
 import { describeGfs } from "./retention.ts";
@@ -152,15 +153,19 @@ function requireConfiguredDatabase(c: Ctx, name: string): void {
 export async function restoreTarget(c: Ctx, target: string) {
   if (/^postgres(ql)?:\/\//.test(target)) {
     let name: string;
+    let url: URL;
     try {
-      name = decodeURIComponent(new URL(target).pathname.slice(1));
+      url = new URL(target);
+      name = decodeURIComponent(url.pathname.slice(1));
     } catch {
       throw badRequest("target: not a valid connection URL");
     }
+    // Link-local and metadata hosts refused, RESTORE_TARGET_HOSTS enforced; the host goes into the audit line.
+    const host = checkTargetHost(c.get("config"), url);
     if (!name) throw badRequest("target: the connection URL names no database");
     // libpq reads a name with "=" or "://" as a connection string: "host=elsewhere dbname=x" would reach another server.
     if (name.includes("=") || name.includes("://")) throw badRequest('target: the database name may not contain "=" or "://"');
-    return { target_label: `${name} (url)`, target_url_sealed: await seal(c.env.JOB_TOKEN_SECRET, target) };
+    return { target_label: `${name} on ${host} (url)`, target_url_sealed: await seal(c.env.JOB_TOKEN_SECRET, target) };
   }
   if (!DatabaseName.safeParse(target).success) throw badRequest("target: a configured database name or a postgres:// URL");
   requireConfiguredDatabase(c, target);

@@ -8,11 +8,14 @@ import type { JobRow } from "../catalog/schema.ts";
 import type { KindContext } from "../context.ts";
 import { parseParams } from "./dispatch.ts";
 import type { CompletionContext, KindRegistry, Outcome } from "./kind.ts";
+import { scrubSecrets } from "../scrub.ts";
 
 export async function completeJob(ctx: KindContext, kinds: KindRegistry, jobId: string, completion: JobCompletion): Promise<JobRow | undefined> {
   const { catalog } = ctx;
   const job = await catalog.getJob(jobId);
   if (!job || job.status !== "running") return job;
+  // A runner's error text may echo a configured secret (a URL, a token): it never reaches the catalog as is.
+  if (completion.status === "failed") completion = { ...completion, error: { code: completion.error.code, message: scrubSecrets(ctx.env, completion.error.message) } };
   const spec = kinds.get(job.kind);
   if (!spec || spec.runs !== "runner") {
     await catalog.failJob(jobId, { code: "unknown_kind", message: `no runner kind ${job.kind}` }, ctx.now);

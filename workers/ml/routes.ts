@@ -3,6 +3,7 @@
 // backup_model_registry() are POST /backup/ml, backup_training_data(dataset_id)
 // is POST /backup/training-data, restore_ml_artifacts(backup_id) is
 // POST /backup/ml/:id/restore. Verify is POST /backups/:id/verify, as for any backup.
+import { checkTargetHost } from "../target-hosts.ts";
 import { Hono } from "hono";
 import { z } from "zod";
 import type { AppEnv } from "../context.ts";
@@ -152,6 +153,7 @@ async function restoreTarget(c: Ctx, target: string, token: string | undefined) 
       throw badRequest("target: not a valid tracking URI");
     }
     if (url.username || url.password) throw badRequest("target: put credentials in target_token, not in the URI");
+    checkTargetHost(c.get("config"), url);
     const access = { tracking_uri: url.toString().replace(/\/+$/, ""), ...(token ? { token } : {}) };
     return { target_label: `${url.host} (url)`, target_sealed: await seal(c.env.JOB_TOKEN_SECRET, JSON.stringify(access)) };
   }
