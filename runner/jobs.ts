@@ -9,6 +9,7 @@ import { backupMlflow } from "./ml/backup.ts";
 import { restoreMl } from "./ml/restore.ts";
 import { verifyMl } from "./ml/verify.ts";
 import { backupTrainingData } from "./ml/training-data.ts";
+import { runDrill } from "./dr/drill.ts";
 import { JobFailure, scrub } from "./failure.ts";
 import type { JobContext } from "./job-context.ts";
 import { RepositoryClient, RepositoryError } from "./repository/client.ts";
@@ -73,6 +74,7 @@ function execute(job: RunnerDispatch, ctx: JobContext): Promise<JobResult> {
     case "ml.restore": return restoreMl(job, ctx);
     case "ml.verify": return verifyMl(job, ctx);
     case "training_data.backup": return backupTrainingData(job, ctx);
+    case "dr.drill": return runDrill(job, ctx);
   }
 }
 

@@ -13,6 +13,7 @@ import { JobFailure } from "../failure.ts";
 import type { JobContext } from "../job-context.ts";
 import { readManifest } from "./manifest.ts";
 import { classifyPgError, exitOf, major, psql, stderrTail, toolEnv, toolVersion } from "./pg-tools.ts";
+import { consistencyAlongside } from "../dr/snapshot-record.ts";
 
 const PG_DUMP_ARGS = ["--format=custom", "--compress=0", "--no-password"];
 
@@ -24,8 +25,10 @@ export async function backupDatabase(job: BackupDispatch, ctx: JobContext): Prom
   const writer = new ChunkWriter(repo, prefix, job.recipients, job.chunk_id_key);
   if (job.parent_manifest_key) writer.know(await parentChunks(repo, job.parent_manifest_key, prefix));
 
-  const dump = spawn("pg_dump", PG_DUMP_ARGS, { env: toolEnv(job.source_url), stdio: ["ignore", "pipe", "pipe"] });
-  const exited = exitOf(dump);
+  // The consistency record (row counts, checksums, schema) is taken in the snapshot pg_dump reads.
+  const consistency = await consistencyAlongside(job.source_url, ctx);
+  const dump = spawn("pg_dump", [...PG_DUMP_ARGS, ...consistency.dumpArgs], { env: toolEnv(job.source_url), stdio: ["ignore", "pipe", "pipe"] });
+  const exited = exitOf(dump).finally(consistency.dumpDone);
   const tail = stderrTail(dump);
   ctx.onCancel(() => dump.kill("SIGTERM"));
   const hash = createHash("sha256");
@@ -55,6 +58,7 @@ export async function backupDatabase(job: BackupDispatch, ctx: JobContext): Prom
     encryption: { scheme: "age-x25519", recipients: job.recipients },
     chunker: CHUNKER, pack_prefix: prefix, chunks,
     stats: { stored_bytes: writer.stats.stored_bytes, new_stored_bytes: writer.stats.new_stored_bytes, new_chunks: writer.stats.new_chunks },
+    ...(await consistency.result()),
   });
   const body = Buffer.from(JSON.stringify(manifest, null, 1));
   ctx.progress({ phase: "writing manifest", bytes: logical, chunks: chunks.length });

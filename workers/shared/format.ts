@@ -104,6 +104,19 @@ const ChunkStoreFields = {
   }),
 };
 
+/**
+ * A database's contents at backup time, from the same snapshot pg_dump read:
+ * per relation ("schema.table", "sequence:…", "view:…", "extension:…") its row
+ * count and an order-independent checksum of its rows, and the SHA-256 of its
+ * normalised schema-only dump. A drill computes the same on the restored copy.
+ */
+export const ConsistencyRecord = z.object({
+  tables: z.record(z.string(), z.object({ rows: z.number().int().nonnegative(), md5: z.string() })),
+  schema_sha256: Sha256Hex,
+  duration_ms: z.number().nonnegative(),
+});
+export type ConsistencyRecord = z.infer<typeof ConsistencyRecord>;
+
 export const DatabaseManifest = z.object({
   format: z.literal("astrid-backup/database"),
   format_version: z.literal(FORMAT_VERSION),
@@ -127,6 +140,8 @@ export const DatabaseManifest = z.object({
   ...ChunkStoreFields,
   pack_prefix: z.string(),
   chunks: z.array(ChunkRef),
+  /** What a restore must reproduce, taken in the snapshot pg_dump read (runner/dr/consistency.ts); absent in older backups. */
+  consistency: ConsistencyRecord.optional(),
 });
 export type DatabaseManifest = z.infer<typeof DatabaseManifest>;
 

@@ -19,6 +19,8 @@ export const JOB_KINDS = [
   "database.backup", "database.verify", "database.restore", "repository.gc",
   "storage.snapshot", "storage.restore", "storage.reconcile", "storage.gc", "storage.offsite",
   "ml.backup", "ml.restore", "ml.verify", "training_data.backup",
+  // Disaster recovery (workers/dr, runner/dr)
+  "dr.drill",
 ] as const;
 export const JobKind = z.enum(JOB_KINDS);
 export type JobKind = z.infer<typeof JobKind>;
@@ -270,8 +272,78 @@ export const TrainingDataDispatch = z.object({
 });
 export type TrainingDataDispatch = z.infer<typeof TrainingDataDispatch>;
 
+// ---- Disaster recovery drills (workers/dr, runner/dr) ----
+
+/** Every drill scratch database's name starts so: the sweep finds what a killed drill left by this prefix. */
+export const DR_SCRATCH_PREFIX = "astrid_dr_";
+
+/** The scratch database of a drill's i-th database: the job id (sanitised) ties it to its drill. */
+export function drScratchName(jobId: string, index: number): string {
+  return `${drScratchJobPrefix(jobId)}${index}`;
+}
+
+export function drScratchJobPrefix(jobId: string): string {
+  return `${DR_SCRATCH_PREFIX}${jobId.toLowerCase().replace(/[^a-z0-9]/g, "_").slice(0, 40)}_`;
+}
+
+/** A drill job's row params: which restore points it proves (chosen at submit time), never a secret. */
+export const DrillParams = z.object({
+  trigger: z.enum(["manual", "scheduled"]),
+  restore_point: z.enum(["latest", "random"]),
+  databases: z.array(z.object({ database: DatabaseName, backup_id: z.string() })),
+  ml: z.array(z.object({ server: MlName, backup_id: z.string() })),
+  storage: z.array(z.object({ bucket: z.string(), prefix: z.string(), snapshot_id: z.string() })),
+  catalog: z.boolean(),
+  /** Domains asked for that have nothing to restore: each is a failed domain of the drill. */
+  missing: z.array(z.object({ domain: z.string(), source: z.string(), reason: z.string() })),
+});
+export type DrillParams = z.infer<typeof DrillParams>;
+
+export const DrillDispatch = z.object({
+  ...dispatchBase,
+  kind: z.literal("dr.drill"),
+  identities: z.array(z.string()).min(1),
+  /** Each database's restore point and the scratch database it goes into (a secret: it carries credentials). */
+  databases: z.array(z.object({
+    database: DatabaseName, backup_id: z.string(), manifest_key: z.string(), scratch_url: z.string().min(1),
+  })),
+  ml: z.array(z.object({ server: MlName, backup_id: z.string(), manifest_key: z.string(), mlflow: MlflowAccess })),
+  /** Maintenance connections of the drill servers: leftover scratch databases (a killed drill) are dropped there. */
+  sweep_urls: z.array(z.string().min(1)),
+  /** Scratch databases of drills still running elsewhere: the sweep leaves them alone. */
+  keep_prefixes: z.array(z.string()),
+});
+export type DrillDispatch = z.infer<typeof DrillDispatch>;
+
+/** One domain and source of a drill (or scenario): restored, validated, timed. */
+export const DomainResult = z.object({
+  domain: z.enum(["database", "storage", "ml", "catalog"]),
+  source: z.string(),
+  restore_point: z.string().optional(),
+  /** When the restore point was taken: the data a restore from it would lose is everything after. */
+  point_created_at: z.string().optional(),
+  passed: z.boolean(),
+  restore_ms: z.number().nonnegative(),
+  validate_ms: z.number().nonnegative(),
+  bytes: z.number().int().nonnegative(),
+  /** One line per problem (a damaged chunk, a table whose rows differ, a missing object...). */
+  problems: z.array(z.string()),
+  details: z.record(z.string(), z.unknown()).optional(),
+});
+export type DomainResult = z.infer<typeof DomainResult>;
+
+export const DrillResult = z.object({
+  kind: z.literal("dr.drill"),
+  domains: z.array(DomainResult),
+  /** Scratch databases the sweep dropped (left by a killed drill). */
+  swept: z.array(z.string()),
+  duration_ms: z.number().nonnegative(),
+});
+export type DrillResult = z.infer<typeof DrillResult>;
+
 export const RunnerDispatch = z.discriminatedUnion("kind", [
   BackupDispatch, VerifyDispatch, RestoreDispatch, GcDispatch, MlBackupDispatch, MlRestoreDispatch, MlVerifyDispatch, TrainingDataDispatch,
+  DrillDispatch,
 ]);
 export type RunnerDispatch = z.infer<typeof RunnerDispatch>;
 
@@ -284,6 +356,10 @@ export function dispatchSecrets(job: RunnerDispatch): string[] {
   if (job.kind === "ml.backup" || job.kind === "training_data.backup") secrets.push(job.chunk_id_key);
   if (job.kind === "training_data.backup" && job.database_url) secrets.push(job.database_url);
   if ((job.kind === "ml.backup" || job.kind === "ml.restore" || job.kind === "training_data.backup") && job.mlflow?.token) secrets.push(job.mlflow.token);
+  if (job.kind === "dr.drill") {
+    secrets.push(...job.identities, ...job.sweep_urls, ...job.databases.map((d) => d.scratch_url));
+    for (const m of job.ml) if (m.mlflow.token) secrets.push(m.mlflow.token);
+  }
   return secrets.filter((s) => s.length > 0);
 }
 
@@ -381,7 +457,7 @@ export const MlRestoreResult = z.object({
 });
 export type MlRestoreResult = z.infer<typeof MlRestoreResult>;
 
-export const JobResult = z.union([BackupResult, VerifyResult, RestoreResult, GcResult, MlBackupResult, MlVerifyResult, MlRestoreResult]);
+export const JobResult = z.union([BackupResult, VerifyResult, RestoreResult, GcResult, MlBackupResult, MlVerifyResult, MlRestoreResult, DrillResult]);
 export type JobResult = z.infer<typeof JobResult>;
 
 /** The runner's last word on a job. A failed job may still carry a result (a verify that found damage). */
