@@ -14,6 +14,7 @@ import { gcRoutes } from "./repository/gc-routes.ts";
 import { repositoryRoutes } from "./repository/routes.ts";
 import { storageRoutes } from "./storage/routes.ts";
 import { storageOpsRoutes } from "./storage/ops-routes.ts";
+import { drRoutes } from "./dr/routes.ts";
 
 export const app = new Hono<AppEnv>();
 
@@ -43,6 +44,7 @@ app.route("/", gcRoutes);
 app.route("/", catalogRoutes);
 app.route("/", storageRoutes);
 app.route("/", storageOpsRoutes);
+app.route("/", drRoutes);
 app.route("/repo/v1", repositoryRoutes);
 
 app.notFound((c) => c.json({ error: { code: "not_found", message: `no route for ${c.req.method} ${c.req.path}` } }, 404));

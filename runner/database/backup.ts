@@ -13,7 +13,7 @@ import { JobFailure } from "../failure.ts";
 import type { JobContext } from "../job-context.ts";
 import { readManifest } from "./manifest.ts";
 import { classifyPgError, exitOf, major, psql, stderrTail, toolEnv, toolVersion } from "./pg-tools.ts";
-import { consistencyAlongside } from "../dr/snapshot-record.ts";
+import { consistencyAlongside } from "./snapshot-record.ts";
 
 const PG_DUMP_ARGS = ["--format=custom", "--compress=0", "--no-password"];
 

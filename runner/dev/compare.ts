@@ -1,7 +1,7 @@
 // Fingerprints a database's contents so a restored copy can be compared with
 // its source: equal fingerprints mean equal data, down to float bits. The
 // fingerprint is the one DR drills use (runner/dr/consistency.ts).
-import { FINGERPRINT_SQL, parseFingerprints } from "../dr/consistency.ts";
+import { FINGERPRINT_SQL, parseFingerprints } from "../database/consistency.ts";
 import { psql } from "./postgres.ts";
 
 export interface Fingerprint {

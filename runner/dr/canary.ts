@@ -3,7 +3,7 @@
 // drill looks for the newest canary in what it restored, and the time from
 // that canary to the drill's start is the data a real recovery would lose.
 import { psql } from "../database/pg-tools.ts";
-import { psqlScript } from "./consistency.ts";
+import { psqlScript } from "../database/consistency.ts";
 
 export const CANARY_TABLE = "astrid_dr_canary.canary";
 

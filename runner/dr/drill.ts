@@ -21,7 +21,7 @@ import { MlflowClient } from "../ml/mlflow-client.ts";
 import { RepositoryClient } from "../repository/client.ts";
 import { JobFailure, scrub } from "../failure.ts";
 import type { JobContext } from "../job-context.ts";
-import { compareFingerprints, fingerprintDatabase, schemaHash } from "./consistency.ts";
+import { compareFingerprints, fingerprintDatabase, schemaHash } from "../database/consistency.ts";
 import { findCanary } from "./canary.ts";
 
 export async function runDrill(job: DrillDispatch, ctx: JobContext): Promise<DrillResult> {

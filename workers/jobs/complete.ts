@@ -12,12 +12,16 @@ import type { Env } from "../env.ts";
 import { loadConfig } from "../config.ts";
 import type { z } from "zod";
 import { submitJob } from "./submit.ts";
+import { completeDrill } from "../dr/complete.ts";
+import { afterJobSettled } from "../dr/job-alerts.ts";
 
 export async function completeJob(env: Env, catalog: Catalog, jobId: string, completion: JobCompletion): Promise<JobRow | undefined> {
   const now = new Date();
   const job = await catalog.getJob(jobId);
   if (!job || job.status !== "running") return job;
-  if (completion.status === "failed") {
+  if (job.kind === "dr.drill") {
+    await completeDrill(env, catalog, job, completion, now);
+  } else if (completion.status === "failed") {
     const failed = completion.result;
     if (failed?.kind === "database.verify" || failed?.kind === "ml.verify") await recordVerify(catalog, failed, now);
     await catalog.failJob(jobId, completion.error, now, completion.result);
@@ -49,6 +53,7 @@ export async function completeJob(env: Env, catalog: Catalog, jobId: string, com
     outcome: settled?.status === "succeeded" ? "succeeded" : "failed",
     detail: { job_id: jobId, ...(settled?.error_code ? { error: settled.error_code } : {}) },
   });
+  if (settled) await afterJobSettled(env, settled);
   return settled;
 }
 

@@ -11,6 +11,7 @@ import type { Env } from "../env.ts";
 import type { JobRow } from "../catalog/schema.ts";
 import type { Catalog } from "../catalog/catalog.ts";
 import { mintJobToken, type JobGrant } from "../repository/job-token.ts";
+import { buildDrillDispatch, DrillSetupError } from "../dr/dispatch.ts";
 
 /** A job that cannot run as asked: fail it at once, retrying will not help. */
 export class JobSetupError extends Error {
@@ -102,6 +103,13 @@ export async function buildDispatch(job: JobRow, env: Env, config: BackupConfig,
         ...(mlflow ? { mlflow } : {}),
         ...(await writer(p.backup_id)),
       };
+    }
+    case "dr.drill": {
+      try {
+        return await buildDrillDispatch(job, env, config, catalog, { repository: await repository("read", "-"), identities: identities(env) });
+      } catch (e) {
+        throw e instanceof DrillSetupError ? new JobSetupError(e.code, e.message) : e;
+      }
     }
     default:
       throw new JobSetupError("unknown_kind", `no runner handles jobs of kind ${job.kind}`);

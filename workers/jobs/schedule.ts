@@ -12,6 +12,7 @@ import { cleanupBackups, retentionPolicy } from "../database/cleanup.ts";
 import type { Catalog } from "../catalog/catalog.ts";
 import { mlflowAccess, type BackupConfig } from "../config.ts";
 import { applyMlRetention, submitMlBackup, submitTrainingDataBackup } from "../ml/submit.ts";
+import { scheduleDr } from "../dr/schedule.ts";
 
 async function applyRetention(env: Env, catalog: Catalog, config: BackupConfig, cron: string, now: Date) {
   const policy = retentionPolicy(config);
@@ -32,8 +33,8 @@ export async function runSchedule(cron: string, env: Env, now = new Date()): Pro
     const outcome = await applyStorageRetention(env, config, { dryRun: false }, now);
     await catalog.audit({ actor: `cron:${cron}`, action: "storage.cleanup", target: "storage snapshots and versions", outcome: "succeeded", detail: outcome });
   }
-  if (work.length === 0) console.log(`cron "${cron}": nothing scheduled for it`);
-  const jobIds: string[] = [];
+  const jobIds: string[] = await scheduleDr(env, catalog, config, cron, now); // drills, lost drills, alert evaluation
+  if (work.length === 0 && jobIds.length === 0) console.log(`cron "${cron}": nothing scheduled for it`);
   for (const w of work) {
     if (w.kind === "ml.backup") {
       jobIds.push(...(await scheduleMl(env, catalog, config, cron, now)));

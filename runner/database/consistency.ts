@@ -9,7 +9,7 @@ import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
 import { createHash } from "node:crypto";
 import type { ConsistencyRecord } from "../../workers/shared/format.ts";
 import { JobFailure } from "../failure.ts";
-import { classifyPgError, exitOf, stderrTail, toolEnv } from "../database/pg-tools.ts";
+import { classifyPgError, exitOf, stderrTail, toolEnv } from "./pg-tools.ts";
 
 export type Fingerprints = ConsistencyRecord["tables"];
 

@@ -1,0 +1,58 @@
+// The drill's dispatch: what the runner needs for its half (databases, ML),
+// with the secrets only this hop may carry: scratch database URLs on the
+// drill server, the scratch MLflow server, the age identities.
+import type { Catalog } from "../catalog/catalog.ts";
+import type { JobRow } from "../catalog/schema.ts";
+import { databaseUrl, type BackupConfig } from "../config.ts";
+import type { Env } from "../env.ts";
+import { DrillParams, drScratchJobPrefix, drScratchName, type DrillDispatch, type RepositoryAccess } from "../shared/protocol.ts";
+import { drSettings } from "./settings.ts";
+
+/** A setup problem the drill cannot get past (dispatch.ts fails the job with it). */
+export class DrillSetupError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string) {
+    super(message);
+    this.code = code;
+  }
+}
+
+export async function buildDrillDispatch(
+  job: JobRow, env: Env, config: BackupConfig, catalog: Catalog, access: { repository: RepositoryAccess; identities: string[] },
+): Promise<DrillDispatch> {
+  const p = DrillParams.parse(JSON.parse(job.params));
+  const settings = drSettings(env);
+  const databases: DrillDispatch["databases"] = [];
+  const servers = new Set<string>();
+  for (const [i, d] of p.databases.entries()) {
+    const source = databaseUrl(config, env, d.database);
+    const server = settings.database_url ?? source;
+    if (!server) throw new DrillSetupError("database_not_configured", `no connection URL configured for database "${d.database}" and DR_DATABASE_URL is not set`);
+    const backup = await catalog.getBackup(d.backup_id);
+    if (!backup) throw new DrillSetupError("backup_missing", `backup ${d.backup_id} is no longer listed`);
+    const scratch = new URL(server);
+    scratch.pathname = `/${drScratchName(job.id, i)}`;
+    // Never the source: a scratch name carries the drill prefix, which no configured database's URL names.
+    if (source && new URL(source).pathname === scratch.pathname && new URL(source).host === scratch.host) {
+      throw new DrillSetupError("scratch_is_source", `the scratch database for ${d.database} would be the source itself`);
+    }
+    databases.push({ database: d.database, backup_id: d.backup_id, manifest_key: backup.manifest_key, scratch_url: scratch.toString() });
+    const maintenance = new URL(server);
+    maintenance.pathname = "/postgres";
+    servers.add(maintenance.toString());
+  }
+  const ml: DrillDispatch["ml"] = [];
+  for (const m of p.ml) {
+    const backup = await catalog.getBackup(m.backup_id);
+    if (!backup) throw new DrillSetupError("backup_missing", `ML backup ${m.backup_id} is no longer listed`);
+    if (!settings.mlflow) throw new DrillSetupError("mlflow_not_configured", "DR_MLFLOW_TRACKING_URI is not set");
+    ml.push({ server: m.server, backup_id: m.backup_id, manifest_key: backup.manifest_key, mlflow: settings.mlflow });
+  }
+  // Scratch databases of drills still running are theirs; everything else with the prefix is debris.
+  const running = await catalog.listJobs({ status: "running", kind: "dr.drill", limit: 200 });
+  const keep = [job.id, ...running.map((r) => r.id)].map(drScratchJobPrefix);
+  return {
+    kind: "dr.drill", job_id: job.id, repository: access.repository, identities: access.identities,
+    databases, ml, sweep_urls: [...servers], keep_prefixes: [...new Set(keep)],
+  };
+}
