@@ -258,7 +258,7 @@ describe("schedules", () => {
     expect(crons).toContain("*/10 * * * *"); // the parser found the real list, sweep included
     for (const config of [loadConfig(minimal()), loadConfig(env)]) {
       const schedules = configuredSchedules(config);
-      expect(schedules).toHaveLength(8);
+      expect(schedules).toHaveLength(9); // eight backup and maintenance schedules plus the weekly DR drill
       expect(schedules.filter((s) => !crons.includes(s))).toEqual([]);
     }
   });
