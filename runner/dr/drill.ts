@@ -23,6 +23,7 @@ import { JobFailure, scrub } from "../failure.ts";
 import type { JobContext } from "../job-context.ts";
 import { compareFingerprints, fingerprintDatabase, schemaHash } from "../database/consistency.ts";
 import { findCanary } from "./canary.ts";
+import { dropAndRestoreTable } from "./table-restore.ts";
 
 export async function runDrill(job: DrillDispatch, ctx: JobContext): Promise<DrillResult> {
   const started = Date.now();
@@ -109,6 +110,9 @@ async function drillDatabase(job: DrillDispatch, d: DrillDispatch["databases"][n
     const canary = await findCanary(d.scratch_url);
     if (canary) result.details = { ...result.details, newest_canary: canary };
     result.validate_ms = Date.now() - t1;
+    if (job.drop_table !== undefined) {
+      result.details = { ...result.details, steps: await dropAndRestoreTable(job, manifest, d.scratch_url, job.drop_table, result.problems) };
+    }
   } catch (e) {
     result.problems.push(errorLine(e, secrets));
   } finally {

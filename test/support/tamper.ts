@@ -30,3 +30,21 @@ function tryJson(buf: Buffer): any {
     return undefined;
   }
 }
+
+/**
+ * Changes one table's checksum in a database backup's consistency record (one
+ * hex digit, same length): the backup now says the table held other rows
+ * than the ones that restore, as silent corruption between backup and restore would.
+ */
+export function tamperWithConsistency(persistDir: string, backupId: string, table: string): void {
+  const blobs = join(persistDir, "v3/r2/astrid-backups/blobs");
+  for (const file of readdirSync(blobs).map((f) => join(blobs, f))) {
+    const manifest = tryJson(readFileSync(file));
+    if (manifest?.backup_id !== backupId || !manifest.consistency) continue;
+    const md5: string = manifest.consistency.tables[table].md5;
+    const flipped = `${md5[0] === "0" ? "1" : "0"}${md5.slice(1)}`;
+    writeFileSync(file, readFileSync(file, "utf8").replace(md5, flipped));
+    return;
+  }
+  throw new Error(`manifest of ${backupId} with a consistency record not found`);
+}

@@ -22,7 +22,9 @@ export async function completeDrill(env: Env, catalog: Catalog, job: JobRow, com
   const errors: string[] = [];
   if (completion.status === "failed") errors.push(`runner: ${completion.error.code}: ${completion.error.message}`);
   if (completion.result?.kind === "dr.drill") domains.push(...completion.result.domains);
-  for (const s of p.storage) domains.push(await drillStorage(env, config, settings, job.id, s));
+  // bucket_deleted restores every object of the snapshot, not a sample.
+  const storageSettings = p.scenario?.whole ? { ...settings, storage_sample: Number.MAX_SAFE_INTEGER } : settings;
+  for (const s of p.storage) domains.push(await drillStorage(env, config, storageSettings, job.id, s));
   if (p.catalog) domains.push(await drillCatalog(env));
   for (const m of p.missing) {
     domains.push({ domain: m.domain as DomainResult["domain"], source: m.source, passed: false, restore_ms: 0, validate_ms: 0, bytes: 0, problems: [m.reason] });
@@ -37,7 +39,7 @@ export async function completeDrill(env: Env, catalog: Catalog, job: JobRow, com
   });
   if (passed) await catalog.succeedJob(job.id, result, now);
   else await catalog.failJob(job.id, { code: "drill_failed", message: summarise(errors) }, now, result);
-  await drillAlert(env, "drill", passed, errors);
+  await drillAlert(env, p.scenario ? `scenario:${p.scenario.name}` : "drill", passed, errors);
   if (passed && p.trigger === "scheduled") await pingDeadman(env).catch(() => {});
 }
 

@@ -52,7 +52,15 @@ export async function buildDrillDispatch(
   const running = await catalog.listJobs({ status: "running", kind: "dr.drill", limit: 200 });
   const keep = [job.id, ...running.map((r) => r.id)].map(drScratchJobPrefix);
   return {
-    kind: "dr.drill", job_id: job.id, repository: access.repository, identities: access.identities,
+    kind: "dr.drill", job_id: job.id, repository: access.repository, identities: p.scenario?.escrow_only ? escrowIdentity(env) : access.identities,
     databases, ml, sweep_urls: [...servers], keep_prefixes: [...new Set(keep)],
+    ...(p.scenario?.name === "table_dropped" ? { drop_table: p.scenario.table ?? "" } : {}),
   };
+}
+
+/** key_holder_unavailable: only the escrow identity (AGE_ESCROW_IDENTITY), as if the usual key holders were gone. */
+function escrowIdentity(env: Env): string[] {
+  const escrow = typeof env.AGE_ESCROW_IDENTITY === "string" ? env.AGE_ESCROW_IDENTITY.trim() : "";
+  if (!escrow) throw new DrillSetupError("escrow_missing", "AGE_ESCROW_IDENTITY is not set: there is no escrow identity to restore with");
+  return [escrow];
 }

@@ -4,13 +4,14 @@ import { Hono } from "hono";
 import { z } from "zod";
 import type { AppEnv } from "../app-env.ts";
 import { requireRole } from "../auth.ts";
-import { notFound } from "../errors.ts";
+import { ApiError, notFound } from "../errors.ts";
 import { parseJson, parseQuery } from "../http.ts";
 import { settleOrphanedRuns } from "./complete.ts";
 import { renderMetrics } from "./metrics.ts";
 import { openDrStore, runView } from "./runs.ts";
 import { computeRto, computeStatus } from "./status.ts";
 import { submitDrill } from "./submit.ts";
+import { ScenarioRequest, SCENARIOS, scenarioCatalogue } from "./scenarios.ts";
 
 export const drRoutes = new Hono<AppEnv>();
 
@@ -21,6 +22,20 @@ drRoutes.post("/backup/test-recovery", requireRole("admin"), async (c) => {
     job_id: job.id, run_id: job.id, status: job.status,
     restore_points: { databases: params.databases, ml: params.ml, storage: params.storage, catalog: params.catalog }, missing: params.missing,
   }, 202);
+});
+
+drRoutes.get("/dr/scenarios", requireRole("viewer"), (c) => c.json({ scenarios: scenarioCatalogue() }));
+
+drRoutes.post("/dr/scenarios/:name/simulate", requireRole("admin"), async (c) => {
+  const name = c.req.param("name");
+  const scenario = Object.hasOwn(SCENARIOS, name) ? SCENARIOS[name]! : undefined;
+  if (!scenario) throw notFound(`scenario "${name}"`);
+  if (!scenario.simulated) throw new ApiError(501, "not_implemented", `scenario ${name} is not simulated yet; its runbook section still applies`);
+  const body = await parseJson(c, ScenarioRequest);
+  if (body.database && !(body.database in c.get("config").databases)) throw notFound(`database "${body.database}"`);
+  const scope = scenario.scope(body);
+  const { job, params } = await submitDrill(c.env, c.get("catalog"), c.get("config"), { trigger: "manual", actor: c.get("actor"), at: new Date(), scope });
+  return c.json({ job_id: job.id, run_id: job.id, scenario: name, status: job.status, missing: params.missing }, 202);
 });
 
 const RunsQuery = z.strictObject({

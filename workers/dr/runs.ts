@@ -3,6 +3,7 @@ import { and, desc, eq, lt, sql } from "drizzle-orm";
 import { drizzle } from "drizzle-orm/d1";
 import { drAlerts, drRuns, jobs, type DrAlertRow, type DrRunRow } from "../catalog/schema.ts";
 import type { DomainResult } from "../shared/protocol.ts";
+import { runbookLink } from "./scenarios.ts";
 
 export type DrStore = ReturnType<typeof openDrStore>;
 
@@ -66,11 +67,24 @@ export function openDrStore(d1: D1Database) {
 
 export function runView(r: DrRunRow) {
   const json = (t: string | null) => (t ? JSON.parse(t) : undefined);
+  const scenario = r.kind.startsWith("scenario:") ? r.kind.slice("scenario:".length) : undefined;
+  const results = (json(r.results) ?? []) as DomainResult[];
   return {
+    ...(scenario ? { scenario, runbook: runbookLink(scenario), steps: results.flatMap(stepsOf) } : {}),
     run_id: r.id, job_id: r.id, kind: r.kind, trigger: r.trigger, status: r.status, requested_by: r.requested_by,
     started_at: r.started_at, ...(r.finished_at ? { finished_at: r.finished_at, duration_ms: r.duration_ms } : {}),
     ...(r.results ? { results: json(r.results) } : {}),
     data_loss_seconds: r.data_loss_seconds,
     errors: json(r.errors) ?? [],
   };
+}
+
+/** A scenario's steps with their timings: restore and validate per domain, then any steps the scenario added. */
+function stepsOf(d: DomainResult) {
+  const extra = (Array.isArray(d.details?.steps) ? d.details.steps : []) as { name: string; ms: number; ok: boolean }[];
+  return [
+    { name: `restore ${d.domain} ${d.source}${d.restore_point ? ` from ${d.restore_point}` : ""}`, ms: d.restore_ms, ok: d.restore_ms > 0 },
+    { name: `validate ${d.domain} ${d.source}`, ms: d.validate_ms, ok: d.passed },
+    ...extra,
+  ];
 }

@@ -10,23 +10,37 @@ import type { Env } from "../env.ts";
 import { submitJob } from "../jobs/submit.ts";
 import type { DrillParams } from "../shared/protocol.ts";
 import { openDrStore } from "./runs.ts";
-import { drSettings, enabled, type DrSettings } from "./settings.ts";
+import { drSettings, enabled, type DrDomain, type DrSettings } from "./settings.ts";
+
+/** What a scenario narrows a drill to (scenarios.ts); a plain drill takes every enabled domain and source. */
+export interface DrillScope {
+  domains?: DrDomain[];
+  database?: string;
+  /** Newest verified point created before this time (bad_migration). */
+  before?: string;
+  scenario?: NonNullable<DrillParams["scenario"]>;
+}
 
 export async function submitDrill(
-  env: Env, catalog: Catalog, config: BackupConfig, req: { trigger: DrillParams["trigger"]; actor: string; at: Date },
+  env: Env, catalog: Catalog, config: BackupConfig, req: { trigger: DrillParams["trigger"]; actor: string; at: Date; scope?: DrillScope },
 ) {
   const settings = drSettings(env);
+  const scope = req.scope ?? {};
+  const on = (d: DrDomain) => (scope.domains ? scope.domains.includes(d) : enabled(settings, d));
   const params: DrillParams = {
-    trigger: req.trigger, restore_point: settings.restore_point, databases: [], ml: [], storage: [], catalog: enabled(settings, "catalog"), missing: [],
+    trigger: req.trigger, restore_point: settings.restore_point, databases: [], ml: [], storage: [], catalog: on("catalog"), missing: [],
+    ...(scope.scenario ? { scenario: scope.scenario } : {}),
   };
-  if (enabled(settings, "database") && config.database_backup_enabled) {
-    for (const database of Object.keys(config.databases)) {
-      const point = await pickDatabasePoint(catalog, settings, database, req.at);
+  if (on("database") && config.database_backup_enabled) {
+    for (const database of Object.keys(config.databases).filter((d) => !scope.database || d === scope.database)) {
+      const point = scope.before
+        ? (await catalog.listBackups({ domain: "database", database, status: "completed", limit: 500 })).find((b) => b.verify_status === "passed" && b.created_at < scope.before!)
+        : await pickDatabasePoint(catalog, settings, database, req.at);
       if (point) params.databases.push({ database, backup_id: point.id });
-      else params.missing.push({ domain: "database", source: database, reason: `no verified backup of ${database}${settings.restore_point === "random" ? ` in the last ${settings.random_window_days} days` : ""}` });
+      else params.missing.push({ domain: "database", source: database, reason: `no verified backup of ${database}${scope.before ? ` before ${scope.before}` : settings.restore_point === "random" ? ` in the last ${settings.random_window_days} days` : ""}` });
     }
   }
-  if (enabled(settings, "ml") && config.ml_backup_enabled) {
+  if (on("ml") && config.ml_backup_enabled) {
     for (const server of Object.keys(config.ml_servers)) {
       if (!mlflowAccess(config, env, server)) continue; // a server without a URI is not in use
       const point = await catalog.latestDomainBackup("ml", server);
@@ -35,7 +49,7 @@ export async function submitDrill(
       else params.ml.push({ server, backup_id: point.id });
     }
   }
-  if (enabled(settings, "storage") && config.storage_backup_enabled) {
+  if (on("storage") && config.storage_backup_enabled) {
     const storage = openStorageCatalog(env.CATALOG);
     for (const s of config.storage_backup_sources) {
       const snapshot = await storage.latestSnapshot(s.bucket, s.prefix);
@@ -43,8 +57,9 @@ export async function submitDrill(
       else params.missing.push({ domain: "storage", source: `${s.bucket}/${s.prefix}`, reason: `no snapshot of ${s.bucket}/${s.prefix}` });
     }
   }
-  const job = await submitJob(env, catalog, { kind: "dr.drill", params, actor: req.actor, target: "disaster recovery drill" });
-  await openDrStore(env.CATALOG).startRun({ id: job.id, kind: "drill", trigger: req.trigger, requested_by: req.actor, started_at: job.created_at });
+  const kind = scope.scenario ? `scenario:${scope.scenario.name}` : "drill";
+  const job = await submitJob(env, catalog, { kind: "dr.drill", params, actor: req.actor, target: kind });
+  await openDrStore(env.CATALOG).startRun({ id: job.id, kind, trigger: req.trigger, requested_by: req.actor, started_at: job.created_at });
   return { job, params };
 }
 

@@ -296,6 +296,16 @@ export const DrillParams = z.object({
   catalog: z.boolean(),
   /** Domains asked for that have nothing to restore: each is a failed domain of the drill. */
   missing: z.array(z.object({ domain: z.string(), source: z.string(), reason: z.string() })),
+  /** A disaster scenario run (workers/dr/scenarios.ts) rather than a plain drill. */
+  scenario: z.object({
+    name: z.string(),
+    /** table_dropped: "schema.table" to drop and restore. */
+    table: z.string().optional(),
+    /** storage scenarios: restore every object, not a sample. */
+    whole: z.boolean().optional(),
+    /** key_holder_unavailable: decrypt with the escrow identity only. */
+    escrow_only: z.boolean().optional(),
+  }).optional(),
 });
 export type DrillParams = z.infer<typeof DrillParams>;
 
@@ -312,6 +322,8 @@ export const DrillDispatch = z.object({
   sweep_urls: z.array(z.string().min(1)),
   /** Scratch databases of drills still running elsewhere: the sweep leaves them alone. */
   keep_prefixes: z.array(z.string()),
+  /** table_dropped: after restoring, drop this table ("schema.table") and bring it back with pg_restore -t. */
+  drop_table: z.string().optional(),
 });
 export type DrillDispatch = z.infer<typeof DrillDispatch>;
 
