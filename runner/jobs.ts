@@ -10,6 +10,7 @@ import { restoreMl } from "./ml/restore.ts";
 import { verifyMl } from "./ml/verify.ts";
 import { backupTrainingData } from "./ml/training-data.ts";
 import { runDrill } from "./dr/drill.ts";
+import { writeCanaries } from "./dr/canary.ts";
 import { JobFailure, scrub } from "./failure.ts";
 import type { JobContext } from "./job-context.ts";
 import { RepositoryClient, RepositoryError } from "./repository/client.ts";
@@ -75,6 +76,7 @@ function execute(job: RunnerDispatch, ctx: JobContext): Promise<JobResult> {
     case "ml.verify": return verifyMl(job, ctx);
     case "training_data.backup": return backupTrainingData(job, ctx);
     case "dr.drill": return runDrill(job, ctx);
+    case "dr.canary": return writeCanaries(job);
   }
 }
 

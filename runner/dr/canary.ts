@@ -2,7 +2,9 @@
 // into astrid_dr_canary.canary of each source database every few minutes; a
 // drill looks for the newest canary in what it restored, and the time from
 // that canary to the drill's start is the data a real recovery would lose.
+import type { CanaryDispatch, CanaryResult } from "../../workers/shared/protocol.ts";
 import { psql } from "../database/pg-tools.ts";
+import { JobFailure, scrub } from "../failure.ts";
 import { psqlScript } from "../database/consistency.ts";
 
 export const CANARY_TABLE = "astrid_dr_canary.canary";
@@ -19,4 +21,18 @@ export async function writeCanary(url: string): Promise<string> {
   return (await psqlScript(url, `CREATE SCHEMA IF NOT EXISTS astrid_dr_canary;
     CREATE TABLE IF NOT EXISTS ${CANARY_TABLE} (written_at timestamptz PRIMARY KEY DEFAULT clock_timestamp());
     INSERT INTO ${CANARY_TABLE} DEFAULT VALUES RETURNING to_char(written_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`)).trim();
+}
+
+/** dr.canary: one canary into every source database; a database that refuses is reported, the others still get theirs. */
+export async function writeCanaries(job: CanaryDispatch): Promise<CanaryResult> {
+  const result: CanaryResult = { kind: "dr.canary", written: [], problems: [] };
+  for (const d of job.databases) {
+    try {
+      result.written.push({ database: d.database, at: await writeCanary(d.url) });
+    } catch (e) {
+      result.problems.push(`${d.database}: ${scrub((e as Error).message, [d.url])}`);
+    }
+  }
+  if (result.problems.length) throw new JobFailure("canary_failed", `${result.written.length} canaries written; ${result.problems.join("; ")}`);
+  return result;
 }

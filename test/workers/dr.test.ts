@@ -72,6 +72,18 @@ describe("starting a drill", () => {
     expect((await openDrStore(env.CATALOG).getRun(String(jobs[0]!.id)))?.trigger).toBe("scheduled");
   });
 
+  it("DR_CANARY: every cron run writes a canary object into each storage source and queues a database canary job", async () => {
+    const ctx = createExecutionContext();
+    await worker.scheduled(createScheduledController({ cron: "*/10 * * * *", scheduledTime: Date.now() }), testEnv({ JOBS: recordingQueue([]), DR_CANARY: "true" }), ctx);
+    await waitOnExecutionContext(ctx);
+    const canary = await env.ASTRID_DATA.get("astrid-dr-canary.json");
+    expect(canary).not.toBeNull();
+    expect(Date.parse((await canary!.json<{ written_at: string }>()).written_at)).toBeGreaterThan(Date.now() - 60_000);
+    const jobs = (await env.CATALOG.prepare("SELECT kind FROM jobs WHERE kind = 'dr.canary'").all()).results;
+    expect(jobs).toHaveLength(1);
+    await env.ASTRID_DATA.delete("astrid-dr-canary.json");
+  });
+
   it("needs an admin; refuses unknown fields and bad settings with an error body", async () => {
     expect((await api("POST", "/backup/test-recovery", { body: {}, token: VIEWER })).status).toBe(403);
     expect((await api("POST", "/backup/test-recovery", { body: {}, token: null })).status).toBe(401);

@@ -5,7 +5,7 @@ import type { Catalog } from "../catalog/catalog.ts";
 import type { JobRow } from "../catalog/schema.ts";
 import { databaseUrl, type BackupConfig } from "../config.ts";
 import type { Env } from "../env.ts";
-import { DrillParams, drScratchJobPrefix, drScratchName, type DrillDispatch, type RepositoryAccess } from "../shared/protocol.ts";
+import { DrillParams, drScratchJobPrefix, drScratchName, type CanaryDispatch, type DrillDispatch, type RepositoryAccess } from "../shared/protocol.ts";
 import { drSettings } from "./settings.ts";
 
 /** A setup problem the drill cannot get past (dispatch.ts fails the job with it). */
@@ -63,4 +63,13 @@ function escrowIdentity(env: Env): string[] {
   const escrow = typeof env.AGE_ESCROW_IDENTITY === "string" ? env.AGE_ESCROW_IDENTITY.trim() : "";
   if (!escrow) throw new DrillSetupError("escrow_missing", "AGE_ESCROW_IDENTITY is not set: there is no escrow identity to restore with");
   return [escrow];
+}
+
+/** The canary job: every configured database that has a URL. */
+export function buildCanaryDispatch(job: JobRow, env: Env, config: BackupConfig, repository: RepositoryAccess): CanaryDispatch {
+  const databases = Object.keys(config.databases).flatMap((database) => {
+    const url = databaseUrl(config, env, database);
+    return url ? [{ database, url }] : [];
+  });
+  return { kind: "dr.canary", job_id: job.id, repository, databases };
 }

@@ -11,12 +11,17 @@ import { settleOrphanedRuns } from "./complete.ts";
 import { drSettings } from "./settings.ts";
 import { computeRto, computeStatus } from "./status.ts";
 import { submitDrill } from "./submit.ts";
+import { submitJob } from "../jobs/submit.ts";
+import { canaryKey } from "./storage-check.ts";
+import { storageBucket } from "../storage/buckets.ts";
 
 export async function scheduleDr(env: Env, catalog: Catalog, config: BackupConfig, cron: string, now: Date): Promise<string[]> {
   const ids: string[] = [];
   if (config.dr_testing_enabled && cron === config.dr_test_schedule) {
     ids.push((await submitDrill(env, catalog, config, { trigger: "scheduled", actor: `cron:${cron}`, at: now })).job.id);
   }
+  const settings = drSettings(env);
+  if (settings.canary) ids.push(...(await writeCanaries(env, catalog, config, cron, now)));
   try {
     await settleOrphanedRuns(env);
     await evaluateAlerts(env, catalog, config, now);
@@ -65,4 +70,20 @@ export async function evaluateAlerts(env: Env, catalog: Catalog, config: BackupC
       }, stale, now);
     }
   }
+}
+
+/**
+ * DR_CANARY, on every cron run: an object in each storage source (written
+ * here, through the binding) and a row in each source database (a dr.canary
+ * runner job). Drills then measure data loss from the newest canary they
+ * find in what they restored.
+ */
+async function writeCanaries(env: Env, catalog: Catalog, config: BackupConfig, cron: string, now: Date): Promise<string[]> {
+  for (const s of config.storage_backup_sources) {
+    const bucket = storageBucket(env, config, s.bucket);
+    await bucket?.put(canaryKey(s.prefix), JSON.stringify({ written_at: now.toISOString() }), { httpMetadata: { contentType: "application/json" } })
+      .catch((e: Error) => console.error(`storage canary for ${s.bucket}: ${e.message}`));
+  }
+  if (!config.database_backup_enabled) return [];
+  return [(await submitJob(env, catalog, { kind: "dr.canary", params: {}, actor: `cron:${cron}`, target: "canaries" })).id];
 }

@@ -17,6 +17,9 @@ import type { DrSettings } from "./settings.ts";
 
 export const SCRATCH_PREFIX = "dr-scratch/";
 
+/** DR_CANARY's object in a storage source (schedule.ts writes it); its upload time is the canary's. */
+export const canaryKey = (prefix: string) => `${prefix}astrid-dr-canary.json`;
+
 export function scratchBucket(env: Env, config: BackupConfig, settings: DrSettings): R2Bucket | undefined {
   return settings.scratch_bucket === "BACKUPS" ? env.BACKUPS : storageBucket(env, config, settings.scratch_bucket);
 }
@@ -37,13 +40,13 @@ export async function drillStorage(
   try {
     const manifest = await readManifest(env.BACKUPS, s.snapshot_id);
     result.point_created_at = manifest.created_at;
-    const sample = await sampleEntries(env.BACKUPS, manifest.snapshot_id, manifest.parts, manifest.stats.objects, settings.storage_sample);
+    const { sample, canary } = await sampleEntries(env.BACKUPS, manifest.snapshot_id, manifest.parts, manifest.stats.objects, settings.storage_sample, canaryKey(s.prefix));
     await forEachLimited(sample, COPY_LANES, async (e) => {
       const problem = await restoreAndCheck(env.BACKUPS, target, config, prefix, e);
       if (problem) result.problems.push(problem);
       else result.bytes += e.size;
     });
-    result.details = { objects_in_snapshot: manifest.stats.objects, objects_checked: sample.length, scratch_prefix: prefix };
+    result.details = { objects_in_snapshot: manifest.stats.objects, objects_checked: sample.length, scratch_prefix: prefix, ...(canary ? { newest_canary: canary } : {}) };
     result.restore_ms = Date.now() - started; // restore and hash check, object by object
   } catch (e) {
     result.problems.push(`snapshot ${s.snapshot_id}: ${(e as Error).message}`);
@@ -57,17 +60,23 @@ export async function drillStorage(
   return result;
 }
 
-/** Every k-th entry across the parts, k chosen so at most `max` come out: the same sample for the same snapshot. */
-async function sampleEntries(backups: R2Bucket, snapshotId: string, parts: number, objects: number, max: number): Promise<SnapshotEntry[]> {
+/**
+ * Every k-th entry across the parts, k chosen so at most `max` come out: the
+ * same sample for the same snapshot. Also the canary object's upload time, if
+ * the snapshot holds one.
+ */
+async function sampleEntries(backups: R2Bucket, snapshotId: string, parts: number, objects: number, max: number, canaryAt: string) {
   const stride = Math.max(1, Math.ceil(objects / max));
-  const out: SnapshotEntry[] = [];
+  const sample: SnapshotEntry[] = [];
+  let canary: string | undefined;
   let index = 0;
-  for (let n = 1; n <= parts && out.length < max; n++) {
+  for (let n = 1; n <= parts; n++) {
     for (const e of (await readPart(backups, snapshotId, n)).entries) {
-      if (index++ % stride === 0 && out.length < max) out.push(e);
+      if (e.key === canaryAt) canary = e.uploaded;
+      if (index++ % stride === 0 && sample.length < max) sample.push(e);
     }
   }
-  return out;
+  return { sample, canary };
 }
 
 /** Restores one object into the scratch prefix and checks its bytes; a problem line naming the object, or undefined. */

@@ -11,7 +11,7 @@ import type { Env } from "../env.ts";
 import type { JobRow } from "../catalog/schema.ts";
 import type { Catalog } from "../catalog/catalog.ts";
 import { mintJobToken, type JobGrant } from "../repository/job-token.ts";
-import { buildDrillDispatch, DrillSetupError } from "../dr/dispatch.ts";
+import { buildCanaryDispatch, buildDrillDispatch, DrillSetupError } from "../dr/dispatch.ts";
 
 /** A job that cannot run as asked: fail it at once, retrying will not help. */
 export class JobSetupError extends Error {
@@ -111,6 +111,8 @@ export async function buildDispatch(job: JobRow, env: Env, config: BackupConfig,
         throw e instanceof DrillSetupError ? new JobSetupError(e.code, e.message) : e;
       }
     }
+    case "dr.canary":
+      return buildCanaryDispatch(job, env, config, await repository("read", "-"));
     default:
       throw new JobSetupError("unknown_kind", `no runner handles jobs of kind ${job.kind}`);
   }

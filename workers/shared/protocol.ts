@@ -20,7 +20,7 @@ export const JOB_KINDS = [
   "storage.snapshot", "storage.restore", "storage.reconcile", "storage.gc", "storage.offsite",
   "ml.backup", "ml.restore", "ml.verify", "training_data.backup",
   // Disaster recovery (workers/dr, runner/dr)
-  "dr.drill",
+  "dr.drill", "dr.canary",
 ] as const;
 export const JobKind = z.enum(JOB_KINDS);
 export type JobKind = z.infer<typeof JobKind>;
@@ -353,9 +353,24 @@ export const DrillResult = z.object({
 });
 export type DrillResult = z.infer<typeof DrillResult>;
 
+/** DR_CANARY: a timestamped row into each source database, so drills measure the data a recovery really loses. */
+export const CanaryDispatch = z.object({
+  ...dispatchBase,
+  kind: z.literal("dr.canary"),
+  databases: z.array(z.object({ database: DatabaseName, url: z.string().min(1) })),
+});
+export type CanaryDispatch = z.infer<typeof CanaryDispatch>;
+
+export const CanaryResult = z.object({
+  kind: z.literal("dr.canary"),
+  written: z.array(z.object({ database: z.string(), at: z.string() })),
+  problems: z.array(z.string()),
+});
+export type CanaryResult = z.infer<typeof CanaryResult>;
+
 export const RunnerDispatch = z.discriminatedUnion("kind", [
   BackupDispatch, VerifyDispatch, RestoreDispatch, GcDispatch, MlBackupDispatch, MlRestoreDispatch, MlVerifyDispatch, TrainingDataDispatch,
-  DrillDispatch,
+  DrillDispatch, CanaryDispatch,
 ]);
 export type RunnerDispatch = z.infer<typeof RunnerDispatch>;
 
@@ -372,6 +387,7 @@ export function dispatchSecrets(job: RunnerDispatch): string[] {
     secrets.push(...job.identities, ...job.sweep_urls, ...job.databases.map((d) => d.scratch_url));
     for (const m of job.ml) if (m.mlflow.token) secrets.push(m.mlflow.token);
   }
+  if (job.kind === "dr.canary") secrets.push(...job.databases.map((d) => d.url));
   return secrets.filter((s) => s.length > 0);
 }
 
@@ -469,7 +485,7 @@ export const MlRestoreResult = z.object({
 });
 export type MlRestoreResult = z.infer<typeof MlRestoreResult>;
 
-export const JobResult = z.union([BackupResult, VerifyResult, RestoreResult, GcResult, MlBackupResult, MlVerifyResult, MlRestoreResult, DrillResult]);
+export const JobResult = z.union([BackupResult, VerifyResult, RestoreResult, GcResult, MlBackupResult, MlVerifyResult, MlRestoreResult, DrillResult, CanaryResult]);
 export type JobResult = z.infer<typeof JobResult>;
 
 /** The runner's last word on a job. A failed job may still carry a result (a verify that found damage). */
