@@ -10,7 +10,7 @@ import { openDrStore } from "../../workers/dr/runs.ts";
 import { setAlert } from "../../workers/dr/alerts.ts";
 import { rtoState } from "../../workers/dr/status.ts";
 import type { DrillResult } from "../../workers/shared/protocol.ts";
-import { api, catalog, isoSecondsAgo, jobRow, recordingQueue, resetState, seedBackup, testEnv, VIEWER } from "./helpers.ts";
+import { api, catalog, catalogDump, DATABASE_URL_PASSWORD, isoSecondsAgo, jobRow, recordingQueue, resetState, seedBackup, testEnv, VIEWER } from "./helpers.ts";
 
 beforeEach(async () => {
   await resetState();
@@ -48,6 +48,30 @@ describe("starting a drill", () => {
     expect(run).toMatchObject({ run_id: res.body.job_id, kind: "drill", trigger: "manual", status: "running" });
   });
 
+  it("DR_RESTORE_POINT=random picks a verified backup within DR_RANDOM_WINDOW_DAYS", async () => {
+    const inWindow = new Set<string>();
+    for (let d = 1; d <= 3; d++) inWindow.add((await seedBackup({ created_at: isoSecondsAgo(d * 86_400), verify_status: "passed" })).id);
+    await seedBackup({ created_at: isoSecondsAgo(20 * 86_400), verify_status: "passed" }); // outside the window
+    await seedBackup({ created_at: isoSecondsAgo(3600) }); // unverified
+    const vars = { ...ONLY_DATABASE, DR_RESTORE_POINT: "random", DR_RANDOM_WINDOW_DAYS: "5" };
+    const picked = new Set<string>();
+    for (let i = 0; i < 12; i++) picked.add((await api("POST", "/backup/test-recovery", { body: {}, env: vars })).body.restore_points.databases[0].backup_id);
+    for (const id of picked) expect(inWindow.has(id)).toBe(true);
+    expect(picked.size).toBeGreaterThan(1); // 12 draws from 3: one value only has probability 3 * (1/3)^12
+  });
+
+  it("keeps secrets out of the catalog: job params and runs name backups, never a database URL", async () => {
+    await seedBackup({ created_at: isoSecondsAgo(600), verify_status: "passed" });
+    const { job_id } = await startDrill({ DR_DOMAINS: "database", DR_DATABASE_URL: "postgres://drill:drill-pw-secret@10.0.0.9/postgres" });
+    await completeJob(testEnv(ONLY_DATABASE), catalog(), job_id, { status: "succeeded", result: drillResult() });
+    const dump = JSON.stringify([
+      await catalogDump(), (await env.CATALOG.prepare("SELECT * FROM dr_runs").all()).results, (await env.CATALOG.prepare("SELECT * FROM dr_alerts").all()).results,
+    ]);
+    expect(dump).toContain(job_id);
+    expect(dump).not.toContain(DATABASE_URL_PASSWORD);
+    expect(dump).not.toContain("drill-pw-secret");
+  });
+
   it("a domain with nothing to restore is a failure of the drill, not a skip", async () => {
     const { job_id, missing } = await startDrill({ DR_DOMAINS: "database,storage" });
     expect([...new Set(missing.map((m: any) => m.domain))].sort()).toEqual(["database", "storage"]);
@@ -76,12 +100,12 @@ describe("starting a drill", () => {
     const ctx = createExecutionContext();
     await worker.scheduled(createScheduledController({ cron: "*/10 * * * *", scheduledTime: Date.now() }), testEnv({ JOBS: recordingQueue([]), DR_CANARY: "true" }), ctx);
     await waitOnExecutionContext(ctx);
-    const canary = await env.ASTRID_DATA.get("astrid-dr-canary.json");
+    const canary = await (env.ASTRID_DATA as R2Bucket).get("astrid-dr-canary.json");
     expect(canary).not.toBeNull();
     expect(Date.parse((await canary!.json<{ written_at: string }>()).written_at)).toBeGreaterThan(Date.now() - 60_000);
     const jobs = (await env.CATALOG.prepare("SELECT kind FROM jobs WHERE kind = 'dr.canary'").all()).results;
     expect(jobs).toHaveLength(1);
-    await env.ASTRID_DATA.delete("astrid-dr-canary.json");
+    await (env.ASTRID_DATA as R2Bucket).delete("astrid-dr-canary.json");
   });
 
   it("needs an admin; refuses unknown fields and bad settings with an error body", async () => {
@@ -141,6 +165,24 @@ describe("judging a drill", () => {
 });
 
 describe("alert state", () => {
+  it("a job that failed without a report (runner lost) fires job_failed at the next cron; its next success resolves it", async () => {
+    const res = await api("POST", "/backup/database", { body: { type: "full" } });
+    await catalog().claimJob(res.body.job_id, new Date(Date.now() - 3_600_000), 120);
+    const cron = async () => {
+      const ctx = createExecutionContext();
+      await worker.scheduled(createScheduledController({ cron: "*/10 * * * *", scheduledTime: Date.now() }), testEnv({ JOBS: recordingQueue([]) }), ctx);
+      await waitOnExecutionContext(ctx);
+    };
+    await cron();
+    expect(await jobRow(res.body.job_id)).toMatchObject({ status: "failed", error_code: "runner_lost" });
+    expect(await openDrStore(env.CATALOG).getAlert("job_failed:database.backup:astrid")).toMatchObject({ status: "firing" });
+    const next = await api("POST", "/backup/database", { body: { type: "full" } });
+    await catalog().claimJob(next.body.job_id, new Date(), 120);
+    await catalog().succeedJob(next.body.job_id, {}, new Date());
+    await cron();
+    expect(await openDrStore(env.CATALOG).getAlert("job_failed:database.backup:astrid")).toMatchObject({ status: "resolved" });
+  });
+
   it("fires once and resolves once", async () => {
     const alert = { key: "rpo_breached:database:astrid", kind: "rpo_breached", source: "database astrid", summary: "old" };
     const e = testEnv();

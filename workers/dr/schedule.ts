@@ -7,6 +7,8 @@ import type { BackupConfig } from "../config.ts";
 import type { Env } from "../env.ts";
 import { replicationStatus } from "../storage/status.ts";
 import { setAlert } from "./alerts.ts";
+import { jobAlert, sourceOf } from "./job-alerts.ts";
+import type { JobRow } from "../catalog/schema.ts";
 import { settleOrphanedRuns } from "./complete.ts";
 import { drSettings } from "./settings.ts";
 import { computeRto, computeStatus } from "./status.ts";
@@ -58,6 +60,15 @@ export async function evaluateAlerts(env: Env, catalog: Catalog, config: BackupC
       summary: lagging ? `replica ${r.replica} is ${r.seconds_behind}s behind (threshold ${settings.replication_lag_seconds}s)` : "replica current",
     }, lagging, now);
   }
+  // Jobs that failed without a runner's report (runner_lost, dispatch_failed, a setup error) alert here:
+  // per kind and source, the newest finished job decides.
+  const newest = new Map<string, JobRow>();
+  for (const job of await catalog.listJobs({ limit: 200 })) {
+    if (job.kind === "dr.drill" || (job.status !== "failed" && job.status !== "succeeded")) continue;
+    const key = `${job.kind}:${sourceOf(job)}`;
+    if (!newest.has(key)) newest.set(key, job);
+  }
+  for (const job of newest.values()) await jobAlert(env, job, now);
   // No successful backup within the daily schedule plus grace (the longest regular period of a database's full backups).
   if (config.database_backup_enabled) {
     const limitMs = (24 * 60 + settings.backup_grace_minutes) * 60_000;
