@@ -4,14 +4,13 @@
 // the rows it would produce (id, domain, source, type, created_at, digest)
 // are compared with the live catalog: every backup listed, none extra, none
 // different. The rebuilt set is held in memory (a scratch set), never written.
-import { drizzle } from "drizzle-orm/d1";
 import type { z } from "zod";
-import { backups, storageSnapshots } from "../catalog/schema.ts";
 import type { Env } from "../env.ts";
 import {
   DatabaseManifest, MANIFEST_PREFIX, ML_MANIFEST_PREFIX, MlManifest, SnapshotManifest, STORAGE_MANIFEST_PREFIX,
 } from "../shared/format.ts";
 import type { DomainResult } from "../shared/protocol.ts";
+import { openDrStore } from "./runs.ts";
 
 type Row = { id: string; what: string };
 
@@ -51,10 +50,10 @@ export async function drillCatalog(env: Env): Promise<DomainResult> {
   }
   result.restore_ms = Date.now() - started;
   const t = Date.now();
-  const db = drizzle(env.CATALOG);
+  const store = openDrStore(env.CATALOG);
   const live = new Map<string, string>();
-  for (const b of await db.select().from(backups).all()) live.set(b.id, `${b.domain} ${b.database} ${b.type} ${b.created_at} ${b.sha256}`);
-  for (const s of await db.select().from(storageSnapshots).all()) live.set(s.id, `storage ${s.bucket}/${s.prefix} ${s.created_at}`);
+  for (const b of await store.allBackups()) live.set(b.id, `${b.domain} ${b.database} ${b.type} ${b.created_at} ${b.sha256}`);
+  for (const s of await store.allSnapshots()) live.set(s.id, `storage ${s.bucket}/${s.prefix} ${s.created_at}`);
   for (const [id, what] of rebuilt) {
     if (!live.has(id)) result.problems.push(`${id}: in R2 but not in the live catalog`);
     else if (live.get(id) !== what) result.problems.push(`${id}: the rebuilt row differs from the live one`);

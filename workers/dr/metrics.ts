@@ -2,10 +2,7 @@
 // knows: backups, restores, drills, RPO/RTO, replication lag, failed jobs and
 // firing alerts. Names follow Prometheus conventions (base units, _total for
 // counters, _timestamp_seconds for times); docs/alert-rules.yml uses them.
-import { drizzle } from "drizzle-orm/d1";
-import { sql } from "drizzle-orm";
 import type { Catalog } from "../catalog/catalog.ts";
-import { backups, jobs, storageSnapshots } from "../catalog/schema.ts";
 import type { BackupConfig } from "../config.ts";
 import type { Env } from "../env.ts";
 import { replicationStatus } from "../storage/status.ts";
@@ -31,14 +28,10 @@ class Exposition {
 const seconds = (iso: string) => Date.parse(iso) / 1000;
 
 export async function renderMetrics(env: Env, catalog: Catalog, config: BackupConfig, now: Date): Promise<string> {
-  const db = drizzle(env.CATALOG);
+  const store = openDrStore(env.CATALOG);
   const out = new Exposition();
-  // The newest completed backup of each domain, source and type.
-  const newest = await db.select().from(backups)
-    .where(sql`${backups.status} = 'completed' AND ${backups.created_at} = (SELECT max(n.created_at) FROM backups n
-      WHERE n.domain = ${backups.domain} AND n.database = ${backups.database} AND n.type = ${backups.type} AND n.status = 'completed')`).all();
-  const snapshots = await db.select().from(storageSnapshots)
-    .where(sql`${storageSnapshots.created_at} = (SELECT max(n.created_at) FROM storage_snapshots n WHERE n.bucket = ${storageSnapshots.bucket} AND n.prefix = ${storageSnapshots.prefix})`).all();
+  const newest = await store.newestBackups();
+  const snapshots = await store.newestSnapshots();
   const backupLabels = (b: (typeof newest)[number]) => ({ domain: b.domain, source: b.database, type: b.type });
   const snapLabels = (s: (typeof snapshots)[number]) => ({ domain: "storage", source: `${s.bucket}/${s.prefix}`, type: "snapshot" });
   out.metric("astrid_backup_last_success_timestamp_seconds", "gauge", "When the newest successful backup finished.", [
@@ -66,7 +59,6 @@ export async function renderMetrics(env: Env, catalog: Catalog, config: BackupCo
   out.metric("astrid_rpo_seconds", "gauge", "RPO in force: age of the newest verified restore point, or replica lag under continuous protection.",
     status.sources.filter((s) => s.rpo_minutes !== null).map((s) => [{ domain: s.domain, source: s.source }, s.rpo_minutes! * 60]));
   out.metric("astrid_rpo_target_seconds", "gauge", "RPO_TARGET_MINUTES.", [[{}, config.rpo_target_minutes * 60]]);
-  const store = openDrStore(env.CATALOG);
   const lastPassed = await store.latestRun("drill", true);
   const last = await store.latestRun("drill");
   out.metric("astrid_dr_last_drill_success_timestamp_seconds", "gauge", "When the newest passed drill finished.",
@@ -76,7 +68,7 @@ export async function renderMetrics(env: Env, catalog: Catalog, config: BackupCo
     last?.data_loss_seconds != null ? [[{}, last.data_loss_seconds]] : []);
   out.metric("astrid_replication_lag_seconds", "gauge", "Worst replication lag of the last hour.",
     (await replicationStatus(env, config, now)).filter((r) => r.replica).map((r) => [{ bucket: r.bucket, replica: r.replica! }, r.seconds_behind]));
-  const failed = await db.select({ kind: jobs.kind, n: sql<number>`count(*)` }).from(jobs).where(sql`${jobs.status} = 'failed'`).groupBy(jobs.kind).all();
+  const failed = await store.failedJobsByKind();
   out.metric("astrid_jobs_failed_total", "counter", "Jobs that ended failed, by kind (as long as the catalog keeps them).", failed.map((f) => [{ kind: f.kind }, f.n]));
   const firing = (await store.listAlerts("firing")).reduce<Record<string, number>>((m, a) => ({ ...m, [a.kind]: (m[a.kind] ?? 0) + 1 }), {});
   out.metric("astrid_alerts_firing", "gauge", "Alerts firing now, by kind.", Object.entries(firing).map(([kind, n]) => [{ kind }, n]));

@@ -1,7 +1,10 @@
-// D1 access for drill and scenario runs (dr_runs) and alert state (dr_alerts).
-import { and, desc, eq, lt, sql } from "drizzle-orm";
+// D1 access of disaster recovery, the one DR module that writes SQL: drill
+// and scenario runs (dr_runs), alert state (dr_alerts), and the reads of the
+// catalog's jobs, backups and snapshots that RTO, metrics and the catalog
+// check need.
+import { and, desc, eq, inArray, lt, sql } from "drizzle-orm";
 import { drizzle } from "drizzle-orm/d1";
-import { drAlerts, drRuns, jobs, type DrAlertRow, type DrRunRow } from "../catalog/schema.ts";
+import { backups, drAlerts, drRuns, jobs, storageSnapshots, type DrAlertRow, type DrRunRow } from "../catalog/schema.ts";
 import type { DomainResult } from "../shared/protocol.ts";
 import { runbookLink } from "./scenarios.ts";
 
@@ -42,6 +45,22 @@ export function openDrStore(d1: D1Database) {
       db.select().from(drRuns)
         .where(and(eq(drRuns.kind, kind), passed ? eq(drRuns.status, "passed") : sql`${drRuns.status} <> 'running'`))
         .orderBy(desc(drRuns.started_at)).limit(1).get(),
+    /** Recent successful restore jobs (database and ML): RTO samples besides drills. */
+    recentRestores: (limit: number) =>
+      db.select().from(jobs).where(and(inArray(jobs.kind, ["database.restore", "ml.restore"]), eq(jobs.status, "succeeded")))
+        .orderBy(desc(jobs.finished_at)).limit(limit).all(),
+    failedJobsByKind: () =>
+      db.select({ kind: jobs.kind, n: sql<number>`count(*)` }).from(jobs).where(eq(jobs.status, "failed")).groupBy(jobs.kind).all(),
+    /** The newest completed backup of each domain, source and type. */
+    newestBackups: () =>
+      db.select().from(backups).where(sql`${backups.status} = 'completed' AND ${backups.created_at} = (SELECT max(n.created_at) FROM backups n
+        WHERE n.domain = ${backups.domain} AND n.database = ${backups.database} AND n.type = ${backups.type} AND n.status = 'completed')`).all(),
+    /** The newest snapshot of each bucket and prefix. */
+    newestSnapshots: () =>
+      db.select().from(storageSnapshots).where(sql`${storageSnapshots.created_at} = (SELECT max(n.created_at) FROM storage_snapshots n
+        WHERE n.bucket = ${storageSnapshots.bucket} AND n.prefix = ${storageSnapshots.prefix})`).all(),
+    allBackups: () => db.select().from(backups).all(),
+    allSnapshots: () => db.select().from(storageSnapshots).all(),
     getAlert: (key: string) => db.select().from(drAlerts).where(eq(drAlerts.key, key)).get(),
     listAlerts: (status?: DrAlertRow["status"]) =>
       db.select().from(drAlerts).where(status ? eq(drAlerts.status, status) : undefined).orderBy(desc(drAlerts.updated_at)).all(),

@@ -7,10 +7,7 @@
 //        force (age of the newest verified point, or continuous protection
 //        where versioning/replication covers the bucket), and the data loss
 //        the last drill measured, against RPO_TARGET_MINUTES.
-import { and, desc, eq, inArray } from "drizzle-orm";
-import { drizzle } from "drizzle-orm/d1";
 import type { Catalog } from "../catalog/catalog.ts";
-import { jobs } from "../catalog/schema.ts";
 import { openStorageCatalog } from "../catalog/storage-catalog.ts";
 import type { BackupConfig } from "../config.ts";
 import type { Env } from "../env.ts";
@@ -42,9 +39,7 @@ async function restoreSamples(env: Env, catalog: Catalog): Promise<Map<string, S
       if (d.passed && d.restore_ms > 0) add(`${d.domain} ${d.source}`, { ms: d.restore_ms, bytes: d.bytes, at: run.finished_at ?? run.started_at, via: `drill ${run.id}` });
     }
   }
-  const restores = await drizzle(env.CATALOG).select().from(jobs)
-    .where(and(inArray(jobs.kind, ["database.restore", "ml.restore"]), eq(jobs.status, "succeeded")))
-    .orderBy(desc(jobs.finished_at)).limit(RECENT_RESTORES).all();
+  const restores = await openDrStore(env.CATALOG).recentRestores(RECENT_RESTORES);
   for (const j of restores) {
     const r = JSON.parse(j.result ?? "{}");
     const backup = j.backup_id ? await catalog.getBackup(j.backup_id) : undefined;
