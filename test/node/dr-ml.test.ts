@@ -57,5 +57,15 @@ describe("DR drill, ML domain", () => {
     expect(await describeMlflow(new Mlflow(source.url))).toEqual(before);
     const restored = await new Mlflow(scratch.url).post("runs/search", { experiment_ids: ["0", "1", "2", "3", "4"], max_results: 100 });
     expect((restored.runs ?? []).length).toBe(backed.result.counts.runs);
+
+    // The mlflow_lost scenario is the same recovery, alone: restoring again adds nothing to the scratch server.
+    const sim = await stack.api("POST", "/dr/scenarios/mlflow_lost/simulate", {});
+    expect(sim.status).toBe(202);
+    await stack.waitForJob(sim.body.job_id, 240_000);
+    const scenario = (await stack.api("GET", `/dr/runs/${sim.body.job_id}`)).body;
+    expect(scenario).toMatchObject({ scenario: "mlflow_lost", status: "passed", runbook: "docs/runbook.md#scenario-mlflow-lost" });
+    expect(scenario.results.map((d: any) => d.domain)).toEqual(["ml"]);
+    const again = await new Mlflow(scratch.url).post("runs/search", { experiment_ids: ["0", "1", "2", "3", "4"], max_results: 100 });
+    expect((again.runs ?? []).length).toBe(backed.result.counts.runs);
   });
 });

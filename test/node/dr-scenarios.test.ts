@@ -1,9 +1,10 @@
 // Disaster scenarios and validate_data_consistency on the real parts. Each
 // simulated scenario runs at least once: database_lost, table_dropped,
-// bad_migration, bucket_deleted and catalog_lost pass on scratch copies with
+// bad_migration, bucket_deleted, objects_overwritten, region_outage and
+// catalog_lost pass on scratch copies (mlflow_lost: dr-ml.test.ts) with
 // steps, timings, data lost and a runbook link; key_holder_unavailable without
-// an escrow key fails with the reason; the rest are listed and refused as not
-// simulated. A backup whose consistency record disagrees with what restores
+// an escrow key fails with the reason; runner_lost is listed and refused as
+// not simulated (dr-e2e.test.ts kills a drill's runner for real). A backup whose consistency record disagrees with what restores
 // fails the drill, naming the table.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { seedAstronomyDatabase } from "../../runner/dev/astronomy-seed.ts";
@@ -102,6 +103,22 @@ describe("disaster scenarios", () => {
     const run = await simulate("bucket_deleted");
     expect(run.status).toBe("passed");
     expect(run.results[0].details).toMatchObject({ objects_in_snapshot: 4, objects_checked: 4 });
+  });
+
+  it("objects_overwritten: objects overwritten on a scratch copy come back from the version store as of before", async () => {
+    const run = await simulate("objects_overwritten");
+    expect(run.status, JSON.stringify(run.errors)).toBe("passed");
+    expect(run.results[0].details.objects_checked).toBe(4);
+    expect(run.steps.map((s: any) => s.name)).toContain("simulate: overwrite every copied object with bad bytes");
+    // The source is untouched.
+    const res = await fetch(`${stack.workerUrl}/storage/objects/astrid-data/raw/f0.bin`, { headers: { authorization: `Bearer ${stack.secrets.ADMIN_TOKEN}` } });
+    expect(Buffer.from(await res.arrayBuffer()).equals(Buffer.from(pseudoRandom(20_000, 7)))).toBe(true);
+  });
+
+  it("region_outage: the replica serves every object of the source, drift 0", async () => {
+    const run = await simulate("region_outage");
+    expect(run.status, JSON.stringify(run.errors)).toBe("passed");
+    expect(run.results[0]).toMatchObject({ source: "astrid-data -> astrid-data-replica", details: { objects: 4, drift: 0 } });
   });
 
   it("catalog_lost: a rebuild from R2 equals the live catalog", async () => {

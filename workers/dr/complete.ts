@@ -13,6 +13,8 @@ import { drillCatalog } from "./catalog-check.ts";
 import { openDrStore } from "./runs.ts";
 import { drSettings } from "./settings.ts";
 import { drillStorage } from "./storage-check.ts";
+import { drillReplica } from "./replica-check.ts";
+import { drillOverwrite } from "./overwrite-check.ts";
 
 export async function completeDrill(env: Env, catalog: Catalog, job: JobRow, completion: JobCompletion, now: Date): Promise<void> {
   const p = DrillParams.parse(JSON.parse(job.params));
@@ -26,6 +28,14 @@ export async function completeDrill(env: Env, catalog: Catalog, job: JobRow, com
   const storageSettings = p.scenario?.whole ? { ...settings, storage_sample: Number.MAX_SAFE_INTEGER } : settings;
   for (const s of p.storage) domains.push(await drillStorage(env, config, storageSettings, job.id, s));
   if (p.catalog) domains.push(await drillCatalog(env));
+  if (p.scenario?.name === "objects_overwritten") {
+    for (const s of config.storage_backup_sources.filter((x) => config.storage_versioned_buckets.includes(x.bucket))) {
+      domains.push(await drillOverwrite(env, config, settings, job.id, s.bucket, s.prefix));
+    }
+  }
+  if (p.scenario?.name === "region_outage") {
+    for (const [source, replica] of Object.entries(config.storage_replication)) domains.push(await drillReplica(env, config, source, replica));
+  }
   for (const m of p.missing) {
     domains.push({ domain: m.domain as DomainResult["domain"], source: m.source, passed: false, restore_ms: 0, validate_ms: 0, bytes: 0, problems: [m.reason] });
   }

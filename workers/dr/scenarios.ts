@@ -72,8 +72,16 @@ export const SCENARIOS: Record<string, Scenario> = {
     simulation: "restore the newest verified backup with the escrow identity alone (AGE_ESCROW_IDENTITY) into a scratch database and validate it",
     simulated: true,
   }, (b) => ({ domains: ["database"], ...(b.database ? { database: b.database } : {}) }), () => ({ escrow_only: true })),
-  objects_overwritten: notSimulated("objects_overwritten", "Objects under a prefix were overwritten with bad data."),
-  region_outage: notSimulated("region_outage", "The R2 region of a bucket is unavailable; the replica must serve."),
+  objects_overwritten: scenario("objects_overwritten", {
+    summary: "Objects under a prefix were overwritten with bad data.",
+    simulation: "copy each versioned source's objects (up to DR_STORAGE_SAMPLE) to a scratch prefix, overwrite them there, recover them with an as-of restore from the version store, hash every one, remove the prefix",
+    simulated: true,
+  }, () => ({ domains: [] })),
+  region_outage: scenario("region_outage", {
+    summary: "The R2 region of a bucket is unavailable; the replica must serve.",
+    simulation: "list each replicated bucket and its replica side by side (read only): every object present with the source's etag and size, nothing extra; drift must be 0",
+    simulated: true,
+  }, () => ({ domains: [] })),
   runner_lost: notSimulated("runner_lost", "The runner died mid-job (host lost, container evicted)."),
 };
 

@@ -80,7 +80,7 @@ async function sampleEntries(backups: R2Bucket, snapshotId: string, parts: numbe
 }
 
 /** Restores one object into the scratch prefix and checks its bytes; a problem line naming the object, or undefined. */
-async function restoreAndCheck(backups: R2Bucket, target: R2Bucket, config: BackupConfig, prefix: string, e: SnapshotEntry): Promise<string | undefined> {
+export async function restoreAndCheck(backups: R2Bucket, target: R2Bucket, config: BackupConfig, prefix: string, e: SnapshotEntry): Promise<string | undefined> {
   const key = `${prefix}${e.key}`;
   if (!(await backups.head(blobKey(e.sha256)))) return `object ${e.key}: its bytes (blob ${e.sha256}) are missing from the backup bucket`;
   try {
