@@ -14,6 +14,9 @@ import { backupMlflow } from "./ml/backup.ts";
 import { restoreMl } from "./ml/restore.ts";
 import { backupTrainingData } from "./ml/training-data.ts";
 import { restoreTrainingData } from "./ml/training-data-restore.ts";
+import { CanaryDispatch, DrillDispatch } from "../workers/dr/protocol.ts";
+import { runDrill } from "./dr/drill.ts";
+import { writeCanaries } from "./dr/canary.ts";
 import { verifyMl } from "./ml/verify.ts";
 import { collectGarbage } from "./maintenance/gc.ts";
 import type { JobContext } from "./job-context.ts";
@@ -35,6 +38,8 @@ export const handlers: Record<string, RunnerHandler> = {
   "ml.verify": handler(MlVerifyDispatch, verifyMl),
   "training_data.backup": handler(TrainingDataDispatch, backupTrainingData),
   "training_data.restore": handler(TrainingDataRestoreDispatch, restoreTrainingData),
+  "dr.drill": handler(DrillDispatch, runDrill),
+  "dr.canary": handler(CanaryDispatch, (job) => writeCanaries(job)),
 };
 
 /** A verify result that found damage: the job fails, and still carries its findings. */

@@ -21,6 +21,7 @@ import { repositoryRoutes, requireJobToken, type RepoEnv } from "./repository/ro
 import { storageRoutes } from "./storage/routes.ts";
 import { storageOpsRoutes } from "./storage/ops-routes.ts";
 import { backupBucketLocks } from "./storage/lock-guard.ts";
+import { drRoutes } from "./dr/routes.ts";
 
 export const app = new Hono<AppEnv>();
 
@@ -61,6 +62,8 @@ app.route("/", gcRoutes);
 app.route("/", catalogRoutes);
 app.route("/", storageRoutes);
 app.route("/", storageOpsRoutes);
+
+app.route("/", drRoutes(kinds));
 
 // The runner's side: every request carries a job token naming a running job.
 const runnerSide = new Hono<RepoEnv>();

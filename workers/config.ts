@@ -298,5 +298,6 @@ export function configuredSchedules(config: BackupConfig): string[] {
   return [
     config.database_backup_schedule, config.database_incremental_schedule, config.database_archive_schedule, config.ml_backup_schedule,
     config.repository_gc_schedule, config.storage_backup_schedule, config.storage_reconcile_schedule, config.offsite_schedule,
+    ...(config.dr_testing_enabled ? [config.dr_test_schedule] : []),
   ];
 }

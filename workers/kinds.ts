@@ -7,8 +7,12 @@ import { databaseKinds, databaseTasks } from "./database/kinds.ts";
 import { mlKinds, mlTasks } from "./ml/kinds.ts";
 import { storageKinds, storageTasks } from "./storage/kinds.ts";
 import { maintenanceKinds, maintenanceTasks } from "./maintenance/kinds.ts";
+import { drKinds } from "./dr/kinds.ts";
+import { drSweep, drTasks } from "./dr/schedule.ts";
+import { afterJobSettled } from "./dr/job-alerts.ts";
 
 export const kinds = new KindRegistry(
-  [...databaseKinds, ...mlKinds, ...storageKinds, ...maintenanceKinds],
-  [...databaseTasks, ...mlTasks, ...maintenanceTasks, ...storageTasks],
+  [...databaseKinds, ...mlKinds, ...storageKinds, ...maintenanceKinds, ...drKinds],
+  [...databaseTasks, ...mlTasks, ...maintenanceTasks, ...storageTasks, ...drTasks],
+  { sweeps: [drSweep], settled: [(ctx, job) => afterJobSettled(ctx.env, job)] },
 );

@@ -13,6 +13,7 @@ import { AppError } from "../../workers/shared/errors.ts";
 import type { JobContext } from "../job-context.ts";
 import { readManifest } from "./manifest.ts";
 import { classifyPgError, exitOf, major, psql, stderrTail, toolEnv, toolVersion } from "./pg-tools.ts";
+import { consistencyAlongside } from "./snapshot-record.ts";
 
 const PG_DUMP_ARGS = ["--format=custom", "--compress=0", "--no-password"];
 
@@ -25,8 +26,10 @@ export async function backupDatabase(job: BackupDispatch, ctx: JobContext): Prom
   const parent = job.parent_manifest_key ? await usableParent(repo, job.parent_manifest_key, prefix) : undefined;
   if (parent) writer.know(parent.chunks, parent.encryption.recipients);
 
-  const dump = spawn("pg_dump", PG_DUMP_ARGS, { env: toolEnv(job.source_url), stdio: ["ignore", "pipe", "pipe"] });
-  const exited = exitOf(dump);
+  // The consistency record (row counts, checksums, schema) is taken in the snapshot pg_dump reads.
+  const consistency = await consistencyAlongside(job.source_url, ctx);
+  const dump = spawn("pg_dump", [...PG_DUMP_ARGS, ...consistency.dumpArgs], { env: toolEnv(job.source_url), stdio: ["ignore", "pipe", "pipe"] });
+  const exited = exitOf(dump).finally(consistency.dumpDone);
   const tail = stderrTail(dump);
   ctx.onCancel(() => dump.kill("SIGTERM"));
   const hash = createHash("sha256");
@@ -56,6 +59,7 @@ export async function backupDatabase(job: BackupDispatch, ctx: JobContext): Prom
     encryption: { scheme: "age-x25519", recipients: job.recipients },
     chunker: CHUNKER, pack_prefix: prefix, chunks,
     stats: { stored_bytes: writer.stats.stored_bytes, new_stored_bytes: writer.stats.new_stored_bytes, new_chunks: writer.stats.new_chunks },
+    ...(await consistency.result()),
   });
   const body = Buffer.from(JSON.stringify(manifest, null, 1));
   ctx.progress({ phase: "writing manifest", bytes: logical, chunks: chunks.length });

@@ -1,13 +1,11 @@
 // Failures on the real parts: each must end the job failed with the reason,
 // list no backup as good, and leave a retry safe.
-import { readdirSync, readFileSync, writeFileSync } from "node:fs";
-import { createHash } from "node:crypto";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { seedAstronomyDatabase } from "../../runner/dev/astronomy-seed.ts";
 import { psql } from "../../runner/dev/postgres.ts";
 import { createDatabase, dropDatabase, scratchName, startTestStack, testPg, type TestStack } from "../support/fixture.ts";
 import { startFaultProxy, type FaultProxy } from "../support/fault-proxy.ts";
+import { tamperWithChunk } from "../support/tamper.ts";
 
 const pg = testPg();
 const sourceName = scratchName("fail_src");
@@ -141,31 +139,3 @@ describe("failures during a database backup", () => {
     expect(exists.trim()).toBe("0");
   });
 });
-
-/**
- * Flips one byte of a stored chunk in miniflare's local R2 (blobs are plain
- * files): the manifest is found by content, the chunk's pack by its SHA-256
- * (its name), and the byte inside the chunk's range of the pack.
- */
-function tamperWithChunk(persistDir: string, backupId: string, index: number): string {
-  const blobs = join(persistDir, "v3/r2/astrid-backups/blobs");
-  const files = readdirSync(blobs).map((f) => join(blobs, f));
-  const manifest = files.map((f) => readFileSync(f)).map(tryJson).find((m) => m?.backup_id === backupId);
-  if (!manifest) throw new Error(`manifest of ${backupId} not found among ${files.length} blobs`);
-  const chunk = manifest.chunks[index];
-  const file = files.find((f) => createHash("sha256").update(readFileSync(f)).digest("hex") === chunk.pack);
-  if (!file) throw new Error(`pack ${chunk.pack} of chunk ${chunk.id} not found`);
-  const bytes = readFileSync(file);
-  bytes[chunk.offset + Math.floor(chunk.stored_size / 2)]! ^= 0xff;
-  writeFileSync(file, bytes);
-  return chunk.id;
-}
-
-function tryJson(buf: Buffer): any {
-  if (buf[0] !== 0x7b) return undefined;
-  try {
-    return JSON.parse(buf.toString("utf8"));
-  } catch {
-    return undefined;
-  }
-}

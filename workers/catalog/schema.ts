@@ -157,3 +157,45 @@ export type JobRow = typeof jobs.$inferSelect;
 export type BackupRow = typeof backups.$inferSelect;
 export type StorageSnapshotRow = typeof storageSnapshots.$inferSelect;
 export type ObjectVersionRow = typeof objectVersions.$inferSelect;
+
+// ---- Disaster recovery (workers/dr; migrations/0003_dr.sql) ----
+// One row per drill or scenario run, and the stored state of every alert
+// (firing -> resolved), which is what makes an alert fire once and resolve once.
+
+export const drRuns = sqliteTable(
+  "dr_runs",
+  {
+    /** The job's id: one run per job. */
+    id: text("id").primaryKey(),
+    /** "drill", or "scenario:<name>". */
+    kind: text("kind").notNull(),
+    trigger: text("trigger", { enum: ["manual", "scheduled"] }).notNull(),
+    status: text("status", { enum: ["running", "passed", "failed"] }).notNull(),
+    requested_by: text("requested_by").notNull(),
+    started_at: text("started_at").notNull(),
+    finished_at: text("finished_at"),
+    duration_ms: integer("duration_ms"),
+    /** JSON: DomainResult[] (protocol.ts), one per domain and source. */
+    results: text("results"),
+    /** The largest data loss the drill measured (restore point or newest canary to drill start), seconds. */
+    data_loss_seconds: integer("data_loss_seconds"),
+    /** JSON: string[], the failures in a line each. */
+    errors: text("errors"),
+  },
+  (t) => [index("dr_runs_started_idx").on(t.started_at)],
+);
+
+export const drAlerts = sqliteTable("dr_alerts", {
+  /** What the alert is about, e.g. "drill_failed:drill" or "rpo_breached:database:astrid". */
+  key: text("key").primaryKey(),
+  kind: text("kind").notNull(),
+  source: text("source").notNull(),
+  status: text("status", { enum: ["firing", "resolved"] }).notNull(),
+  summary: text("summary").notNull(),
+  fired_at: text("fired_at").notNull(),
+  resolved_at: text("resolved_at"),
+  updated_at: text("updated_at").notNull(),
+});
+
+export type DrRunRow = typeof drRuns.$inferSelect;
+export type DrAlertRow = typeof drAlerts.$inferSelect;

@@ -39,6 +39,7 @@ export async function completeJob(ctx: KindContext, kinds: KindRegistry, jobId: 
     outcome: settled?.status === "succeeded" ? "succeeded" : "failed",
     detail: { job_id: jobId, ...(settled?.error_code ? { error: settled.error_code } : {}) },
   });
+  await kinds.settled(ctx, settled);
   return settled;
 }
 

@@ -66,7 +66,7 @@ async function startJob(catalog: Catalog, env: Env, kinds: KindRegistry, jobId: 
   if ("job" in claim) {
     const job = claim.job;
     const ctx = { env, config, catalog, now };
-    if (spec.runs === "worker") return runStep(spec, job, ctx);
+    if (spec.runs === "worker") return runStep(spec, job, ctx, kinds);
     try {
       await runnerClient(env).dispatch(await buildDispatch(spec, job, ctx));
       return "done";

@@ -99,17 +99,39 @@ export interface ScheduledTask {
   run(ctx: KindContext, actor: string): Promise<string[]>;
 }
 
+/** Work every cron run does whatever its cron (watching, canaries): never allowed to stop the schedule's real work. */
+export type Sweep = (ctx: KindContext, cron: string) => Promise<string[]>;
+
+/** Told of every job that has ended (alerts): after the job is settled, so it can never change the outcome. */
+export type SettledHook = (ctx: KindContext, job: JobRow) => Promise<void>;
+
 /** Every kind and scheduled task of the Worker; built once by workers/kinds.ts and handed to the machinery. */
 export class KindRegistry {
   readonly #kinds = new Map<string, JobKindSpec>();
   readonly tasks: readonly ScheduledTask[];
+  readonly sweeps: readonly Sweep[];
+  readonly settledHooks: readonly SettledHook[];
 
-  constructor(kinds: readonly JobKindSpec[], tasks: readonly ScheduledTask[]) {
+  constructor(kinds: readonly JobKindSpec[], tasks: readonly ScheduledTask[], hooks: { sweeps?: Sweep[]; settled?: SettledHook[] } = {}) {
     for (const k of kinds) {
       if (this.#kinds.has(k.kind)) throw new Error(`job kind ${k.kind} is declared twice`);
       this.#kinds.set(k.kind, k);
     }
     this.tasks = tasks;
+    this.sweeps = hooks.sweeps ?? [];
+    this.settledHooks = hooks.settled ?? [];
+  }
+
+  /** Runs the settled hooks; a failing hook is logged, never thrown (the job has ended either way). */
+  async settled(ctx: KindContext, job: JobRow | undefined): Promise<void> {
+    if (!job || (job.status !== "succeeded" && job.status !== "failed")) return;
+    for (const hook of this.settledHooks) {
+      try {
+        await hook(ctx, job);
+      } catch (e) {
+        console.error(`after job ${job.id}: ${(e as Error).message}`);
+      }
+    }
   }
 
   get(kind: string): JobKindSpec | undefined {

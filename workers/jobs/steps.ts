@@ -12,13 +12,13 @@ import { AppError } from "../shared/errors.ts";
 import type { JobRow } from "../catalog/schema.ts";
 import type { KindContext } from "../context.ts";
 import { parseParams } from "./dispatch.ts";
-import type { StepOutcome, WorkerKind } from "./kind.ts";
+import type { KindRegistry, StepOutcome, WorkerKind } from "./kind.ts";
 
 /** A step has a Queue consumer's whole wall-clock budget (15 minutes) before it counts as lost. */
 export const STEP_LEASE_SECONDS = 15 * 60;
 
 /** Runs the claimed job's current step; "retry" means the message should be retried with backoff. */
-export async function runStep(spec: WorkerKind<unknown>, job: JobRow, ctx: KindContext): Promise<"done" | "retry"> {
+export async function runStep(spec: WorkerKind<unknown>, job: JobRow, ctx: KindContext, kinds: KindRegistry): Promise<"done" | "retry"> {
   const { catalog, env } = ctx;
   let outcome: StepOutcome;
   try {
@@ -47,6 +47,7 @@ export async function runStep(spec: WorkerKind<unknown>, job: JobRow, ctx: KindC
       outcome: settled.status === "succeeded" ? "succeeded" : "failed",
       detail: { job_id: job.id, ...(settled.error_code ? { error: settled.error_code } : {}) },
     });
+    await kinds.settled(ctx, settled);
   }
   return "done";
 }

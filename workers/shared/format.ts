@@ -123,6 +123,19 @@ export const ChunkStoreManifest = z.object({
 });
 export type ChunkStoreManifest = z.infer<typeof ChunkStoreManifest>;
 
+/**
+ * A database's contents at backup time, from the same snapshot pg_dump read:
+ * per relation ("schema.table", "sequence:…", "view:…", "extension:…") its row
+ * count and an order-independent checksum of its rows, and the SHA-256 of its
+ * normalised schema-only dump. A drill computes the same on the restored copy.
+ */
+export const ConsistencyRecord = z.object({
+  tables: z.record(z.string(), z.object({ rows: z.number().int().nonnegative(), md5: z.string() })),
+  schema_sha256: Sha256Hex,
+  duration_ms: z.number().nonnegative(),
+});
+export type ConsistencyRecord = z.infer<typeof ConsistencyRecord>;
+
 export const DatabaseManifest = z.object({
   format: z.literal("astrid-backup/database"),
   format_version: z.literal(FORMAT_VERSION),
@@ -147,6 +160,8 @@ export const DatabaseManifest = z.object({
   /** Only its legal forms: "packs/" (shared store) or "archive/<this backup_id>/packs/" (an archive's own). */
   pack_prefix: z.string().regex(/^(packs\/|archive\/[A-Za-z0-9_-]+\/packs\/)$/, "pack_prefix must be packs/ or archive/<backup_id>/packs/"),
   chunks: z.array(ChunkRef),
+  /** What a restore must reproduce, taken in the snapshot pg_dump read (runner/dr/consistency.ts); absent in older backups. */
+  consistency: ConsistencyRecord.optional(),
 }).refine((m) => m.pack_prefix === packPrefix(m.type, m.backup_id), {
   path: ["pack_prefix"], message: "pack_prefix does not match the backup's type and id",
 });
