@@ -346,7 +346,7 @@ describe("POST /backup/training-data/:id/restore", () => {
     expect(await catalogDump()).not.toContain("pw-very-secret");
     const job = (await catalog().getJob(res.body.job_id))!;
     expect(job.kind).toBe("training_data.restore");
-    expect(JSON.parse(job.params)).toMatchObject({ backup_id: td.id, target_label: "scratch (url), r2 astrid-data/td/", schema: "restored", bucket: "astrid-data", prefix: "td/" });
+    expect(JSON.parse(job.params)).toMatchObject({ backup_id: td.id, target_label: "scratch on db.example.org (url), r2 astrid-data/td/", schema: "restored", bucket: "astrid-data", prefix: "td/" });
     const dispatch = await buildDispatch(kinds.get(job.kind) as RunnerKind<unknown, unknown>, job, ctxOf(testEnv(ML)));
     expect(dispatch).toMatchObject({ kind: "training_data.restore", target_url: url, schema: "restored", bucket: "astrid-data", prefix: "td/", manifest_key: mlManifestKey(td.id) });
     expect(dispatchSecrets(dispatch)).toContain(url);

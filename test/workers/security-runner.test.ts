@@ -27,7 +27,8 @@ async function complete(job: JobRow, scope: JobGrant["scope"], completion: JobCo
 const paramsFor = (kind: JobRow["kind"], backup_id: string | null) =>
   kind.endsWith(".verify") ? { backup_id, depth: "quick" }
     : kind === "database.restore" ? { backup_id, target_label: "astrid", target_database: "astrid", replace: false }
-      : { backup_id };
+      : kind === "database.backup" ? { backup_id, database: "astrid", type: "full" }
+        : { backup_id };
 const runningJob = (kind: JobRow["kind"], backup_id: string | null, p: Partial<JobRow> = {}) =>
   seedJob({ kind, status: "running", attempts: 1, backup_id, started_at: isoSecondsAgo(30), heartbeat_at: isoSecondsAgo(1), params: paramsFor(kind, backup_id), ...p });
 
