@@ -15,7 +15,8 @@
 import { createHash, createHmac, pbkdf2Sync, randomBytes, timingSafeEqual } from "node:crypto";
 import net from "node:net";
 import tls from "node:tls";
-import { JobFailure, scrub } from "../failure.ts";
+import { AppError } from "../../workers/shared/errors.ts";
+import { scrub } from "../failure.ts";
 import { pgEnv } from "./pg-env.ts";
 
 const CONNECT_TIMEOUT_MS = 10_000;
@@ -54,21 +55,21 @@ export class PgWire {
     this.url = url;
   }
 
-  /** Connects and authenticates; failures are JobFailures with the codes psql's would get. */
+  /** Connects and authenticates; failures are AppErrors with the codes psql's would get. */
   static async connect(url: string): Promise<PgWire> {
     const client = new PgWire(url);
     try {
       await client.start();
     } catch (e) {
       client.socket?.destroy();
-      throw client.asJobFailure(e);
+      throw client.asAppError(e);
     }
     return client;
   }
 
   /** A server or connection error as a job failure, without the password. */
-  asJobFailure(e: unknown): JobFailure {
-    if (e instanceof JobFailure) return e;
+  asAppError(e: unknown): AppError {
+    if (e instanceof AppError) return e;
     const message = (e as Error).message;
     const password = pgEnv(this.url).PGPASSWORD;
     const text = scrub(message, password ? [password] : []);
@@ -80,7 +81,7 @@ export class PgWire {
       : /ECONNREFUSED|ENOTFOUND|EHOSTUNREACH|timed out/.test(message) ? "database_unreachable"
       : /closed|ECONNRESET|EPIPE/.test(message) ? "database_connection_lost"
       : "database_error";
-    return new JobFailure(code, `postgres: ${text}`);
+    return new AppError(code, `postgres: ${text}`);
   }
 
   private async start(): Promise<void> {

@@ -4,11 +4,11 @@
 // "..", "." or empty segments, a leading "/", a backslash or a control
 // character could reach outside the run's or model's artifact root there.
 // Such a path stops the job instead.
-import { JobFailure } from "../failure.ts";
+import { AppError } from "../../workers/shared/errors.ts";
 
 export function safeArtifactPath(path: string, what: string): string {
   const bad = path === "" || path.startsWith("/") || path.includes("\\") || /[\u0000-\u001f\u007f]/.test(path)
     || path.split("/").some((p) => p === "" || p === "." || p === "..");
-  if (bad) throw new JobFailure("artifact_path_unsafe", `${what}: artifact path ${JSON.stringify(path)} is not a plain relative path; refused`);
+  if (bad) throw new AppError("artifact_path_unsafe", `${what}: artifact path ${JSON.stringify(path)} is not a plain relative path; refused`);
   return path;
 }

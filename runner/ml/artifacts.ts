@@ -4,7 +4,7 @@
 // and every path checked before it is used (artifact-paths.ts); and put back
 // under a new root on a restore, streamed from the repository.
 import type { MlBlob, MlManifest } from "../../workers/shared/format.ts";
-import { JobFailure } from "../failure.ts";
+import { AppError } from "../../workers/shared/errors.ts";
 import type { RepositoryClient } from "../repository/client.ts";
 import type { chunkOpener } from "../repository/codec.ts";
 import { blobBytes, type BlobMeta, type BlobWriter } from "./blobs.ts";
@@ -29,7 +29,7 @@ export async function exportArtifactTree(
       counts.artifact_bytes += n;
     });
     if (file.file_size !== undefined && Number(file.file_size) !== bytes) {
-      throw new JobFailure("artifact_changed", `${what} changed during the export (listed ${file.file_size} bytes, read ${bytes})`);
+      throw new AppError("artifact_changed", `${what} changed during the export (listed ${file.file_size} bytes, read ${bytes})`);
     }
     files++;
   }

@@ -5,9 +5,8 @@
 // model registry and MLflow 3 logged models (runner/ml/logged-models.ts).
 // Runs are exported a few at a time and every list is paged, so memory stays
 // bounded by the concurrency, not by the server's size.
-import type { MlBackupDispatch, MlBackupResult } from "../../workers/shared/protocol.ts";
-import { RepositoryClient } from "../repository/client.ts";
-import { JobFailure } from "../failure.ts";
+import type { MlBackupDispatch, MlBackupResult } from "../../workers/ml/protocol.ts";
+import { AppError } from "../../workers/shared/errors.ts";
 import type { JobContext } from "../job-context.ts";
 import { BlobWriter, writeMlManifest, type OpenBlob } from "./blobs.ts";
 import { exportArtifactTree } from "./artifacts.ts";
@@ -35,7 +34,7 @@ export interface ExportCounts {
 
 export async function backupMlflow(job: MlBackupDispatch, ctx: JobContext): Promise<MlBackupResult> {
   const started = new Date();
-  const repo = new RepositoryClient(job.repository);
+  const repo = ctx.repository;
   const mlflow = new MlflowClient(job.mlflow);
   await mlflow.check();
   const store = new BlobWriter(repo, job);
@@ -79,8 +78,8 @@ async function listExperiments(mlflow: MlflowClient, ids: string[] | undefined, 
       try {
         return (await mlflow.get("experiments/get", { experiment_id: id })).experiment;
       } catch (e) {
-        if ((e as JobFailure).code === "mlflow_not_found" || (e as JobFailure).code === "mlflow_request_failed") {
-          throw new JobFailure("experiment_not_found", `experiment ${id} does not exist on the MLflow server`);
+        if ((e as AppError).code === "mlflow_not_found" || (e as AppError).code === "mlflow_request_failed") {
+          throw new AppError("experiment_not_found", `experiment ${id} does not exist on the MLflow server`);
         }
         throw e;
       }

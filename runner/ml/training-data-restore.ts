@@ -8,24 +8,23 @@
 // dataset's digest fails.
 import { createHash } from "node:crypto";
 import { mlDigestInput, type MlBlob } from "../../workers/shared/format.ts";
-import type { TrainingDataRestoreDispatch, TrainingDataRestoreResult } from "../../workers/shared/protocol.ts";
+import type { TrainingDataRestoreDispatch, TrainingDataRestoreResult } from "../../workers/ml/protocol.ts";
 import { PgWire, quoteIdent } from "../database/pg-wire.ts";
-import { RepositoryClient } from "../repository/client.ts";
 import { chunkOpener, sha256Hex } from "../repository/codec.ts";
-import { JobFailure } from "../failure.ts";
+import { AppError } from "../../workers/shared/errors.ts";
 import type { JobContext } from "../job-context.ts";
 import { blobBytes, readMlManifest } from "./blobs.ts";
 
 export async function restoreTrainingData(job: TrainingDataRestoreDispatch, ctx: JobContext): Promise<TrainingDataRestoreResult> {
   const started = Date.now();
-  const repo = new RepositoryClient(job.repository);
+  const repo = ctx.repository;
   const manifest = await readMlManifest(repo, job.manifest_key);
-  if (manifest.format !== "astrid-backup/training-data") throw new JobFailure("wrong_backup_kind", `${job.backup_id} is an MLflow backup, not a training-data snapshot`);
+  if (manifest.format !== "astrid-backup/training-data") throw new AppError("wrong_backup_kind", `${job.backup_id} is an MLflow backup, not a training-data snapshot`);
   const open = chunkOpener(job.identities);
   const parts = manifest.blobs.filter((b) => b.kind === "table" || b.kind === "query");
   const objects = manifest.blobs.filter((b) => b.kind === "r2_object");
-  if (parts.length && !job.target_url) throw new JobFailure("target_missing", `${job.backup_id} has ${parts.length} table(s) or query result(s): give a target database`);
-  if (objects.length && job.bucket === undefined) throw new JobFailure("target_missing", `${job.backup_id} has ${objects.length} R2 object(s): give a target bucket`);
+  if (parts.length && !job.target_url) throw new AppError("target_missing", `${job.backup_id} has ${parts.length} table(s) or query result(s): give a target database`);
+  if (objects.length && job.bucket === undefined) throw new AppError("target_missing", `${job.backup_id} has ${objects.length} R2 object(s): give a target bucket`);
   const result: TrainingDataRestoreResult = {
     kind: "training_data.restore", backup_id: job.backup_id, target: job.target_label, tables: [], r2_objects: 0, bytes: 0, digest: "", duration_ms: 0,
   };
@@ -48,9 +47,9 @@ export async function restoreTrainingData(job: TrainingDataRestoreDispatch, ctx:
       await db.query("BEGIN");
       const made: { blob: MlBlob; table: string }[] = [];
       for (const b of parts) {
-        if (!b.columns?.length) throw new JobFailure("columns_unknown", `${b.kind} ${b.name} was snapshotted before column types were recorded; restore its CSV by hand (docs/ml.md)`);
+        if (!b.columns?.length) throw new AppError("columns_unknown", `${b.kind} ${b.name} was snapshotted before column types were recorded; restore its CSV by hand (docs/ml.md)`);
         const table = targetTable(b, job.schema);
-        for (const c of b.columns) if (!SQL_TYPE.test(c.type)) throw new JobFailure("manifest_invalid", `${b.kind} ${b.name}: column ${c.name} has type ${JSON.stringify(c.type)}, not a type name`);
+        for (const c of b.columns) if (!SQL_TYPE.test(c.type)) throw new AppError("manifest_invalid", `${b.kind} ${b.name}: column ${c.name} has type ${JSON.stringify(c.type)}, not a type name`);
         if (table.schema) await db.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(table.schema)}`);
         await db.query(`CREATE TABLE ${table.sql} (${b.columns.map((c) => `${quoteIdent(c.name)} ${c.type}`).join(", ")})`);
         const rows = await db.copyIn(`COPY ${table.sql} FROM STDIN WITH (FORMAT csv, HEADER)`, read(b));
@@ -66,8 +65,8 @@ export async function restoreTrainingData(job: TrainingDataRestoreDispatch, ctx:
       }
     } catch (e) {
       await db.query("ROLLBACK").catch(() => {});
-      if (/already exists/.test((e as Error).message)) throw new JobFailure("table_exists", `${(e as Error).message}: restore into another schema ("schema") or database`);
-      throw db.asJobFailure(e);
+      if (/already exists/.test((e as Error).message)) throw new AppError("table_exists", `${(e as Error).message}: restore into another schema ("schema") or database`);
+      throw db.asAppError(e);
     } finally {
       await db.close();
     }
@@ -85,7 +84,7 @@ export async function restoreTrainingData(job: TrainingDataRestoreDispatch, ctx:
   result.digest = sha256Hex(Buffer.from(mlDigestInput(readBack)));
   if (result.digest !== manifest.digest) {
     const differing = readBack.filter((r) => manifest.blobs.find((b) => b.kind === r.kind && b.name === r.name)?.sha256 !== r.sha256).map((r) => `${r.kind} ${r.name}`);
-    throw new JobFailure("digest_mismatch", `restored data reads back with digest ${result.digest}, the snapshot's is ${manifest.digest} (differs: ${differing.join(", ") || "the set of parts"})`);
+    throw new AppError("digest_mismatch", `restored data reads back with digest ${result.digest}, the snapshot's is ${manifest.digest} (differs: ${differing.join(", ") || "the set of parts"})`);
   }
   result.duration_ms = Date.now() - started;
   return result;

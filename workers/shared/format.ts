@@ -54,6 +54,8 @@ export function manifestKey(backupId: string): string {
 
 export const MANIFEST_PREFIX = "manifests/database/";
 export const ML_MANIFEST_PREFIX = "manifests/ml/";
+/** Where the manifests of chunk-store backups live (database dumps, MLflow exports, training data). */
+export const CHUNK_MANIFEST_PREFIXES = [MANIFEST_PREFIX, ML_MANIFEST_PREFIX] as const;
 
 export function mlManifestKey(backupId: string): string {
   return `${ML_MANIFEST_PREFIX}${backupId}.json`;
@@ -103,6 +105,18 @@ const ChunkStoreFields = {
     new_chunks: z.number().int().nonnegative(),
   }),
 };
+
+/**
+ * What every manifest of the chunk store has, whatever its domain: enough to
+ * walk all backups' chunks (garbage collection, damage reports) without
+ * knowing what the chunks hold.
+ */
+export const ChunkStoreManifest = z.object({
+  backup_id: z.string(),
+  pack_prefix: z.string(),
+  chunks: z.array(ChunkRef),
+});
+export type ChunkStoreManifest = z.infer<typeof ChunkStoreManifest>;
 
 export const DatabaseManifest = z.object({
   format: z.literal("astrid-backup/database"),

@@ -4,14 +4,12 @@
 // back) under the one bucket and prefix its request named. Anything else is 403.
 import { Hono, type Context } from "hono";
 import { z } from "zod";
-import type { AppEnv } from "../app-env.ts";
-import { ApiError } from "../errors.ts";
+import { AppError } from "../shared/errors.ts";
 import { parseQuery } from "../http.ts";
-import { ObjectKey, TrainingDataParams, TrainingDataRestoreParams } from "../shared/protocol.ts";
+import { ObjectKey } from "../shared/protocol.ts";
+import { TrainingDataParams, TrainingDataRestoreParams } from "./protocol.ts";
 import { storageBucket, unknownBucket } from "../storage/buckets.ts";
-import type { JobGrant } from "./job-token.ts";
-
-type RepoEnv = AppEnv & { Variables: { grant: JobGrant } };
+import type { RepoEnv } from "../repository/routes.ts";
 
 export const sourceRoutes = new Hono<RepoEnv>();
 
@@ -29,7 +27,7 @@ async function readableSource(c: Context<RepoEnv>, bucket: string, path: string,
     prefixes = p.success && p.data.bucket ? [{ bucket: p.data.bucket, prefix: p.data.prefix ?? "" }] : [];
   }
   if (!prefixes.some((p) => p.bucket === bucket && path.startsWith(p.prefix))) {
-    throw new ApiError(403, "forbidden", `job ${c.get("grant").job_id} may not ${mode} ${bucket}/${path}`);
+    throw new AppError("forbidden", `job ${c.get("grant").job_id} may not ${mode} ${bucket}/${path}`, 403);
   }
   const binding = storageBucket(c.env, config, bucket);
   if (!binding) throw unknownBucket(bucket);
@@ -53,18 +51,18 @@ sourceRoutes.get("/source/:bucket/objects/:key{.+}", async (c) => {
   const bucket = await readableSource(c, c.req.param("bucket"), key);
   const etag = c.req.query("etag");
   const object = await bucket.get(key, etag ? { onlyIf: { etagMatches: etag } } : {});
-  if (!object) throw new ApiError(404, "not_found", `no object ${key}`);
-  if (!("body" in object)) throw new ApiError(412, "object_changed", `${key} changed since it was listed`);
+  if (!object) throw new AppError("not_found", `no object ${key}`, 404);
+  if (!("body" in object)) throw new AppError("object_changed", `${key} changed since it was listed`, 412);
   return c.body(object.body, 200, { "content-length": String(object.size), etag: object.httpEtag });
 });
 
 /** A training-data restore writing one object; the body streams straight into R2 (the runner sends a content-length). */
 sourceRoutes.put("/source/:bucket/objects/:key{.+}", async (c) => {
   const key = ObjectKey.safeParse(c.req.param("key"));
-  if (!key.success) throw new ApiError(400, "invalid_key", "not an object key");
+  if (!key.success) throw new AppError("invalid_key", "not an object key", 400);
   const bucket = await readableSource(c, c.req.param("bucket"), key.data, "write");
-  if (!c.req.raw.body) throw new ApiError(400, "bad_request", "no body");
+  if (!c.req.raw.body) throw new AppError("invalid_request", "no body", 400);
   const object = await bucket.put(key.data, c.req.raw.body);
-  if (!object) throw new ApiError(412, "object_changed", `${key.data} was not written`);
+  if (!object) throw new AppError("object_changed", `${key.data} was not written`, 412);
   return c.json({ key: key.data, size: object.size, etag: object.etag }, 201);
 });
