@@ -62,13 +62,13 @@ export class PgWire {
       await client.start();
     } catch (e) {
       client.socket?.destroy();
-      throw client.asJobFailure(e);
+      throw client.asAppError(e);
     }
     return client;
   }
 
   /** A server or connection error as a job failure, without the password. */
-  asJobFailure(e: unknown): AppError {
+  asAppError(e: unknown): AppError {
     if (e instanceof AppError) return e;
     const message = (e as Error).message;
     const password = pgEnv(this.url).PGPASSWORD;

@@ -67,7 +67,7 @@ export async function restoreTrainingData(job: TrainingDataRestoreDispatch, ctx:
     } catch (e) {
       await db.query("ROLLBACK").catch(() => {});
       if (/already exists/.test((e as Error).message)) throw new AppError("table_exists", `${(e as Error).message}: restore into another schema ("schema") or database`);
-      throw db.asJobFailure(e);
+      throw db.asAppError(e);
     } finally {
       await db.close();
     }

@@ -81,7 +81,7 @@ async function exportParts(url: string, def: TrainingDataset, store: BlobWriter,
     }
     await db.query("COMMIT");
   } catch (e) {
-    throw db.asJobFailure(e);
+    throw db.asAppError(e);
   } finally {
     await db.close();
   }
