@@ -10,7 +10,7 @@ import worker from "../../workers/index.ts";
 import type { JobRow } from "../../workers/catalog/schema.ts";
 import { buildDispatch } from "../../workers/jobs/dispatch.ts";
 import { loadConfig } from "../../workers/config.ts";
-import { mintJobToken, readJobToken, type JobGrant } from "../../workers/repository/job-token.ts";
+import { MIN_TOKEN_SECONDS, mintJobToken, readJobToken, type JobGrant } from "../../workers/repository/job-token.ts";
 import { blobKey, manifestKey, packKey, snapshotManifestKey } from "../../workers/shared/format.ts";
 import { auditRows, catalog, ctxOf, isoSecondsAgo, resetState, seedJob, testEnv, validManifest } from "./helpers.ts";
 
@@ -75,7 +75,7 @@ describe("job tokens live one lease", () => {
     const now = new Date();
     const dispatch = await buildDispatch(kinds.get(job.kind) as RunnerKind<unknown, unknown>, job, { ...ctxOf(testEnv()), now });
     const grant = await readJobToken(env.JOB_TOKEN_SECRET, dispatch.repository.token, now);
-    expect(grant!.expires).toBe(Math.floor(now.getTime() / 1000) + config.job_lease_seconds);
+    expect(grant!.expires).toBe(Math.floor(now.getTime() / 1000) + Math.max(2 * config.job_lease_seconds, MIN_TOKEN_SECONDS));
     expect(await readJobToken(env.JOB_TOKEN_SECRET, dispatch.repository.token, new Date(now.getTime() + (config.job_lease_seconds + 1) * 1000))).toBeUndefined();
 
     const beat = await call(dispatch.repository.token, "POST", `/jobs/${job.id}/progress`, JSON.stringify({ phase: "x", bytes: 0, chunks: 0 }));

@@ -37,11 +37,16 @@ export async function readJobToken(secret: string, token: string, now: Date): Pr
   return grant.expires * 1000 > now.getTime() ? grant : undefined;
 }
 
+/** However short the lease, a token lives this long: room for one slow heartbeat on a loaded runner. */
+export const MIN_TOKEN_SECONDS = 60;
+
 /**
- * When a token minted now expires: one job lease (JOB_LEASE_SECONDS). Every
- * heartbeat answers with a renewed token, so a running job always holds a live
- * one and a stolen token is worth at most one lease after its job stops.
+ * When a token minted now expires: two job leases (JOB_LEASE_SECONDS), at
+ * least a minute. Every heartbeat answers with a renewed token, so a running
+ * job always holds a live one; once its heartbeats stop, the job-token check
+ * refuses it after one lease anyway (requireJobToken: job_stale), so a stolen
+ * token is worth at most one lease after its job stops reporting.
  */
 export function tokenExpiry(leaseSeconds: number, now: Date): number {
-  return Math.floor(now.getTime() / 1000) + leaseSeconds;
+  return Math.floor(now.getTime() / 1000) + Math.max(2 * leaseSeconds, MIN_TOKEN_SECONDS);
 }
