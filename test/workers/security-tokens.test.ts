@@ -68,15 +68,16 @@ describe("job tokens read only what their kind needs", () => {
   });
 });
 
-describe("job tokens live one lease", () => {
-  it("dispatch mints a token that expires after JOB_LEASE_SECONDS, and each heartbeat renews it", async () => {
+describe("job tokens live two leases, stale jobs are refused after one", () => {
+  it("dispatch mints a token that expires after two leases (at least a minute), and each heartbeat renews it", async () => {
     const job = await running("database.verify", RESTORED, { params: JSON.stringify({ backup_id: RESTORED, depth: "quick" }) });
     const config = loadConfig(testEnv());
     const now = new Date();
     const dispatch = await buildDispatch(kinds.get(job.kind) as RunnerKind<unknown, unknown>, job, { ...ctxOf(testEnv()), now });
     const grant = await readJobToken(env.JOB_TOKEN_SECRET, dispatch.repository.token, now);
     expect(grant!.expires).toBe(Math.floor(now.getTime() / 1000) + Math.max(2 * config.job_lease_seconds, MIN_TOKEN_SECONDS));
-    expect(await readJobToken(env.JOB_TOKEN_SECRET, dispatch.repository.token, new Date(now.getTime() + (config.job_lease_seconds + 1) * 1000))).toBeUndefined();
+    const lifetime = Math.max(2 * config.job_lease_seconds, MIN_TOKEN_SECONDS);
+    expect(await readJobToken(env.JOB_TOKEN_SECRET, dispatch.repository.token, new Date(now.getTime() + (lifetime + 1) * 1000))).toBeUndefined();
 
     const beat = await call(dispatch.repository.token, "POST", `/jobs/${job.id}/progress`, JSON.stringify({ phase: "x", bytes: 0, chunks: 0 }));
     expect(beat.status).toBe(200);
