@@ -17,15 +17,22 @@ import {
   type DatabaseBackupDispatch, type DatabaseRestoreDispatch, type DatabaseVerifyDispatch,
 } from "./protocol.ts";
 
+/**
+ * What every verify kind of a chunk-store backup is sent (database.verify,
+ * ml.verify): a read token, and for a full verify the identities and the
+ * chunk-id key, so every chunk is decrypted and its keyed id checked.
+ */
+export async function verifyDispatch<K extends string>(kind: K, p: DatabaseVerifyParams, ctx: DispatchContext): Promise<Omit<DatabaseVerifyDispatch, "kind"> & { kind: K }> {
+  return {
+    kind, job_id: ctx.job.id, backup_id: p.backup_id, manifest_key: manifestKeyFor(p.backup_id),
+    depth: p.depth, identities: p.depth === "full" ? ageIdentities(ctx.env) : [], repository: await ctx.repository("read", p.backup_id),
+    ...(p.depth === "full" ? { chunk_id_key: requireSecret(ctx.env.CHUNK_ID_KEY, "CHUNK_ID_KEY") } : {}),
+  };
+}
+
 export const databaseVerify = runnerKind({
   kind: "database.verify", params: DatabaseVerifyParams, result: DatabaseVerifyResult, verifies: ["database"],
-  async dispatch(p, ctx): Promise<DatabaseVerifyDispatch> {
-    return {
-      kind: "database.verify", job_id: ctx.job.id, backup_id: p.backup_id, manifest_key: manifestKeyFor(p.backup_id),
-      depth: p.depth, identities: p.depth === "full" ? ageIdentities(ctx.env) : [], repository: await ctx.repository("read", p.backup_id),
-      ...(p.depth === "full" ? { chunk_id_key: requireSecret(ctx.env.CHUNK_ID_KEY, "CHUNK_ID_KEY") } : {}),
-    };
-  },
+  dispatch: (p, ctx) => verifyDispatch("database.verify", p, ctx),
   complete: completeVerify,
 });
 

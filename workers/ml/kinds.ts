@@ -11,7 +11,7 @@ import { runnerKind, type DispatchContext, type ScheduledTask } from "../jobs/ki
 import { submitJob } from "../jobs/submit.ts";
 import { cleanupBackups, mlRetentionPolicy, type CleanupOutcome } from "../database/cleanup.ts";
 import { completeRestore, completeStoredBackup, completeVerify, type ManifestCheck } from "../database/completion.ts";
-import { requireDatabaseUrl } from "../database/kinds.ts";
+import { requireDatabaseUrl, verifyDispatch } from "../database/kinds.ts";
 import { VerifyParams } from "../shared/protocol.ts";
 import {
   MlBackupParams, MlBackupResult, MlflowAccess, MlRestoreParams, MlRestoreResult, MlVerifyResult, TrainingDataParams,
@@ -21,13 +21,7 @@ import {
 
 export const mlVerify = runnerKind({
   kind: "ml.verify", params: VerifyParams, result: MlVerifyResult, verifies: ["ml", "training_data"],
-  async dispatch(p, ctx): Promise<MlVerifyDispatch> {
-    return {
-      kind: "ml.verify", job_id: ctx.job.id, backup_id: p.backup_id, manifest_key: manifestKeyFor(p.backup_id),
-      depth: p.depth, identities: p.depth === "full" ? ageIdentities(ctx.env) : [], repository: await ctx.repository("read", p.backup_id),
-      ...(p.depth === "full" ? { chunk_id_key: requireSecret(ctx.env.CHUNK_ID_KEY, "CHUNK_ID_KEY") } : {}),
-    };
-  },
+  dispatch: (p, ctx): Promise<MlVerifyDispatch> => verifyDispatch("ml.verify", p, ctx),
   complete: completeVerify,
 });
 
