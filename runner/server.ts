@@ -4,8 +4,9 @@
 import { timingSafeEqual, createHash } from "node:crypto";
 import { serve } from "@hono/node-server";
 import { Hono } from "hono";
-import { RunnerDispatch } from "../workers/shared/protocol.ts";
+import { DispatchBase } from "../workers/shared/protocol.ts";
 import { runningJobs, shutdown, startJob } from "./jobs.ts";
+import { handlers } from "./kinds.ts";
 
 export function createRunnerApp(token: string) {
   const app = new Hono();
@@ -18,12 +19,16 @@ export function createRunnerApp(token: string) {
     if (!timingSafeEqual(createHash("sha256").update(presented).digest(), expected)) {
       return c.json({ error: { code: "unauthorized", message: "invalid runner token" } }, 401);
     }
-    const parsed = RunnerDispatch.safeParse(await c.req.json().catch(() => undefined));
+    const body: unknown = await c.req.json().catch(() => undefined);
+    const base = DispatchBase.safeParse(body);
+    const handler = base.success ? handlers[base.data.kind] : undefined;
+    if (!handler) return c.json({ error: { code: "invalid_job", message: base.success ? `no handler for jobs of kind ${base.data.kind}` : "not a job dispatch" } }, 400);
+    const parsed = handler.dispatch.safeParse(body);
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
       return c.json({ error: { code: "invalid_job", message: `${issue?.path.join(".")}: ${issue?.message}` } }, 400);
     }
-    const outcome = startJob(parsed.data);
+    const outcome = startJob(parsed.data as DispatchBase);
     return c.json({ job_id: parsed.data.job_id, outcome }, 202);
   });
   return app;

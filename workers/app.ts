@@ -1,19 +1,25 @@
-// The Worker's HTTP surface: the admin API and the runner's repository endpoint.
+// The Worker's HTTP surface: the admin API and the runner's repository
+// endpoint. This is where the capabilities' routes are composed; the
+// registry (kinds.ts) is handed to the routes that need it.
 import { Hono } from "hono";
 import { createMiddleware } from "hono/factory";
-import type { AppEnv } from "./app-env.ts";
+import type { AppEnv } from "./context.ts";
 import { openCatalog } from "./catalog/catalog.ts";
-import { catalogRoutes } from "./catalog/rebuild.ts";
-import { ConfigError, loadConfig } from "./config.ts";
-import { databaseRoutes } from "./database/routes.ts";
+import { loadConfig } from "./config.ts";
+import { databaseRoutes, verifyRoutes } from "./database/routes.ts";
 import { statusRoutes } from "./database/status.ts";
-import { ApiError } from "./errors.ts";
+import { AppError } from "./shared/errors.ts";
 import { jobRoutes } from "./jobs/routes.ts";
+import { runnerReportRoutes } from "./jobs/runner-routes.ts";
+import { kinds } from "./kinds.ts";
+import { catalogRoutes } from "./maintenance/catalog-rebuild.ts";
+import { gcRoutes } from "./maintenance/gc-routes.ts";
 import { mlRoutes } from "./ml/routes.ts";
-import { gcRoutes } from "./repository/gc-routes.ts";
-import { repositoryRoutes } from "./repository/routes.ts";
+import { sourceRoutes } from "./ml/source-routes.ts";
+import { repositoryRoutes, requireJobToken, type RepoEnv } from "./repository/routes.ts";
 import { storageRoutes } from "./storage/routes.ts";
 import { storageOpsRoutes } from "./storage/ops-routes.ts";
+import { backupBucketLocks } from "./storage/lock-guard.ts";
 import { drRoutes } from "./dr/routes.ts";
 
 export const app = new Hono<AppEnv>();
@@ -30,7 +36,7 @@ app.get("/health", async (c) => {
     await c.env.CATALOG.prepare("SELECT 1").first();
     return c.json({ status: "ok" });
   } catch (e) {
-    const code = e instanceof ConfigError ? "config_invalid" : "catalog_unavailable";
+    const code = e instanceof AppError ? e.code : "catalog_unavailable";
     return c.json({ status: "unhealthy", error: { code, message: (e as Error).message } }, 503);
   }
 });
@@ -38,20 +44,29 @@ app.get("/health", async (c) => {
 app.use("*", context);
 app.route("/", statusRoutes);
 app.route("/", databaseRoutes);
+app.route("/", verifyRoutes(kinds));
 app.route("/", mlRoutes);
-app.route("/", jobRoutes);
+app.route("/", jobRoutes(kinds));
 app.route("/", gcRoutes);
 app.route("/", catalogRoutes);
 app.route("/", storageRoutes);
 app.route("/", storageOpsRoutes);
-app.route("/", drRoutes);
-app.route("/repo/v1", repositoryRoutes);
+app.route("/", drRoutes(kinds));
+
+// The runner's side: every request carries a job token naming a running job.
+const runnerSide = new Hono<RepoEnv>();
+runnerSide.use("*", requireJobToken);
+runnerSide.route("/", repositoryRoutes(backupBucketLocks));
+runnerSide.route("/", sourceRoutes);
+runnerSide.route("/", runnerReportRoutes(kinds));
+app.route("/repo/v1", runnerSide);
 
 app.notFound((c) => c.json({ error: { code: "not_found", message: `no route for ${c.req.method} ${c.req.path}` } }, 404));
 
 app.onError((err, c) => {
-  if (err instanceof ApiError) return c.json({ error: { code: err.code, message: err.message } }, err.status);
-  if (err instanceof ConfigError) return c.json({ error: { code: "config_invalid", message: err.message } }, 500);
+  if (err instanceof AppError) {
+    return c.json({ error: { code: err.code, message: err.message } }, (err.status ?? 500) as 500);
+  }
   console.error(`unhandled error on ${c.req.method} ${c.req.path}: ${err.name}`); // message may echo input; keep logs clean
   return c.json({ error: { code: "internal", message: "internal error" } }, 500);
 });

@@ -1,10 +1,17 @@
 // BackupConfig from ASTR-112: one typed, validated place for every setting.
-// Defaults are the ticket's; the ticket's environment variables override them.
-// A bad value throws ConfigError naming the variable, so a typo fails the first
-// request or cron after deploy (and `npm run check-config`), not the 2 AM backup.
+// SETTINGS is the one table of the plain settings: for each, its environment
+// variable, default (the ticket's), parser and doc line. The BackupConfig
+// type, the environment overrides and `npm run check-config`'s listing all
+// come from it. Settings built from several variables (databases, buckets,
+// MLflow servers, datasets, recipients) are derived below it. A bad value
+// throws ConfigError naming the variable, so a typo fails the first request
+// or cron after deploy (and `npm run check-config`), not the 2 AM backup.
+// The Worker reads the environment only through loadConfig, once per
+// request, Queue message or cron run.
 import { z } from "zod";
-import { DatabaseName, MlName, TrainingDataset, type BackupType } from "./shared/protocol.ts";
+import { DatabaseName, MlName, TrainingDataset } from "./shared/protocol.ts";
 import { BucketName } from "./shared/format.ts";
+import { AppError } from "./shared/errors.ts";
 
 const CRON_FIELD = /^(\*|\d+(-\d+)?)(\/\d+)?(,(\*|\d+(-\d+)?)(\/\d+)?)*$/;
 const Cron = z.string().refine((s) => {
@@ -21,34 +28,122 @@ const Days = z.coerce.number().int().positive().max(36500);
 /** A keep_* retention count; 0 turns the rule off. */
 const KeepCount = z.coerce.number().int().nonnegative().max(100_000);
 
-export const BackupConfig = z.object({
-  backup_enabled: z.boolean(),
-  backup_storage_bucket: z.string().min(1),
+/** A setting that does not parse: names the variable, so a typo fails the first request or cron after deploy. */
+export class ConfigError extends AppError {
+  override name = "ConfigError";
+  constructor(message: string) {
+    super("config_invalid", message, 500);
+  }
+}
+
+/** One plain setting: its environment variable, default, parser (of the variable's text) and doc line. */
+interface Setting<T> {
+  env: string;
+  default: T;
+  parse: z.ZodType<T, string>;
+  doc: string;
+  /** A credential: check-config says whether it is set, never what it is. */
+  secret?: boolean;
+}
+
+const setting = <T>(env: string, value: T, parse: z.ZodType<T, any>, doc: string, secret = false): Setting<T> =>
+  ({ env, default: value, parse: parse as z.ZodType<T, string>, doc, ...(secret ? { secret } : {}) });
+
+const Text = z.string();
+const Count = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+
+export const SETTINGS = {
+  backup_enabled: setting("BACKUP_ENABLED", true, Bool, "master switch: false turns every schedule off"),
+  backup_storage_bucket: setting("BACKUP_STORAGE_BUCKET", "astrid-backups", Text.min(1), "the R2 bucket of the backup repository"),
   // database
-  database_backup_enabled: z.boolean(),
-  database_backup_schedule: Cron,
-  database_incremental_schedule: Cron,
-  database_archive_schedule: Cron,
-  database_retention_days: Days,
-  /** Archives are kept this long; they are not subject to the keep_* rules (database/retention.ts). */
-  database_archive_retention_days: Days,
-  /** restic-style keep rules for full and incremental backups, beyond retention_days; 0 = off. */
-  database_keep_last: KeepCount,
-  database_keep_hourly: KeepCount,
-  database_keep_daily: KeepCount,
-  database_keep_weekly: KeepCount,
-  database_keep_monthly: KeepCount,
+  database_backup_enabled: setting("DATABASE_BACKUP_ENABLED", true, Bool, "scheduled database backups"),
+  database_backup_schedule: setting("DATABASE_BACKUP_SCHEDULE", "0 2 * * *", Cron, "daily full backup; retention runs with it"),
+  database_incremental_schedule: setting("DATABASE_INCREMENTAL_SCHEDULE", "0 9-17 * * 1-5", Cron, "incremental backups"),
+  database_archive_schedule: setting("DATABASE_ARCHIVE_SCHEDULE", "0 5 * * 0", Cron, "self-contained archive backups"),
+  database_retention_days: setting("DATABASE_RETENTION_DAYS", 30, Days, "full and incremental backups are kept this long"),
+  database_archive_retention_days: setting("DATABASE_ARCHIVE_RETENTION_DAYS", 365, Days, "archives are kept this long; the keep_* rules do not apply to them"),
+  // All keep_* rules off: retention is the seed's plain 30 days unless configured.
+  database_keep_last: setting("DATABASE_KEEP_LAST", 0, KeepCount, "restic-style keep rule (0 = off)"),
+  database_keep_hourly: setting("DATABASE_KEEP_HOURLY", 0, KeepCount, "restic-style keep rule (0 = off)"),
+  database_keep_daily: setting("DATABASE_KEEP_DAILY", 0, KeepCount, "restic-style keep rule (0 = off)"),
+  database_keep_weekly: setting("DATABASE_KEEP_WEEKLY", 0, KeepCount, "restic-style keep rule (0 = off)"),
+  database_keep_monthly: setting("DATABASE_KEEP_MONTHLY", 0, KeepCount, "restic-style keep rule (0 = off)"),
+  /**
+   * Verification queued after every backup, so the RPO counts verified
+   * restore points (GET /backup/database/status). "quick" reads every chunk
+   * back without a key; "off" leaves verification to explicit requests.
+   */
+  database_verify_after_backup: setting("DATABASE_VERIFY_AFTER_BACKUP", "quick" as "off" | "quick" | "full", z.enum(["off", "quick", "full"]), "verification queued after every backup (off, quick, full)"),
+  // storage
+  storage_backup_enabled: setting("STORAGE_BACKUP_ENABLED", true, Bool, "scheduled R2 snapshots"),
+  storage_backup_schedule: setting("STORAGE_BACKUP_SCHEDULE", "0 3 * * *", Cron, "daily R2 snapshots; storage retention runs with them"),
+  storage_versioning_enabled: setting("STORAGE_VERSIONING_ENABLED", true, Bool, "version store from R2 event notifications"),
+  storage_cross_region_replication: setting("STORAGE_CROSS_REGION_REPLICATION", true, Bool, "replicas kept by events and reconciliation"),
+  storage_page_size: setting("STORAGE_PAGE_SIZE", 200, Count(1, 1000), "objects per snapshot/restore step; each new object costs about 4 R2 operations"),
+  storage_multipart_threshold_bytes: setting("STORAGE_MULTIPART_THRESHOLD_BYTES", 256 * 1024 * 1024, Count(5 * 1024 * 1024, Number.MAX_SAFE_INTEGER), "objects larger than this move as multipart uploads"),
+  storage_part_size_bytes: setting("STORAGE_PART_SIZE_BYTES", 64 * 1024 * 1024, Count(5 * 1024 * 1024, 5 * 1024 * 1024 * 1024), "multipart part size"),
+  storage_reconcile_schedule: setting("STORAGE_RECONCILE_SCHEDULE", "15 * * * *", Cron, "reconciliation of versioned and replicated buckets against their listings"),
+  storage_retention_days: setting("STORAGE_RETENTION_DAYS", 30, Days, "snapshots are kept this long (never the newest per source)"),
+  storage_version_retention_days: setting("STORAGE_VERSION_RETENTION_DAYS", 90, Days, "a version superseded longer ago leaves the version store"),
+  offsite_schedule: setting("OFFSITE_SCHEDULE", "0 5 * * *", Cron, "the off-site copy of the backup bucket (only when OFFSITE_S3_ENDPOINT is set)"),
+  offsite_s3_endpoint: setting("OFFSITE_S3_ENDPOINT", "", Text, "the off-site S3-compatible endpoint (docs/storage-ops.md)"),
+  offsite_s3_bucket: setting("OFFSITE_S3_BUCKET", "", Text, "the off-site bucket"),
+  offsite_s3_region: setting("OFFSITE_S3_REGION", "us-east-1", Text.min(1), "the off-site region"),
+  offsite_s3_prefix: setting("OFFSITE_S3_PREFIX", "", Text, "a key prefix inside the off-site bucket"),
+  offsite_access_key_id: setting("OFFSITE_ACCESS_KEY_ID", "", Text, "off-site credentials", true),
+  offsite_secret_access_key: setting("OFFSITE_SECRET_ACCESS_KEY", "", Text, "off-site credentials", true),
+  r2_s3_endpoint: setting("R2_S3_ENDPOINT", "", Text, "R2's S3 API endpoint (lifecycle rules)"),
+  r2_access_key_id: setting("R2_ACCESS_KEY_ID", "", Text, "R2 S3 API credentials", true),
+  r2_secret_access_key: setting("R2_SECRET_ACCESS_KEY", "", Text, "R2 S3 API credentials", true),
+  r2_jurisdiction: setting("R2_JURISDICTION", "", Text, "the R2 jurisdiction of the buckets, if any (e.g. eu)"),
+  cloudflare_account_id: setting("CLOUDFLARE_ACCOUNT_ID", "", Text, "the Cloudflare account (Bucket Locks)"),
+  cloudflare_api_token: setting("CLOUDFLARE_API_TOKEN", "", Text, "Cloudflare account API token (Bucket Locks)", true),
+  // ml
+  ml_backup_enabled: setting("ML_BACKUP_ENABLED", true, Bool, "scheduled MLflow and training-data backups"),
+  ml_backup_schedule: setting("ML_BACKUP_SCHEDULE", "0 4 * * *", Cron, "daily MLflow and training-data backups; ML retention runs with them"),
+  ml_artifact_retention_days: setting("ML_ARTIFACT_RETENTION_DAYS", 90, Days, "ML backups and training-data snapshots are kept this long"),
+  ml_model_versioning: setting("ML_MODEL_VERSIONING", true, Bool, "scheduled ML backups include the model registry"),
+  // disaster recovery
+  dr_testing_enabled: setting("DR_TESTING_ENABLED", true, Bool, "weekly recovery drills"),
+  dr_test_schedule: setting("DR_TEST_SCHEDULE", "0 0 * * 0", Cron, "recovery drills"),
+  rto_target_minutes: setting("RTO_TARGET_MINUTES", 60, Minutes, "recovery time objective"),
+  rpo_target_minutes: setting("RPO_TARGET_MINUTES", 15, Minutes, "recovery point objective"),
+  // disaster recovery: drills, canaries, alerts (workers/dr, docs/dr.md)
+  dr_watch_schedule: setting("DR_WATCH_SCHEDULE", "*/10 * * * *", Cron, "alert evaluation, lost drills, canaries"),
+  dr_domains: setting("DR_DOMAINS", "database,storage,ml,catalog", Text, "what a drill proves (comma list)"),
+  dr_restore_point: setting("DR_RESTORE_POINT", "latest" as "latest" | "random", z.enum(["latest", "random"]), "a drill's database restore point: newest verified, or random within the window"),
+  dr_random_window_days: setting("DR_RANDOM_WINDOW_DAYS", 7, Days, "window of DR_RESTORE_POINT=random"),
+  dr_database_url: setting("DR_DATABASE_URL", "", Text, "server of the drills' scratch databases (default: each source's server)", true),
+  dr_storage_sample: setting("DR_STORAGE_SAMPLE", 100, Count(1, 100_000), "objects a drill restores per storage source"),
+  dr_scratch_bucket: setting("DR_SCRATCH_BUCKET", "BACKUPS", Text.min(1), "binding or bucket name for drills' scratch prefixes"),
+  dr_mlflow_tracking_uri: setting("DR_MLFLOW_TRACKING_URI", "", Text, "the scratch MLflow server drills restore into", true),
+  dr_mlflow_tracking_token: setting("DR_MLFLOW_TRACKING_TOKEN", "", Text, "its token", true),
+  age_escrow_identity: setting("AGE_ESCROW_IDENTITY", "", Text, "escrow age identity, only for the key_holder_unavailable rehearsal", true),
+  dr_canary: setting("DR_CANARY", false, Bool, "canary rows and objects: drills measure the data really lost"),
+  alert_webhook_urls: setting("ALERT_WEBHOOK_URLS", "", Text, "alert webhooks (comma list; Slack for hooks.slack.com or #slack)", true),
+  alert_deadman_url: setting("ALERT_DEADMAN_URL", "", Text, "dead-man's-switch ping after successful scheduled runs", true),
+  alert_replication_lag_seconds: setting("ALERT_REPLICATION_LAG_SECONDS", 300, Count(1, 86_400 * 30), "replication lag that alerts"),
+  alert_backup_grace_minutes: setting("ALERT_BACKUP_GRACE_MINUTES", 60, Count(0, 60 * 24 * 30), "grace beyond a day before \"no successful backup\" alerts"),
+  // repository and jobs
+  repository_gc_schedule: setting("REPOSITORY_GC_SCHEDULE", "0 6 * * 0", Cron, "garbage collection of unreferenced packs and blobs"),
+  gc_grace_minutes: setting("GC_GRACE_MINUTES", 24 * 60, Count(0, 60 * 24 * 365), "an unreferenced object younger than this is spared by GC"),
+  job_lease_seconds: setting("JOB_LEASE_SECONDS", 120, Count(1, 24 * 3600), "a running job silent this long is declared lost"),
+  runner_max_jobs: setting("RUNNER_MAX_JOBS", 4, Count(1, 64), "runner jobs (dumps, restores, MLflow exports) running at once; more wait in the queue"),
+} satisfies Record<string, Setting<unknown>>;
+
+type PlainSettings = { -readonly [K in keyof typeof SETTINGS]: (typeof SETTINGS)[K]["default"] };
+
+/** The defaults of the plain settings (the ticket's). */
+export const DEFAULTS = Object.fromEntries(Object.entries(SETTINGS).map(([k, s]) => [k, s.default])) as PlainSettings;
+
+/** Settings built from several variables; their values are not echoed in errors (a key may be pasted by mistake). */
+const Derived = z.object({
   database_encryption_enabled: z.literal(true, "backups are always encrypted; set BACKUP_ENCRYPTION_KEY"),
   /** Configured databases: name -> name of the secret holding its URL. */
   databases: z.record(DatabaseName, z.string()),
   default_database: DatabaseName,
   /** age recipients (public keys) new backups are encrypted to. */
   encryption_recipients: z.array(z.string().regex(AGE_X25519_RECIPIENT, "not an age X25519 recipient (age1…, 62 characters)")).min(1),
-  // storage (its jobs arrive with a later issue; the settings are read now), ml
-  storage_backup_enabled: z.boolean(),
-  storage_backup_schedule: Cron,
-  storage_versioning_enabled: z.boolean(),
-  storage_cross_region_replication: z.boolean(),
   /** R2 buckets this system protects: bucket name -> name of its Worker binding (STORAGE_BUCKETS). */
   storage_buckets: z.record(BucketName, z.string().regex(/^[A-Z][A-Z0-9_]*$/, "binding names are upper-case")),
   /** What the storage schedule snapshots: "bucket" or "bucket/prefix/" (STORAGE_BACKUP_SOURCES; default every bucket not a replica). */
@@ -57,130 +152,19 @@ export const BackupConfig = z.object({
   storage_versioned_buckets: z.array(BucketName),
   /** Static replication pairs (STORAGE_REPLICATION "source=replica,…"); more can be switched on through the API. */
   storage_replication: z.record(BucketName, BucketName),
-  /** Objects per snapshot/restore step (one Queue message); each new object costs about 4 R2 operations. */
-  storage_page_size: z.coerce.number().int().min(1).max(1000),
-  /** Objects larger than this move as multipart uploads of storage_part_size_bytes parts. */
-  storage_multipart_threshold_bytes: z.coerce.number().int().min(5 * 1024 * 1024),
-  storage_part_size_bytes: z.coerce.number().int().min(5 * 1024 * 1024).max(5 * 1024 * 1024 * 1024),
-  /** Reconciliation of versioned and replicated buckets against their listings. */
-  storage_reconcile_schedule: Cron,
-  storage_retention_days: Days,
-  /** A version superseded longer ago than this leaves the version store. */
-  storage_version_retention_days: Days,
-  /** The off-site copy of the backup bucket (only when OFFSITE_S3_* are set: docs/storage-ops.md). */
-  offsite_schedule: Cron,
-  ml_backup_enabled: z.boolean(),
-  ml_backup_schedule: Cron,
-  ml_artifact_retention_days: Days,
-  ml_model_versioning: z.boolean(),
   /** Configured MLflow tracking servers: name -> names of the secrets holding its URI and (optional) token. */
   ml_servers: z.record(MlName, z.object({ uri_secret: z.string(), token_secret: z.string() })),
   default_ml_server: MlName,
   /** Training datasets (ML_DATASETS, JSON): id -> tables/queries of a configured database and/or R2 prefixes. */
   ml_datasets: z.record(MlName, TrainingDataset),
-  // disaster recovery
-  dr_testing_enabled: z.boolean(),
-  dr_test_schedule: Cron,
-  rto_target_minutes: Minutes,
-  rpo_target_minutes: Minutes,
-  /**
-   * Verification queued after every backup, so the RPO counts verified
-   * restore points (GET /backup/database/status). "quick" reads every chunk
-   * back without a key; "off" leaves verification to explicit requests.
-   */
-  database_verify_after_backup: z.enum(["off", "quick", "full"]),
-  /** Garbage collection: when it runs, and how young an unreferenced chunk must be to be spared. */
-  repository_gc_schedule: Cron,
-  gc_grace_minutes: z.number().int().nonnegative(),
-  /** A running job that has not reported for this long is declared lost. */
-  job_lease_seconds: z.number().int().positive(),
 });
-export type BackupConfig = z.infer<typeof BackupConfig>;
 
-export class ConfigError extends Error {
-  override name = "ConfigError";
+export type BackupConfig = PlainSettings & z.infer<typeof Derived>;
+
+/** A credential or setting whose value check-config must not print. */
+export function isSecretSetting(name: keyof typeof SETTINGS): boolean {
+  return (SETTINGS[name] as Setting<unknown>).secret === true;
 }
-
-/** Environment variable -> config field, with the parser for its text. */
-const OVERRIDES: Record<string, [keyof BackupConfig, z.ZodType]> = {
-  BACKUP_ENABLED: ["backup_enabled", Bool],
-  BACKUP_STORAGE_BUCKET: ["backup_storage_bucket", z.string()],
-  DATABASE_BACKUP_ENABLED: ["database_backup_enabled", Bool],
-  DATABASE_BACKUP_SCHEDULE: ["database_backup_schedule", z.string()],
-  DATABASE_INCREMENTAL_SCHEDULE: ["database_incremental_schedule", z.string()],
-  DATABASE_ARCHIVE_SCHEDULE: ["database_archive_schedule", z.string()],
-  DATABASE_RETENTION_DAYS: ["database_retention_days", z.string()],
-  DATABASE_ARCHIVE_RETENTION_DAYS: ["database_archive_retention_days", z.string()],
-  DATABASE_KEEP_LAST: ["database_keep_last", z.string()],
-  DATABASE_KEEP_HOURLY: ["database_keep_hourly", z.string()],
-  DATABASE_KEEP_DAILY: ["database_keep_daily", z.string()],
-  DATABASE_KEEP_WEEKLY: ["database_keep_weekly", z.string()],
-  DATABASE_KEEP_MONTHLY: ["database_keep_monthly", z.string()],
-  STORAGE_BACKUP_ENABLED: ["storage_backup_enabled", Bool],
-  STORAGE_BACKUP_SCHEDULE: ["storage_backup_schedule", z.string()],
-  STORAGE_VERSIONING_ENABLED: ["storage_versioning_enabled", Bool],
-  STORAGE_CROSS_REGION_REPLICATION: ["storage_cross_region_replication", Bool],
-  STORAGE_PAGE_SIZE: ["storage_page_size", z.string()],
-  STORAGE_MULTIPART_THRESHOLD_BYTES: ["storage_multipart_threshold_bytes", z.string()],
-  STORAGE_PART_SIZE_BYTES: ["storage_part_size_bytes", z.string()],
-  STORAGE_RECONCILE_SCHEDULE: ["storage_reconcile_schedule", z.string()],
-  STORAGE_RETENTION_DAYS: ["storage_retention_days", z.string()],
-  STORAGE_VERSION_RETENTION_DAYS: ["storage_version_retention_days", z.string()],
-  OFFSITE_SCHEDULE: ["offsite_schedule", z.string()],
-  ML_BACKUP_ENABLED: ["ml_backup_enabled", Bool],
-  ML_BACKUP_SCHEDULE: ["ml_backup_schedule", z.string()],
-  ML_ARTIFACT_RETENTION_DAYS: ["ml_artifact_retention_days", z.string()],
-  ML_MODEL_VERSIONING: ["ml_model_versioning", Bool],
-  DR_TESTING_ENABLED: ["dr_testing_enabled", Bool],
-  DR_TEST_SCHEDULE: ["dr_test_schedule", z.string()],
-  RTO_TARGET_MINUTES: ["rto_target_minutes", z.string()],
-  RPO_TARGET_MINUTES: ["rpo_target_minutes", z.string()],
-  JOB_LEASE_SECONDS: ["job_lease_seconds", z.coerce.number()],
-  REPOSITORY_GC_SCHEDULE: ["repository_gc_schedule", z.string()],
-  DATABASE_VERIFY_AFTER_BACKUP: ["database_verify_after_backup", z.string()],
-  GC_GRACE_MINUTES: ["gc_grace_minutes", z.coerce.number()],
-};
-
-export const DEFAULTS = {
-  backup_enabled: true,
-  backup_storage_bucket: "astrid-backups",
-  database_backup_enabled: true,
-  database_backup_schedule: "0 2 * * *",
-  database_incremental_schedule: "0 9-17 * * 1-5",
-  database_archive_schedule: "0 5 * * 0",
-  database_retention_days: 30,
-  database_archive_retention_days: 365,
-  // All keep_* rules off: retention is the seed's plain 30 days unless configured.
-  database_keep_last: 0,
-  database_keep_hourly: 0,
-  database_keep_daily: 0,
-  database_keep_weekly: 0,
-  database_keep_monthly: 0,
-  database_encryption_enabled: true,
-  storage_backup_enabled: true,
-  storage_backup_schedule: "0 3 * * *",
-  storage_versioning_enabled: true,
-  storage_cross_region_replication: true,
-  storage_page_size: 200,
-  storage_multipart_threshold_bytes: 256 * 1024 * 1024,
-  storage_part_size_bytes: 64 * 1024 * 1024,
-  storage_reconcile_schedule: "15 * * * *",
-  storage_retention_days: 30,
-  storage_version_retention_days: 90,
-  offsite_schedule: "0 5 * * *",
-  ml_backup_enabled: true,
-  ml_backup_schedule: "0 4 * * *",
-  ml_artifact_retention_days: 90,
-  ml_model_versioning: true,
-  dr_testing_enabled: true,
-  dr_test_schedule: "0 0 * * 0",
-  rto_target_minutes: 60,
-  rpo_target_minutes: 15,
-  job_lease_seconds: 120,
-  repository_gc_schedule: "0 6 * * 0",
-  database_verify_after_backup: "quick",
-  gc_grace_minutes: 24 * 60,
-} as const;
 
 export type ConfigEnv = Record<string, unknown>;
 
@@ -190,14 +174,19 @@ export type ConfigEnv = Record<string, unknown>;
  * DATABASE_URL_<NAME>, and the first name may use the ticket's DATABASE_URL.
  */
 export function loadConfig(env: ConfigEnv): BackupConfig {
-  const raw: Record<string, unknown> = { ...DEFAULTS };
-  for (const [variable, [field, parser]] of Object.entries(OVERRIDES)) {
-    const text = env[variable];
-    if (typeof text !== "string" || text === "") continue;
-    const parsed = parser.safeParse(text);
-    if (!parsed.success) throw new ConfigError(`${variable}=${JSON.stringify(text)}: ${parsed.error.issues[0]?.message}`);
-    raw[field] = parsed.data;
+  const plain: Record<string, unknown> = {};
+  for (const [field, s] of Object.entries(SETTINGS) as [string, Setting<unknown>][]) {
+    const text = env[s.env];
+    if (typeof text !== "string" || text === "") {
+      plain[field] = s.default;
+      continue;
+    }
+    const parsed = s.parse.safeParse(text);
+    const shown = s.secret ? "(secret)" : JSON.stringify(text);
+    if (!parsed.success) throw new ConfigError(`${s.env}=${shown}, config ${field}: ${parsed.error.issues[0]?.message}`);
+    plain[field] = parsed.data;
   }
+  const raw: Record<string, unknown> = {};
   const names = String(env.BACKUP_DATABASES ?? "astrid").split(",").map((s) => s.trim()).filter(Boolean);
   raw.databases = Object.fromEntries(names.map((n) => [n, databaseSecretName(n)]));
   raw.default_database = names[0];
@@ -208,22 +197,22 @@ export function loadConfig(env: ConfigEnv): BackupConfig {
   raw.ml_servers = Object.fromEntries(servers.map((n) => [n, { uri_secret: mlflowSecretName(n, "URI"), token_secret: mlflowSecretName(n, "TOKEN") }]));
   raw.default_ml_server = servers[0];
   raw.ml_datasets = parseDatasets(env.ML_DATASETS);
-  const result = BackupConfig.safeParse(raw);
+  const result = Derived.safeParse(raw);
   if (!result.success) {
     const issue = result.error.issues[0]!;
     if (issue.path[0] === "ml_datasets") throw new ConfigError(`ML_DATASETS, config ${issue.path.join(".")}: ${issue.message}`);
     const where = `config ${issue.path.join(".") || "(root)"}`;
-    throw new ConfigError(`${variableFor(env, String(issue.path[0] ?? ""))}${where}: ${issue.message}`);
+    throw new ConfigError(`${DERIVED[String(issue.path[0] ?? "")] ?? ""}, ${where}: ${issue.message}`);
   }
   for (const [id, d] of Object.entries(result.data.ml_datasets)) {
     if (d.database && !(d.database in result.data.databases)) {
       throw new ConfigError(`ML_DATASETS, config ml_datasets.${id}.database: "${d.database}" is not a configured database (BACKUP_DATABASES)`);
     }
   }
-  return result.data;
+  return { ...(plain as PlainSettings), ...result.data };
 }
 
-/** Fields built from variables outside OVERRIDES; their values are not echoed (a key may be pasted by mistake). */
+/** The variable each derived setting comes from, for errors. */
 const DERIVED: Record<string, string> = {
   databases: "BACKUP_DATABASES",
   default_database: "BACKUP_DATABASES",
@@ -299,13 +288,6 @@ export function mlflowAccess(config: BackupConfig, env: ConfigEnv, name: string)
   return uri ? { tracking_uri: uri, ...(token ? { token } : {}) } : undefined;
 }
 
-/** "VARIABLE=value, " for the variable that set a failing field, so the error names what to fix. */
-function variableFor(env: ConfigEnv, field: string): string {
-  const override = Object.entries(OVERRIDES).find(([v, [f]]) => f === field && typeof env[v] === "string" && env[v] !== "");
-  if (override) return `${override[0]}=${JSON.stringify(env[override[0]])}, `;
-  return DERIVED[field] ? `${DERIVED[field]}, ` : "";
-}
-
 export function databaseSecretName(name: string): string {
   return `DATABASE_URL_${name.toUpperCase()}`;
 }
@@ -318,40 +300,15 @@ export function databaseUrl(config: BackupConfig, env: ConfigEnv, name: string):
   return typeof value === "string" && value !== "" ? value : undefined;
 }
 
-/** What a cron expression asks for, according to the config. */
-export type ScheduledWork =
-  | { kind: "database.backup"; type: BackupType }
-  | { kind: "repository.gc" }
-  | { kind: "storage.snapshot" }
-  | { kind: "storage.reconcile" }
-  | { kind: "storage.gc" }
-  | { kind: "storage.offsite" }
-  | { kind: "ml.backup" };
-
-export function workForCron(config: BackupConfig, cron: string): ScheduledWork[] {
-  if (!config.backup_enabled) return [];
-  const work: ScheduledWork[] = [];
-  if (config.database_backup_enabled) {
-    const byType: [string, BackupType][] = [
-      [config.database_backup_schedule, "full"],
-      [config.database_incremental_schedule, "incremental"],
-      [config.database_archive_schedule, "archive"],
-    ];
-    for (const [schedule, type] of byType) if (schedule === cron) work.push({ kind: "database.backup", type });
-  }
-  if (config.ml_backup_enabled && config.ml_backup_schedule === cron) work.push({ kind: "ml.backup" });
-  if (config.repository_gc_schedule === cron) work.push({ kind: "repository.gc" }, { kind: "storage.gc" });
-  if (config.storage_backup_enabled && config.storage_backup_schedule === cron) work.push({ kind: "storage.snapshot" });
-  if (config.storage_reconcile_schedule === cron) work.push({ kind: "storage.reconcile" });
-  if (config.offsite_schedule === cron) work.push({ kind: "storage.offsite" });
-  return work;
-}
-
-/** Every schedule the config uses: wrangler.toml must list each as a cron trigger. */
+/**
+ * Every schedule setting of the config: wrangler.toml must list each as a
+ * cron trigger (npm run check-config). The registry's scheduled tasks each
+ * run at one of these (test/workers/registry.test.ts checks it).
+ */
 export function configuredSchedules(config: BackupConfig): string[] {
   return [
     config.database_backup_schedule, config.database_incremental_schedule, config.database_archive_schedule, config.ml_backup_schedule,
     config.repository_gc_schedule, config.storage_backup_schedule, config.storage_reconcile_schedule, config.offsite_schedule,
-    ...(config.dr_testing_enabled ? [config.dr_test_schedule] : []),
+    config.dr_test_schedule, config.dr_watch_schedule,
   ];
 }

@@ -1,8 +1,22 @@
 // Request parsing and response shapes shared by the route modules.
 import type { Context } from "hono";
 import type { z } from "zod";
-import { ApiError, badRequest } from "./errors.ts";
+import { AppError, badRequest } from "./shared/errors.ts";
 import type { BackupRow, JobRow } from "./catalog/schema.ts";
+import type { AppEnv, KindContext } from "./context.ts";
+
+/** The handler context of a request, as the job kinds take it. */
+export function kindContext<E extends AppEnv>(c: Context<E>): KindContext {
+  return { env: c.env, config: c.get("config"), catalog: c.get("catalog"), now: new Date() };
+}
+
+/** The 202 answer for a submitted job; says so when it waits behind a running job on the same source. */
+export function accepted(s: { job: JobRow; queued_behind?: string }, extra: Record<string, unknown> = {}) {
+  return {
+    job_id: s.job.id, status: s.job.status, ...extra,
+    ...(s.queued_behind ? { queued_behind: s.queued_behind, note: `waits for job ${s.queued_behind} on the same source to end` } : {}),
+  };
+}
 
 export async function parseJson<T extends z.ZodType>(c: Context, schema: T): Promise<z.infer<T>> {
   let body: unknown = {};
@@ -11,7 +25,7 @@ export async function parseJson<T extends z.ZodType>(c: Context, schema: T): Pro
     try {
       body = JSON.parse(text);
     } catch {
-      throw new ApiError(400, "invalid_json", "the request body is not valid JSON");
+      throw new AppError("invalid_json", "the request body is not valid JSON", 400);
     }
   }
   return check(schema, body);
@@ -41,6 +55,7 @@ export function jobView(job: JobRow) {
     ...(job.result ? { result: json(job.result) } : {}),
     ...(job.error_code ? { error: { code: job.error_code, message: job.error_message ?? "" } } : {}),
     ...(job.progress ? { progress: json(job.progress) } : {}),
+    ...(job.status === "queued" && job.queued_reason ? { queued_reason: job.queued_reason } : {}),
     created_at: job.created_at,
     ...(job.started_at ? { started_at: job.started_at } : {}),
     ...(job.finished_at ? { finished_at: job.finished_at } : {}),
@@ -50,7 +65,10 @@ export function jobView(job: JobRow) {
 export function backupView(b: BackupRow) {
   return {
     backup_id: b.id,
-    database: b.database,
+    domain: b.domain,
+    source: b.source,
+    // The name of the field before sources other than databases were backed up; kept for scripts.
+    database: b.source,
     type: b.type,
     status: b.status,
     logical_bytes: b.logical_bytes,

@@ -4,8 +4,8 @@
 import { join } from "node:path";
 import { seedAstronomyDatabase } from "../dev/astronomy-seed.ts";
 import { ensurePostgres, psql, type PgServer } from "../dev/postgres.ts";
-import { ROOT, startStack } from "../dev/stack.ts";
-import { loadLocalVars } from "./local-vars.ts";
+import { startStack } from "../dev/stack.ts";
+import { LOCAL_HOME, loadLocalVars } from "./local-vars.ts";
 
 const SAMPLE_DATABASE = "astrid_sample";
 
@@ -20,18 +20,44 @@ async function sampleDatabase(pg: PgServer): Promise<string> {
   return url;
 }
 
+/** The local stack's folder: R2, D1 and Queue state under state/ (wrangler's --persist-to), logs, the throwaway cluster. */
+export const LOCAL_STATE = join(LOCAL_HOME, ".wrangler/astrid");
+
 async function main() {
-  const { vars, created } = await loadLocalVars();
-  if (created) console.log("wrote .dev.vars with fresh local secrets");
+  // A process manager's SIGTERM (or Ctrl-C) stops the whole stack. While it
+  // is still starting, the stop waits for the start to finish, so no half-started
+  // process is left behind.
+  let stopping: (() => Promise<void>) | undefined;
+  let starting = true;
+  let stopRequested = false;
+  const shutdown = async () => {
+    stopRequested = true;
+    if (starting) return; // main() stops what it started once the start returns
+    await stopping?.();
+    process.exit(0);
+  };
+  process.on("SIGINT", shutdown);
+  process.on("SIGTERM", shutdown);
+
+  const { vars, created, added } = await loadLocalVars();
+  if (created) console.log(`wrote ${join(LOCAL_HOME, ".dev.vars")} with fresh local secrets`);
+  if (added.length) console.log(`added the missing local secrets ${added.join(", ")} to ${join(LOCAL_HOME, ".dev.vars")}`);
   let pg: PgServer | undefined;
   if (!vars.DATABASE_URL && !vars.DATABASE_URL_ASTRID) {
-    pg = await ensurePostgres({ dataDir: join(ROOT, ".wrangler/astrid/pgdata") });
+    pg = await ensurePostgres({ dataDir: join(LOCAL_STATE, "pgdata") });
     vars.DATABASE_URL = await sampleDatabase(pg);
   }
+  if (stopRequested) return stopNow(pg);
   const stack = await startStack({
-    dir: join(ROOT, ".wrangler/astrid"), workerPort: Number(process.env.PORT ?? 8787), runnerPort: Number(process.env.RUNNER_PORT ?? 8788),
+    dir: LOCAL_STATE, workerPort: Number(process.env.PORT ?? 8787), runnerPort: Number(process.env.RUNNER_PORT ?? 8788),
     vars, output: "inherit",
   });
+  stopping = async () => {
+    await stack.stop();
+    await pg?.stop();
+  };
+  starting = false;
+  if (stopRequested) return shutdown();
   console.log(`
 astrid-backup is running locally.
   admin API      ${stack.workerUrl}
@@ -47,13 +73,12 @@ astrid-backup is running locally.
   curl -s -X POST -H "Authorization: Bearer ${vars.ADMIN_TOKEN}" ${stack.workerUrl}/backup/storage -d '{"bucket":"astrid-data"}'
   curl -s -H "Authorization: Bearer ${vars.ADMIN_TOKEN}" ${stack.workerUrl}/backup/storage/status
 `);
-  const shutdown = async () => {
-    await stack.stop();
-    await pg?.stop();
-    process.exit(0);
-  };
-  process.once("SIGINT", shutdown);
-  process.once("SIGTERM", shutdown);
+  console.log(`  local state    ${join(LOCAL_STATE, "state")}   (wrangler's --persist-to for the break-glass commands in docs/format.md)`);
+}
+
+async function stopNow(pg: PgServer | undefined) {
+  await pg?.stop();
+  process.exit(0);
 }
 
 await main();

@@ -4,12 +4,12 @@
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { CHUNKER, DatabaseManifest, FORMAT_VERSION, manifestKey, packPrefix } from "../../workers/shared/format.ts";
-import type { BackupDispatch, BackupResult } from "../../workers/shared/protocol.ts";
+import type { DatabaseBackupDispatch as BackupDispatch, DatabaseBackupResult as BackupResult } from "../../workers/database/protocol.ts";
 import { chunkStream } from "../repository/chunker.ts";
 import { ChunkWriter } from "../repository/chunk-writer.ts";
-import { RepositoryClient } from "../repository/client.ts";
+import type { RepositoryClient } from "../repository/client.ts";
 import { sha256Hex, ZSTD_LEVEL } from "../repository/codec.ts";
-import { JobFailure } from "../failure.ts";
+import { AppError } from "../../workers/shared/errors.ts";
 import type { JobContext } from "../job-context.ts";
 import { readManifest } from "./manifest.ts";
 import { classifyPgError, exitOf, major, psql, stderrTail, toolEnv, toolVersion } from "./pg-tools.ts";
@@ -19,7 +19,7 @@ const PG_DUMP_ARGS = ["--format=custom", "--compress=0", "--no-password"];
 
 export async function backupDatabase(job: BackupDispatch, ctx: JobContext): Promise<BackupResult> {
   const started = new Date();
-  const repo = new RepositoryClient(job.repository);
+  const repo = ctx.repository;
   const source = await describeSource(job.source_url);
   const prefix = packPrefix(job.type, job.backup_id);
   const writer = new ChunkWriter(repo, prefix, job.recipients, job.chunk_id_key);
@@ -46,7 +46,7 @@ export async function backupDatabase(job: BackupDispatch, ctx: JobContext): Prom
     throw e;
   }
   const { code, signal } = await exited;
-  if (code !== 0) throw signal ? new JobFailure("pg_dump_killed", `pg_dump ended by ${signal}`) : classifyPgError("pg_dump", tail(), job.source_url);
+  if (code !== 0) throw signal ? new AppError("pg_dump_killed", `pg_dump ended by ${signal}`) : classifyPgError("pg_dump", tail(), job.source_url);
   const chunks = await writer.finish();
 
   const finished = new Date();
@@ -90,7 +90,7 @@ async function describeSource(url: string) {
   const [row, pgDump] = await Promise.all([psql(url, "SELECT current_setting('server_version') || '|' || current_database()"), toolVersion("pg_dump")]);
   const [serverVersion = "", databaseName = ""] = row.split("|");
   if (major(pgDump) < major(serverVersion)) {
-    throw new JobFailure("pg_dump_too_old", `pg_dump ${pgDump} cannot dump a PostgreSQL ${serverVersion} server; install client tools ${major(serverVersion)} or newer in the runner`);
+    throw new AppError("pg_dump_too_old", `pg_dump ${pgDump} cannot dump a PostgreSQL ${serverVersion} server; install client tools ${major(serverVersion)} or newer in the runner`);
   }
   return { database_name: databaseName, server_version: serverVersion.split(" ")[0]!, pg_dump_version: pgDump };
 }

@@ -8,7 +8,7 @@
 import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
 import { createHash } from "node:crypto";
 import type { ConsistencyRecord } from "../../workers/shared/format.ts";
-import { JobFailure } from "../failure.ts";
+import { AppError } from "../../workers/shared/errors.ts";
 import { classifyPgError, exitOf, stderrTail, toolEnv } from "./pg-tools.ts";
 
 export type Fingerprints = ConsistencyRecord["tables"];
@@ -99,7 +99,7 @@ export async function psqlScript(url: string, sql: string): Promise<string> {
   const exited = exitOf(child);
   child.stdin.end(sql);
   const { code } = await exited.catch((e: Error) => {
-    throw new JobFailure("tool_missing", `cannot run psql: ${e.message}`);
+    throw new AppError("tool_missing", `cannot run psql: ${e.message}`);
   });
   if (code !== 0) throw classifyPgError("psql", tail(), url);
   return out;
@@ -182,7 +182,7 @@ export async function openSnapshot(url: string): Promise<SnapshotSession> {
   const id = /snapshot=(\S+)$/.exec(line.trim())?.[1];
   if (!id) {
     child.kill("SIGTERM");
-    throw new JobFailure("snapshot_failed", "could not export a snapshot for the consistency record");
+    throw new AppError("snapshot_failed", "could not export a snapshot for the consistency record");
   }
   return {
     id,

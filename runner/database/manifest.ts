@@ -1,5 +1,5 @@
 import { DatabaseManifest } from "../../workers/shared/format.ts";
-import { JobFailure } from "../failure.ts";
+import { AppError } from "../../workers/shared/errors.ts";
 import type { RepositoryClient } from "../repository/client.ts";
 import { readManifestFile } from "../repository/manifest-file.ts";
 
@@ -8,7 +8,7 @@ export async function readManifest(repo: RepositoryClient, key: string): Promise
   const manifest = await readManifestFile(repo, key, DatabaseManifest);
   const total = manifest.chunks.reduce((sum, c) => sum + c.plain_size, 0);
   if (total !== manifest.dump.logical_bytes) {
-    throw new JobFailure("manifest_invalid", `${key}: chunks add up to ${total} bytes, the dump had ${manifest.dump.logical_bytes}`);
+    throw new AppError("manifest_invalid", `${key}: chunks add up to ${total} bytes, the dump had ${manifest.dump.logical_bytes}`);
   }
   return manifest;
 }

@@ -2,7 +2,8 @@
 // (never argv), connection attempts time out, and their errors become job
 // failures with codes an operator can act on.
 import { spawn, type ChildProcess } from "node:child_process";
-import { JobFailure, scrub } from "../failure.ts";
+import { AppError } from "../../workers/shared/errors.ts";
+import { scrub } from "../failure.ts";
 import { pgEnv } from "./pg-env.ts";
 
 const CONNECT_TIMEOUT_SECONDS = "10";
@@ -36,7 +37,7 @@ export async function psql(url: string, sql: string): Promise<string> {
   child.stdout.setEncoding("utf8").on("data", (d: string) => (out += d));
   const tail = stderrTail(child);
   const { code } = await exitOf(child).catch((e: Error) => {
-    throw new JobFailure("tool_missing", `cannot run psql: ${e.message}`);
+    throw new AppError("tool_missing", `cannot run psql: ${e.message}`);
   });
   if (code !== 0) throw classifyPgError("psql", tail(), url);
   return out.trim();
@@ -47,10 +48,10 @@ export async function toolVersion(tool: "pg_dump" | "pg_restore"): Promise<strin
   let out = "";
   child.stdout.setEncoding("utf8").on("data", (d: string) => (out += d));
   await exitOf(child).catch((e: Error) => {
-    throw new JobFailure("tool_missing", `cannot run ${tool}: ${e.message}`);
+    throw new AppError("tool_missing", `cannot run ${tool}: ${e.message}`);
   });
   const match = /(\d+(\.\d+)?)/.exec(out);
-  if (!match) throw new JobFailure("tool_missing", `${tool} --version printed nothing useful`);
+  if (!match) throw new AppError("tool_missing", `${tool} --version printed nothing useful`);
   return match[1]!;
 }
 
@@ -68,11 +69,11 @@ const KNOWN_ERRORS: [RegExp, string][] = [
   [/permission denied/i, "permission_denied"],
 ];
 
-export function classifyPgError(tool: string, stderr: string, url: string): JobFailure {
+export function classifyPgError(tool: string, stderr: string, url: string): AppError {
   const code = KNOWN_ERRORS.find(([pattern]) => pattern.test(stderr))?.[1] ?? `${tool}_failed`;
   const password = safePassword(url);
   const lines = scrub(stderr, password ? [password] : []).trim().split("\n").slice(-4).join(" | ");
-  return new JobFailure(code, `${tool}: ${lines || "exited with an error and printed nothing"}`);
+  return new AppError(code, `${tool}: ${lines || "exited with an error and printed nothing"}`);
 }
 
 function safePassword(url: string): string | undefined {

@@ -2,9 +2,8 @@
 // so a restore that fails part-way leaves the target as it was. A target that
 // already holds objects is refused unless the request said replace.
 import { spawn } from "node:child_process";
-import type { RestoreDispatch, RestoreResult } from "../../workers/shared/protocol.ts";
-import { RepositoryClient } from "../repository/client.ts";
-import { JobFailure } from "../failure.ts";
+import type { DatabaseRestoreDispatch as RestoreDispatch, DatabaseRestoreResult as RestoreResult } from "../../workers/database/protocol.ts";
+import { AppError } from "../../workers/shared/errors.ts";
 import type { JobContext } from "../job-context.ts";
 import { readManifest } from "./manifest.ts";
 import { dumpStream } from "./plaintext.ts";
@@ -14,7 +13,7 @@ import { pgEnv } from "./pg-env.ts";
 
 export async function restoreDatabase(job: RestoreDispatch, ctx: JobContext): Promise<RestoreResult> {
   const started = Date.now();
-  const repo = new RepositoryClient(job.repository);
+  const repo = ctx.repository;
   const manifest = await readManifest(repo, job.manifest_key);
   const target = await prepareTarget(job.target_url, job.replace);
   let bytes = 0;
@@ -52,7 +51,7 @@ const USER_OBJECTS = `SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.o
 /** Creates the target database if it does not exist; refuses a non-empty one unless replacing. */
 async function prepareTarget(url: string, replace: boolean) {
   const name = pgEnv(url).PGDATABASE;
-  if (!name) throw new JobFailure("invalid_target", "the target connection names no database");
+  if (!name) throw new AppError("invalid_target", "the target connection names no database");
   const maintenance = new URL(url);
   maintenance.pathname = "/postgres";
   const maintenanceUrl = maintenance.toString();
@@ -60,12 +59,12 @@ async function prepareTarget(url: string, replace: boolean) {
   try {
     objects = Number(await psql(url, USER_OBJECTS));
   } catch (e) {
-    if ((e as JobFailure).code !== "database_missing") throw e;
+    if ((e as AppError).code !== "database_missing") throw e;
     await psql(maintenanceUrl, `CREATE DATABASE ${quoteIdent(name)} TEMPLATE template0`); // bare, as pg_restore expects
     return { name, created: true, maintenanceUrl };
   }
   if (objects > 0 && !replace) {
-    throw new JobFailure("target_not_empty", `database "${name}" already holds ${objects} relations; restore with "replace": true to overwrite it`);
+    throw new AppError("target_not_empty", `database "${name}" already holds ${objects} relations; restore with "replace": true to overwrite it`);
   }
   return { name, created: false, maintenanceUrl };
 }

@@ -4,26 +4,23 @@
 // pg_restore --list reads the archive.
 import { spawn } from "node:child_process";
 import type { DatabaseManifest } from "../../workers/shared/format.ts";
-import type { VerifyDispatch, VerifyResult } from "../../workers/shared/protocol.ts";
-import { checkSpan, spans } from "../repository/chunk-reader.ts";
-import { RepositoryClient } from "../repository/client.ts";
-import { JobFailure } from "../failure.ts";
+import type { DatabaseVerifyDispatch as VerifyDispatch, DatabaseVerifyResult as VerifyResult } from "../../workers/database/protocol.ts";
+import { checkStoredChunks, verifyFindings } from "../repository/checker.ts";
+import type { RepositoryClient } from "../repository/client.ts";
+import { AppError } from "../../workers/shared/errors.ts";
 import type { JobContext } from "../job-context.ts";
 import { readManifest } from "./manifest.ts";
-import { backupsUsingChunks } from "../repository/manifests.ts";
 import { dumpStream } from "./plaintext.ts";
 import { feed } from "./feed.ts";
 import { exitOf, stderrTail } from "./pg-tools.ts";
 
-const QUICK_CONCURRENCY = 3;
-
 export async function verifyBackup(job: VerifyDispatch, ctx: JobContext): Promise<VerifyResult> {
   const started = Date.now();
-  const repo = new RepositoryClient(job.repository);
+  const repo = ctx.repository;
   const manifest = await readManifest(repo, job.manifest_key);
-  const problems = await checkStoredChunks(repo, manifest, ctx);
+  const problems = await checkStoredChunks(repo, manifest, (chunks) => ctx.progress({ phase: "checking chunks", bytes: 0, chunks }));
   if (job.depth === "full" && problems.length === 0) {
-    if (job.identities.length === 0) throw new JobFailure("identity_missing", "a full verify needs the age identity");
+    if (job.identities.length === 0) throw new AppError("identity_missing", "a full verify needs the age identity");
     const problem = await checkContents(repo, manifest, job.identities, ctx);
     if (problem) problems.push(problem);
   }
@@ -31,30 +28,6 @@ export async function verifyBackup(job: VerifyDispatch, ctx: JobContext): Promis
     kind: "database.verify", backup_id: job.backup_id, depth: job.depth,
     ...(await verifyFindings(repo, manifest, problems)), duration_ms: Date.now() - started,
   };
-}
-
-/** The verdict on a manifest's problems, naming every backup that shares a damaged chunk (chunks are shared). */
-export async function verifyFindings(repo: RepositoryClient, manifest: Pick<DatabaseManifest, "pack_prefix" | "chunks">, problems: string[]) {
-  const damaged = new Set(problems.map((p) => /^chunk #\d+ ([0-9a-f]{64})/.exec(p)?.[1]).filter((id): id is string => !!id));
-  const affected = damaged.size ? await backupsUsingChunks(repo, manifest.pack_prefix, damaged) : [];
-  return { ok: problems.length === 0, checked_chunks: manifest.chunks.length, problems, affected_backups: affected };
-}
-
-/** Checks every chunk, not just up to the first bad one, so the report names all the damage. */
-export async function checkStoredChunks(repo: RepositoryClient, manifest: Pick<DatabaseManifest, "pack_prefix" | "chunks">, ctx: JobContext): Promise<string[]> {
-  const all = spans(manifest.chunks);
-  const problems: string[] = [];
-  let next = 0;
-  let done = 0;
-  const worker = async () => {
-    for (let i = next++; i < all.length; i = next++) {
-      problems.push(...(await checkSpan(repo, manifest.pack_prefix, all[i]!)));
-      done += all[i]!.chunks.length;
-      ctx.progress({ phase: "checking chunks", bytes: 0, chunks: done });
-    }
-  };
-  await Promise.all(Array.from({ length: QUICK_CONCURRENCY }, worker));
-  return problems.sort();
 }
 
 async function checkContents(repo: RepositoryClient, manifest: DatabaseManifest, identities: string[], ctx: JobContext): Promise<string | undefined> {

@@ -5,13 +5,13 @@
 // rows must match the backup's consistency record again.
 import { spawn } from "node:child_process";
 import type { ConsistencyRecord, DatabaseManifest } from "../../workers/shared/format.ts";
-import type { DrillDispatch } from "../../workers/shared/protocol.ts";
+import type { DrillDispatch } from "../../workers/dr/protocol.ts";
+import type { JobContext } from "../job-context.ts";
 import { compareFingerprints, fingerprintDatabase } from "../database/consistency.ts";
 import { feed } from "../database/feed.ts";
 import { classifyPgError, exitOf, psql, stderrTail, toolEnv } from "../database/pg-tools.ts";
 import { dumpStream } from "../database/plaintext.ts";
-import { JobFailure } from "../failure.ts";
-import { RepositoryClient } from "../repository/client.ts";
+import { AppError } from "../../workers/shared/errors.ts";
 
 export interface Step { name: string; ms: number; ok: boolean; detail?: string }
 
@@ -19,14 +19,14 @@ export interface Step { name: string; ms: number; ok: boolean; detail?: string }
 export function pickTable(record: ConsistencyRecord | undefined, asked: string): string {
   if (asked) return asked;
   const tables = Object.entries(record?.tables ?? {}).filter(([k]) => !k.includes(":")).sort((a, b) => b[1].rows - a[1].rows);
-  if (!tables[0]) throw new JobFailure("no_table", "the backup has no consistency record naming a table; give one");
+  if (!tables[0]) throw new AppError("no_table", "the backup has no consistency record naming a table; give one");
   return tables[0][0];
 }
 
 const ident = (s: string) => `"${s.replace(/"/g, '""')}"`;
 
 export async function dropAndRestoreTable(
-  job: DrillDispatch, manifest: DatabaseManifest, scratchUrl: string, asked: string, problems: string[],
+  job: DrillDispatch, ctx: JobContext, manifest: DatabaseManifest, scratchUrl: string, asked: string, problems: string[],
 ): Promise<Step[]> {
   const steps: Step[] = [];
   const table = pickTable(manifest.consistency, asked);
@@ -41,7 +41,7 @@ export async function dropAndRestoreTable(
   });
   const exited = exitOf(restore);
   const tail = stderrTail(restore);
-  await feed(restore, dumpStream(new RepositoryClient(job.repository), manifest, job.identities), true);
+  await feed(restore, dumpStream(ctx.repository, manifest, job.identities), true);
   const { code } = await exited;
   if (code !== 0) throw classifyPgError("pg_restore", tail(), scratchUrl);
   steps.push({ name: `recover: pg_restore -n ${schema} -t ${name} from the backup`, ms: Date.now() - t, ok: true });

@@ -4,9 +4,8 @@
 // history, the runs' artifacts streamed through the artifact proxy, and the
 // model registry. Runs are exported a few at a time and every list is paged,
 // so memory stays bounded by the concurrency, not by the server's size.
-import type { MlBackupDispatch, MlBackupResult } from "../../workers/shared/protocol.ts";
-import { RepositoryClient } from "../repository/client.ts";
-import { JobFailure } from "../failure.ts";
+import type { MlBackupDispatch, MlBackupResult } from "../../workers/ml/protocol.ts";
+import { AppError } from "../../workers/shared/errors.ts";
 import type { JobContext } from "../job-context.ts";
 import { BlobWriter, writeMlManifest, type OpenBlob } from "./blobs.ts";
 import { MlflowClient } from "./mlflow-client.ts";
@@ -30,7 +29,7 @@ export interface ExportCounts {
 
 export async function backupMlflow(job: MlBackupDispatch, ctx: JobContext): Promise<MlBackupResult> {
   const started = new Date();
-  const repo = new RepositoryClient(job.repository);
+  const repo = ctx.repository;
   const mlflow = new MlflowClient(job.mlflow);
   await mlflow.check();
   const store = new BlobWriter(repo, job);
@@ -71,8 +70,8 @@ async function listExperiments(mlflow: MlflowClient, ids: string[] | undefined):
       try {
         return (await mlflow.get("experiments/get", { experiment_id: id })).experiment;
       } catch (e) {
-        if ((e as JobFailure).code === "mlflow_not_found" || (e as JobFailure).code === "mlflow_request_failed") {
-          throw new JobFailure("experiment_not_found", `experiment ${id} does not exist on the MLflow server`);
+        if ((e as AppError).code === "mlflow_not_found" || (e as AppError).code === "mlflow_request_failed") {
+          throw new AppError("experiment_not_found", `experiment ${id} does not exist on the MLflow server`);
         }
         throw e;
       }
@@ -130,7 +129,7 @@ async function exportRun(mlflow: MlflowClient, store: BlobWriter, run: any, coun
       counts.artifact_bytes += n;
     });
     if (file.file_size !== undefined && Number(file.file_size) !== bytes) {
-      throw new JobFailure("artifact_changed", `${what} changed during the export (listed ${file.file_size} bytes, read ${bytes})`);
+      throw new AppError("artifact_changed", `${what} changed during the export (listed ${file.file_size} bytes, read ${bytes})`);
     }
     counts.artifacts++;
   }

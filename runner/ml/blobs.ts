@@ -8,13 +8,13 @@ import { readManifestFile } from "../repository/manifest-file.ts";
 import {
   CHUNKER, FORMAT_VERSION, mlDigestInput, mlManifestKey, MlManifest, type ChunkRef, type MlBlob,
 } from "../../workers/shared/format.ts";
-import type { MlBackupResult } from "../../workers/shared/protocol.ts";
+import type { MlBackupResult } from "../../workers/ml/protocol.ts";
 import { readChunks, IntegrityError } from "../repository/chunk-reader.ts";
 import { ChunkWriter } from "../repository/chunk-writer.ts";
 import { StreamSplitter } from "../repository/chunker.ts";
 import type { RepositoryClient } from "../repository/client.ts";
 import { chunkOpener, sha256Hex, ZSTD_LEVEL } from "../repository/codec.ts";
-import { JobFailure } from "../failure.ts";
+import { AppError } from "../../workers/shared/errors.ts";
 
 type BlobMeta = Omit<MlBlob, "size" | "sha256" | "chunks">;
 
@@ -122,9 +122,9 @@ export async function writeMlManifest(
 export async function readMlManifest(repo: RepositoryClient, key: string): Promise<MlManifest> {
   const m = await readManifestFile(repo, key, MlManifest);
   for (const b of m.blobs) {
-    if (b.chunks.some((i) => i >= m.chunks.length)) throw new JobFailure("manifest_invalid", `${key}: blob ${b.name} names a chunk that is not listed`);
+    if (b.chunks.some((i) => i >= m.chunks.length)) throw new AppError("manifest_invalid", `${key}: blob ${b.name} names a chunk that is not listed`);
     const total = b.chunks.reduce((sum, i) => sum + m.chunks[i]!.plain_size, 0);
-    if (total !== b.size) throw new JobFailure("manifest_invalid", `${key}: blob ${b.name}'s chunks add up to ${total} bytes, it had ${b.size}`);
+    if (total !== b.size) throw new AppError("manifest_invalid", `${key}: blob ${b.name}'s chunks add up to ${total} bytes, it had ${b.size}`);
   }
   return m;
 }

@@ -5,9 +5,8 @@
 // Authorization header and never appears in an error message.
 import http from "node:http";
 import https from "node:https";
-import type { MlflowAccess } from "../../workers/shared/protocol.ts";
-import { JobFailure } from "../failure.ts";
-import { IntegrityError } from "../repository/chunk-reader.ts";
+import type { MlflowAccess } from "../../workers/ml/protocol.ts";
+import { AppError } from "../../workers/shared/errors.ts";
 
 const ATTEMPTS = 4;
 const TIMEOUT_MS = 60_000;
@@ -63,7 +62,7 @@ export class MlflowClient {
   /** The path of an `mlflow-artifacts:` URI on the artifact proxy. */
   private artifactPath(uri: string): string {
     const m = /^mlflow-artifacts:(?:\/\/[^/]*)?\/(.*)$/.exec(uri);
-    if (!m) throw new JobFailure("artifacts_not_proxied", `artifact location ${uri} is not served by the MLflow server (start it with --serve-artifacts)`);
+    if (!m) throw new AppError("artifacts_not_proxied", `artifact location ${uri} is not served by the MLflow server (start it with --serve-artifacts)`);
     return m[1]!;
   }
 
@@ -89,7 +88,7 @@ export class MlflowClient {
   /** A streamed artifact download; a 404 means the artifact is gone. */
   async download(uri: string, what: string): Promise<AsyncIterable<Uint8Array>> {
     const res = await this.send(this.artifactUrl(uri), { method: "GET", headers: this.auth() }, "artifact download");
-    if (res.status === 404) throw new JobFailure("artifact_missing", `${what} disappeared from the MLflow server during the export`);
+    if (res.status === 404) throw new AppError("artifact_missing", `${what} disappeared from the MLflow server during the export`);
     if (!res.ok) throw this.failure(res.status, await res.text(), "artifact download");
     return res.body as unknown as AsyncIterable<Uint8Array>;
   }
@@ -106,7 +105,7 @@ export class MlflowClient {
       try {
         status = await this.uploadOnce(new URL(this.artifactUrl(uri)), size, source());
       } catch (e) {
-        if (e instanceof JobFailure || e instanceof IntegrityError) throw e; // the backup's own bytes: retrying will not help
+        if (e instanceof AppError) throw e; // the backup's own bytes: retrying will not help
         last = e as Error;
         if (attempt < ATTEMPTS) await new Promise((r) => setTimeout(r, 250 * 4 ** (attempt - 1)));
         continue;
@@ -115,7 +114,7 @@ export class MlflowClient {
       if (status.code < 500 && status.code !== 429) throw this.failure(status.code, status.text, "artifact upload");
       last = new Error(`HTTP ${status.code} ${status.text.slice(0, 200)}`);
     }
-    throw new JobFailure("mlflow_unreachable", `MLflow artifact upload to ${this.base} failed: ${last?.message}`);
+    throw new AppError("mlflow_unreachable", `MLflow artifact upload to ${this.base} failed: ${last?.message}`);
   }
 
   private uploadOnce(url: URL, size: number, body: AsyncIterable<Uint8Array>): Promise<{ code: number; text: string }> {
@@ -154,14 +153,14 @@ export class MlflowClient {
         last = `HTTP ${res.status} ${(await res.text()).slice(0, 200)}`;
       } catch (e) {
         last = (e as Error).cause ? `${(e as Error).message} (${((e as Error).cause as Error).message ?? (e as Error).cause})` : (e as Error).message;
-        if (attempt === ATTEMPTS) throw new JobFailure("mlflow_unreachable", `cannot reach the MLflow server at ${this.base} (${what}): ${last}`);
+        if (attempt === ATTEMPTS) throw new AppError("mlflow_unreachable", `cannot reach the MLflow server at ${this.base} (${what}): ${last}`);
       }
       if (attempt < ATTEMPTS) await new Promise((r) => setTimeout(r, 250 * 4 ** (attempt - 1)));
     }
-    throw new JobFailure("mlflow_server_error", `the MLflow server failed ${what}: ${last}`);
+    throw new AppError("mlflow_server_error", `the MLflow server failed ${what}: ${last}`);
   }
 
-  private failure(status: number, text: string, what: string): JobFailure {
+  private failure(status: number, text: string, what: string): AppError {
     let code = "";
     let message = text.slice(0, 300);
     try {
@@ -171,8 +170,8 @@ export class MlflowClient {
     } catch {
       // not JSON
     }
-    if (status === 401 || status === 403) return new JobFailure("mlflow_auth_failed", `the MLflow server refused the credentials (HTTP ${status}) on ${what}`);
-    if (status === 404 || code === "RESOURCE_DOES_NOT_EXIST") return new JobFailure("mlflow_not_found", `${what}: ${message}`);
-    return new JobFailure("mlflow_request_failed", `${what}: HTTP ${status} ${code} ${message}`.trim());
+    if (status === 401 || status === 403) return new AppError("mlflow_auth_failed", `the MLflow server refused the credentials (HTTP ${status}) on ${what}`);
+    if (status === 404 || code === "RESOURCE_DOES_NOT_EXIST") return new AppError("mlflow_not_found", `${what}: ${message}`);
+    return new AppError("mlflow_request_failed", `${what}: HTTP ${status} ${code} ${message}`.trim());
   }
 }

@@ -11,10 +11,10 @@
 // by that tag and skips them, and replaces a run a failed restore left half
 // done, so restoring twice duplicates nothing.
 import type { MlBlob, MlManifest } from "../../workers/shared/format.ts";
-import type { MlRestoreDispatch, MlRestoreResult } from "../../workers/shared/protocol.ts";
-import { RepositoryClient } from "../repository/client.ts";
+import type { MlRestoreDispatch, MlRestoreResult } from "../../workers/ml/protocol.ts";
+import type { RepositoryClient } from "../repository/client.ts";
 import { chunkOpener } from "../repository/codec.ts";
-import { JobFailure } from "../failure.ts";
+import { AppError } from "../../workers/shared/errors.ts";
 import type { JobContext } from "../job-context.ts";
 import { blobBytes, blobRecords, readMlManifest } from "./blobs.ts";
 import { MlflowClient } from "./mlflow-client.ts";
@@ -36,9 +36,9 @@ interface RestoredRun {
 
 export async function restoreMl(job: MlRestoreDispatch, ctx: JobContext): Promise<MlRestoreResult> {
   const started = Date.now();
-  const repo = new RepositoryClient(job.repository);
+  const repo = ctx.repository;
   const manifest = await readMlManifest(repo, job.manifest_key);
-  if (manifest.format !== "astrid-backup/mlflow") throw new JobFailure("wrong_backup_kind", `${job.backup_id} is a training-data snapshot, not an MLflow backup`);
+  if (manifest.format !== "astrid-backup/mlflow") throw new AppError("wrong_backup_kind", `${job.backup_id} is a training-data snapshot, not an MLflow backup`);
   const mlflow = new MlflowClient(job.mlflow);
   await mlflow.check();
   const open = chunkOpener(job.identities);
@@ -49,7 +49,7 @@ export async function restoreMl(job: MlRestoreDispatch, ctx: JobContext): Promis
   const report = (phase: string) => ctx.progress({ phase, bytes: result.artifact_bytes, chunks: result.runs_created + result.runs_existing });
 
   const metaBlob = manifest.blobs.find((b) => b.kind === "meta");
-  if (!metaBlob) throw new JobFailure("manifest_invalid", `${job.manifest_key} has no meta blob`);
+  if (!metaBlob) throw new AppError("manifest_invalid", `${job.manifest_key} has no meta blob`);
   const experiments: any[] = [];
   const models: any[] = [];
   const versions: any[] = [];
@@ -60,7 +60,7 @@ export async function restoreMl(job: MlRestoreDispatch, ctx: JobContext): Promis
   }
   const wanted = job.experiment_ids ? new Set(job.experiment_ids) : undefined;
   const missing = [...(wanted ?? [])].filter((id) => !experiments.some((e) => e.experiment_id === id));
-  if (missing.length) throw new JobFailure("experiment_not_found", `experiment ${missing.join(", ")} is not in backup ${job.backup_id}`);
+  if (missing.length) throw new AppError("experiment_not_found", `experiment ${missing.join(", ")} is not in backup ${job.backup_id}`);
 
   for (const e of experiments) {
     if (wanted && !wanted.has(e.experiment_id)) continue;
@@ -112,7 +112,7 @@ async function ensureExperiment(mlflow: MlflowClient, e: any): Promise<string> {
   try {
     existing = (await mlflow.get("experiments/get-by-name", { experiment_name: e.name })).experiment;
   } catch (err) {
-    if ((err as JobFailure).code !== "mlflow_not_found") throw err;
+    if ((err as AppError).code !== "mlflow_not_found") throw err;
   }
   if (existing?.lifecycle_stage === "deleted") await mlflow.post("experiments/restore", { experiment_id: existing.experiment_id });
   const id: string = existing?.experiment_id ?? (await mlflow.post("experiments/create", { name: e.name })).experiment_id;
@@ -166,7 +166,7 @@ async function restoreRun(
     }
   }
   await batch.flush();
-  if (!runId || !header) throw new JobFailure("manifest_invalid", `run blob ${oldId} has no run record`);
+  if (!runId || !header) throw new AppError("manifest_invalid", `run blob ${oldId} has no run record`);
 
   for (const a of artifacts) {
     await mlflow.upload(`${newUri}/${a.path}`, a.size, () => blobBytes(repo, manifest, a, open));
@@ -247,7 +247,7 @@ class LogBatcher {
     const tags = take(this.tags, BATCH.tags, kv);
     const metrics = take(this.metrics, Math.min(BATCH.metrics, BATCH.items - params.length - tags.length), (m) => m.key.length + 80);
     this.bytes = Math.max(0, this.bytes - bytes);
-    if (params.length + tags.length + metrics.length === 0) throw new JobFailure("mlflow_request_failed", "a param, tag or metric is larger than one log-batch call allows");
+    if (params.length + tags.length + metrics.length === 0) throw new AppError("mlflow_request_failed", "a param, tag or metric is larger than one log-batch call allows");
     await this.mlflow.post("runs/log-batch", {
       run_id: this.runId, ...(params.length ? { params } : {}), ...(tags.length ? { tags } : {}), ...(metrics.length ? { metrics } : {}),
     });
@@ -265,7 +265,7 @@ async function restoreModel(mlflow: MlflowClient, m: any, versions: any[], runs:
   try {
     existing = (await mlflow.get("registered-models/get", { name: m.name })).registered_model;
   } catch (e) {
-    if ((e as JobFailure).code !== "mlflow_not_found") throw e;
+    if ((e as AppError).code !== "mlflow_not_found") throw e;
   }
   if (!existing) await mlflow.post("registered-models/create", { name: m.name, description: m.description ?? "", tags: m.tags ?? [] });
   else for (const t of m.tags ?? []) await mlflow.post("registered-models/set-tag", { name: m.name, key: t.key, value: t.value });
@@ -287,7 +287,7 @@ async function restoreModel(mlflow: MlflowClient, m: any, versions: any[], runs:
     if (n < highestPresent) {
       // A number below the target's highest cannot be created any more: fine for a deleted one.
       if (!v) continue;
-      throw new JobFailure("registry_conflict", `model ${m.name}: version ${n} is missing on the target, which already has version ${highestPresent}; restore into a server without this model`);
+      throw new AppError("registry_conflict", `model ${m.name}: version ${n} is missing on the target, which already has version ${highestPresent}; restore into a server without this model`);
     }
     const run = v ? (v.run_id ? runs.get(v.run_id) : undefined) : lastRun;
     const source = v ? rewriteSource(v.source, v.run_id, run) : placeholder;
@@ -296,7 +296,7 @@ async function restoreModel(mlflow: MlflowClient, m: any, versions: any[], runs:
       description: v?.description ?? "(placeholder for a deleted version; removed again)", tags: v?.tags ?? [],
     })).model_version;
     if (Number(created.version) !== n) {
-      throw new JobFailure("registry_conflict", `model ${m.name}: the target assigned version ${created.version} where the backup has ${n}; restore into a server without this model`);
+      throw new AppError("registry_conflict", `model ${m.name}: the target assigned version ${created.version} where the backup has ${n}; restore into a server without this model`);
     }
     if (!v) {
       await mlflow.delete("model-versions/delete", { name: m.name, version: String(n) }).catch(() => {});

@@ -5,10 +5,11 @@
 // blob with its SHA-256 and the snapshot's digest covers them all. The
 // snapshot is linked to the MLflow runs whose dataset inputs name the dataset.
 import { spawn } from "node:child_process";
-import type { MlBackupResult, TrainingDataDispatch, TrainingDataset } from "../../workers/shared/protocol.ts";
+import type { TrainingDataset } from "../../workers/shared/protocol.ts";
+import type { MlBackupResult, TrainingDataDispatch } from "../../workers/ml/protocol.ts";
 import { classifyPgError, exitOf, stderrTail, toolEnv } from "../database/pg-tools.ts";
-import { RepositoryClient } from "../repository/client.ts";
-import { JobFailure } from "../failure.ts";
+import type { RepositoryClient } from "../repository/client.ts";
+import { AppError } from "../../workers/shared/errors.ts";
 import type { JobContext } from "../job-context.ts";
 import { BlobWriter, writeMlManifest } from "./blobs.ts";
 import { MlflowClient } from "./mlflow-client.ts";
@@ -16,12 +17,12 @@ import { MlflowClient } from "./mlflow-client.ts";
 export async function backupTrainingData(job: TrainingDataDispatch, ctx: JobContext): Promise<MlBackupResult> {
   const started = new Date();
   const def = job.definition;
-  const repo = new RepositoryClient(job.repository);
+  const repo = ctx.repository;
   const store = new BlobWriter(repo, job);
   await store.knowParent(job.parent_manifest_key);
   const counts = { tables: 0, queries: 0, r2_objects: 0, bytes: 0, linked_runs: 0 };
   if (def.tables.length + def.queries.length > 0) {
-    if (!job.database_url) throw new JobFailure("database_not_configured", `dataset ${job.dataset} reads database "${def.database}", which has no URL`);
+    if (!job.database_url) throw new AppError("database_not_configured", `dataset ${job.dataset} reads database "${def.database}", which has no URL`);
     await exportParts(job.database_url, def, store, ctx, counts);
   }
   await backupR2Prefixes(repo, store, def.r2_prefixes, counts);

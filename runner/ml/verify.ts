@@ -2,21 +2,20 @@
 // its stored bytes hash to what the manifest records (no key needed); full
 // also decrypts every blob and checks its size and SHA-256, so every
 // artifact is proven byte for byte.
-import type { MlVerifyDispatch, MlVerifyResult } from "../../workers/shared/protocol.ts";
-import { checkStoredChunks, verifyFindings } from "../database/verify.ts";
-import { RepositoryClient } from "../repository/client.ts";
+import type { MlVerifyDispatch, MlVerifyResult } from "../../workers/ml/protocol.ts";
+import { checkStoredChunks, verifyFindings } from "../repository/checker.ts";
 import { chunkOpener } from "../repository/codec.ts";
-import { JobFailure } from "../failure.ts";
+import { AppError } from "../../workers/shared/errors.ts";
 import type { JobContext } from "../job-context.ts";
 import { blobBytes, readMlManifest } from "./blobs.ts";
 
 export async function verifyMl(job: MlVerifyDispatch, ctx: JobContext): Promise<MlVerifyResult> {
   const started = Date.now();
-  const repo = new RepositoryClient(job.repository);
+  const repo = ctx.repository;
   const manifest = await readMlManifest(repo, job.manifest_key);
-  const problems = await checkStoredChunks(repo, manifest, ctx);
+  const problems = await checkStoredChunks(repo, manifest, (chunks) => ctx.progress({ phase: "checking chunks", bytes: 0, chunks }));
   if (job.depth === "full" && problems.length === 0) {
-    if (job.identities.length === 0) throw new JobFailure("identity_missing", "a full verify needs the age identity");
+    if (job.identities.length === 0) throw new AppError("identity_missing", "a full verify needs the age identity");
     const open = chunkOpener(job.identities);
     let bytes = 0;
     for (const blob of manifest.blobs) {

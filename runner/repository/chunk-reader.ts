@@ -5,10 +5,15 @@
 // anything else touches it.
 import { packKey, type ChunkRef } from "../../workers/shared/format.ts";
 import { sha256Hex } from "./codec.ts";
-import { RepositoryError, type RepositoryClient } from "./client.ts";
+import { AppError } from "../../workers/shared/errors.ts";
+import type { RepositoryClient } from "./client.ts";
 
-export class IntegrityError extends Error {
+/** Stored bytes that do not decode to what the manifest promised: the backup is damaged, retrying will not help. */
+export class IntegrityError extends AppError {
   override name = "IntegrityError";
+  constructor(message: string) {
+    super("integrity_error", message);
+  }
 }
 
 /** Consecutive chunks (manifest order) stored back to back in one pack. */
@@ -46,7 +51,7 @@ async function spanBytes(repo: RepositoryClient, prefix: string, span: Span): Pr
   try {
     bytes = await repo.getRange(packKey(prefix, span.pack), span.offset, span.length);
   } catch (e) {
-    const damaged = e instanceof RepositoryError && (e.code === "object_missing" || e.code === "object_unreadable");
+    const damaged = e instanceof AppError && (e.code === "object_missing" || e.code === "object_unreadable");
     if (damaged) throw new IntegrityError(`pack ${span.pack} ${e.code === "object_missing" ? "missing" : "unreadable"}`);
     throw e;
   }

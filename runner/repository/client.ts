@@ -1,15 +1,8 @@
 // The runner's only way to the repository: the Worker's job-scoped endpoint
 // (workers/repository/routes.ts). Every call is idempotent (objects are
 // write-once), so transient failures are retried with backoff.
+import { AppError } from "../../workers/shared/errors.ts";
 import type { JobCompletion, JobProgress, RepositoryAccess } from "../../workers/shared/protocol.ts";
-
-export class RepositoryError extends Error {
-  readonly code: string;
-  constructor(code: string, message: string) {
-    super(message);
-    this.code = code;
-  }
-}
 
 export interface ListedObject {
   key: string;
@@ -43,14 +36,14 @@ export class RepositoryClient {
     let broken = "";
     for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
       const res = await this.send("GET", `/objects/${key}`, "read", undefined, headers);
-      if (res.status === 404) throw new RepositoryError("object_missing", `${key} is missing from the repository`);
+      if (res.status === 404) throw new AppError("object_missing", `${key} is missing from the repository`);
       try {
         return Buffer.from(await res.arrayBuffer());
       } catch (e) {
         broken = (e as Error).message;
       }
     }
-    throw new RepositoryError("object_unreadable", `${key} cannot be read (${broken})`);
+    throw new AppError("object_unreadable", `${key} cannot be read (${broken})`);
   }
 
   /** Bytes [offset, offset + length) of an object, with the same retry rules as get(). */
@@ -92,7 +85,7 @@ export class RepositoryClient {
   async openSource(bucket: string, object: SourceObject): Promise<ReadableStream<Uint8Array>> {
     const path = object.key.split("/").map(encodeURIComponent).join("/");
     const res = await this.send("GET", `/source/${bucket}/objects/${path}?etag=${encodeURIComponent(object.etag)}`, "read");
-    if (res.status === 404 || !res.body) throw new RepositoryError("source_object_missing", `${bucket}/${object.key} disappeared while being backed up`);
+    if (res.status === 404 || !res.body) throw new AppError("source_object_missing", `${bucket}/${object.key} disappeared while being backed up`);
     return res.body;
   }
 
@@ -124,7 +117,7 @@ export class RepositoryClient {
       }
       if (attempt < ATTEMPTS) await new Promise((r) => setTimeout(r, 200 * 4 ** (attempt - 1)));
     }
-    throw new RepositoryError(`repository_${what}_failed`, `repository ${method} ${path.split("/").slice(0, 3).join("/")}… failed: ${last}`);
+    throw new AppError(`repository_${what}_failed`, `repository ${method} ${path.split("/").slice(0, 3).join("/")}… failed: ${last}`);
   }
 }
 

@@ -1,7 +1,7 @@
 // Reading a manifest object: a missing key, bad JSON or a failed schema is
 // refused as manifest_invalid before any job relies on it.
 import type { z } from "zod";
-import { JobFailure } from "../failure.ts";
+import { AppError } from "../../workers/shared/errors.ts";
 import type { RepositoryClient } from "./client.ts";
 
 export async function readManifestFile<T>(repo: RepositoryClient, key: string, schema: z.ZodType<T>): Promise<T> {
@@ -10,9 +10,9 @@ export async function readManifestFile<T>(repo: RepositoryClient, key: string, s
   try {
     parsed = schema.safeParse(JSON.parse(raw.toString("utf8")));
   } catch {
-    throw new JobFailure("manifest_invalid", `${key} is not JSON`);
+    throw new AppError("manifest_invalid", `${key} is not JSON`);
   }
   if (parsed.success) return parsed.data;
   const issue = parsed.error.issues[0]!;
-  throw new JobFailure("manifest_invalid", `${key}: ${issue.path.length ? `${issue.path.join(".")}: ` : ""}${issue.message}`);
+  throw new AppError("manifest_invalid", `${key}: ${issue.path.length ? `${issue.path.join(".")}: ` : ""}${issue.message}`);
 }

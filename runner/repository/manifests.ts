@@ -1,23 +1,16 @@
-// Walking every manifest in the repository: what garbage collection and
-// damage reports need to know about all backups at once (database and ML
-// manifests alike: their chunks share the packs).
-import { MANIFEST_PREFIX, ML_MANIFEST_PREFIX, type ChunkRef } from "../../workers/shared/format.ts";
-import { readManifest } from "../database/manifest.ts";
-import { readMlManifest } from "../ml/blobs.ts";
+// Walking every manifest of the chunk store: what garbage collection and
+// damage reports need to know about all backups at once. Only the fields
+// every chunk manifest has are read (format.ts ChunkStoreManifest), so this
+// layer knows nothing of what the chunks hold.
+import { CHUNK_MANIFEST_PREFIXES, ChunkStoreManifest } from "../../workers/shared/format.ts";
 import type { RepositoryClient } from "./client.ts";
+import { readManifestFile } from "./manifest-file.ts";
 
-export interface ManifestChunks {
-  backup_id: string;
-  pack_prefix: string;
-  chunks: ChunkRef[];
-}
-
-export async function* allManifests(repo: RepositoryClient): AsyncGenerator<ManifestChunks> {
-  for await (const page of repo.list(MANIFEST_PREFIX)) {
-    for (const object of page) yield await readManifest(repo, object.key);
-  }
-  for await (const page of repo.list(ML_MANIFEST_PREFIX)) {
-    for (const object of page) yield await readMlManifest(repo, object.key);
+export async function* allManifests(repo: RepositoryClient): AsyncGenerator<ChunkStoreManifest> {
+  for (const prefix of CHUNK_MANIFEST_PREFIXES) {
+    for await (const page of repo.list(prefix)) {
+      for (const object of page) yield await readManifestFile(repo, object.key, ChunkStoreManifest);
+    }
   }
 }
 

@@ -5,13 +5,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { backupDatabase } from "../../runner/database/backup.ts";
-import { JobFailure } from "../../runner/failure.ts";
-import type { BackupDispatch } from "../../workers/shared/protocol.ts";
+import { AppError } from "../../workers/shared/errors.ts";
+import { RepositoryClient } from "../../runner/repository/client.ts";
+import type { DatabaseBackupDispatch as BackupDispatch } from "../../workers/database/protocol.ts";
 import { ensurePostgres, psql, type PgServer } from "../../runner/dev/postgres.ts";
 import { testPg } from "../support/fixture.ts";
 
 const pg = testPg();
-const ctx = { progress: () => {}, onCancel: () => {} };
+// Nothing listens on the repository URL: these failures must all happen before it is touched.
+const ctx = { repository: new RepositoryClient({ url: "http://127.0.0.1:1/repo/v1", token: "unused" }), progress: () => {}, onCancel: () => {} };
 
 function dispatch(source_url: string): BackupDispatch {
   return {
@@ -22,12 +24,12 @@ function dispatch(source_url: string): BackupDispatch {
   };
 }
 
-async function failureOf(url: string): Promise<JobFailure> {
+async function failureOf(url: string): Promise<AppError> {
   const started = Date.now();
   const error = await backupDatabase(dispatch(url), ctx).then(() => undefined, (e: unknown) => e);
-  expect(error).toBeInstanceOf(JobFailure);
+  expect(error).toBeInstanceOf(AppError);
   expect(Date.now() - started).toBeLessThan(20_000); // a clear error, not a hung job
-  const failure = error as JobFailure;
+  const failure = error as AppError;
   expect(failure.message).not.toContain(url);
   expect(failure.message).not.toContain("hunter2");
   return failure;

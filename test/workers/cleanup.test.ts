@@ -48,10 +48,10 @@ describe("POST /backup/database/cleanup", () => {
   });
 
   it("keeps the newest completed backup of each database separately", async () => {
-    const astridOld = await backupAged(100, { database: "astrid" });
-    const astridKeep = await backupAged(90, { database: "astrid" });
-    const skyOld = await backupAged(80, { database: "sky" });
-    const skyKeep = await backupAged(70, { database: "sky" });
+    const astridOld = await backupAged(100, { source: "astrid" });
+    const astridKeep = await backupAged(90, { source: "astrid" });
+    const skyOld = await backupAged(80, { source: "sky" });
+    const skyKeep = await backupAged(70, { source: "sky" });
     const res = await cleanup({ retention_days: 30 });
     expect([...res.body.backup_ids].sort()).toEqual([astridOld.id, skyOld.id].sort());
     expect(await remainingIds()).toEqual([astridKeep.id, skyKeep.id].sort());
@@ -114,7 +114,7 @@ describe("POST /backup/database/cleanup", () => {
     const created = (i: number) => new Date(Date.UTC(2025, 0, 1) + i * 60_000).toISOString();
     const stmts = rows.map(({ id, i }) =>
       env.CATALOG.prepare(
-        `INSERT INTO backups (id, domain, database, type, status, manifest_key, logical_bytes, stored_bytes, new_stored_bytes,
+        `INSERT INTO backups (id, domain, source, type, status, manifest_key, logical_bytes, stored_bytes, new_stored_bytes,
           chunk_count, sha256, created_at, finished_at, duration_ms) VALUES (?, 'database', 'astrid', 'full', 'completed', ?, 1, 1, 1, 1, ?, ?, ?, 1)`,
       ).bind(id, `manifests/database/${id}.json`, "a".repeat(64), created(i), created(i)));
     await env.CATALOG.batch(stmts);

@@ -5,9 +5,11 @@ import { env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import wranglerToml from "../../wrangler.toml?raw";
 import {
-  ConfigError, configuredSchedules, databaseUrl, DEFAULTS, loadConfig, workForCron, type BackupConfig,
+  ConfigError, databaseUrl, DEFAULTS, loadConfig, SETTINGS, type BackupConfig,
 } from "../../workers/config.ts";
 import { api } from "./helpers.ts";
+import { kinds } from "../../workers/kinds.ts";
+import { tasksForCron } from "../../workers/jobs/schedule.ts";
 
 const RECIPIENT = "age1rgy76kk0pdvas8rc65nt2tfclrjrc3pjcn599g6zmtzpgzkuusls8cewrx";
 const RECIPIENT_2 = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
@@ -65,6 +67,7 @@ describe("loadConfig defaults", () => {
     const config = loadConfig(minimal());
     expect(config).toEqual({
       ...DEFAULTS,
+      database_encryption_enabled: true,
       databases: { astrid: "DATABASE_URL_ASTRID" },
       default_database: "astrid",
       encryption_recipients: [RECIPIENT],
@@ -117,6 +120,21 @@ describe("loadConfig environment overrides", () => {
     ["ML_MODEL_VERSIONING", "false", "ml_model_versioning", false],
     ["DR_TESTING_ENABLED", "false", "dr_testing_enabled", false],
     ["DR_TEST_SCHEDULE", "0 1 * * 6", "dr_test_schedule", "0 1 * * 6"],
+    ["DR_WATCH_SCHEDULE", "*/5 * * * *", "dr_watch_schedule", "*/5 * * * *"],
+    ["DR_DOMAINS", "database,catalog", "dr_domains", "database,catalog"],
+    ["DR_RESTORE_POINT", "random", "dr_restore_point", "random"],
+    ["DR_RANDOM_WINDOW_DAYS", "3", "dr_random_window_days", 3],
+    ["DR_DATABASE_URL", "postgres://drill@db/postgres", "dr_database_url", "postgres://drill@db/postgres"],
+    ["DR_STORAGE_SAMPLE", "25", "dr_storage_sample", 25],
+    ["DR_SCRATCH_BUCKET", "astrid-scratch", "dr_scratch_bucket", "astrid-scratch"],
+    ["DR_MLFLOW_TRACKING_URI", "http://mlflow-scratch:5000", "dr_mlflow_tracking_uri", "http://mlflow-scratch:5000"],
+    ["DR_MLFLOW_TRACKING_TOKEN", "tok", "dr_mlflow_tracking_token", "tok"],
+    ["AGE_ESCROW_IDENTITY", "AGE-SECRET-KEY-1X", "age_escrow_identity", "AGE-SECRET-KEY-1X"],
+    ["DR_CANARY", "true", "dr_canary", true],
+    ["ALERT_WEBHOOK_URLS", "https://hooks.slack.com/x", "alert_webhook_urls", "https://hooks.slack.com/x"],
+    ["ALERT_DEADMAN_URL", "https://hc-ping.com/x", "alert_deadman_url", "https://hc-ping.com/x"],
+    ["ALERT_REPLICATION_LAG_SECONDS", "60", "alert_replication_lag_seconds", 60],
+    ["ALERT_BACKUP_GRACE_MINUTES", "30", "alert_backup_grace_minutes", 30],
     ["RTO_TARGET_MINUTES", "120", "rto_target_minutes", 120],
     ["RPO_TARGET_MINUTES", "5", "rpo_target_minutes", 5],
     ["JOB_LEASE_SECONDS", "300", "job_lease_seconds", 300],
@@ -130,6 +148,19 @@ describe("loadConfig environment overrides", () => {
     ["STORAGE_VERSION_RETENTION_DAYS", "14", "storage_version_retention_days", 14],
     ["OFFSITE_SCHEDULE", "30 6 * * *", "offsite_schedule", "30 6 * * *"],
     ["DATABASE_VERIFY_AFTER_BACKUP", "full", "database_verify_after_backup", "full"],
+    ["RUNNER_MAX_JOBS", "2", "runner_max_jobs", 2],
+    ["OFFSITE_S3_ENDPOINT", "https://s3.example.org", "offsite_s3_endpoint", "https://s3.example.org"],
+    ["OFFSITE_S3_BUCKET", "astrid-offsite", "offsite_s3_bucket", "astrid-offsite"],
+    ["OFFSITE_S3_REGION", "eu-central-1", "offsite_s3_region", "eu-central-1"],
+    ["OFFSITE_S3_PREFIX", "astrid/", "offsite_s3_prefix", "astrid/"],
+    ["OFFSITE_ACCESS_KEY_ID", "AKIAEXAMPLE", "offsite_access_key_id", "AKIAEXAMPLE"],
+    ["OFFSITE_SECRET_ACCESS_KEY", "offsite-secret", "offsite_secret_access_key", "offsite-secret"],
+    ["R2_S3_ENDPOINT", "https://acc.r2.cloudflarestorage.com", "r2_s3_endpoint", "https://acc.r2.cloudflarestorage.com"],
+    ["R2_ACCESS_KEY_ID", "r2-key", "r2_access_key_id", "r2-key"],
+    ["R2_SECRET_ACCESS_KEY", "r2-secret", "r2_secret_access_key", "r2-secret"],
+    ["R2_JURISDICTION", "eu", "r2_jurisdiction", "eu"],
+    ["CLOUDFLARE_ACCOUNT_ID", "0123abcd", "cloudflare_account_id", "0123abcd"],
+    ["CLOUDFLARE_API_TOKEN", "cf-token", "cloudflare_api_token", "cf-token"],
   ];
 
   for (const [variable, text, field, expected] of overrides) {
@@ -142,10 +173,21 @@ describe("loadConfig environment overrides", () => {
     });
   }
 
-  it("cover every setting except database_encryption_enabled (which may only be true)", () => {
-    const covered = new Set(overrides.map(([, , field]) => field));
-    const settable = Object.keys(DEFAULTS).filter((k) => k !== "database_encryption_enabled");
-    expect(settable.filter((k) => !covered.has(k as keyof BackupConfig))).toEqual([]);
+  it("cover every setting of the settings table, each by the variable the table names", () => {
+    const covered = new Map(overrides.map(([variable, , field]) => [field as string, variable]));
+    for (const [field, s] of Object.entries(SETTINGS)) expect(covered.get(field), field).toBe(s.env);
+    expect(Object.keys(DEFAULTS).sort()).toEqual(Object.keys(SETTINGS).sort());
+  });
+
+  it("never echo a secret setting's value in an error", () => {
+    let thrown: unknown;
+    try {
+      loadConfig(minimal({ RUNNER_MAX_JOBS: "many" }));
+    } catch (e) {
+      thrown = e;
+    }
+    expect((thrown as Error).message).toMatch(/RUNNER_MAX_JOBS="many"/);
+    expect(SETTINGS.offsite_secret_access_key.secret).toBe(true);
   });
 
   it("accept true/1 for booleans", () => {
@@ -227,50 +269,49 @@ describe("loadConfig bad values throw ConfigError naming the variable", () => {
 });
 
 describe("schedules", () => {
+  const names = (config: ReturnType<typeof loadConfig>, cron: string) => tasksForCron(kinds, config, cron).map((t) => t.name);
+
   it("map each configured cron to its backup type", () => {
     const config = loadConfig(minimal());
-    expect(workForCron(config, "0 2 * * *")).toEqual([{ kind: "database.backup", type: "full" }]);
-    expect(workForCron(config, "0 9-17 * * 1-5")).toEqual([{ kind: "database.backup", type: "incremental" }]);
-    expect(workForCron(config, "0 5 * * 0")).toEqual([{ kind: "database.backup", type: "archive" }]);
-    expect(workForCron(config, "*/10 * * * *")).toEqual([]);
+    expect(names(config, "0 2 * * *")).toEqual(["database full backups"]);
+    expect(names(config, "0 9-17 * * 1-5")).toEqual(["database incremental backups"]);
+    expect(names(config, "0 5 * * 0")).toEqual(["database archive backups"]);
+    expect(names(config, "*/10 * * * *")).toEqual(["DR watch (alerts, lost drills, canaries)"]); // with the lost-job sweep
   });
 
   it("yield no work when backups are disabled", () => {
-    expect(workForCron(loadConfig(minimal({ BACKUP_ENABLED: "false" })), "0 2 * * *")).toEqual([]);
-    expect(workForCron(loadConfig(minimal({ DATABASE_BACKUP_ENABLED: "false" })), "0 2 * * *")).toEqual([]);
+    expect(names(loadConfig(minimal({ BACKUP_ENABLED: "false" })), "0 2 * * *")).toEqual([]);
+    expect(names(loadConfig(minimal({ DATABASE_BACKUP_ENABLED: "false" })), "0 2 * * *")).toEqual([]);
   });
 
   it("yield both types when two schedules are the same cron", () => {
     const config = loadConfig(minimal({ DATABASE_ARCHIVE_SCHEDULE: "0 2 * * *" }));
-    expect(workForCron(config, "0 2 * * *")).toEqual([
-      { kind: "database.backup", type: "full" },
-      { kind: "database.backup", type: "archive" },
-    ]);
+    expect(names(config, "0 2 * * *")).toEqual(["database full backups", "database archive backups"]);
   });
 
-  it("map the garbage-collection schedule to repository.gc and storage.gc jobs", () => {
+  it("map the garbage-collection schedule to repository and storage garbage collection", () => {
     const config = loadConfig(minimal());
-    expect(workForCron(config, "0 6 * * 0")).toEqual([{ kind: "repository.gc" }, { kind: "storage.gc" }]);
+    expect(names(config, "0 6 * * 0")).toEqual(["repository garbage collection", "storage garbage collection"]);
   });
 
   it("are all listed in wrangler.toml's [triggers] crons", () => {
     const crons = topLevelCrons(wranglerToml);
     expect(crons).toContain("*/10 * * * *"); // the parser found the real list, sweep included
     for (const config of [loadConfig(minimal()), loadConfig(env)]) {
-      const schedules = configuredSchedules(config);
-      expect(schedules).toHaveLength(9); // eight backup and maintenance schedules plus the weekly DR drill
+      const schedules = kinds.schedules(config);
+      expect(schedules.length).toBeGreaterThanOrEqual(8);
       expect(schedules.filter((s) => !crons.includes(s))).toEqual([]);
     }
   });
 
   it("are all listed in the production environment's triggers too", () => {
     const crons = environmentCrons(wranglerToml, "production");
-    expect(configuredSchedules(loadConfig(minimal())).filter((s) => !crons.includes(s))).toEqual([]);
+    expect(kinds.schedules(loadConfig(minimal())).filter((s) => !crons.includes(s))).toEqual([]);
     expect(crons.sort()).toEqual(topLevelCrons(wranglerToml).sort());
   });
 
   it("every wrangler.toml cron is one the config or the sweep uses (no orphan triggers)", () => {
-    const used = new Set([...configuredSchedules(loadConfig(minimal())), "*/10 * * * *"]);
+    const used = new Set([...kinds.schedules(loadConfig(minimal())), "*/10 * * * *"]);
     expect(topLevelCrons(wranglerToml).filter((c) => !used.has(c))).toEqual([]);
   });
 });

@@ -14,8 +14,11 @@ import worker from "../../workers/index.ts";
 import { openCatalog } from "../../workers/catalog/catalog.ts";
 import { backups, jobs, type BackupRow, type JobRow } from "../../workers/catalog/schema.ts";
 import type { Env } from "../../workers/env.ts";
+import type { KindContext } from "../../workers/context.ts";
+import { loadConfig } from "../../workers/config.ts";
 import { manifestKey, type DatabaseManifest } from "../../workers/shared/format.ts";
-import type { BackupResult, JobMessage } from "../../workers/shared/protocol.ts";
+import type { JobMessage } from "../../workers/shared/protocol.ts";
+import type { DatabaseBackupResult as BackupResult } from "../../workers/database/protocol.ts";
 
 // Tokens from vitest.config.ts: ADMIN_TOKEN holds two (rotation), VIEWER_TOKEN one.
 export const ADMIN = "test-admin-token-0123456789";
@@ -47,6 +50,11 @@ export function recordingQueue(sink: JobMessage[] = sentMessages): Queue<JobMess
 /** The test bindings with a recording JOBS producer, plus any overrides (variables, secrets, bindings). */
 export function testEnv(overrides: Record<string, unknown> = {}): Env {
   return { ...env, JOBS: recordingQueue(), ...overrides } as Env;
+}
+
+/** What the job kinds' hooks are given, for an env (testEnv() by default). */
+export function ctxOf(e: Env = testEnv()): KindContext {
+  return { env: e, config: loadConfig(e), catalog: openCatalog(e.CATALOG), now: new Date() };
 }
 
 export async function resetState(): Promise<void> {
@@ -133,10 +141,10 @@ export function backupIdFor(database = "astrid", at = new Date()): string {
 
 /** Inserts a catalog backup row (and nothing in R2 unless asked). */
 export async function seedBackup(p: Partial<BackupRow> & { created_at: string }): Promise<BackupRow> {
-  const database = p.database ?? "astrid";
-  const id = p.id ?? backupIdFor(database, new Date(p.created_at));
+  const source = p.source ?? "astrid";
+  const id = p.id ?? backupIdFor(source, new Date(p.created_at));
   const row: BackupRow = {
-    id, domain: "database", database, type: "full", status: "completed", manifest_key: manifestKey(id),
+    id, domain: "database", source, type: "full", status: "completed", manifest_key: manifestKey(id),
     logical_bytes: 1000, stored_bytes: 400, new_stored_bytes: 400, chunk_count: 1, sha256: "a".repeat(64),
     job_id: null, finished_at: p.created_at, duration_ms: 1234, verified_at: null, verify_depth: null,
     verify_status: null, verify_detail: null, last_restore_ms: null,
@@ -152,7 +160,7 @@ export async function seedJob(p: Omit<Partial<JobRow>, "params"> & { kind: JobRo
   const row: JobRow = {
     id: `job-test-${pad(++seq, 6)}`, status: "queued", backup_id: null, requested_by: "test", attempts: 0,
     progress: null, result: null, error_code: null, error_message: null, created_at: now, started_at: null,
-    heartbeat_at: null, finished_at: null, step: 0, state: null,
+    heartbeat_at: null, finished_at: null, step: 0, state: null, concurrency_key: null, queued_reason: null,
     ...p,
     params: typeof p.params === "string" ? p.params : JSON.stringify(p.params),
   };

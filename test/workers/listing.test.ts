@@ -51,10 +51,10 @@ describe("GET /backup/database", () => {
   });
 
   it("filters by database, type and status, alone and combined", async () => {
-    const a1 = await seedBackup({ created_at: "2026-11-01T00:00:00.000Z", database: "astrid", type: "full" });
-    const a2 = await seedBackup({ created_at: "2026-11-02T00:00:00.000Z", database: "astrid", type: "incremental" });
-    const a3 = await seedBackup({ created_at: "2026-11-03T00:00:00.000Z", database: "astrid", type: "full", status: "corrupt" });
-    const s1 = await seedBackup({ created_at: "2026-11-04T00:00:00.000Z", database: "sky", type: "archive" });
+    const a1 = await seedBackup({ created_at: "2026-11-01T00:00:00.000Z", source: "astrid", type: "full" });
+    const a2 = await seedBackup({ created_at: "2026-11-02T00:00:00.000Z", source: "astrid", type: "incremental" });
+    const a3 = await seedBackup({ created_at: "2026-11-03T00:00:00.000Z", source: "astrid", type: "full", status: "corrupt" });
+    const s1 = await seedBackup({ created_at: "2026-11-04T00:00:00.000Z", source: "sky", type: "archive" });
     expect(ids(await list("?database=astrid"))).toEqual([a3.id, a2.id, a1.id]);
     expect(ids(await list("?database=sky"))).toEqual([s1.id]);
     expect(ids(await list("?type=full"))).toEqual([a3.id, a1.id]);
@@ -89,8 +89,8 @@ describe("GET /backup/database", () => {
   it("keeps filters applied across pages", async () => {
     const astrid: string[] = [];
     for (let i = 0; i < 5; i++) {
-      const b = await seedBackup({ created_at: `2026-11-0${i + 1}T02:00:00.000Z`, database: i % 2 ? "sky" : "astrid" });
-      if (b.database === "astrid") astrid.unshift(b.id);
+      const b = await seedBackup({ created_at: `2026-11-0${i + 1}T02:00:00.000Z`, source: i % 2 ? "sky" : "astrid" });
+      if (b.source === "astrid") astrid.unshift(b.id);
     }
     const pages = await allPages("limit=2&database=astrid");
     expect(pages).toEqual([astrid.slice(0, 2), astrid.slice(2)]);

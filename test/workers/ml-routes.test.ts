@@ -9,11 +9,15 @@ import worker from "../../workers/index.ts";
 import { ConfigError, loadConfig } from "../../workers/config.ts";
 import { buildDispatch } from "../../workers/jobs/dispatch.ts";
 import { completeJob } from "../../workers/jobs/complete.ts";
-import { applyMlRetention } from "../../workers/ml/submit.ts";
+import { applyMlRetention } from "../../workers/ml/kinds.ts";
+import { kinds } from "../../workers/kinds.ts";
+import type { RunnerKind } from "../../workers/jobs/kind.ts";
 import { cleanupBackups, retentionPolicy } from "../../workers/database/cleanup.ts";
 import { MlBackupId, mlManifestKey, type MlManifest } from "../../workers/shared/format.ts";
-import { dispatchSecrets, type MlBackupResult } from "../../workers/shared/protocol.ts";
+import { dispatchSecrets } from "../../workers/shared/protocol.ts";
+import type { MlBackupResult } from "../../workers/ml/protocol.ts";
 import {
+  ctxOf,
   allBackupRows, api, auditRows, catalog, catalogDump, captureLogs, isoDaysAgo, jobRow, recordingQueue, resetState, seedBackup, seedJob,
   testEnv, VIEWER,
 } from "./helpers.ts";
@@ -36,7 +40,7 @@ const mlId = (kind: "ml" | "td" = "ml", source = "mlflow", at = new Date()) =>
 const seedMl = (created_at: string, p: { domain?: "ml" | "training_data"; source?: string; status?: "completed" | "corrupt" } = {}) => {
   const domain = p.domain ?? "ml";
   const id = mlId(domain === "ml" ? "ml" : "td", p.source ?? (domain === "ml" ? "mlflow" : "galaxy_labels"), new Date(created_at));
-  return seedBackup({ id, created_at, domain, database: p.source ?? (domain === "ml" ? "mlflow" : "galaxy_labels"), manifest_key: mlManifestKey(id), status: p.status ?? "completed" });
+  return seedBackup({ id, created_at, domain, source: p.source ?? (domain === "ml" ? "mlflow" : "galaxy_labels"), manifest_key: mlManifestKey(id), status: p.status ?? "completed" });
 };
 
 function manifestAndResult(backupId: string): [MlManifest, MlBackupResult] {
@@ -155,7 +159,7 @@ describe("POST /backup/ml/:id/restore", () => {
     expect(await catalogDump()).not.toContain("https://mlflow.example.org");
     const job = (await catalog().getJob(res.body.job_id))!;
     expect(JSON.parse(job.params)).toMatchObject({ target_label: "mlflow.example.org (url)", experiment_ids: ["3"], registry: false });
-    const dispatch = await buildDispatch(job, testEnv(ML), loadConfig(testEnv(ML)), catalog(), new Date());
+    const dispatch = await buildDispatch(kinds.get(job.kind) as RunnerKind<unknown, unknown>, job, ctxOf(testEnv(ML)));
     expect(dispatch).toMatchObject({ kind: "ml.restore", mlflow: { tracking_uri: "https://mlflow.example.org", token }, experiment_ids: ["3"] });
     expect(dispatchSecrets(dispatch)).toContain(token);
   });
@@ -199,7 +203,7 @@ describe("dispatch and completion", () => {
     await seedMl(isoDaysAgo(1), { source: "other" });
     const backup_id = mlId();
     const job = await seedJob({ kind: "ml.backup", params: { server: "mlflow", backup_id, registry: true }, backup_id });
-    const d = await buildDispatch(job, testEnv(ML), loadConfig(testEnv(ML)), catalog(), new Date());
+    const d = await buildDispatch(kinds.get(job.kind) as RunnerKind<unknown, unknown>, job, ctxOf(testEnv(ML)));
     expect(d).toMatchObject({ kind: "ml.backup", mlflow: { tracking_uri: "http://127.0.0.1:5000", token: TOKEN }, parent_manifest_key: parent.manifest_key });
     expect(dispatchSecrets(d)).toContain(TOKEN);
   });
@@ -207,7 +211,7 @@ describe("dispatch and completion", () => {
   it("a training-data dispatch carries the dataset definition and its database URL", async () => {
     const backup_id = mlId("td", "galaxy_labels");
     const job = await seedJob({ kind: "training_data.backup", params: { dataset: "galaxy_labels", backup_id }, backup_id });
-    const d = await buildDispatch(job, testEnv(ML), loadConfig(testEnv(ML)), catalog(), new Date());
+    const d = await buildDispatch(kinds.get(job.kind) as RunnerKind<unknown, unknown>, job, ctxOf(testEnv(ML)));
     expect(d).toMatchObject({ kind: "training_data.backup", definition: { tables: ["public.labels"] }, database_url: env.DATABASE_URL });
     expect(dispatchSecrets(d)).toContain(String(env.DATABASE_URL));
   });
@@ -215,14 +219,14 @@ describe("dispatch and completion", () => {
   async function completeWith(manifest: MlManifest | undefined, result: MlBackupResult) {
     const job = await seedJob({ kind: "ml.backup", status: "running", params: { server: "mlflow", backup_id: result.backup_id, registry: true }, backup_id: result.backup_id });
     if (manifest) await env.BACKUPS.put(mlManifestKey(result.backup_id), JSON.stringify(manifest));
-    return completeJob(testEnv({ ...ML, DATABASE_VERIFY_AFTER_BACKUP: "off" }), catalog(), job.id, { status: "succeeded", result });
+    return completeJob(ctxOf(testEnv({ ...ML, DATABASE_VERIFY_AFTER_BACKUP: "off" })), kinds, job.id, { status: "succeeded", result });
   }
 
   it("lists an ML backup (domain ml) when its manifest agrees with the report", async () => {
     const [m, r] = manifestAndResult(mlId());
     const settled = await completeWith(m, r);
     expect(settled?.status).toBe("succeeded");
-    expect(await allBackupRows()).toEqual([expect.objectContaining({ id: r.backup_id, domain: "ml", database: "mlflow", sha256: m.digest })]);
+    expect(await allBackupRows()).toEqual([expect.objectContaining({ id: r.backup_id, domain: "ml", source: "mlflow", sha256: m.digest })]);
   });
 
   it("fails the job and lists nothing when the manifest is missing or disagrees", async () => {
@@ -260,16 +264,16 @@ describe("schedule and retention", () => {
     const td100 = await seedMl(isoDaysAgo(100), { domain: "training_data" });
     await seedMl(isoDaysAgo(1), { domain: "training_data" });
     const config = loadConfig(testEnv(ML));
-    const dbOutcome = await cleanupBackups(testEnv(), catalog(), { policy: retentionPolicy(config), dryRun: false }, new Date());
+    const dbOutcome = await cleanupBackups(ctxOf(testEnv(ML)), { policy: retentionPolicy(config), dryRun: false });
     expect(dbOutcome.backup_ids).toEqual([db40.id]);
-    const [ml, td] = await applyMlRetention(testEnv(), catalog(), config, new Date());
+    const [ml, td] = await applyMlRetention(ctxOf(testEnv(ML)));
     expect(ml!.backup_ids).toEqual([ml100.id]);
     expect(td!.backup_ids).toEqual([td100.id]);
     const left = (await allBackupRows()).map((b) => b.id);
     expect(left).toContain(ml80.id);
     expect(left).not.toContain(ml100.id);
     const shorter = loadConfig(testEnv({ ...ML, ML_ARTIFACT_RETENTION_DAYS: "30" }));
-    expect((await applyMlRetention(testEnv(), catalog(), shorter, new Date(), true))[0]!.backup_ids).toEqual([ml80.id]);
+    expect((await applyMlRetention({ ...ctxOf(testEnv(ML)), config: shorter }, true))[0]!.backup_ids).toEqual([ml80.id]);
   });
 });
 
@@ -285,7 +289,7 @@ describe("catalog rebuild", () => {
       cursor = res.body.next_cursor;
     } while (cursor);
     expect(restored).toEqual([m.backup_id]);
-    expect(await allBackupRows()).toEqual([expect.objectContaining({ id: m.backup_id, domain: "ml", database: "mlflow", sha256: m.digest })]);
+    expect(await allBackupRows()).toEqual([expect.objectContaining({ id: m.backup_id, domain: "ml", source: "mlflow", sha256: m.digest })]);
   });
 });
 

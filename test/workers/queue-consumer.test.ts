@@ -12,9 +12,9 @@ import worker from "../../workers/index.ts";
 import type { Env } from "../../workers/env.ts";
 import { seal } from "../../workers/crypto.ts";
 import { readJobToken } from "../../workers/repository/job-token.ts";
-import { BackupDispatch, RestoreDispatch, VerifyDispatch } from "../../workers/shared/protocol.ts";
+import { DatabaseBackupDispatch as BackupDispatch, DatabaseRestoreDispatch as RestoreDispatch, DatabaseVerifyDispatch as VerifyDispatch } from "../../workers/database/protocol.ts";
 import {
-  api, auditRows, captureLogs, catalogDump, DATABASE_URL_PASSWORD, isoSecondsAgo, jobRow, resetState, seedBackupJob, seedJob, testEnv,
+  api, auditRows, captureLogs, catalog, catalogDump, DATABASE_URL_PASSWORD, isoSecondsAgo, jobRow, resetState, seedBackupJob, seedJob, testEnv,
 } from "./helpers.ts";
 
 beforeEach(resetState);
@@ -360,5 +360,47 @@ describe("the dead-letter queue", () => {
     const d = await deliver([{ job_id: job.id }], { queue: DEAD_LETTERS });
     expect(d.acked()).toBe(true);
     expect(await jobRow(job.id)).toEqual(job);
+  });
+});
+
+describe("concurrency declared per kind", () => {
+  it("runs 20 backup requests of one database one at a time: the rest wait, say why, and none is lost", async () => {
+    const answers = [];
+    for (let i = 0; i < 20; i++) answers.push(await api("POST", "/backup/database", { body: { type: "full" } }));
+    expect(answers.every((a) => a.status === 202)).toBe(true);
+    const first = answers[0]!.body.job_id as string;
+    expect(answers[0]!.body.queued_behind).toBeUndefined();
+    // Every later answer says which job it waits for.
+    for (const a of answers.slice(1)) expect(a.body.queued_behind).toBe(first);
+    const runner = fakeRunner();
+    const sent: unknown[] = [];
+    const jobs = { async send(body: unknown) { sent.push(body); } };
+    await deliver(answers.map((a) => ({ job_id: a.body.job_id })), { env: { ...runner.env, JOBS: jobs } });
+    expect(runner.calls).toHaveLength(1);
+    expect(runner.calls[0]!.body).toMatchObject({ kind: "database.backup", job_id: first });
+    const waiting = await Promise.all(answers.slice(1).map((a) => jobRow(a.body.job_id)));
+    for (const row of waiting) {
+      expect(row).toMatchObject({ status: "queued", queued_reason: expect.stringMatching(/same source/) });
+    }
+    // Each waiting job's message is put back (with a delay), not dropped or retried away.
+    expect(sent).toHaveLength(19);
+    const view = await api("GET", `/jobs/${answers[1]!.body.job_id}`);
+    expect(view.body.queued_reason).toMatch(/one at a time per source/);
+
+    // The first ends: exactly one more starts.
+    await catalog().succeedJob(first, { kind: "database.backup" }, new Date());
+    await deliver(answers.slice(1).map((a) => ({ job_id: a.body.job_id })), { env: { ...runner.env, JOBS: jobs } });
+    expect(runner.calls).toHaveLength(2);
+  }, 60_000);
+
+  it("backups of different databases run side by side, up to RUNNER_MAX_JOBS", async () => {
+    const vars = { BACKUP_DATABASES: "astrid,sky,lab", DATABASE_URL_SKY: "postgres://b@127.0.0.1:1/sky", DATABASE_URL_LAB: "postgres://b@127.0.0.1:1/lab", RUNNER_MAX_JOBS: "2" };
+    const ids: string[] = [];
+    for (const database of ["astrid", "sky", "lab"]) ids.push((await api("POST", "/backup/database", { body: { database }, env: vars })).body.job_id);
+    const runner = fakeRunner();
+    const jobs = { async send() {} };
+    await deliver(ids.map((job_id) => ({ job_id })), { env: { ...vars, ...runner.env, JOBS: jobs } });
+    expect(runner.calls.map((c) => c.body.database)).toEqual(["astrid", "sky"]);
+    expect(await jobRow(ids[2]!)).toMatchObject({ status: "queued", queued_reason: expect.stringMatching(/RUNNER_MAX_JOBS=2/) });
   });
 });

@@ -3,6 +3,7 @@
 // and job completion, where a backup is listed only if its manifest in R2
 // agrees with the runner's report.
 import { env, SELF } from "cloudflare:test";
+import { kinds } from "../../workers/kinds.ts";
 import { beforeEach, describe, expect, it } from "vitest";
 import type { JobRow } from "../../workers/catalog/schema.ts";
 import { mintJobToken, type JobGrant } from "../../workers/repository/job-token.ts";
@@ -283,7 +284,7 @@ describe("progress reports", () => {
     const job = await runningBackupJob({ heartbeat_at: isoSecondsAgo(100) });
     await progress(await tokenFor(job), job.id, { phase: "upload", bytes: 1, chunks: 1 });
     // 60 s later the old heartbeat would be 160 s stale (lease 120 s); the fresh one is 60 s old.
-    expect(await catalog().expireStaleJobs(new Date(Date.now() + 60_000), 120)).toBe(0);
+    expect(await catalog().expireStaleJobs(new Date(Date.now() + 60_000), 120, kinds.workerKinds())).toBe(0);
     expect((await jobRow(job.id))!.status).toBe("running");
   });
 
@@ -443,7 +444,7 @@ describe("completing a backup job", () => {
   it("refuses a late report for a job already declared lost, listing nothing", async () => {
     const { job, token, manifest } = await backupInFlight();
     await storeManifest(manifest, job.backup_id!);
-    await catalog().expireStaleJobs(new Date(Date.now() + 3_600_000), 120);
+    await catalog().expireStaleJobs(new Date(Date.now() + 3_600_000), 120, kinds.workerKinds());
     const res = await report(token, job.id, { status: "succeeded", result: backupResultFor(manifest) });
     expect(res.status).toBe(403);
     expect(await jobRow(job.id)).toMatchObject({ status: "failed", error_code: "runner_lost" });
@@ -470,7 +471,10 @@ describe("completing a backup job", () => {
 describe("completing verify and restore jobs", () => {
   const BACKUP_ID = "db-astrid-20261101T020000Z-abcdef";
   const runningJobFor = (kind: "database.verify" | "database.restore") =>
-    seedJob({ kind, status: "running", attempts: 1, backup_id: BACKUP_ID, heartbeat_at: isoSecondsAgo(1), params: {} });
+    seedJob({
+      kind, status: "running", attempts: 1, backup_id: BACKUP_ID, heartbeat_at: isoSecondsAgo(1),
+      params: kind === "database.verify" ? { backup_id: BACKUP_ID, depth: "quick" } : { backup_id: BACKUP_ID, target_label: "astrid_restore", target_database: "astrid", replace: false },
+    });
 
   beforeEach(() => seedBackup({ id: BACKUP_ID, created_at: "2026-11-01T02:00:00.000Z" }));
 

@@ -22,7 +22,7 @@ const policy = (p: Partial<RetentionPolicy> = {}): RetentionPolicy => ({ ...OFF,
 let n = 0;
 function backup(at: string | number, p: Partial<RetentionCandidate> = {}): RetentionCandidate {
   const created_at = typeof at === "number" ? new Date(at).toISOString() : at;
-  return { id: `b${String(++n).padStart(6, "0")}`, database: "astrid", type: "full", status: "completed", created_at, verify_status: null, ...p };
+  return { id: `b${String(++n).padStart(6, "0")}`, source: "astrid", type: "full", status: "completed", created_at, verify_status: null, ...p };
 }
 
 const NOW = new Date("2025-04-01T00:00:00.000Z");
@@ -189,10 +189,10 @@ describe("planRetention: keep_* rules (restic forget)", () => {
   });
 
   it("applies the rules to each database separately", () => {
-    const a1 = backup("2025-01-10T10:00:00.000Z", { database: "astrid" });
-    const a2 = backup("2025-01-09T10:00:00.000Z", { database: "astrid" });
-    const s1 = backup("2025-01-08T10:00:00.000Z", { database: "sky" });
-    const s2 = backup("2025-01-07T10:00:00.000Z", { database: "sky" });
+    const a1 = backup("2025-01-10T10:00:00.000Z", { source: "astrid" });
+    const a2 = backup("2025-01-09T10:00:00.000Z", { source: "astrid" });
+    const s1 = backup("2025-01-08T10:00:00.000Z", { source: "sky" });
+    const s2 = backup("2025-01-07T10:00:00.000Z", { source: "sky" });
     const r = plan([a1, a2, s1, s2], { retention_days: 0, keep_last: 1 });
     expect(r.kept).toEqual(new Set([a1.id, s1.id]));
   });
@@ -242,7 +242,7 @@ describe("planRetention: keep_* rules (restic forget)", () => {
     for (let round = 0; round < 150; round++) {
       const bs = Array.from({ length: 1 + int(60) }, () =>
         backup(NOW.getTime() - Math.floor(rand() * 120 * DAY), {
-          database: rand() < 0.7 ? "astrid" : "sky",
+          source: rand() < 0.7 ? "astrid" : "sky",
           type: (["full", "incremental", "archive"] as const)[int(2)]!,
           status: rand() < 0.1 ? "corrupt" : "completed",
           verify_status: rand() < 0.2 ? "passed" : null,
@@ -301,9 +301,9 @@ describe("planRetention: protections", () => {
   });
 
   it("protects the newest completed backup of each database", () => {
-    const a = daysBefore(100, { database: "astrid" });
-    const s = daysBefore(90, { database: "sky" });
-    const r = plan([a, s, daysBefore(110, { database: "astrid" }), daysBefore(95, { database: "sky" })]);
+    const a = daysBefore(100, { source: "astrid" });
+    const s = daysBefore(90, { source: "sky" });
+    const r = plan([a, s, daysBefore(110, { source: "astrid" }), daysBefore(95, { source: "sky" })]);
     expect(r.kept).toEqual(new Set([a.id, s.id]));
   });
 
@@ -392,8 +392,8 @@ describe("isoWeek", () => {
 function referenceKept(bs: RetentionCandidate[], p: RetentionPolicy, now: Date): Set<string> {
   const kept = new Set<string>();
   const newestFirst = (a: RetentionCandidate, b: RetentionCandidate) => Date.parse(b.created_at) - Date.parse(a.created_at) || (a.id < b.id ? 1 : -1);
-  for (const db of new Set(bs.map((b) => b.database))) {
-    const mine = bs.filter((b) => b.database === db).sort(newestFirst);
+  for (const db of new Set(bs.map((b) => b.source))) {
+    const mine = bs.filter((b) => b.source === db).sort(newestFirst);
     for (const b of mine) {
       const age = now.getTime() - Date.parse(b.created_at);
       if (age <= (b.type === "archive" ? p.archive_retention_days : p.retention_days) * DAY) kept.add(b.id);
@@ -510,10 +510,10 @@ describe("POST /backup/database/cleanup with a retention policy", () => {
   });
 
   it("limits the cleanup to one database when asked", async () => {
-    const astridOld = await stored(isoDaysAgo(50), { database: "astrid" });
-    await stored(isoDaysAgo(1), { database: "astrid" });
-    const skyOld = await stored(isoDaysAgo(50), { database: "sky" });
-    await stored(isoDaysAgo(1), { database: "sky" });
+    const astridOld = await stored(isoDaysAgo(50), { source: "astrid" });
+    await stored(isoDaysAgo(1), { source: "astrid" });
+    const skyOld = await stored(isoDaysAgo(50), { source: "sky" });
+    await stored(isoDaysAgo(1), { source: "sky" });
     const res = await cleanup({ database: "sky" });
     expect(res.body).toMatchObject({ database: "sky", backup_ids: [skyOld.id] });
     expect((await remaining()).has(astridOld.id)).toBe(true);
@@ -565,7 +565,7 @@ describe("POST /backup/database/cleanup with a retention policy", () => {
     ["a huge keep_daily", { keep_daily: 1e9 }],
     ["a negative retention_days", { retention_days: -1 }],
     ["archive_retention_days 0", { archive_retention_days: 0 }],
-    ["an invalid database name", { database: "Sky-Prod" }],
+    ["an invalid database name", { source: "Sky-Prod" }],
     ["an unknown field", { keep_yearly: 3 }],
     ["a misspelt field", { keep_dayly: 3 }],
     ["a body that is not an object", [1, 2]],

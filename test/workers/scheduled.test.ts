@@ -6,7 +6,8 @@ import { beforeEach, describe, expect, it } from "vitest";
 import worker from "../../workers/index.ts";
 import { BackupId } from "../../workers/shared/format.ts";
 import type { JobRow } from "../../workers/catalog/schema.ts";
-import type { DatabaseBackupParams, JobMessage } from "../../workers/shared/protocol.ts";
+import type { JobMessage } from "../../workers/shared/protocol.ts";
+import type { DatabaseBackupParams } from "../../workers/database/protocol.ts";
 import { allBackupRows, auditRows, isoDaysAgo, isoSecondsAgo, jobRow, recordingQueue, resetState, seedBackup, seedBackupJob, seedJob, testEnv } from "./helpers.ts";
 
 beforeEach(resetState);

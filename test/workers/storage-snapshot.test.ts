@@ -111,7 +111,7 @@ describe("storage snapshot", () => {
     const back = await target().get("big/survey.tar");
     expect(back!.httpMetadata?.contentType).toBe("application/x-tar");
     expect(await sha256Hex(await back!.arrayBuffer())).toBe(await sha256Hex(big));
-  });
+  }, 30_000);
 });
 
 describe("storage restore", () => {

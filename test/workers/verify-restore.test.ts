@@ -4,7 +4,7 @@
 import { env } from "cloudflare:test";
 import { beforeEach, describe, expect, it } from "vitest";
 import { unseal } from "../../workers/crypto.ts";
-import { DatabaseRestoreParams } from "../../workers/shared/protocol.ts";
+import { DatabaseRestoreParams } from "../../workers/database/protocol.ts";
 import { api, auditRows, captureLogs, catalogDump, jobRow, resetState, seedBackup, sentMessages, type ApiResponse } from "./helpers.ts";
 
 beforeEach(resetState);

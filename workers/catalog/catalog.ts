@@ -1,8 +1,9 @@
-// Catalog access: the only module that writes SQL against D1.
-import { and, desc, eq, isNotNull, lt, ne, or, sql } from "drizzle-orm";
+// Catalog access: the only module that writes SQL against D1 (jobs, backups,
+// audit log; storage-catalog.ts has the storage tables). It knows no job kind
+// by name: which kinds run alone or in the Worker comes in as arguments.
+import { and, desc, eq, inArray, isNotNull, lt, ne, or, sql } from "drizzle-orm";
 import { drizzle, type DrizzleD1Database } from "drizzle-orm/d1";
-import type { BackupResult, JobError, JobKind, JobProgress, MlBackupResult } from "../shared/protocol.ts";
-import { STEP_LEASE_SECONDS } from "../jobs/step.ts";
+import type { JobError, JobProgress, StoredBackup } from "../shared/protocol.ts";
 import { auditLog, backups, jobs, type BackupRow, type JobRow } from "./schema.ts";
 
 export type Catalog = ReturnType<typeof openCatalog>;
@@ -16,7 +17,11 @@ export function openCatalog(d1: D1Database) {
       db.select().from(jobs)
         .where(and(f.status ? eq(jobs.status, f.status as JobRow["status"]) : undefined, f.kind ? eq(jobs.kind, f.kind) : undefined))
         .orderBy(desc(jobs.created_at), desc(jobs.id)).limit(f.limit).all(),
-    claimJob: (id: string, now: Date, leaseSeconds: number, step?: number) => claimJob(db, id, now, leaseSeconds, step),
+    claimJob: (id: string, now: Date, leaseSeconds: number, rules: ClaimRules, step?: number) => claimJob(db, id, now, leaseSeconds, rules, step),
+    /** The oldest unfinished job holding a concurrency key: what a new job of that key will wait behind. */
+    activeJobWithKey: (key: string) =>
+      db.select().from(jobs).where(and(eq(jobs.concurrency_key, key), or(eq(jobs.status, "running"), eq(jobs.status, "queued"))))
+        .orderBy(jobs.created_at).limit(1).get(),
     /** A stepped job's step is done: save its state and put it back in the queue for the next one. */
     advanceJob: (id: string, step: number, state: unknown, progress: JobProgress, now: Date) =>
       db.update(jobs).set({
@@ -31,16 +36,16 @@ export function openCatalog(d1: D1Database) {
         .where(and(eq(jobs.id, id), eq(jobs.status, "running"))).returning({ id: jobs.id }).get(),
     succeedJob: (id: string, result: unknown, now: Date) => settleJob(db, id, now, { status: "succeeded", result }),
     failJob: (id: string, error: JobError, now: Date, result?: unknown) => settleJob(db, id, now, { status: "failed", error, result }),
-    expireStaleJobs: (now: Date, leaseSeconds: number) => expireStaleJobs(db, now, leaseSeconds),
-    resumeLostSteps: (now: Date) => resumeLostSteps(db, now),
-    recordBackup: (jobId: string, params: { database: string; type: BackupRow["type"]; domain?: BackupRow["domain"] }, result: BackupResult | MlBackupResult, now: Date) =>
-      recordBackup(d1, jobId, params, result, now),
+    /** Runner jobs silent for a lease: failed as runner_lost. Worker-run kinds are resumed instead (resumeLostSteps). */
+    expireStaleJobs: (now: Date, leaseSeconds: number, workerKinds: string[]) => expireStaleJobs(db, now, leaseSeconds, workerKinds),
+    resumeLostSteps: (now: Date, stepLeaseSeconds: number, workerKinds: string[]) => resumeLostSteps(db, now, stepLeaseSeconds, workerKinds),
+    recordBackup: (jobId: string, row: BackupIdentity, result: StoredBackup, now: Date) => recordBackup(d1, jobId, row, result, now),
     getBackup: (id: string) => db.select().from(backups).where(eq(backups.id, id)).get(),
     /** The newest good backup of a database; optionally only verified ones, or only ones restored at least once. */
     latestBackup: (database: string, only: { verified?: boolean; restored?: boolean }) =>
       db.select().from(backups)
         .where(and(
-          eq(backups.domain, "database"), eq(backups.database, database), eq(backups.status, "completed"),
+          eq(backups.domain, "database"), eq(backups.source, database), eq(backups.status, "completed"),
           only.verified ? eq(backups.verify_status, "passed") : undefined,
           only.restored ? isNotNull(backups.last_restore_ms) : undefined,
         ))
@@ -48,12 +53,12 @@ export function openCatalog(d1: D1Database) {
     /** The newest good backup of a database whose chunks live in the shared store (archives have their own). */
     latestSharedBackup: (database: string) =>
       db.select().from(backups)
-        .where(and(eq(backups.domain, "database"), eq(backups.database, database), eq(backups.status, "completed"), ne(backups.type, "archive")))
+        .where(and(eq(backups.domain, "database"), eq(backups.source, database), eq(backups.status, "completed"), ne(backups.type, "archive")))
         .orderBy(desc(backups.created_at)).limit(1).get(),
     /** The newest good ML backup of a server (or dataset snapshot): the next one's parent, for deduplication. */
     latestDomainBackup: (domain: BackupRow["domain"], source: string) =>
       db.select().from(backups)
-        .where(and(eq(backups.domain, domain), eq(backups.database, source), eq(backups.status, "completed")))
+        .where(and(eq(backups.domain, domain), eq(backups.source, source), eq(backups.status, "completed")))
         .orderBy(desc(backups.created_at)).limit(1).get(),
     listBackups: (filter: BackupFilter) => listBackups(db, filter),
     deleteBackup: (id: string) => db.delete(backups).where(eq(backups.id, id)).run(),
@@ -79,11 +84,31 @@ export function openCatalog(d1: D1Database) {
 
 export interface NewJob {
   id: string;
-  kind: JobKind;
+  kind: string;
   params: unknown;
   backup_id?: string;
+  concurrency_key?: string;
   requested_by: string;
 }
+
+/** What a catalog backup row says about its origin, beside the runner's figures. */
+export interface BackupIdentity {
+  source: string;
+  type: BackupRow["type"];
+  domain: BackupRow["domain"];
+}
+
+/** What a claim must respect (jobs/consumer.ts builds them from the registry and the config). */
+export interface ClaimRules {
+  /** Kinds that run alone (garbage collection). */
+  exclusiveKinds: string[];
+  /** Kinds that occupy the runner, and how many of them may run at once (RUNNER_MAX_JOBS). */
+  runnerKinds: string[];
+  runnerMaxJobs: number;
+}
+
+/** A claim: the job now running, or why it must wait (also written on the row), or nothing (finished, taken, or a stale step). */
+export type Claim = { job: JobRow } | { waiting: string } | Record<string, never>;
 
 export interface AuditEntry {
   actor: string;
@@ -102,7 +127,7 @@ export interface Verification {
 
 export interface BackupFilter {
   domain?: BackupRow["domain"];
-  database?: string;
+  source?: string;
   type?: string;
   status?: string;
   limit: number;
@@ -114,36 +139,73 @@ type Db = DrizzleD1Database;
 async function createJob(db: Db, job: NewJob): Promise<JobRow> {
   return db.insert(jobs).values({
     id: job.id, kind: job.kind, status: "queued", params: JSON.stringify(job.params),
-    backup_id: job.backup_id ?? null, requested_by: job.requested_by, created_at: new Date().toISOString(),
+    backup_id: job.backup_id ?? null, concurrency_key: job.concurrency_key ?? null, requested_by: job.requested_by, created_at: new Date().toISOString(),
   }).returning().get();
 }
 
 /**
  * Atomically takes a job for dispatch: a queued job, or a running one whose
- * lease has run out. Returns undefined when someone else has it or it is
+ * lease has run out. Answers nothing when someone else has it or it is
  * finished, which is what makes a redelivered Queue message harmless.
  *
- * Garbage collection (repository.gc, storage.gc) is exclusive: it is not
- * claimed while any other job is active, and no job is claimed while it is,
- * so a chunk or blob a backup is about to reference (or a restore is reading)
- * is never collected under it.
+ * Three rules can make a queued job wait, each checked in the same UPDATE so
+ * two claims cannot both slip through:
+ * - exclusive kinds (garbage collection) run alone: not claimed while any
+ *   other job is active, and no job is claimed while one is, so a chunk or
+ *   blob a backup is about to reference (or a restore is reading) is never
+ *   collected under it;
+ * - jobs sharing a concurrency key (one backup per database) run one at a time;
+ * - at most runnerMaxJobs runner jobs run at once.
  */
-async function claimJob(db: Db, id: string, now: Date, leaseSeconds: number, step?: number): Promise<JobRow | undefined> {
+async function claimJob(db: Db, id: string, now: Date, leaseSeconds: number, rules: ClaimRules, step?: number): Promise<Claim> {
   const cutoff = new Date(now.getTime() - leaseSeconds * 1000).toISOString();
-  // Active: running and reporting, or a Worker-run job between two of its steps.
-  const exclusive = sql`NOT EXISTS (SELECT 1 FROM jobs AS other WHERE other.id <> ${jobs.id}
-    AND ((other.status = 'running' AND other.heartbeat_at >= ${cutoff}) OR (other.status = 'queued' AND other.step > 0))
-    AND (${jobs.kind} IN ('repository.gc', 'storage.gc') OR other.kind IN ('repository.gc', 'storage.gc')))`;
-  return db.update(jobs)
+  const blockers = blockingRules(rules, cutoff);
+  const job = await db.update(jobs)
     .set({
-      status: "running", attempts: sql`${jobs.attempts} + 1`, heartbeat_at: now.toISOString(),
+      status: "running", attempts: sql`${jobs.attempts} + 1`, heartbeat_at: now.toISOString(), queued_reason: null,
       started_at: sql`coalesce(${jobs.started_at}, ${now.toISOString()})`,
     })
     .where(and(
-      eq(jobs.id, id), or(eq(jobs.status, "queued"), and(eq(jobs.status, "running"), lt(jobs.heartbeat_at, cutoff))), exclusive,
+      eq(jobs.id, id), or(eq(jobs.status, "queued"), and(eq(jobs.status, "running"), lt(jobs.heartbeat_at, cutoff))),
+      ...blockers.map((b) => sql`NOT (${b.when})`),
       step === undefined ? undefined : eq(jobs.step, step),
     ))
     .returning().get();
+  if (job) return { job };
+  // Not claimed: if it is still queued (at this step), say which rule holds it.
+  const row = await db.select().from(jobs).where(and(eq(jobs.id, id), eq(jobs.status, "queued"), step === undefined ? undefined : eq(jobs.step, step))).get();
+  if (!row) return {};
+  for (const b of blockers) {
+    const held = await db.select({ id: jobs.id }).from(jobs).where(and(eq(jobs.id, id), b.when)).get();
+    if (!held) continue;
+    await db.update(jobs).set({ queued_reason: b.reason }).where(and(eq(jobs.id, id), eq(jobs.status, "queued"))).run();
+    return { waiting: b.reason };
+  }
+  return {};
+}
+
+/** Each rule as a condition on the candidate row (`jobs`) that holds it back, with the reason it gives. */
+function blockingRules(rules: ClaimRules, cutoff: string): { when: ReturnType<typeof sql>; reason: string }[] {
+  // Active: running and reporting, or a Worker-run job between two of its steps.
+  const active = sql`((other.status = 'running' AND other.heartbeat_at >= ${cutoff}) OR (other.status = 'queued' AND other.step > 0))`;
+  const list = (kinds: string[]) => (kinds.length ? sql.join(kinds.map((k) => sql`${k}`), sql`, `) : sql`''`);
+  return [
+    {
+      when: sql`EXISTS (SELECT 1 FROM jobs AS other WHERE other.id <> ${jobs.id} AND ${active}
+        AND (${jobs.kind} IN (${list(rules.exclusiveKinds)}) OR other.kind IN (${list(rules.exclusiveKinds)})))`,
+      reason: "waiting for garbage collection, or for other jobs before garbage collection can run alone",
+    },
+    {
+      when: sql`${jobs.concurrency_key} IS NOT NULL AND EXISTS (SELECT 1 FROM jobs AS other WHERE other.id <> ${jobs.id}
+        AND other.concurrency_key = ${jobs.concurrency_key} AND ${active})`,
+      reason: "waiting for the running job on the same source (one at a time per source)",
+    },
+    {
+      when: sql`${jobs.kind} IN (${list(rules.runnerKinds)}) AND (SELECT COUNT(*) FROM jobs AS other WHERE other.id <> ${jobs.id}
+        AND other.status = 'running' AND other.heartbeat_at >= ${cutoff} AND other.kind IN (${list(rules.runnerKinds)})) >= ${rules.runnerMaxJobs}`,
+      reason: `waiting for room on the runner (RUNNER_MAX_JOBS=${rules.runnerMaxJobs} jobs already running)`,
+    },
+  ];
 }
 
 type Settlement = { status: "succeeded"; result: unknown } | { status: "failed"; error: JobError; result?: unknown };
@@ -166,9 +228,10 @@ async function settleJob(db: Db, id: string, now: Date, s: Settlement): Promise<
  * budget) is put back in the queue to run again from its saved state; a step
  * lost twice in a row fails the job instead of looping.
  */
-async function resumeLostSteps(db: Db, now: Date): Promise<{ id: string; step: number }[]> {
-  const cutoff = new Date(now.getTime() - STEP_LEASE_SECONDS * 1000).toISOString();
-  const lost = and(eq(jobs.status, "running"), lt(jobs.heartbeat_at, cutoff), sql`${jobs.kind} LIKE 'storage.%'`);
+async function resumeLostSteps(db: Db, now: Date, stepLeaseSeconds: number, workerKinds: string[]): Promise<{ id: string; step: number }[]> {
+  if (workerKinds.length === 0) return [];
+  const cutoff = new Date(now.getTime() - stepLeaseSeconds * 1000).toISOString();
+  const lost = and(eq(jobs.status, "running"), lt(jobs.heartbeat_at, cutoff), inArray(jobs.kind, workerKinds));
   await db.update(jobs).set({
     status: "failed", finished_at: now.toISOString(), error_code: "step_lost",
     error_message: "a step of this job was lost twice in a row (its invocation died or hung); nothing half-done is listed",
@@ -178,7 +241,7 @@ async function resumeLostSteps(db: Db, now: Date): Promise<{ id: string; step: n
   }).where(lost).returning({ id: jobs.id, step: jobs.step }).all();
 }
 
-async function expireStaleJobs(db: Db, now: Date, leaseSeconds: number): Promise<number> {
+async function expireStaleJobs(db: Db, now: Date, leaseSeconds: number, workerKinds: string[]): Promise<number> {
   const cutoff = new Date(now.getTime() - leaseSeconds * 1000).toISOString();
   const expired = await db.update(jobs)
     .set({
@@ -187,7 +250,7 @@ async function expireStaleJobs(db: Db, now: Date, leaseSeconds: number): Promise
     })
     .where(and(eq(jobs.status, "running"), lt(jobs.heartbeat_at, cutoff),
       // Worker-run steps are resumed, not failed (resumeLostSteps).
-      sql`${jobs.kind} NOT LIKE 'storage.%'`))
+      workerKinds.length ? sql`${jobs.kind} NOT IN (${sql.join(workerKinds.map((k) => sql`${k}`), sql`, `)})` : undefined))
     .returning({ id: jobs.id }).all();
   return expired.length;
 }
@@ -197,20 +260,18 @@ async function expireStaleJobs(db: Db, now: Date, leaseSeconds: number): Promise
  * only if this job is (now) succeeded, so a late report from a runner whose job
  * was already declared lost lists nothing, and a repeated report adds nothing.
  */
-async function recordBackup(
-  d1: D1Database, jobId: string, p: { database: string; type: BackupRow["type"]; domain?: BackupRow["domain"] }, r: BackupResult | MlBackupResult, now: Date,
-) {
+async function recordBackup(d1: D1Database, jobId: string, p: BackupIdentity, r: StoredBackup, now: Date) {
   const [settled] = await d1.batch([
     d1.prepare("UPDATE jobs SET status = 'succeeded', finished_at = ?, result = ?, backup_id = ? WHERE id = ? AND status = 'running'")
       .bind(now.toISOString(), JSON.stringify(r), r.backup_id, jobId),
     d1.prepare(
-      `INSERT INTO backups (id, domain, database, type, status, manifest_key, logical_bytes, stored_bytes, new_stored_bytes,
+      `INSERT INTO backups (id, domain, source, type, status, manifest_key, logical_bytes, stored_bytes, new_stored_bytes,
          chunk_count, sha256, job_id, created_at, finished_at, duration_ms)
        SELECT ?, ?, ?, ?, 'completed', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
        WHERE EXISTS (SELECT 1 FROM jobs WHERE id = ? AND status = 'succeeded' AND backup_id = ?)
        ON CONFLICT (id) DO NOTHING`,
     ).bind(
-      r.backup_id, p.domain ?? "database", p.database, p.type, r.manifest_key, r.logical_bytes, r.stored_bytes, r.new_stored_bytes,
+      r.backup_id, p.domain, p.source, p.type, r.manifest_key, r.logical_bytes, r.stored_bytes, r.new_stored_bytes,
       r.chunk_count, r.sha256, jobId, r.started_at, r.finished_at, Math.round(r.duration_ms), jobId, r.backup_id,
     ),
   ]);
@@ -220,7 +281,7 @@ async function recordBackup(
 async function listBackups(db: Db, f: BackupFilter): Promise<BackupRow[]> {
   const conditions = [
     f.domain ? eq(backups.domain, f.domain) : undefined,
-    f.database ? eq(backups.database, f.database) : undefined,
+    f.source ? eq(backups.source, f.source) : undefined,
     f.type ? eq(backups.type, f.type as BackupRow["type"]) : undefined,
     f.status ? eq(backups.status, f.status as BackupRow["status"]) : undefined,
     f.cursor

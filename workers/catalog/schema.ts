@@ -14,6 +14,10 @@ export const jobs = sqliteTable(
     requested_by: text("requested_by").notNull(),
     attempts: integer("attempts").notNull().default(0),
     progress: text("progress"),
+    /** Jobs with the same key never run side by side (the kind's concurrencyKey, e.g. one backup per database). */
+    concurrency_key: text("concurrency_key"),
+    /** Why a queued job waits (an exclusive job, the running job of its key, a full runner); cleared when it starts. */
+    queued_reason: text("queued_reason"),
     /** Jobs the Worker runs itself in steps (storage.*): the step in hand and its resume state. */
     step: integer("step").notNull().default(0),
     state: text("state"),
@@ -34,8 +38,8 @@ export const backups = sqliteTable(
     id: text("id").primaryKey(),
     /** database: a PostgreSQL dump; ml: an MLflow server export; training_data: a dataset snapshot. */
     domain: text("domain", { enum: ["database", "ml", "training_data"] }).notNull(),
-    /** The database name; for ml the MLflow server's name, for training_data the dataset id. */
-    database: text("database").notNull(),
+    /** What was backed up: the database name; for ml the MLflow server's name, for training_data the dataset id. */
+    source: text("source").notNull(),
     type: text("type", { enum: ["full", "incremental", "archive"] }).notNull(),
     /** completed: manifest written and checked; corrupt: a verify found damage. */
     status: text("status", { enum: ["completed", "corrupt"] }).notNull(),
@@ -55,7 +59,7 @@ export const backups = sqliteTable(
     verify_detail: text("verify_detail"),
     last_restore_ms: integer("last_restore_ms"),
   },
-  (t) => [index("backups_db_created_idx").on(t.database, t.created_at)],
+  (t) => [index("backups_source_created_idx").on(t.source, t.created_at)],
 );
 
 export const auditLog = sqliteTable(

@@ -4,8 +4,8 @@
 // collection (docs/format.md, "Deletion").
 import type { Catalog } from "../catalog/catalog.ts";
 import type { BackupRow } from "../catalog/schema.ts";
-import type { Env } from "../env.ts";
-import { loadConfig, type BackupConfig } from "../config.ts";
+import type { BackupConfig } from "../config.ts";
+import type { KindContext } from "../context.ts";
 import { backupBucketLocks } from "../storage/lock-guard.ts";
 import { planRetention, type RetentionPlan, type RetentionPolicy } from "./retention.ts";
 
@@ -35,8 +35,8 @@ export interface CleanupOptions {
   /** Which backups: database dumps (the default), MLflow backups or training-data snapshots. */
   domain?: BackupRow["domain"];
   policy: RetentionPolicy;
-  /** Only this database's backups; all databases when omitted. */
-  database?: string;
+  /** Only this source's backups (a database, MLflow server or dataset); all when omitted. */
+  source?: string | undefined;
   dryRun: boolean;
 }
 
@@ -52,11 +52,12 @@ export interface CleanupOutcome {
 /** R2 deletes up to 1000 keys per call; smaller batches keep a failed run's leftovers small. */
 const DELETE_BATCH = 100;
 
-export async function cleanupBackups(env: Env, catalog: Catalog, opts: CleanupOptions, now: Date): Promise<CleanupOutcome> {
-  const backups = await allBackups(catalog, opts.domain ?? "database", opts.database);
+export async function cleanupBackups(ctx: KindContext, opts: CleanupOptions): Promise<CleanupOutcome> {
+  const { env, catalog, now } = ctx;
+  const backups = await allBackups(catalog, opts.domain ?? "database", opts.source);
   const pinned = await backupsInUse(catalog);
   // A manifest inside a Bucket Lock window cannot be deleted: its backup stays, and the plan says why.
-  const locked = await backupBucketLocks(env, loadConfig(env), now);
+  const locked = await backupBucketLocks(env, ctx.config, now);
   if (locked) for (const b of backups) if (locked(b.manifest_key, new Date(b.finished_at))) pinned.set(b.id, "bucket_lock");
   const plan = planRetention(backups, opts.policy, now, pinned);
   if (!opts.dryRun) {
@@ -90,11 +91,11 @@ async function backupsInUse(catalog: Catalog): Promise<Map<string, string>> {
   return pinned;
 }
 
-async function allBackups(catalog: Catalog, domain: BackupRow["domain"], database: string | undefined): Promise<BackupRow[]> {
+async function allBackups(catalog: Catalog, domain: BackupRow["domain"], source: string | undefined): Promise<BackupRow[]> {
   const rows: BackupRow[] = [];
   let cursor: { created_at: string; id: string } | undefined;
   for (;;) {
-    const page = await catalog.listBackups({ limit: 500, domain, ...(database ? { database } : {}), ...(cursor ? { cursor } : {}) });
+    const page = await catalog.listBackups({ limit: 500, domain, ...(source ? { source } : {}), ...(cursor ? { cursor } : {}) });
     rows.push(...page);
     const last = page[page.length - 1];
     if (page.length < 500 || !last) return rows;

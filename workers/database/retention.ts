@@ -44,7 +44,7 @@ export interface RetentionPolicy {
 /** The fields of a catalog row (BackupRow) that retention looks at. */
 export interface RetentionCandidate {
   id: string;
-  database: string;
+  source: string;
   type: "full" | "incremental" | "archive";
   status: "completed" | "corrupt";
   created_at: string;
@@ -93,9 +93,9 @@ export function planRetention(
 
   const byDatabase = new Map<string, typeof sorted>();
   for (const entry of sorted) {
-    const list = byDatabase.get(entry.b.database) ?? [];
+    const list = byDatabase.get(entry.b.source) ?? [];
     list.push(entry);
-    byDatabase.set(entry.b.database, list);
+    byDatabase.set(entry.b.source, list);
   }
 
   for (const list of byDatabase.values()) {

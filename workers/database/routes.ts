@@ -1,15 +1,16 @@
 // Admin routes for database backups (ASTR-112's DatabaseBackupService over HTTP).
 import { Hono, type Context } from "hono";
 import { z } from "zod";
-import type { AppEnv } from "../app-env.ts";
+import type { AppEnv } from "../context.ts";
 import { requireRole } from "../auth.ts";
 import { databaseUrl } from "../config.ts";
-import { base64url, fromBase64url, randomId, seal } from "../crypto.ts";
-import { ApiError, badRequest, conflict, notFound } from "../errors.ts";
-import { backupView, parseJson, parseQuery } from "../http.ts";
+import { base64url, fromBase64url, seal } from "../crypto.ts";
+import { AppError, badRequest, conflict, notFound } from "../shared/errors.ts";
+import { accepted, backupView, kindContext, parseJson, parseQuery } from "../http.ts";
 import { submitJob } from "../jobs/submit.ts";
 import { BackupType, DatabaseName, VerifyDepth } from "../shared/protocol.ts";
-import { newBackupId } from "../shared/format.ts";
+import { databaseRestore, submitDatabaseBackup } from "./kinds.ts";
+import type { KindRegistry } from "../jobs/kind.ts";
 import { cleanupBackups, retentionPolicy } from "./cleanup.ts";
 import type { BackupFilter } from "../catalog/catalog.ts";
 import { describeGfs } from "./retention.ts";
@@ -23,11 +24,8 @@ databaseRoutes.post("/backup/database", requireRole("admin"), async (c) => {
   const config = c.get("config");
   const database = body.database ?? config.default_database;
   requireConfiguredDatabase(c, database);
-  const backup_id = newBackupId(database, new Date(), randomId(6));
-  const job = await submitJob(c.env, c.get("catalog"), {
-    kind: "database.backup", params: { database, type: body.type, backup_id }, backup_id, actor: c.get("actor"), target: database,
-  });
-  return c.json({ job_id: job.id, status: job.status, backup_id }, 202);
+  const submitted = await submitDatabaseBackup(kindContext(c), { database, type: body.type, actor: c.get("actor") });
+  return c.json(accepted(submitted, { backup_id: submitted.backup_id }), 202);
 });
 
 const ListQuery = z.strictObject({
@@ -40,7 +38,8 @@ const ListQuery = z.strictObject({
 
 databaseRoutes.get("/backup/database", requireRole("viewer"), async (c) => {
   const q = parseQuery(c, ListQuery);
-  return c.json(await backupPage(c, { ...q, domain: "database" }));
+  const { database, ...rest } = q;
+  return c.json(await backupPage(c, { ...rest, ...(database ? { source: database } : {}), domain: "database" }));
 });
 
 /** A page of catalog rows, newest first, with a cursor for the next; shared by the database and ML listings. */
@@ -60,19 +59,6 @@ databaseRoutes.get("/backups/:id", requireRole("viewer"), async (c) => {
   return c.json({ ...backupView(backup), manifest_key: backup.manifest_key, sha256: backup.sha256 });
 });
 
-const VerifyRequest = z.strictObject({ depth: VerifyDepth.default("quick") });
-
-databaseRoutes.post("/backups/:id/verify", requireRole("admin"), async (c) => {
-  const body = await parseJson(c, VerifyRequest);
-  const backup = await c.get("catalog").getBackup(c.req.param("id"));
-  if (!backup) throw notFound("backup");
-  const job = await submitJob(c.env, c.get("catalog"), {
-    kind: backup.domain === "database" ? "database.verify" : "ml.verify", params: { backup_id: backup.id, depth: body.depth }, backup_id: backup.id,
-    actor: c.get("actor"), target: backup.id,
-  });
-  return c.json({ job_id: job.id, status: job.status }, 202);
-});
-
 const RestoreRequest = z.strictObject({ target: z.string().min(1).max(2048), replace: z.boolean().default(false) });
 
 databaseRoutes.post("/backups/:id/restore", requireRole("admin"), async (c) => {
@@ -82,11 +68,10 @@ databaseRoutes.post("/backups/:id/restore", requireRole("admin"), async (c) => {
   if (backup.domain !== "database") throw badRequest(`backup ${backup.id} is not a database backup (ML backups restore through POST /backup/ml/:id/restore)`);
   if (backup.status === "corrupt") throw conflict(`backup ${backup.id} failed verification; restore refused`);
   const target = await restoreTarget(c, body.target);
-  const job = await submitJob(c.env, c.get("catalog"), {
-    kind: "database.restore", params: { backup_id: backup.id, replace: body.replace, ...target }, backup_id: backup.id,
-    actor: c.get("actor"), target: `${backup.id} -> ${target.target_label}`,
+  const submitted = await submitJob(kindContext(c), databaseRestore, { backup_id: backup.id, replace: body.replace, ...target }, {
+    backup_id: backup.id, actor: c.get("actor"), target: `${backup.id} -> ${target.target_label}`,
   });
-  return c.json({ job_id: job.id, status: job.status }, 202);
+  return c.json(accepted(submitted), 202);
 });
 
 const KeepCount = z.number().int().min(0).max(100_000).optional();
@@ -109,7 +94,7 @@ const CleanupRequest = z.strictObject({
 databaseRoutes.post("/backup/database/cleanup", requireRole("admin"), async (c) => {
   const body = await parseJson(c, CleanupRequest);
   const policy = retentionPolicy(c.get("config"), body);
-  const outcome = await cleanupBackups(c.env, c.get("catalog"), { policy, database: body.database, dryRun: body.dry_run }, new Date());
+  const outcome = await cleanupBackups(kindContext(c), { policy, source: body.database, dryRun: body.dry_run });
   const gfs = describeGfs(policy);
   await c.get("catalog").audit({
     actor: c.get("actor"), action: "database.cleanup",
@@ -124,11 +109,30 @@ databaseRoutes.post("/backup/database/cleanup", requireRole("admin"), async (c) 
 
 export type Ctx = Context<AppEnv>;
 
+const VerifyRequest = z.strictObject({ depth: VerifyDepth.default("quick") });
+
+/** POST /backups/:id/verify, for a backup of any domain: the registry names the kind that verifies it. */
+export function verifyRoutes(kinds: KindRegistry) {
+  const routes = new Hono<AppEnv>();
+  routes.post("/backups/:id/verify", requireRole("admin"), async (c) => {
+    const body = await parseJson(c, VerifyRequest);
+    const backup = await c.get("catalog").getBackup(c.req.param("id"));
+    if (!backup) throw notFound("backup");
+    const verifier = kinds.verifierFor(backup.domain);
+    if (!verifier) throw badRequest(`backups of domain ${backup.domain} cannot be verified`);
+    const submitted = await submitJob(kindContext(c), verifier, { backup_id: backup.id, depth: body.depth }, {
+      backup_id: backup.id, actor: c.get("actor"), target: backup.id,
+    });
+    return c.json(accepted(submitted), 202);
+  });
+  return routes;
+}
+
 function requireConfiguredDatabase(c: Ctx, name: string): void {
   const config = c.get("config");
   if (!(name in config.databases)) throw badRequest(`database "${name}" is not configured (BACKUP_DATABASES)`);
   if (!databaseUrl(config, c.env, name)) {
-    throw new ApiError(422, "database_not_configured", `database "${name}" has no connection URL secret`);
+    throw new AppError("database_not_configured", `database "${name}" has no connection URL secret`, 422);
   }
 }
 

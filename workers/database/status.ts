@@ -2,7 +2,7 @@
 // point and the newest verified one, with the RPO (age of the newest verified
 // restore point) and the last measured restore time against their targets.
 import { Hono } from "hono";
-import type { AppEnv } from "../app-env.ts";
+import type { AppEnv } from "../context.ts";
 import { requireRole } from "../auth.ts";
 import type { BackupRow } from "../catalog/schema.ts";
 

@@ -9,7 +9,7 @@ import type { Env } from "../env.ts";
 import {
   DatabaseManifest, MANIFEST_PREFIX, ML_MANIFEST_PREFIX, MlManifest, SnapshotManifest, STORAGE_MANIFEST_PREFIX,
 } from "../shared/format.ts";
-import type { DomainResult } from "../shared/protocol.ts";
+import type { DomainResult } from "./protocol.ts";
 import { openDrStore } from "./runs.ts";
 
 type Row = { id: string; what: string };
@@ -52,7 +52,7 @@ export async function drillCatalog(env: Env): Promise<DomainResult> {
   const t = Date.now();
   const store = openDrStore(env.CATALOG);
   const live = new Map<string, string>();
-  for (const b of await store.allBackups()) live.set(b.id, `${b.domain} ${b.database} ${b.type} ${b.created_at} ${b.sha256}`);
+  for (const b of await store.allBackups()) live.set(b.id, `${b.domain} ${b.source} ${b.type} ${b.created_at} ${b.sha256}`);
   for (const s of await store.allSnapshots()) live.set(s.id, `storage ${s.bucket}/${s.prefix} ${s.created_at}`);
   for (const [id, what] of rebuilt) {
     if (!live.has(id)) result.problems.push(`${id}: in R2 but not in the live catalog`);

@@ -9,7 +9,7 @@ import type { BackupConfig } from "../config.ts";
 import { openStorageCatalog } from "../catalog/storage-catalog.ts";
 import type { Env } from "../env.ts";
 import { StoredObjectMeta, type SnapshotEntry } from "../shared/format.ts";
-import type { DomainResult } from "../shared/protocol.ts";
+import type { DomainResult } from "./protocol.ts";
 import { forEachLimited } from "../shared/concurrency.ts";
 import { COPY_LANES } from "../storage/lanes.ts";
 import type { DrSettings } from "./settings.ts";

@@ -5,7 +5,7 @@
 // not. Drift must be 0; a sample of replica objects is also read back whole.
 import type { BackupConfig } from "../config.ts";
 import type { Env } from "../env.ts";
-import type { DomainResult } from "../shared/protocol.ts";
+import type { DomainResult } from "./protocol.ts";
 import { storageBucket } from "../storage/buckets.ts";
 import { REPLICA_SOURCE_ETAG } from "../storage/capture.ts";
 

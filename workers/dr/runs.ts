@@ -5,7 +5,7 @@
 import { and, desc, eq, inArray, lt, sql } from "drizzle-orm";
 import { drizzle } from "drizzle-orm/d1";
 import { backups, drAlerts, drRuns, jobs, storageSnapshots, type DrAlertRow, type DrRunRow } from "../catalog/schema.ts";
-import type { DomainResult } from "../shared/protocol.ts";
+import type { DomainResult } from "./protocol.ts";
 import { runbookLink } from "./scenarios.ts";
 
 export type DrStore = ReturnType<typeof openDrStore>;
@@ -54,7 +54,7 @@ export function openDrStore(d1: D1Database) {
     /** The newest completed backup of each domain, source and type. */
     newestBackups: () =>
       db.select().from(backups).where(sql`${backups.status} = 'completed' AND ${backups.created_at} = (SELECT max(n.created_at) FROM backups n
-        WHERE n.domain = ${backups.domain} AND n.database = ${backups.database} AND n.type = ${backups.type} AND n.status = 'completed')`).all(),
+        WHERE n.domain = ${backups.domain} AND n.source = ${backups.source} AND n.type = ${backups.type} AND n.status = 'completed')`).all(),
     /** The newest snapshot of each bucket and prefix. */
     newestSnapshots: () =>
       db.select().from(storageSnapshots).where(sql`${storageSnapshots.created_at} = (SELECT max(n.created_at) FROM storage_snapshots n

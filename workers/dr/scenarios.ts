@@ -5,7 +5,7 @@
 // narrowed to what the scenario needs (submit.ts), recorded in dr_runs as
 // "scenario:<name>", and its result links to docs/runbook.md.
 import { z } from "zod";
-import { ApiError } from "../errors.ts";
+import { AppError } from "../shared/errors.ts";
 import type { DrillScope } from "./submit.ts";
 
 export interface Scenario {
@@ -49,7 +49,7 @@ export const SCENARIOS: Record<string, Scenario> = {
     simulation: "restore the newest verified restore point before `before` into a scratch database and validate it",
     simulated: true,
   }, (b) => {
-    if (!b.before) throw new ApiError(400, "invalid_request", "bad_migration needs \"before\": the migration's time (ISO 8601)");
+    if (!b.before) throw new AppError("invalid_request", "bad_migration needs \"before\": the migration's time (ISO 8601)", 400);
     return { domains: ["database"], before: b.before, ...(b.database ? { database: b.database } : {}) };
   }),
   bucket_deleted: scenario("bucket_deleted", {

@@ -11,7 +11,8 @@ import type { Catalog } from "../catalog/catalog.ts";
 import { openStorageCatalog } from "../catalog/storage-catalog.ts";
 import type { BackupConfig } from "../config.ts";
 import type { Env } from "../env.ts";
-import type { DomainResult } from "../shared/protocol.ts";
+import type { KindContext } from "../context.ts";
+import type { DomainResult } from "./protocol.ts";
 import { storageStatus } from "../storage/status.ts";
 import { openDrStore } from "./runs.ts";
 
@@ -44,7 +45,7 @@ async function restoreSamples(env: Env, catalog: Catalog): Promise<Map<string, S
     const r = JSON.parse(j.result ?? "{}");
     const backup = j.backup_id ? await catalog.getBackup(j.backup_id) : undefined;
     if (!backup || !(r.duration_ms > 0)) continue;
-    add(`${backup.domain} ${backup.database}`, { ms: r.duration_ms, bytes: r.bytes ?? r.artifact_bytes ?? backup.logical_bytes, at: j.finished_at ?? j.created_at, via: `restore ${j.id}` });
+    add(`${backup.domain} ${backup.source}`, { ms: r.duration_ms, bytes: r.bytes ?? r.artifact_bytes ?? backup.logical_bytes, at: j.finished_at ?? j.created_at, via: `restore ${j.id}` });
   }
   for (const list of out.values()) list.sort((a, b) => (a.at < b.at ? 1 : -1));
   return out;
@@ -69,7 +70,8 @@ async function sources(env: Env, catalog: Catalog, config: BackupConfig) {
   return list;
 }
 
-export async function computeRto(env: Env, catalog: Catalog, config: BackupConfig) {
+export async function computeRto(ctx: KindContext) {
+  const { env, catalog, config } = ctx;
   const samples = await restoreSamples(env, catalog);
   const target = config.rto_target_minutes;
   const out = [];
@@ -97,7 +99,8 @@ export async function computeRto(env: Env, catalog: Catalog, config: BackupConfi
   return out;
 }
 
-export async function computeStatus(env: Env, catalog: Catalog, config: BackupConfig, now: Date) {
+export async function computeStatus(ctx: KindContext) {
+  const { env, catalog, config, now } = ctx;
   const store = openDrStore(env.CATALOG);
   const lastDrill = await store.latestRun("drill");
   const lastResults = (lastDrill?.results ? JSON.parse(lastDrill.results) : []) as DomainResult[];

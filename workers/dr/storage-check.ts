@@ -7,7 +7,7 @@
 import type { BackupConfig } from "../config.ts";
 import type { Env } from "../env.ts";
 import { blobKey, type SnapshotEntry } from "../shared/format.ts";
-import type { DomainResult } from "../shared/protocol.ts";
+import type { DomainResult } from "./protocol.ts";
 import { forEachLimited } from "../shared/concurrency.ts";
 import { copyLimits, storageBucket } from "../storage/buckets.ts";
 import { COPY_LANES } from "../storage/lanes.ts";

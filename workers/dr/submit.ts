@@ -5,10 +5,11 @@
 import type { Catalog } from "../catalog/catalog.ts";
 import { openStorageCatalog } from "../catalog/storage-catalog.ts";
 import type { BackupRow } from "../catalog/schema.ts";
-import { mlflowAccess, type BackupConfig } from "../config.ts";
-import type { Env } from "../env.ts";
+import { mlflowAccess } from "../config.ts";
+import type { KindContext } from "../context.ts";
 import { submitJob } from "../jobs/submit.ts";
-import type { DrillParams } from "../shared/protocol.ts";
+import { drDrill } from "./kinds.ts";
+import type { DrillParams } from "./protocol.ts";
 import { openDrStore } from "./runs.ts";
 import { drSettings, enabled, type DrDomain, type DrSettings } from "./settings.ts";
 
@@ -21,10 +22,9 @@ export interface DrillScope {
   scenario?: NonNullable<DrillParams["scenario"]>;
 }
 
-export async function submitDrill(
-  env: Env, catalog: Catalog, config: BackupConfig, req: { trigger: DrillParams["trigger"]; actor: string; at: Date; scope?: DrillScope },
-) {
-  const settings = drSettings(env);
+export async function submitDrill(ctx: KindContext, req: { trigger: DrillParams["trigger"]; actor: string; scope?: DrillScope }) {
+  const { env, catalog, config } = ctx;
+  const settings = drSettings(config);
   const scope = req.scope ?? {};
   const on = (d: DrDomain) => (scope.domains ? scope.domains.includes(d) : enabled(settings, d));
   const params: DrillParams = {
@@ -34,8 +34,8 @@ export async function submitDrill(
   if (on("database") && config.database_backup_enabled) {
     for (const database of Object.keys(config.databases).filter((d) => !scope.database || d === scope.database)) {
       const point = scope.before
-        ? (await catalog.listBackups({ domain: "database", database, status: "completed", limit: 500 })).find((b) => b.verify_status === "passed" && b.created_at < scope.before!)
-        : await pickDatabasePoint(catalog, settings, database, req.at);
+        ? (await catalog.listBackups({ domain: "database", source: database, status: "completed", limit: 500 })).find((b) => b.verify_status === "passed" && b.created_at < scope.before!)
+        : await pickDatabasePoint(catalog, settings, database, ctx.now);
       if (point) params.databases.push({ database, backup_id: point.id });
       else params.missing.push({ domain: "database", source: database, reason: `no verified backup of ${database}${scope.before ? ` before ${scope.before}` : settings.restore_point === "random" ? ` in the last ${settings.random_window_days} days` : ""}` });
     }
@@ -58,7 +58,7 @@ export async function submitDrill(
     }
   }
   const kind = scope.scenario ? `scenario:${scope.scenario.name}` : "drill";
-  const job = await submitJob(env, catalog, { kind: "dr.drill", params, actor: req.actor, target: kind });
+  const { job } = await submitJob(ctx, drDrill, params, { actor: req.actor, target: kind });
   await openDrStore(env.CATALOG).startRun({ id: job.id, kind, trigger: req.trigger, requested_by: req.actor, started_at: job.created_at });
   return { job, params };
 }
@@ -67,7 +67,7 @@ export async function submitDrill(
 async function pickDatabasePoint(catalog: Catalog, settings: DrSettings, database: string, at: Date): Promise<BackupRow | undefined> {
   if (settings.restore_point === "latest") return catalog.latestBackup(database, { verified: true });
   const since = new Date(at.getTime() - settings.random_window_days * 86_400_000).toISOString();
-  const candidates = (await catalog.listBackups({ domain: "database", database, status: "completed", limit: 500 }))
+  const candidates = (await catalog.listBackups({ domain: "database", source: database, status: "completed", limit: 500 }))
     .filter((b) => b.verify_status === "passed" && b.created_at >= since);
   return candidates[Math.floor(Math.random() * candidates.length)];
 }

@@ -1,35 +1,42 @@
+// Jobs and the audit log, for operators: status, progress, result or error.
 import { Hono } from "hono";
 import { z } from "zod";
-import type { AppEnv } from "../app-env.ts";
+import type { AppEnv } from "../context.ts";
 import { requireRole } from "../auth.ts";
-import { notFound } from "../errors.ts";
+import { notFound } from "../shared/errors.ts";
 import { jobView, parseQuery } from "../http.ts";
-import { JOB_STATUSES, JobKind } from "../shared/protocol.ts";
+import { JOB_STATUSES, JobKindName } from "../shared/protocol.ts";
+import type { KindRegistry } from "./kind.ts";
 
-export const jobRoutes = new Hono<AppEnv>();
+export function jobRoutes(kinds: KindRegistry) {
+  const routes = new Hono<AppEnv>();
 
-const JobListQuery = z.strictObject({
-  status: z.enum(JOB_STATUSES).optional(),
-  kind: JobKind.optional(),
-  limit: z.coerce.number().int().min(1).max(200).default(50),
-});
+  const JobListQuery = z.strictObject({
+    status: z.enum(JOB_STATUSES).optional(),
+    kind: JobKindName.refine((k) => kinds.get(k) !== undefined, "not a job kind").optional(),
+    limit: z.coerce.number().int().min(1).max(200).default(50),
+  });
 
-jobRoutes.get("/jobs", requireRole("viewer"), async (c) => {
-  const q = parseQuery(c, JobListQuery);
-  await c.get("catalog").expireStaleJobs(new Date(), c.get("config").job_lease_seconds);
-  return c.json({ jobs: (await c.get("catalog").listJobs(q)).map(jobView) });
-});
+  /** Sweeping when someone looks means a lost runner shows up at once, not only at the next cron. */
+  const sweep = (c: { get(k: "catalog"): AppEnv["Variables"]["catalog"]; get(k: "config"): AppEnv["Variables"]["config"] }) =>
+    c.get("catalog").expireStaleJobs(new Date(), c.get("config").job_lease_seconds, kinds.workerKinds());
 
-jobRoutes.get("/jobs/:id", requireRole("viewer"), async (c) => {
-  const catalog = c.get("catalog");
-  // Sweeping here too means a lost runner shows up as soon as someone looks, not only at the next cron.
-  await catalog.expireStaleJobs(new Date(), c.get("config").job_lease_seconds);
-  const job = await catalog.getJob(c.req.param("id"));
-  if (!job) throw notFound("job");
-  return c.json(jobView(job));
-});
+  routes.get("/jobs", requireRole("viewer"), async (c) => {
+    const q = parseQuery(c, JobListQuery);
+    await sweep(c);
+    return c.json({ jobs: (await c.get("catalog").listJobs(q)).map(jobView) });
+  });
 
-jobRoutes.get("/audit", requireRole("admin"), async (c) => {
-  const { limit } = parseQuery(c, z.strictObject({ limit: z.coerce.number().int().min(1).max(500).default(100) }));
-  return c.json({ entries: await c.get("catalog").listAudit(limit) });
-});
+  routes.get("/jobs/:id", requireRole("viewer"), async (c) => {
+    await sweep(c);
+    const job = await c.get("catalog").getJob(c.req.param("id"));
+    if (!job) throw notFound("job");
+    return c.json(jobView(job));
+  });
+
+  routes.get("/audit", requireRole("admin"), async (c) => {
+    const { limit } = parseQuery(c, z.strictObject({ limit: z.coerce.number().int().min(1).max(500).default(100) }));
+    return c.json({ entries: await c.get("catalog").listAudit(limit) });
+  });
+  return routes;
+}

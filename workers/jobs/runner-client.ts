@@ -1,6 +1,9 @@
 // How the Worker hands a job to the runner. One narrow interface, two
 // transports: a Cloudflare Container (production) or a plain URL (local mode).
-import { dispatchSecrets, type RunnerDispatch } from "../shared/protocol.ts";
+import { dispatchSecrets, type DispatchBase } from "../shared/protocol.ts";
+
+/** A kind's dispatch: the common fields, and whatever else that kind's runner handler reads. */
+export type RunnerDispatch = DispatchBase & Record<string, unknown>;
 import type { Env } from "../env.ts";
 
 export interface RunnerClient {

@@ -5,16 +5,16 @@
 // POST /backup/ml/:id/restore. Verify is POST /backups/:id/verify, as for any backup.
 import { Hono } from "hono";
 import { z } from "zod";
-import type { AppEnv } from "../app-env.ts";
+import type { AppEnv } from "../context.ts";
 import { requireRole } from "../auth.ts";
 import { mlflowAccess } from "../config.ts";
 import { seal } from "../crypto.ts";
-import { ApiError, badRequest, conflict, notFound } from "../errors.ts";
-import { backupView, parseJson, parseQuery } from "../http.ts";
+import { AppError, badRequest, conflict, notFound } from "../shared/errors.ts";
+import { accepted, backupView, kindContext, parseJson, parseQuery } from "../http.ts";
 import { backupPage, type Ctx } from "../database/routes.ts";
 import { submitJob } from "../jobs/submit.ts";
 import { ExperimentId, MlName } from "../shared/protocol.ts";
-import { submitMlBackup, submitTrainingDataBackup } from "./submit.ts";
+import { mlRestore, submitMlBackup, submitTrainingDataBackup } from "./kinds.ts";
 
 export const mlRoutes = new Hono<AppEnv>();
 
@@ -33,11 +33,11 @@ mlRoutes.post("/backup/ml", requireRole("admin"), async (c) => {
   const config = c.get("config");
   const server = body.server ?? config.default_ml_server;
   requireServer(c, server);
-  const { job, backup_id } = await submitMlBackup(c.env, c.get("catalog"), {
+  const submitted = await submitMlBackup(kindContext(c), {
     server, registry: body.registry ?? !body.experiment_ids, actor: c.get("actor"),
     ...(body.experiment_ids ? { experiment_ids: body.experiment_ids } : {}),
   });
-  return c.json({ job_id: job.id, status: job.status, backup_id }, 202);
+  return c.json(accepted(submitted, { backup_id: submitted.backup_id }), 202);
 });
 
 const ListQuery = z.strictObject({
@@ -51,8 +51,8 @@ const ListQuery = z.strictObject({
 
 mlRoutes.get("/backup/ml", requireRole("viewer"), async (c) => {
   const q = parseQuery(c, ListQuery);
-  const page = await backupPage(c, { domain: q.domain, limit: q.limit, cursor: q.cursor, ...(q.source ? { database: q.source } : {}), ...(q.status ? { status: q.status } : {}) });
-  return c.json({ ...page, backups: page.backups.map(({ database, type: _, ...b }) => ({ ...b, domain: q.domain, source: database })) });
+  const page = await backupPage(c, { domain: q.domain, limit: q.limit, cursor: q.cursor, ...(q.source ? { source: q.source } : {}), ...(q.status ? { status: q.status } : {}) });
+  return c.json({ ...page, backups: page.backups.map(({ database: _, type: __, ...b }) => b) });
 });
 
 const RestoreRequest = z.strictObject({
@@ -71,14 +71,12 @@ mlRoutes.post("/backup/ml/:id/restore", requireRole("admin"), async (c) => {
   if (backup.domain !== "ml") throw badRequest(`backup ${backup.id} is a training-data snapshot; it is not restored into MLflow`);
   if (backup.status === "corrupt") throw conflict(`backup ${backup.id} failed verification; restore refused`);
   const target = await restoreTarget(c, body.target, body.target_token);
-  const job = await submitJob(c.env, c.get("catalog"), {
-    kind: "ml.restore", backup_id: backup.id, actor: c.get("actor"), target: `${backup.id} -> ${target.target_label}`,
-    params: {
-      backup_id: backup.id, ...target, registry: body.registry ?? !body.experiment_ids,
-      ...(body.experiment_ids ? { experiment_ids: body.experiment_ids } : {}),
-    },
-  });
-  return c.json({ job_id: job.id, status: job.status }, 202);
+  const params = {
+    backup_id: backup.id, ...target, registry: body.registry ?? !body.experiment_ids,
+    ...(body.experiment_ids ? { experiment_ids: body.experiment_ids } : {}),
+  };
+  const submitted = await submitJob(kindContext(c), mlRestore, params, { backup_id: backup.id, actor: c.get("actor"), target: `${backup.id} -> ${target.target_label}` });
+  return c.json(accepted(submitted), 202);
 });
 
 const TrainingDataRequest = z.strictObject({ dataset_id: MlName });
@@ -86,21 +84,21 @@ const TrainingDataRequest = z.strictObject({ dataset_id: MlName });
 mlRoutes.post("/backup/training-data", requireRole("admin"), async (c) => {
   const body = await parseJson(c, TrainingDataRequest);
   if (!(body.dataset_id in c.get("config").ml_datasets)) throw badRequest(`dataset "${body.dataset_id}" is not configured (ML_DATASETS)`);
-  const { job, backup_id } = await submitTrainingDataBackup(c.env, c.get("catalog"), { dataset: body.dataset_id, actor: c.get("actor") });
-  return c.json({ job_id: job.id, status: job.status, backup_id }, 202);
+  const submitted = await submitTrainingDataBackup(kindContext(c), { dataset: body.dataset_id, actor: c.get("actor") });
+  return c.json(accepted(submitted, { backup_id: submitted.backup_id }), 202);
 });
 
 mlRoutes.get("/backup/ml/:id", requireRole("viewer"), async (c) => {
   const backup = await c.get("catalog").getBackup(c.req.param("id"));
   if (!backup || backup.domain === "database") throw notFound("ML backup");
-  const { database, type: _, ...view } = backupView(backup);
-  return c.json({ ...view, domain: backup.domain, source: database, manifest_key: backup.manifest_key, digest: backup.sha256 });
+  const { database: _, type: __, ...view } = backupView(backup);
+  return c.json({ ...view, manifest_key: backup.manifest_key, digest: backup.sha256 });
 });
 
 function requireServer(c: Ctx, name: string): void {
   const config = c.get("config");
   if (!(name in config.ml_servers)) throw badRequest(`MLflow server "${name}" is not configured (ML_SERVERS)`);
-  if (!mlflowAccess(config, c.env, name)) throw new ApiError(422, "mlflow_not_configured", `MLflow server "${name}" has no tracking URI secret`);
+  if (!mlflowAccess(config, c.env, name)) throw new AppError("mlflow_not_configured", `MLflow server "${name}" has no tracking URI secret`, 422);
 }
 
 async function restoreTarget(c: Ctx, target: string, token: string | undefined) {

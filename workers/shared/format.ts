@@ -54,6 +54,8 @@ export function manifestKey(backupId: string): string {
 
 export const MANIFEST_PREFIX = "manifests/database/";
 export const ML_MANIFEST_PREFIX = "manifests/ml/";
+/** Where the manifests of chunk-store backups live (database dumps, MLflow exports, training data). */
+export const CHUNK_MANIFEST_PREFIXES = [MANIFEST_PREFIX, ML_MANIFEST_PREFIX] as const;
 
 export function mlManifestKey(backupId: string): string {
   return `${ML_MANIFEST_PREFIX}${backupId}.json`;
@@ -105,6 +107,18 @@ const ChunkStoreFields = {
 };
 
 /**
+ * What every manifest of the chunk store has, whatever its domain: enough to
+ * walk all backups' chunks (garbage collection, damage reports) without
+ * knowing what the chunks hold.
+ */
+export const ChunkStoreManifest = z.object({
+  backup_id: z.string(),
+  pack_prefix: z.string(),
+  chunks: z.array(ChunkRef),
+});
+export type ChunkStoreManifest = z.infer<typeof ChunkStoreManifest>;
+
+/**
  * A database's contents at backup time, from the same snapshot pg_dump read:
  * per relation ("schema.table", "sequence:…", "view:…", "extension:…") its row
  * count and an order-independent checksum of its rows, and the SHA-256 of its
@@ -140,7 +154,7 @@ export const DatabaseManifest = z.object({
   ...ChunkStoreFields,
   pack_prefix: z.string(),
   chunks: z.array(ChunkRef),
-  /** What a restore must reproduce, taken in the snapshot pg_dump read (runner/dr/consistency.ts); absent in older backups. */
+  /** What a restore must reproduce, taken in the snapshot pg_dump read (runner/database/consistency.ts); absent in older backups. */
   consistency: ConsistencyRecord.optional(),
 });
 export type DatabaseManifest = z.infer<typeof DatabaseManifest>;

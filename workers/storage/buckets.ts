@@ -4,8 +4,7 @@
 import type { BackupConfig } from "../config.ts";
 import type { Env } from "../env.ts";
 import type { StorageCatalog } from "../catalog/storage-catalog.ts";
-import { ApiError } from "../errors.ts";
-import { StepFailure } from "../jobs/step.ts";
+import { AppError } from "../shared/errors.ts";
 
 export function storageBucket(env: Env, config: BackupConfig, name: string): R2Bucket | undefined {
   const binding = config.storage_buckets[name];
@@ -17,14 +16,14 @@ export function storageBucket(env: Env, config: BackupConfig, name: string): R2B
 const notConfigured = (name: string) => `bucket "${name}" is not configured (STORAGE_BUCKETS)`;
 
 /** The 404 the API answers for a bucket it does not protect; `field` names the request field that gave it. */
-export function unknownBucket(name: string, field?: string): ApiError {
-  return new ApiError(404, "unknown_bucket", `${field ? `${field}: ` : ""}${notConfigured(name)}`);
+export function unknownBucket(name: string, field?: string): AppError {
+  return new AppError("unknown_bucket", `${field ? `${field}: ` : ""}${notConfigured(name)}`, 404);
 }
 
 /** A configured bucket for a Worker-run step; otherwise the job fails at once (retrying cannot configure it). */
 export function requireStepBucket(ctx: { env: Env; config: BackupConfig }, name: string): R2Bucket {
   const bucket = storageBucket(ctx.env, ctx.config, name);
-  if (!bucket) throw new StepFailure("unknown_bucket", notConfigured(name));
+  if (!bucket) throw new AppError("unknown_bucket", notConfigured(name));
   return bucket;
 }
 

@@ -12,10 +12,11 @@
 import { z } from "zod";
 import { openStorageCatalog } from "../catalog/storage-catalog.ts";
 import { SnapshotPart, snapshotManifestKey, STORAGE_BLOB_PREFIX, STORAGE_MANIFEST_PREFIX } from "../shared/format.ts";
-import type { StepContext, StepOutcome } from "../jobs/step.ts";
+import type { StepContext, StepOutcome } from "../jobs/kind.ts";
 import { backupBucketLocks } from "./lock-guard.ts";
 
 export const StorageGcParams = z.object({ grace_minutes: z.number().int().nonnegative(), dry_run: z.boolean() });
+export type StorageGcParams = z.infer<typeof StorageGcParams>;
 
 interface GcState {
   phase: "mark-parts" | "mark-versions" | "sweep";
@@ -28,8 +29,8 @@ interface GcState {
 const PARTS_PER_STEP = 200;
 const MARK = 16;
 
-export async function storageGcStep(ctx: StepContext): Promise<StepOutcome> {
-  const p = StorageGcParams.parse(ctx.params);
+export async function storageGcStep(ctx: StepContext<StorageGcParams>): Promise<StepOutcome> {
+  const p = ctx.params;
   const state = (ctx.state as GcState | undefined) ?? {
     phase: "mark-parts", after: "", marks_key: `tmp/storage-gc/${ctx.job.id}.json`,
     counts: { parts: 0, marked: 0, blobs: 0, deleted: 0, reclaimed_bytes: 0, kept_young: 0, kept_locked: 0, orphan_parts: 0 },
@@ -89,7 +90,7 @@ export async function storageGcStep(ctx: StepContext): Promise<StepOutcome> {
 }
 
 /** A part whose snapshot has no manifest, is older than the grace period, and whose job is not running. */
-async function isAbandoned(ctx: StepContext, snapshotId: string, part: R2Object, graceCutoff: number): Promise<boolean> {
+async function isAbandoned(ctx: StepContext<StorageGcParams>, snapshotId: string, part: R2Object, graceCutoff: number): Promise<boolean> {
   if (part.uploaded.getTime() > graceCutoff) return false;
   if (await ctx.env.BACKUPS.head(snapshotManifestKey(snapshotId))) return false;
   const running = await ctx.env.CATALOG.prepare(

@@ -5,7 +5,7 @@
 // API that cannot be read fails the caller: deleting blind is not an option.
 import type { BackupConfig } from "../config.ts";
 import type { Env } from "../env.ts";
-import { ApiError } from "../errors.ts";
+import { AppError } from "../shared/errors.ts";
 import { isLocked } from "./bucket-lock.ts";
 import { bucketLockApi } from "./ops-settings.ts";
 
@@ -19,16 +19,16 @@ const SKEW_MS = 60 * 60 * 1000;
 export async function backupBucketLocks(env: Env, config: BackupConfig, now: Date): Promise<LockGuard | null> {
   let api;
   try {
-    api = bucketLockApi(env);
+    api = bucketLockApi(env, config);
   } catch (e) {
-    if (e instanceof ApiError && e.code === "not_configured") return null;
+    if (e instanceof AppError && e.code === "not_configured") return null;
     throw e;
   }
   let rules;
   try {
     rules = (await api.get(config.backup_storage_bucket)).filter((r) => r.enabled);
   } catch (e) {
-    throw new ApiError(502, "bucket_lock_unavailable", `the Bucket Lock rules could not be read (${(e as Error).name}); nothing was deleted`);
+    throw new AppError("bucket_lock_unavailable", `the Bucket Lock rules could not be read (${(e as Error).name}); nothing was deleted`, 502);
   }
   if (rules.length === 0) return null;
   const at = new Date(now.getTime() + SKEW_MS);

@@ -3,12 +3,13 @@
 // Objects already there with the same size and source etag are skipped, so a
 // rerun, or a resumed step, copies only what is new.
 import { z } from "zod";
-import { ApiError } from "../errors.ts";
-import { StepFailure, type StepContext, type StepOutcome } from "../jobs/step.ts";
+import { AppError } from "../shared/errors.ts";
+import type { StepContext, StepOutcome } from "../jobs/kind.ts";
 import { syncOffsitePage } from "./offsite.ts";
 import { offsiteTarget } from "./ops-settings.ts";
 
 export const OffsiteParams = z.object({ prefix: z.string() });
+export type OffsiteParams = z.infer<typeof OffsiteParams>;
 
 interface OffsiteState {
   cursor?: string;
@@ -17,15 +18,10 @@ interface OffsiteState {
   failed: { key: string; error: string }[];
 }
 
-export async function offsiteStep(ctx: StepContext): Promise<StepOutcome> {
-  const p = OffsiteParams.parse(ctx.params);
-  let target;
-  try {
-    target = offsiteTarget(ctx.env);
-  } catch (e) {
-    if (e instanceof ApiError) throw new StepFailure(e.code, e.message);
-    throw e;
-  }
+export async function offsiteStep(ctx: StepContext<OffsiteParams>): Promise<StepOutcome> {
+  const p = ctx.params;
+  // Not configured: an AppError, so the job fails at once rather than retrying.
+  const target = offsiteTarget(ctx.config);
   const state = (ctx.state as OffsiteState | undefined) ?? { totals: { listed: 0, copied: 0, skipped: 0, bytes: 0, multipart: 0, changed: 0 }, failed: [] };
   const page = await syncOffsitePage(ctx.env.BACKUPS, target, {
     prefix: p.prefix || undefined, cursor: state.cursor, limit: ctx.config.storage_page_size,

@@ -4,9 +4,9 @@
 // shapes as the database routes: admin changes, viewer reads.
 import { Hono } from "hono";
 import { z } from "zod";
-import type { AppEnv } from "../app-env.ts";
+import type { AppEnv } from "../context.ts";
 import { requireRole } from "../auth.ts";
-import { ApiError, badRequest } from "../errors.ts";
+import { AppError, badRequest } from "../shared/errors.ts";
 import { parseJson, parseQuery } from "../http.ts";
 import { CloudflareApiError, configureLocks, LockRules, LockRulesError } from "./bucket-lock.ts";
 import { CostCursorError, costReport } from "./cost.ts";
@@ -27,7 +27,7 @@ const LifecycleRequest = z.strictObject({ bucket: R2BucketName, rules: Lifecycle
 storageOpsRoutes.put("/storage/lifecycle", requireRole("admin"), async (c) => {
   const body = await parseJson(c, LifecycleRequest);
   const bucket = bucketName(body.bucket, c.get("config"));
-  const client = r2S3Client(c.env);
+  const client = r2S3Client(c.get("config"));
   const result = await mapped(() => applyLifecycle(client, bucket, body.rules, { dryRun: body.dry_run }));
   // The full rule set, with the version-store rules R2 never sees, is kept for the version store.
   if (!body.dry_run) {
@@ -47,7 +47,7 @@ storageOpsRoutes.put("/storage/lifecycle", requireRole("admin"), async (c) => {
 storageOpsRoutes.get("/storage/lifecycle", requireRole("viewer"), async (c) => {
   const q = parseQuery(c, BucketQuery);
   const bucket = bucketName(q.bucket, c.get("config"));
-  const current = await mapped(() => readLifecycle(r2S3Client(c.env), bucket));
+  const current = await mapped(() => readLifecycle(r2S3Client(c.get("config")), bucket));
   const stored = await loadLifecycleRules(c.env.BACKUPS, bucket);
   // in_sync: R2 holds what was last applied here (false if someone changed it in the dashboard).
   return c.json({
@@ -78,7 +78,7 @@ const OffsiteRequest = z.strictObject({
 
 storageOpsRoutes.post("/storage/offsite", requireRole("admin"), async (c) => {
   const body = await parseJson(c, OffsiteRequest);
-  const target = offsiteTarget(c.env);
+  const target = offsiteTarget(c.get("config"));
   const { name } = resolveBucket(c.env, "BACKUPS", c.get("config"));
   const actor = c.get("actor");
   try {
@@ -91,7 +91,7 @@ storageOpsRoutes.post("/storage/offsite", requireRole("admin"), async (c) => {
   } catch (e) {
     await c.get("catalog").audit({
       actor, action: "storage.offsite", target: `${name} -> ${target.bucket}`, outcome: "failed",
-      detail: { prefix: body.prefix ?? "", error: e instanceof ApiError ? e.code : "internal" },
+      detail: { prefix: body.prefix ?? "", error: e instanceof AppError ? e.code : "internal" },
     });
     throw e;
   }
@@ -103,7 +103,7 @@ const LocksQuery = z.strictObject({ bucket: R2BucketName.default("BACKUPS") });
 storageOpsRoutes.put("/storage/locks", requireRole("admin"), async (c) => {
   const body = await parseJson(c, LocksRequest);
   const bucket = bucketName(body.bucket, c.get("config"));
-  const result = await mapped(() => configureLocks(bucketLockApi(c.env), bucket, body.rules, { dryRun: body.dry_run }));
+  const result = await mapped(() => configureLocks(bucketLockApi(c.env, c.get("config")), bucket, body.rules, { dryRun: body.dry_run }));
   await c.get("catalog").audit({
     actor: c.get("actor"), action: "storage.locks", target: bucket, outcome: "succeeded",
     detail: {
@@ -117,7 +117,7 @@ storageOpsRoutes.put("/storage/locks", requireRole("admin"), async (c) => {
 storageOpsRoutes.get("/storage/locks", requireRole("viewer"), async (c) => {
   const q = parseQuery(c, LocksQuery);
   const bucket = bucketName(q.bucket, c.get("config"));
-  return c.json({ bucket, rules: await mapped(() => bucketLockApi(c.env).get(bucket)) });
+  return c.json({ bucket, rules: await mapped(() => bucketLockApi(c.env, c.get("config")).get(bucket)) });
 });
 
 const S3_AUTH_CODES = new Set(["InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "Unauthorized", "Forbidden"]);
@@ -127,19 +127,19 @@ async function mapped<T>(fn: () => Promise<T>): Promise<T> {
   try {
     return await fn();
   } catch (e) {
-    if (e instanceof ApiError) throw e;
+    if (e instanceof AppError) throw e;
     if (e instanceof LifecycleRulesError || e instanceof LockRulesError || e instanceof S3InputError || e instanceof CostCursorError) {
       throw badRequest(e.message);
     }
     if (e instanceof S3Error) {
-      if (e.code === "NoSuchBucket") throw new ApiError(404, "unknown_bucket", e.message);
-      if (S3_AUTH_CODES.has(e.code)) throw new ApiError(502, "s3_access_denied", e.message);
-      if (e.code === "NetworkError") throw new ApiError(502, "s3_unreachable", e.message);
-      throw new ApiError(502, "s3_error", e.message);
+      if (e.code === "NoSuchBucket") throw new AppError("unknown_bucket", e.message, 404);
+      if (S3_AUTH_CODES.has(e.code)) throw new AppError("s3_access_denied", e.message, 502);
+      if (e.code === "NetworkError") throw new AppError("s3_unreachable", e.message, 502);
+      throw new AppError("s3_error", e.message, 502);
     }
     if (e instanceof CloudflareApiError) {
       const code = e.status === 401 || e.status === 403 ? "cloudflare_access_denied" : e.status === 404 ? "unknown_bucket" : "cloudflare_api_error";
-      throw new ApiError(e.status === 404 ? 404 : 502, code, e.message);
+      throw new AppError(code, e.message, e.status === 404 ? 404 : 502);
     }
     throw e;
   }

@@ -4,9 +4,9 @@
 // the Worker is unaffected. Secrets are only handed to the clients; they never
 // appear in a response, an error message or a log line.
 import { z } from "zod";
-import type { BackupConfig } from "../config.ts";
+import { SETTINGS, type BackupConfig } from "../config.ts";
 import type { Env } from "../env.ts";
-import { ApiError } from "../errors.ts";
+import { AppError } from "../shared/errors.ts";
 import { CloudflareBucketLockApi, type BucketLockApi } from "./bucket-lock.ts";
 import type { S3Target } from "./offsite.ts";
 import { S3Client } from "./s3/client.ts";
@@ -23,55 +23,55 @@ export const R2BucketName = z.string().refine(
 );
 
 const notConfigured = (what: string, missing: string[]) =>
-  new ApiError(503, "not_configured", `${what} is not configured: set ${missing.join(", ")}`);
+  new AppError("not_configured", `${what} is not configured: set ${missing.join(", ")}`, 503);
 
-function settings(env: Env, names: string[], what: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  const missing: string[] = [];
-  for (const n of names) {
-    const v = env[n];
-    if (typeof v === "string" && v.trim() !== "") out[n] = v.trim();
-    else missing.push(n);
-  }
+/** The named settings' values, or 503 not_configured naming the variables that are missing. */
+function required<K extends keyof typeof SETTINGS>(config: BackupConfig, fields: K[], what: string): Pick<BackupConfig, K> {
+  const missing = fields.filter((f) => String(config[f]).trim() === "").map((f) => SETTINGS[f].env);
   if (missing.length) throw notConfigured(what, missing);
-  return out;
+  return Object.fromEntries(fields.map((f) => [f, String(config[f]).trim()])) as Pick<BackupConfig, K>;
 }
 
 /** The backup bucket's real name for "BACKUPS" or its own name; other names pass through. */
 export const bucketName = (name: string, config: BackupConfig) => (name === BACKUPS_ALIAS ? config.backup_storage_bucket : name);
 
 /** A client for R2's S3 API (lifecycle configuration). */
-export function r2S3Client(env: Env): S3Client {
-  const s = settings(env, ["R2_S3_ENDPOINT", "R2_ACCESS_KEY_ID", "R2_SECRET_ACCESS_KEY"], "R2's S3 API");
-  return new S3Client({ endpoint: s.R2_S3_ENDPOINT!, accessKeyId: s.R2_ACCESS_KEY_ID!, secretAccessKey: s.R2_SECRET_ACCESS_KEY!, region: "auto" });
+export function r2S3Client(config: BackupConfig): S3Client {
+  const s = required(config, ["r2_s3_endpoint", "r2_access_key_id", "r2_secret_access_key"], "R2's S3 API");
+  return new S3Client({ endpoint: s.r2_s3_endpoint, accessKeyId: s.r2_access_key_id, secretAccessKey: s.r2_secret_access_key, region: "auto" });
 }
 
+/** Whether an off-site destination is configured (the off-site schedule does nothing otherwise). */
+export const offsiteConfigured = (config: BackupConfig) => config.offsite_s3_endpoint !== "";
+
 /** The off-site S3 destination. OFFSITE_S3_REGION defaults to us-east-1; OFFSITE_S3_PREFIX is optional. */
-export function offsiteTarget(env: Env): S3Target {
-  const s = settings(env, ["OFFSITE_S3_ENDPOINT", "OFFSITE_S3_BUCKET", "OFFSITE_ACCESS_KEY_ID", "OFFSITE_SECRET_ACCESS_KEY"], "the off-site copy");
-  const region = typeof env.OFFSITE_S3_REGION === "string" && env.OFFSITE_S3_REGION ? env.OFFSITE_S3_REGION : "us-east-1";
-  const prefix = typeof env.OFFSITE_S3_PREFIX === "string" ? env.OFFSITE_S3_PREFIX : "";
+export function offsiteTarget(config: BackupConfig): S3Target {
+  const s = required(config, ["offsite_s3_endpoint", "offsite_s3_bucket", "offsite_access_key_id", "offsite_secret_access_key"], "the off-site copy");
   return {
-    client: new S3Client({ endpoint: s.OFFSITE_S3_ENDPOINT!, accessKeyId: s.OFFSITE_ACCESS_KEY_ID!, secretAccessKey: s.OFFSITE_SECRET_ACCESS_KEY!, region }),
-    bucket: s.OFFSITE_S3_BUCKET!,
-    ...(prefix ? { prefix } : {}),
+    client: new S3Client({
+      endpoint: s.offsite_s3_endpoint, accessKeyId: s.offsite_access_key_id, secretAccessKey: s.offsite_secret_access_key, region: config.offsite_s3_region,
+    }),
+    bucket: s.offsite_s3_bucket,
+    ...(config.offsite_s3_prefix ? { prefix: config.offsite_s3_prefix } : {}),
   };
 }
 
 /**
- * The Bucket Lock API. BUCKET_LOCK_API may hold an object implementing
- * BucketLockApi (only in-process code can set a non-string binding: the
- * tests, or a local mode without a Cloudflare account); otherwise the
- * Cloudflare account API with CLOUDFLARE_ACCOUNT_ID and CLOUDFLARE_API_TOKEN.
+ * The Bucket Lock API. The BUCKET_LOCK_API binding may hold an object
+ * implementing BucketLockApi (only in-process code can set a non-string
+ * binding: the tests, or a local mode without a Cloudflare account);
+ * otherwise the Cloudflare account API with CLOUDFLARE_ACCOUNT_ID and
+ * CLOUDFLARE_API_TOKEN.
  */
-export function bucketLockApi(env: Env): BucketLockApi {
+export function bucketLockApi(env: Env, config: BackupConfig): BucketLockApi {
   const injected = env.BUCKET_LOCK_API as Partial<BucketLockApi> | undefined;
   if (injected && typeof injected === "object" && typeof injected.get === "function" && typeof injected.put === "function") {
     return injected as BucketLockApi;
   }
-  const s = settings(env, ["CLOUDFLARE_ACCOUNT_ID", "CLOUDFLARE_API_TOKEN"], "the Cloudflare account API (bucket locks)");
-  const jurisdiction = typeof env.R2_JURISDICTION === "string" && env.R2_JURISDICTION ? env.R2_JURISDICTION : undefined;
-  return new CloudflareBucketLockApi({ accountId: s.CLOUDFLARE_ACCOUNT_ID!, apiToken: s.CLOUDFLARE_API_TOKEN!, ...(jurisdiction ? { jurisdiction } : {}) });
+  const s = required(config, ["cloudflare_account_id", "cloudflare_api_token"], "the Cloudflare account API (bucket locks)");
+  return new CloudflareBucketLockApi({
+    accountId: s.cloudflare_account_id, apiToken: s.cloudflare_api_token, ...(config.r2_jurisdiction ? { jurisdiction: config.r2_jurisdiction } : {}),
+  });
 }
 
 /** The R2 binding for a bucket named in a request: the backup bucket (by name or "BACKUPS") or a configured storage bucket. */

@@ -4,9 +4,9 @@
 // captured now, a key the store still thinks alive gets a delete marker, the
 // replica gets every missing or different object and loses what the source no
 // longer has. What it had to repair is the drift, reported with replication status.
-import { StorageReconcileParams } from "../shared/protocol.ts";
+import { StorageReconcileParams } from "./protocol.ts";
 import { openStorageCatalog } from "../catalog/storage-catalog.ts";
-import type { StepContext, StepOutcome } from "../jobs/step.ts";
+import type { StepContext, StepOutcome } from "../jobs/kind.ts";
 import { protectionOf, requireStepBucket } from "./buckets.ts";
 import { captureVersion, recordDelete, replicateKey, type CaptureContext } from "./capture.ts";
 import { COPY_LANES } from "./lanes.ts";
@@ -20,8 +20,8 @@ interface ReconcileState {
   drift: { captured: number; deleted: number; replicated: number; replica_removed: number };
 }
 
-export async function reconcileStep(ctx: StepContext): Promise<StepOutcome> {
-  const p = StorageReconcileParams.parse(ctx.params);
+export async function reconcileStep(ctx: StepContext<StorageReconcileParams>): Promise<StepOutcome> {
+  const p = ctx.params;
   const bucket = requireStepBucket(ctx, p.bucket);
   const storage = openStorageCatalog(ctx.env.CATALOG);
   const protection = await protectionOf(ctx.config, storage, p.bucket);

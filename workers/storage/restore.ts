@@ -6,9 +6,9 @@
 // with its metadata and is checked against its SHA-256 as it is written.
 // A dry run reports what would happen and writes nothing.
 import { blobKey, type SnapshotEntry } from "../shared/format.ts";
-import { StorageRestoreParams } from "../shared/protocol.ts";
+import { StorageRestoreParams } from "./protocol.ts";
 import { openStorageCatalog } from "../catalog/storage-catalog.ts";
-import type { StepContext, StepOutcome } from "../jobs/step.ts";
+import type { StepContext, StepOutcome } from "../jobs/kind.ts";
 import { copyLimits, requireStepBucket } from "./buckets.ts";
 import { copyObject, hashObject } from "./objects.ts";
 import { COPY_LANES } from "./lanes.ts";
@@ -28,8 +28,8 @@ interface RestoreState {
 
 const CONFLICT_SAMPLE = 20;
 
-export async function restoreStep(ctx: StepContext): Promise<StepOutcome> {
-  const p = StorageRestoreParams.parse(ctx.params);
+export async function restoreStep(ctx: StepContext<StorageRestoreParams>): Promise<StepOutcome> {
+  const p = ctx.params;
   const target = requireStepBucket(ctx, p.target_bucket);
   const state = (ctx.state as RestoreState | undefined) ?? {
     part: 1, offset: 0, after: "", counts: { restored: 0, unchanged: 0, conflicts: 0, missing: 0, bytes: 0 }, conflict_keys: [],
@@ -57,7 +57,7 @@ export async function restoreStep(ctx: StepContext): Promise<StepOutcome> {
 const wanted = (p: StorageRestoreParams, key: string) => key.startsWith(p.prefix) && (p.key === undefined || key === p.key);
 
 /** Up to a page of matching entries from the snapshot's parts, resuming where the last step stopped. */
-async function fromSnapshot(ctx: StepContext, p: StorageRestoreParams, state: RestoreState) {
+async function fromSnapshot(ctx: StepContext<StorageRestoreParams>, p: StorageRestoreParams, state: RestoreState) {
   if (p.source.from !== "snapshot") throw new Error("unreachable");
   const manifest = await readManifest(ctx.env.BACKUPS, p.source.snapshot_id);
   const entries: SnapshotEntry[] = [];
@@ -79,7 +79,7 @@ async function fromSnapshot(ctx: StepContext, p: StorageRestoreParams, state: Re
 }
 
 /** The newest version of each key as of the time, a page at a time; deleted or uncaptured keys are skipped. */
-async function fromVersions(ctx: StepContext, p: StorageRestoreParams, state: RestoreState) {
+async function fromVersions(ctx: StepContext<StorageRestoreParams>, p: StorageRestoreParams, state: RestoreState) {
   if (p.source.from !== "versions") throw new Error("unreachable");
   const storage = openStorageCatalog(ctx.env.CATALOG);
   const rows = await storage.latestVersions({
@@ -98,7 +98,7 @@ async function fromVersions(ctx: StepContext, p: StorageRestoreParams, state: Re
   return { entries, more: rows.length === ctx.config.storage_page_size };
 }
 
-async function restoreEntry(ctx: StepContext, p: StorageRestoreParams, target: R2Bucket, e: SnapshotEntry, state: RestoreState) {
+async function restoreEntry(ctx: StepContext<StorageRestoreParams>, p: StorageRestoreParams, target: R2Bucket, e: SnapshotEntry, state: RestoreState) {
   const existing = await target.head(e.key);
   if (existing && existing.size === e.size && (existing.etag === e.etag || (await hashObject(target, e.key)).sha256 === e.sha256)) {
     state.counts.unchanged += 1;

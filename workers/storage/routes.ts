@@ -3,15 +3,16 @@
 // the write-through route for exact versioning.
 import { Hono, type Context } from "hono";
 import { z } from "zod";
-import type { AppEnv } from "../app-env.ts";
+import type { AppEnv } from "../context.ts";
 import { requireRole } from "../auth.ts";
-import { randomId } from "../crypto.ts";
-import { ApiError, badRequest, notFound } from "../errors.ts";
-import { parseJson, parseQuery } from "../http.ts";
+import { AppError, badRequest, notFound } from "../shared/errors.ts";
+import { accepted, kindContext, parseJson, parseQuery } from "../http.ts";
 import { submitJob } from "../jobs/submit.ts";
+import type { JobKindSpec } from "../jobs/kind.ts";
+import { storageGc, storageOffsite, storageReconcile, storageRestore, submitSnapshot } from "./kinds.ts";
 import { openStorageCatalog } from "../catalog/storage-catalog.ts";
-import { BucketName, newSnapshotId, SnapshotId } from "../shared/format.ts";
-import { ObjectKey, ObjectPrefix, type JobKind } from "../shared/protocol.ts";
+import { BucketName, SnapshotId } from "../shared/format.ts";
+import { ObjectKey, ObjectPrefix } from "../shared/protocol.ts";
 import { protectionOf, storageBucket, unknownBucket } from "./buckets.ts";
 import { handleEvent, STORAGE_EVENTS_QUEUE } from "./capture.ts";
 import { replicationStatus, storageStatus } from "./status.ts";
@@ -25,16 +26,15 @@ type Ctx = Context<AppEnv>;
 function requireBucket(c: Ctx, name: string, field = "bucket"): R2Bucket {
   if (!BucketName.safeParse(name).success) throw badRequest(`${field}: "${name}" is not a valid bucket name`);
   if (name === c.get("config").backup_storage_bucket) {
-    throw new ApiError(400, "backup_bucket", `${field}: "${name}" is the backup bucket itself; it is protected by the database/storage backups, not a source or target`);
+    throw new AppError("backup_bucket", `${field}: "${name}" is the backup bucket itself; it is protected by the database/storage backups, not a source or target`, 400);
   }
   const bucket = storageBucket(c.env, c.get("config"), name);
   if (!bucket) throw unknownBucket(name, field);
   return bucket;
 }
 
-async function startJob(c: Ctx, kind: JobKind, params: Record<string, unknown>, target: string) {
-  const job = await submitJob(c.env, c.get("catalog"), { kind, params, actor: c.get("actor"), target });
-  return { job_id: job.id, status: job.status };
+async function startJob<P>(c: Ctx, spec: JobKindSpec<P>, params: z.input<JobKindSpec<P>["params"]>, target: string) {
+  return accepted(await submitJob(kindContext(c), spec, params, { actor: c.get("actor"), target }));
 }
 
 const SnapshotRequest = z.strictObject({ bucket: z.string().optional(), prefix: ObjectPrefix.default("") });
@@ -47,8 +47,8 @@ storageRoutes.post("/backup/storage", requireRole("admin"), async (c) => {
   for (const s of sources) requireBucket(c, s.bucket);
   const jobs = [];
   for (const s of sources) {
-    const snapshot_id = newSnapshotId(s.bucket, new Date(), randomId(6));
-    jobs.push({ ...(await startJob(c, "storage.snapshot", { snapshot_id, ...s }, `${s.bucket}/${s.prefix}`)), snapshot_id });
+    const { job, snapshot_id } = await submitSnapshot(kindContext(c), s, c.get("actor"));
+    jobs.push({ ...accepted({ job }), snapshot_id });
   }
   return c.json({ jobs }, 202);
 });
@@ -74,14 +74,14 @@ const GcRequest = z.strictObject({ grace_minutes: z.number().int().min(0).max(52
 storageRoutes.post("/storage/gc", requireRole("admin"), async (c) => {
   const body = await parseJson(c, GcRequest);
   const params = { grace_minutes: body.grace_minutes ?? c.get("config").gc_grace_minutes, dry_run: body.dry_run };
-  return c.json(await startJob(c, "storage.gc", params, "storage blobs"), 202);
+  return c.json(await startJob(c, storageGc, params, "storage blobs"), 202);
 });
 
 /** The whole backup bucket (or a prefix) to the off-site provider, as a job (POST /storage/offsite runs one page inline). */
 storageRoutes.post("/storage/offsite/sync", requireRole("admin"), async (c) => {
   const body = await parseJson(c, z.strictObject({ prefix: ObjectPrefix.default("") }));
-  offsiteTarget(c.env); // 503 not_configured now, rather than a failed job later
-  return c.json(await startJob(c, "storage.offsite", { prefix: body.prefix }, "off-site copy"), 202);
+  offsiteTarget(c.get("config")); // 503 not_configured now, rather than a failed job later
+  return c.json(await startJob(c, storageOffsite, { prefix: body.prefix }, "off-site copy"), 202);
 });
 
 const ListQuery = z.strictObject({
@@ -127,7 +127,7 @@ storageRoutes.post("/backup/storage/:id/restore", requireRole("admin"), async (c
   if (!snapshot) throw notFound("snapshot");
   const scope = restoreScope(c, body, snapshot.bucket);
   const params = { source: { from: "snapshot", snapshot_id: snapshot.id }, ...scope };
-  return c.json(await startJob(c, "storage.restore", params, `${snapshot.id} -> ${scope.target_bucket}`), 202);
+  return c.json(await startJob(c, storageRestore, params, `${snapshot.id} -> ${scope.target_bucket}`), 202);
 });
 
 const PointInTimeRequest = z.strictObject({ bucket: z.string(), as_of: z.iso.datetime({ offset: true }), ...RestoreOptions });
@@ -137,10 +137,10 @@ storageRoutes.post("/storage/restore", requireRole("admin"), async (c) => {
   const body = await parseJson(c, PointInTimeRequest);
   requireBucket(c, body.bucket);
   const protection = await protectionOf(c.get("config"), openStorageCatalog(c.env.CATALOG), body.bucket);
-  if (!protection.versioning) throw new ApiError(409, "versioning_off", `bucket "${body.bucket}" is not under versioning; restore from a snapshot instead`);
+  if (!protection.versioning) throw new AppError("versioning_off", `bucket "${body.bucket}" is not under versioning; restore from a snapshot instead`, 409);
   const scope = restoreScope(c, body, body.bucket);
   const params = { source: { from: "versions", bucket: body.bucket, as_of: new Date(body.as_of).toISOString() }, ...scope };
-  return c.json(await startJob(c, "storage.restore", params, `${body.bucket}@${body.as_of} -> ${scope.target_bucket}`), 202);
+  return c.json(await startJob(c, storageRestore, params, `${body.bucket}@${body.as_of} -> ${scope.target_bucket}`), 202);
 });
 
 const BucketRequest = z.strictObject({ bucket: z.string() });
@@ -148,11 +148,11 @@ const BucketRequest = z.strictObject({ bucket: z.string() });
 storageRoutes.post("/storage/versioning", requireRole("admin"), async (c) => {
   const { bucket } = await parseJson(c, BucketRequest);
   requireBucket(c, bucket);
-  if (!c.get("config").storage_versioning_enabled) throw new ApiError(409, "versioning_disabled", "STORAGE_VERSIONING_ENABLED is false");
+  if (!c.get("config").storage_versioning_enabled) throw new AppError("versioning_disabled", "STORAGE_VERSIONING_ENABLED is false", 409);
   const row = await openStorageCatalog(c.env.CATALOG).enableVersioning(bucket, new Date());
   await c.get("catalog").audit({ actor: c.get("actor"), action: "storage.versioning.enable", target: bucket, outcome: "succeeded" });
   // The first reconciliation captures every object as it is now: the baseline versions.
-  const baseline = await startJob(c, "storage.reconcile", { bucket }, bucket);
+  const baseline = await startJob(c, storageReconcile, { bucket }, bucket);
   return c.json({ bucket, versioning_since: row.versioning_since, baseline_job: baseline, notification_rule: notificationRule(bucket) });
 });
 
@@ -163,10 +163,10 @@ storageRoutes.post("/storage/replication", requireRole("admin"), async (c) => {
   if (body.source === body.target) throw badRequest("target: a bucket cannot be its own replica");
   requireBucket(c, body.source, "source");
   requireBucket(c, body.target, "target");
-  if (!c.get("config").storage_cross_region_replication) throw new ApiError(409, "replication_disabled", "STORAGE_CROSS_REGION_REPLICATION is false");
+  if (!c.get("config").storage_cross_region_replication) throw new AppError("replication_disabled", "STORAGE_CROSS_REGION_REPLICATION is false", 409);
   await openStorageCatalog(c.env.CATALOG).enableReplication(body.source, body.target, new Date());
   await c.get("catalog").audit({ actor: c.get("actor"), action: "storage.replication.enable", target: `${body.source} -> ${body.target}`, outcome: "succeeded" });
-  const initial = await startJob(c, "storage.reconcile", { bucket: body.source }, body.source);
+  const initial = await startJob(c, storageReconcile, { bucket: body.source }, body.source);
   return c.json({ ...body, initial_sync_job: initial, notification_rule: notificationRule(body.source) });
 });
 
@@ -174,7 +174,7 @@ storageRoutes.delete("/storage/replication/:source", requireRole("admin"), async
   const source = c.req.param("source");
   requireBucket(c, source, "source");
   if (c.get("config").storage_replication[source]) {
-    throw new ApiError(409, "configured_replication", `replication of ${source} is set by STORAGE_REPLICATION; change the configuration instead`);
+    throw new AppError("configured_replication", `replication of ${source} is set by STORAGE_REPLICATION; change the configuration instead`, 409);
   }
   const stopped = await openStorageCatalog(c.env.CATALOG).disableReplication(source);
   if (!stopped) throw notFound(`replication of ${source}`);
@@ -189,7 +189,7 @@ storageRoutes.get("/storage/replication", requireRole("viewer"), async (c) => {
 storageRoutes.post("/storage/reconcile", requireRole("admin"), async (c) => {
   const { bucket } = await parseJson(c, BucketRequest);
   requireBucket(c, bucket);
-  return c.json(await startJob(c, "storage.reconcile", { bucket }, bucket), 202);
+  return c.json(await startJob(c, storageReconcile, { bucket }, bucket), 202);
 });
 
 const VersionsQuery = z.strictObject({ bucket: z.string(), key: ObjectKey });
@@ -218,14 +218,14 @@ storageRoutes.put("/storage/objects/:bucket/:key{.+}", requireRole("admin"), asy
   const key = ObjectKey.safeParse(c.req.param("key"));
   if (!key.success) throw badRequest(`key: ${key.error.issues[0]?.message}`);
   const length = Number(c.req.header("content-length"));
-  if (!Number.isInteger(length) || !c.req.raw.body) throw new ApiError(411, "length_required", "a Content-Length is required");
+  if (!Number.isInteger(length) || !c.req.raw.body) throw new AppError("length_required", "a Content-Length is required", 411);
   const contentType = c.req.header("content-type");
   const obj = await bucket.put(key.data, c.req.raw.body, contentType ? { httpMetadata: { contentType } } : {});
-  if (!obj) throw new ApiError(409, "conflict", "the write was refused");
+  if (!obj) throw new AppError("conflict", "the write was refused", 409);
   const event = { action: "PutObject" as const, bucket: name, object: { key: key.data, size: obj.size, eTag: obj.etag }, eventTime: obj.uploaded.toISOString() };
   if (c.req.query("capture") === "queue") {
     // Announce the write the way an R2 notification would (local development and benchmarks, where R2 sends none).
-    if (!c.env.STORAGE_EVENTS) throw new ApiError(503, "no_events_queue", "the STORAGE_EVENTS producer is not bound");
+    if (!c.env.STORAGE_EVENTS) throw new AppError("no_events_queue", "the STORAGE_EVENTS producer is not bound", 503);
     await c.env.STORAGE_EVENTS.send({ account: "local", ...event });
   } else {
     await handleEvent({ env: c.env, config: c.get("config"), storage: openStorageCatalog(c.env.CATALOG), now: new Date() }, event, "write-through");

@@ -7,9 +7,10 @@
 import {
   SnapshotManifest, SnapshotPart, snapshotManifestKey, snapshotPartKey, FORMAT_VERSION, type SnapshotEntry,
 } from "../shared/format.ts";
-import { StorageSnapshotParams } from "../shared/protocol.ts";
+import { StorageSnapshotParams } from "./protocol.ts";
 import { openStorageCatalog } from "../catalog/storage-catalog.ts";
-import { StepFailure, type StepContext, type StepOutcome } from "../jobs/step.ts";
+import { AppError } from "../shared/errors.ts";
+import type { StepContext, StepOutcome } from "../jobs/kind.ts";
 import { copyLimits, requireStepBucket } from "./buckets.ts";
 import { metaOf, ObjectChanged, storeBlob } from "./objects.ts";
 import { COPY_LANES } from "./lanes.ts";
@@ -27,8 +28,8 @@ interface SnapshotState {
   stats: { objects: number; bytes: number; copied_objects: number; copied_bytes: number };
 }
 
-export async function snapshotStep(ctx: StepContext): Promise<StepOutcome> {
-  const p = StorageSnapshotParams.parse(ctx.params);
+export async function snapshotStep(ctx: StepContext<StorageSnapshotParams>): Promise<StepOutcome> {
+  const p = ctx.params;
   const source = requireStepBucket(ctx, p.bucket);
   const storage = openStorageCatalog(ctx.env.CATALOG);
   const state = (ctx.state as SnapshotState | undefined) ?? (await firstState(ctx, p));
@@ -64,7 +65,7 @@ export async function snapshotStep(ctx: StepContext): Promise<StepOutcome> {
   return { done: { kind: "storage.snapshot", snapshot_id: p.snapshot_id, parent_id: state.parent_id ?? null, parts: state.parts, ...manifest.stats } };
 }
 
-async function firstState(ctx: StepContext, p: StorageSnapshotParams): Promise<SnapshotState> {
+async function firstState(ctx: StepContext<StorageSnapshotParams>, p: StorageSnapshotParams): Promise<SnapshotState> {
   const parent = await openStorageCatalog(ctx.env.CATALOG).latestSnapshot(p.bucket, p.prefix);
   // A parent whose manifest is gone only costs deduplication: copy everything again.
   const parentManifest = parent ? await readManifest(ctx.env.BACKUPS, parent.id).catch(() => undefined) : undefined;
@@ -77,7 +78,7 @@ async function firstState(ctx: StepContext, p: StorageSnapshotParams): Promise<S
 }
 
 /** The parent's entries that can match this page: parts from state.parent_part up to the one passing lastKey. */
-async function parentEntries(ctx: StepContext, state: SnapshotState, lastKey: string): Promise<Map<string, SnapshotEntry>> {
+async function parentEntries(ctx: StepContext<StorageSnapshotParams>, state: SnapshotState, lastKey: string): Promise<Map<string, SnapshotEntry>> {
   const map = new Map<string, SnapshotEntry>();
   if (!state.parent_id) return map;
   while (state.parent_part <= state.parent_parts) {
@@ -107,7 +108,7 @@ class BlobWrites {
 }
 
 async function captureObject(
-  ctx: StepContext, source: R2Bucket, obj: R2Object, previous: SnapshotEntry | undefined, state: SnapshotState, blobs: BlobWrites,
+  ctx: StepContext<StorageSnapshotParams>, source: R2Bucket, obj: R2Object, previous: SnapshotEntry | undefined, state: SnapshotState, blobs: BlobWrites,
 ): Promise<SnapshotEntry | undefined> {
   const base = { key: obj.key, size: obj.size, etag: obj.etag, uploaded: obj.uploaded.toISOString(), meta: metaOf(obj) };
   state.stats.objects += 1;
@@ -130,7 +131,7 @@ async function captureObject(
   }
 }
 
-async function finish(ctx: StepContext, p: StorageSnapshotParams, state: SnapshotState): Promise<SnapshotManifest> {
+async function finish(ctx: StepContext<StorageSnapshotParams>, p: StorageSnapshotParams, state: SnapshotState): Promise<SnapshotManifest> {
   const manifest: SnapshotManifest = {
     format: "astrid-backup/storage-snapshot", format_version: FORMAT_VERSION, snapshot_id: p.snapshot_id,
     bucket: p.bucket, prefix: p.prefix, created_at: state.created_at, finished_at: new Date().toISOString(),
@@ -144,12 +145,12 @@ async function finish(ctx: StepContext, p: StorageSnapshotParams, state: Snapsho
 
 export async function readManifest(backups: R2Bucket, snapshotId: string): Promise<SnapshotManifest> {
   const obj = await backups.get(snapshotManifestKey(snapshotId));
-  if (!obj) throw new StepFailure("manifest_missing", `snapshot ${snapshotId} has no manifest in the backup bucket`);
+  if (!obj) throw new AppError("manifest_missing", `snapshot ${snapshotId} has no manifest in the backup bucket`);
   return SnapshotManifest.parse(await obj.json());
 }
 
 export async function readPart(backups: R2Bucket, snapshotId: string, part: number): Promise<SnapshotPart> {
   const obj = await backups.get(snapshotPartKey(snapshotId, part));
-  if (!obj) throw new StepFailure("manifest_missing", `snapshot ${snapshotId} is missing part ${part}`);
+  if (!obj) throw new AppError("manifest_missing", `snapshot ${snapshotId} is missing part ${part}`);
   return SnapshotPart.parse(await obj.json());
 }

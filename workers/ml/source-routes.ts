@@ -1,16 +1,14 @@
 // Read access to protected R2 buckets for the runner, for exactly one thing:
 // a training-data job reading the R2 prefixes its dataset names (the runner
-// holds no R2 credentials). Anything outside those prefixes is 403.
+// holds no R2 credentials). Anything outside those prefixes is 403. Mounted
+// under /repo/v1 behind the job-token check.
 import { Hono, type Context } from "hono";
 import { z } from "zod";
-import type { AppEnv } from "../app-env.ts";
-import { ApiError } from "../errors.ts";
+import { AppError } from "../shared/errors.ts";
 import { parseQuery } from "../http.ts";
-import { TrainingDataParams } from "../shared/protocol.ts";
+import { TrainingDataParams } from "./protocol.ts";
 import { storageBucket, unknownBucket } from "../storage/buckets.ts";
-import type { JobGrant } from "./job-token.ts";
-
-type RepoEnv = AppEnv & { Variables: { grant: JobGrant } };
+import type { RepoEnv } from "../repository/routes.ts";
 
 export const sourceRoutes = new Hono<RepoEnv>();
 
@@ -21,7 +19,7 @@ async function readableSource(c: Context<RepoEnv>, bucket: string, path: string)
   const params = job?.kind === "training_data.backup" ? TrainingDataParams.safeParse(JSON.parse(job.params)) : undefined;
   const prefixes = params?.success ? (config.ml_datasets[params.data.dataset]?.r2_prefixes ?? []) : [];
   if (!prefixes.some((p) => p.bucket === bucket && path.startsWith(p.prefix))) {
-    throw new ApiError(403, "forbidden", `job ${c.get("grant").job_id} may not read ${bucket}/${path}`);
+    throw new AppError("forbidden", `job ${c.get("grant").job_id} may not read ${bucket}/${path}`, 403);
   }
   const binding = storageBucket(c.env, config, bucket);
   if (!binding) throw unknownBucket(bucket);
@@ -45,7 +43,7 @@ sourceRoutes.get("/source/:bucket/objects/:key{.+}", async (c) => {
   const bucket = await readableSource(c, c.req.param("bucket"), key);
   const etag = c.req.query("etag");
   const object = await bucket.get(key, etag ? { onlyIf: { etagMatches: etag } } : {});
-  if (!object) throw new ApiError(404, "not_found", `no object ${key}`);
-  if (!("body" in object)) throw new ApiError(412, "object_changed", `${key} changed since it was listed`);
+  if (!object) throw new AppError("not_found", `no object ${key}`, 404);
+  if (!("body" in object)) throw new AppError("object_changed", `${key} changed since it was listed`, 412);
   return c.body(object.body, 200, { "content-length": String(object.size), etag: object.httpEtag });
 });

@@ -3,9 +3,10 @@
 // the runner as an exclusive job; see catalog.claimJob.
 import { Hono } from "hono";
 import { z } from "zod";
-import type { AppEnv } from "../app-env.ts";
+import type { AppEnv } from "../context.ts";
 import { requireRole } from "../auth.ts";
-import { parseJson } from "../http.ts";
+import { accepted, kindContext, parseJson } from "../http.ts";
+import { repositoryGc } from "./kinds.ts";
 import { submitJob } from "../jobs/submit.ts";
 
 export const gcRoutes = new Hono<AppEnv>();
@@ -18,8 +19,5 @@ const GcRequest = z.strictObject({
 gcRoutes.post("/repository/gc", requireRole("admin"), async (c) => {
   const body = await parseJson(c, GcRequest);
   const params = { grace_minutes: body.grace_minutes ?? c.get("config").gc_grace_minutes, dry_run: body.dry_run };
-  const job = await submitJob(c.env, c.get("catalog"), {
-    kind: "repository.gc", params, actor: c.get("actor"), target: "repository",
-  });
-  return c.json({ job_id: job.id, status: job.status }, 202);
+  return c.json(accepted(await submitJob(kindContext(c), repositoryGc, params, { actor: c.get("actor"), target: "repository" })), 202);
 });

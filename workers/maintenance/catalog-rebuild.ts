@@ -7,15 +7,15 @@
 // cannot be rebuilt; rebuilt rows say so by having none.
 import { Hono } from "hono";
 import { z } from "zod";
-import type { AppEnv } from "../app-env.ts";
+import type { AppEnv } from "../context.ts";
 import { requireRole } from "../auth.ts";
 import type { Env } from "../env.ts";
 import { parseJson } from "../http.ts";
 import {
   DatabaseManifest, MANIFEST_PREFIX, ML_MANIFEST_PREFIX, MlManifest, SnapshotManifest, STORAGE_MANIFEST_PREFIX,
 } from "../shared/format.ts";
-import type { Catalog } from "./catalog.ts";
-import { openStorageCatalog } from "./storage-catalog.ts";
+import type { Catalog } from "../catalog/catalog.ts";
+import { openStorageCatalog } from "../catalog/storage-catalog.ts";
 
 export const catalogRoutes = new Hono<AppEnv>();
 
@@ -89,7 +89,7 @@ const durationMs = (m: { created_at: string; finished_at: string }) => Date.pars
 
 function databaseRow(catalog: Catalog, key: string, m: DatabaseManifest): Promise<boolean> {
   return catalog.insertBackupIfAbsent({
-    id: m.backup_id, domain: "database", database: m.database, type: m.type, status: "completed", manifest_key: key,
+    id: m.backup_id, domain: "database", source: m.database, type: m.type, status: "completed", manifest_key: key,
     logical_bytes: m.dump.logical_bytes, stored_bytes: m.stats.stored_bytes, new_stored_bytes: m.stats.new_stored_bytes,
     chunk_count: m.chunks.length, sha256: m.dump.sha256, job_id: null, created_at: m.created_at, finished_at: m.finished_at,
     duration_ms: durationMs(m),
@@ -98,7 +98,7 @@ function databaseRow(catalog: Catalog, key: string, m: DatabaseManifest): Promis
 
 function mlRow(catalog: Catalog, key: string, m: MlManifest): Promise<boolean> {
   return catalog.insertBackupIfAbsent({
-    id: m.backup_id, domain: m.format === "astrid-backup/mlflow" ? "ml" : "training_data", database: m.source, type: "full", status: "completed",
+    id: m.backup_id, domain: m.format === "astrid-backup/mlflow" ? "ml" : "training_data", source: m.source, type: "full", status: "completed",
     manifest_key: key, logical_bytes: m.logical_bytes, stored_bytes: m.stats.stored_bytes, new_stored_bytes: m.stats.new_stored_bytes,
     chunk_count: m.chunks.length, sha256: m.digest, job_id: null, created_at: m.created_at, finished_at: m.finished_at,
     duration_ms: durationMs(m),

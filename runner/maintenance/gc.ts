@@ -4,14 +4,14 @@
 // other job, and the grace period covers a runner that was declared lost but
 // is in fact still writing. A pack that is only partly referenced is kept
 // whole (repacking it is not done yet); its dead bytes are reported.
-import type { GcDispatch, GcResult } from "../../workers/shared/protocol.ts";
+import type { RepositoryGcDispatch as GcDispatch, RepositoryGcResult as GcResult } from "../../workers/maintenance/protocol.ts";
 import type { JobContext } from "../job-context.ts";
-import { RepositoryClient, type ListedObject } from "./client.ts";
-import { allManifests } from "./manifests.ts";
+import type { ListedObject } from "../repository/client.ts";
+import { allManifests } from "../repository/manifests.ts";
 
 export async function collectGarbage(job: GcDispatch, ctx: JobContext): Promise<GcResult> {
   const started = Date.now();
-  const repo = new RepositoryClient(job.repository);
+  const repo = ctx.repository;
   const referenced = new Set<string>();
   const liveArchives = new Set<string>();
   let manifests = 0;
