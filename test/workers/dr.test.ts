@@ -9,9 +9,10 @@ import { completeJob } from "../../workers/jobs/complete.ts";
 import { kinds } from "../../workers/kinds.ts";
 import { openDrStore } from "../../workers/dr/runs.ts";
 import { setAlert } from "../../workers/dr/alerts.ts";
+import { buildDrillDispatch } from "../../workers/dr/dispatch.ts";
 import { rtoState } from "../../workers/dr/status.ts";
 import type { DrillResult } from "../../workers/dr/protocol.ts";
-import { api, catalog, catalogDump, ctxOf, DATABASE_URL_PASSWORD, isoSecondsAgo, jobRow, recordingQueue, resetState, seedBackup, testEnv, VIEWER } from "./helpers.ts";
+import { api, catalog, catalogDump, ctxOf, DATABASE_URL_PASSWORD, isoSecondsAgo, jobRow, recordingQueue, resetState, seedBackup, seedJob, testEnv, VIEWER } from "./helpers.ts";
 
 beforeEach(async () => {
   await resetState();
@@ -126,6 +127,22 @@ describe("starting a drill", () => {
     const secret = await api("POST", "/backup/test-recovery", { body: {}, env: { DR_DATABASE_URL: "mysql://u:hunter2-secret@x/y" } });
     expect(secret.body.error.message).toContain("DR_DATABASE_URL");
     expect(secret.text).not.toContain("hunter2-secret");
+  });
+});
+
+describe("dispatching a drill", () => {
+  it("key_holder_unavailable without AGE_ESCROW_IDENTITY fails at dispatch with escrow_missing", async () => {
+    const backup = await seedBackup({ created_at: isoSecondsAgo(600), verify_status: "passed" });
+    const job = await seedJob({ kind: "dr.drill", status: "running", params: {} });
+    const params = {
+      trigger: "manual" as const, restore_point: "latest" as const, databases: [{ database: "astrid", backup_id: backup.id }], ml: [], storage: [],
+      catalog: false, missing: [], scenario: { name: "key_holder_unavailable", escrow_only: true },
+    };
+    const ctx = { ...ctxOf(), job, repository: async () => ({ url: "https://repo.test/repo/v1", token: "t" }) };
+    await expect(buildDrillDispatch(params, ctx)).rejects.toMatchObject({ code: "escrow_missing" });
+    const plain = await buildDrillDispatch({ ...params, scenario: undefined }, ctx);
+    expect(plain.databases[0]!.target_url).toMatch(/^postgres:\/\/backup:s3cret-pw@127\.0\.0\.1:1\/astrid_dr_job_/); // the source's server, a scratch name
+    expect(plain.databases[0]!.target_url).not.toMatch(/\/astrid$/);
   });
 });
 
