@@ -140,6 +140,8 @@ describe("dispatching a drill", () => {
     };
     const ctx = { ...ctxOf(), job, repository: async () => ({ url: "https://repo.test/repo/v1", token: "t" }) };
     await expect(buildDrillDispatch(params, ctx)).rejects.toMatchObject({ code: "escrow_missing" });
+    const withEscrow = { ...ctx, ...ctxOf(testEnv({ AGE_ESCROW_IDENTITY: "AGE-SECRET-KEY-1ESCROWONLY" })) };
+    expect((await buildDrillDispatch(params, withEscrow)).identities).toEqual(["AGE-SECRET-KEY-1ESCROWONLY"]);
     const plain = await buildDrillDispatch({ ...params, scenario: undefined }, ctx);
     expect(plain.databases[0]!.target_url).toMatch(/^postgres:\/\/backup:s3cret-pw@127\.0\.0\.1:1\/astrid_dr_job_/); // the source's server, a scratch name
     expect(plain.databases[0]!.target_url).not.toMatch(/\/astrid$/);
