@@ -39,7 +39,7 @@ export const handlers: Record<string, RunnerHandler> = {
   "training_data.backup": handler(TrainingDataDispatch, backupTrainingData),
   "training_data.restore": handler(TrainingDataRestoreDispatch, restoreTrainingData),
   "dr.drill": handler(DrillDispatch, runDrill),
-  "dr.canary": handler(CanaryDispatch, (job) => writeCanaries(job)),
+  "dr.canary": handler(CanaryDispatch, writeCanaries),
 };
 
 /** A verify result that found damage: the job fails, and still carries its findings. */

@@ -108,6 +108,22 @@ export const SETTINGS = {
   dr_test_schedule: setting("DR_TEST_SCHEDULE", "0 0 * * 0", Cron, "recovery drills"),
   rto_target_minutes: setting("RTO_TARGET_MINUTES", 60, Minutes, "recovery time objective"),
   rpo_target_minutes: setting("RPO_TARGET_MINUTES", 15, Minutes, "recovery point objective"),
+  // disaster recovery: drills, canaries, alerts (workers/dr, docs/dr.md)
+  dr_watch_schedule: setting("DR_WATCH_SCHEDULE", "*/10 * * * *", Cron, "alert evaluation, lost drills, canaries"),
+  dr_domains: setting("DR_DOMAINS", "database,storage,ml,catalog", Text, "what a drill proves (comma list)"),
+  dr_restore_point: setting("DR_RESTORE_POINT", "latest" as "latest" | "random", z.enum(["latest", "random"]), "a drill's database restore point: newest verified, or random within the window"),
+  dr_random_window_days: setting("DR_RANDOM_WINDOW_DAYS", 7, Days, "window of DR_RESTORE_POINT=random"),
+  dr_database_url: setting("DR_DATABASE_URL", "", Text, "server of the drills' scratch databases (default: each source's server)", true),
+  dr_storage_sample: setting("DR_STORAGE_SAMPLE", 100, Count(1, 100_000), "objects a drill restores per storage source"),
+  dr_scratch_bucket: setting("DR_SCRATCH_BUCKET", "BACKUPS", Text.min(1), "binding or bucket name for drills' scratch prefixes"),
+  dr_mlflow_tracking_uri: setting("DR_MLFLOW_TRACKING_URI", "", Text, "the scratch MLflow server drills restore into", true),
+  dr_mlflow_tracking_token: setting("DR_MLFLOW_TRACKING_TOKEN", "", Text, "its token", true),
+  age_escrow_identity: setting("AGE_ESCROW_IDENTITY", "", Text, "escrow age identity, only for the key_holder_unavailable rehearsal", true),
+  dr_canary: setting("DR_CANARY", false, Bool, "canary rows and objects: drills measure the data really lost"),
+  alert_webhook_urls: setting("ALERT_WEBHOOK_URLS", "", Text, "alert webhooks (comma list; Slack for hooks.slack.com or #slack)", true),
+  alert_deadman_url: setting("ALERT_DEADMAN_URL", "", Text, "dead-man's-switch ping after successful scheduled runs", true),
+  alert_replication_lag_seconds: setting("ALERT_REPLICATION_LAG_SECONDS", 300, Count(1, 86_400 * 30), "replication lag that alerts"),
+  alert_backup_grace_minutes: setting("ALERT_BACKUP_GRACE_MINUTES", 60, Count(0, 60 * 24 * 30), "grace beyond a day before \"no successful backup\" alerts"),
   // repository and jobs
   repository_gc_schedule: setting("REPOSITORY_GC_SCHEDULE", "0 6 * * 0", Cron, "garbage collection of unreferenced packs and blobs"),
   gc_grace_minutes: setting("GC_GRACE_MINUTES", 24 * 60, Count(0, 60 * 24 * 365), "an unreferenced object younger than this is spared by GC"),
@@ -298,6 +314,6 @@ export function configuredSchedules(config: BackupConfig): string[] {
   return [
     config.database_backup_schedule, config.database_incremental_schedule, config.database_archive_schedule, config.ml_backup_schedule,
     config.repository_gc_schedule, config.storage_backup_schedule, config.storage_reconcile_schedule, config.offsite_schedule,
-    ...(config.dr_testing_enabled ? [config.dr_test_schedule] : []),
+    config.dr_test_schedule, config.dr_watch_schedule,
   ];
 }

@@ -8,11 +8,12 @@ import { mlKinds, mlTasks } from "./ml/kinds.ts";
 import { storageKinds, storageTasks } from "./storage/kinds.ts";
 import { maintenanceKinds, maintenanceTasks } from "./maintenance/kinds.ts";
 import { drKinds } from "./dr/kinds.ts";
-import { drSweep, drTasks } from "./dr/schedule.ts";
-import { afterJobSettled } from "./dr/job-alerts.ts";
+import { drTasks } from "./dr/tasks.ts";
+import { jobAlert } from "./dr/job-alerts.ts";
 
 export const kinds = new KindRegistry(
   [...databaseKinds, ...mlKinds, ...storageKinds, ...maintenanceKinds, ...drKinds],
   [...databaseTasks, ...mlTasks, ...maintenanceTasks, ...storageTasks, ...drTasks],
-  { sweeps: [drSweep], settled: [(ctx, job) => afterJobSettled(ctx.env, job)] },
+  // A failed job alerts as soon as it ends (the watch task also re-evaluates every 10 minutes); drills alert themselves.
+  { settled: [(ctx, job) => (job.kind === "dr.drill" ? Promise.resolve() : jobAlert(ctx, job))] },
 );

@@ -4,8 +4,8 @@
 // that canary to the drill's start is the data a real recovery would lose.
 import type { CanaryDispatch, CanaryResult } from "../../workers/dr/protocol.ts";
 import { psql } from "../database/pg-tools.ts";
-import { AppError } from "../../workers/shared/errors.ts";
 import { scrub } from "../failure.ts";
+import { AppError } from "../../workers/shared/errors.ts";
 import { psqlScript } from "../database/consistency.ts";
 
 export const CANARY_TABLE = "astrid_dr_canary.canary";
@@ -26,14 +26,15 @@ export async function writeCanary(url: string): Promise<string> {
 
 /** dr.canary: one canary into every source database; a database that refuses is reported, the others still get theirs. */
 export async function writeCanaries(job: CanaryDispatch): Promise<CanaryResult> {
-  const result: CanaryResult = { kind: "dr.canary", written: [], problems: [] };
+  const result: CanaryResult = { kind: "dr.canary", written: [] };
+  const problems: string[] = [];
   for (const d of job.databases) {
     try {
-      result.written.push({ database: d.database, at: await writeCanary(d.url) });
+      result.written.push({ database: d.database, at: await writeCanary(d.database_url) });
     } catch (e) {
-      result.problems.push(`${d.database}: ${scrub((e as Error).message, [d.url])}`);
+      problems.push(`${d.database}: ${scrub((e as Error).message, [d.database_url])}`);
     }
   }
-  if (result.problems.length) throw new AppError("canary_failed", `${result.written.length} canaries written; ${result.problems.join("; ")}`);
+  if (problems.length) throw new AppError("canary_failed", `${result.written.length} canaries written; ${problems.join("; ")}`);
   return result;
 }

@@ -18,9 +18,9 @@ import { psql } from "../database/pg-tools.ts";
 import { restoreMl } from "../ml/restore.ts";
 import { readMlManifest } from "../ml/blobs.ts";
 import { MlflowClient } from "../ml/mlflow-client.ts";
-import { RepositoryClient } from "../repository/client.ts";
-import { AppError } from "../../workers/shared/errors.ts";
 import { scrub } from "../failure.ts";
+import { AppError } from "../../workers/shared/errors.ts";
+import { dispatchSecrets } from "../../workers/shared/protocol.ts";
 import type { JobContext } from "../job-context.ts";
 import { compareFingerprints, fingerprintDatabase, schemaHash } from "../database/consistency.ts";
 import { findCanary } from "./canary.ts";
@@ -28,8 +28,8 @@ import { dropAndRestoreTable } from "./table-restore.ts";
 
 export async function runDrill(job: DrillDispatch, ctx: JobContext): Promise<DrillResult> {
   const started = Date.now();
-  const secrets = [job.repository.token, ...job.identities, ...job.sweep_urls, ...job.databases.map((d) => d.scratch_url)];
-  const swept = await sweepScratch(job.sweep_urls, job.keep_prefixes);
+  const secrets = dispatchSecrets(job);
+  const swept = await sweepScratch(job.sweep.map((s) => s.database_url), job.keep_prefixes);
   const domains: DomainResult[] = [];
   for (const d of job.databases) domains.push(await drillDatabase(job, d, ctx, secrets));
   for (const m of job.ml) domains.push(await drillMl(job, m, ctx, secrets));
@@ -80,18 +80,17 @@ async function drillDatabase(job: DrillDispatch, d: DrillDispatch["databases"][n
   const result: DomainResult = {
     domain: "database", source: d.database, restore_point: d.backup_id, passed: false, restore_ms: 0, validate_ms: 0, bytes: 0, problems: [],
   };
-  const scratch = pgEnv(d.scratch_url).PGDATABASE ?? "";
+  const scratch = pgEnv(d.target_url).PGDATABASE ?? "";
   if (!scratch.startsWith(DR_SCRATCH_PREFIX)) {
     result.problems.push("the scratch database is not named as a drill's: refusing to restore into it");
     return result;
   }
-  const repo = new RepositoryClient(job.repository);
   try {
-    const manifest = await readManifest(repo, d.manifest_key);
+    const manifest = await readManifest(ctx.repository, d.manifest_key);
     result.point_created_at = manifest.created_at;
     const t0 = Date.now();
     const restored = await restoreDatabase({
-      kind: "database.restore", job_id: job.job_id, backup_id: d.backup_id, manifest_key: d.manifest_key, target_url: d.scratch_url,
+      kind: "database.restore", job_id: job.job_id, backup_id: d.backup_id, manifest_key: d.manifest_key, target_url: d.target_url,
       replace: false, identities: job.identities, repository: job.repository,
     }, ctx);
     result.restore_ms = Date.now() - t0;
@@ -99,25 +98,25 @@ async function drillDatabase(job: DrillDispatch, d: DrillDispatch["databases"][n
     ctx.progress({ phase: `validating ${d.database}`, bytes: restored.bytes, chunks: 0 });
     const t1 = Date.now();
     if (manifest.consistency) {
-      const [tables, schema] = await Promise.all([fingerprintDatabase(d.scratch_url), schemaHash(d.scratch_url)]);
+      const [tables, schema] = await Promise.all([fingerprintDatabase(d.target_url), schemaHash(d.target_url)]);
       result.problems.push(...compareFingerprints(manifest.consistency.tables, tables));
       if (schema !== manifest.consistency.schema_sha256) result.problems.push("schema: the restored schema (normalised schema-only dump) differs from the backup's");
       result.details = { tables_compared: Object.keys(manifest.consistency.tables).length };
     } else {
       // A backup from before consistency records: the restore itself is the only proof.
-      const tables = await fingerprintDatabase(d.scratch_url);
+      const tables = await fingerprintDatabase(d.target_url);
       result.details = { tables_restored: Object.keys(tables).length, note: "backup has no consistency record: restored, not compared" };
     }
-    const canary = await findCanary(d.scratch_url);
+    const canary = await findCanary(d.target_url);
     if (canary) result.details = { ...result.details, newest_canary: canary };
     result.validate_ms = Date.now() - t1;
     if (job.drop_table !== undefined) {
-      result.details = { ...result.details, steps: await dropAndRestoreTable(job, manifest, d.scratch_url, job.drop_table, result.problems) };
+      result.details = { ...result.details, steps: await dropAndRestoreTable(job, ctx, manifest, d.target_url, job.drop_table, result.problems) };
     }
   } catch (e) {
     result.problems.push(errorLine(e, secrets));
   } finally {
-    await dropScratch(d.scratch_url).catch((e) => result.problems.push(`could not drop the scratch database: ${errorLine(e, secrets)}`));
+    await dropScratch(d.target_url).catch((e) => result.problems.push(`could not drop the scratch database: ${errorLine(e, secrets)}`));
   }
   result.passed = result.problems.length === 0;
   return result;
@@ -127,9 +126,8 @@ async function drillMl(job: DrillDispatch, m: DrillDispatch["ml"][number], ctx: 
   const result: DomainResult = {
     domain: "ml", source: m.server, restore_point: m.backup_id, passed: false, restore_ms: 0, validate_ms: 0, bytes: 0, problems: [],
   };
-  const repo = new RepositoryClient(job.repository);
   try {
-    const manifest = await readMlManifest(repo, m.manifest_key);
+    const manifest = await readMlManifest(ctx.repository, m.manifest_key);
     result.point_created_at = manifest.created_at;
     const t0 = Date.now();
     const restored = await restoreMl({
@@ -144,11 +142,14 @@ async function drillMl(job: DrillDispatch, m: DrillDispatch["ml"][number], ctx: 
       experiments: restored.experiments, runs: restored.runs_created + restored.runs_existing, artifacts: restored.artifacts,
       artifact_bytes: restored.artifact_bytes, registered_models: restored.registered_models, model_versions: restored.model_versions,
     };
-    for (const [k, v] of Object.entries(got)) {
-      if (counts[k] !== undefined && counts[k] !== v) result.problems.push(`${k}: ${v} restored, ${counts[k]} in the backup`);
+    // A scratch server that already held these runs (an earlier drill) restores only what is new: then runs are
+    // compared by count and artifacts by hash below, the other counts only on a fresh server.
+    const compared = restored.runs_existing > 0 ? ["runs"] : Object.keys(got);
+    for (const k of compared) {
+      if (counts[k] !== undefined && counts[k] !== got[k]) result.problems.push(`${k}: ${got[k]} restored, ${counts[k]} in the backup`);
     }
     result.problems.push(...(await checkArtifacts(new MlflowClient(m.mlflow), manifest, restored.run_id_map)));
-    result.details = { counts: got };
+    result.details = { counts: got, ...(restored.runs_existing > 0 ? { runs_already_on_scratch_server: restored.runs_existing } : {}) };
     result.validate_ms = Date.now() - t1;
   } catch (e) {
     result.problems.push(errorLine(e, secrets));

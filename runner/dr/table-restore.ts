@@ -6,12 +6,12 @@
 import { spawn } from "node:child_process";
 import type { ConsistencyRecord, DatabaseManifest } from "../../workers/shared/format.ts";
 import type { DrillDispatch } from "../../workers/dr/protocol.ts";
+import type { JobContext } from "../job-context.ts";
 import { compareFingerprints, fingerprintDatabase } from "../database/consistency.ts";
 import { feed } from "../database/feed.ts";
 import { classifyPgError, exitOf, psql, stderrTail, toolEnv } from "../database/pg-tools.ts";
 import { dumpStream } from "../database/plaintext.ts";
 import { AppError } from "../../workers/shared/errors.ts";
-import { RepositoryClient } from "../repository/client.ts";
 
 export interface Step { name: string; ms: number; ok: boolean; detail?: string }
 
@@ -26,7 +26,7 @@ export function pickTable(record: ConsistencyRecord | undefined, asked: string):
 const ident = (s: string) => `"${s.replace(/"/g, '""')}"`;
 
 export async function dropAndRestoreTable(
-  job: DrillDispatch, manifest: DatabaseManifest, scratchUrl: string, asked: string, problems: string[],
+  job: DrillDispatch, ctx: JobContext, manifest: DatabaseManifest, scratchUrl: string, asked: string, problems: string[],
 ): Promise<Step[]> {
   const steps: Step[] = [];
   const table = pickTable(manifest.consistency, asked);
@@ -41,7 +41,7 @@ export async function dropAndRestoreTable(
   });
   const exited = exitOf(restore);
   const tail = stderrTail(restore);
-  await feed(restore, dumpStream(new RepositoryClient(job.repository), manifest, job.identities), true);
+  await feed(restore, dumpStream(ctx.repository, manifest, job.identities), true);
   const { code } = await exited;
   if (code !== 0) throw classifyPgError("pg_restore", tail(), scratchUrl);
   steps.push({ name: `recover: pg_restore -n ${schema} -t ${name} from the backup`, ms: Date.now() - t, ok: true });

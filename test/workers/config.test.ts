@@ -120,6 +120,21 @@ describe("loadConfig environment overrides", () => {
     ["ML_MODEL_VERSIONING", "false", "ml_model_versioning", false],
     ["DR_TESTING_ENABLED", "false", "dr_testing_enabled", false],
     ["DR_TEST_SCHEDULE", "0 1 * * 6", "dr_test_schedule", "0 1 * * 6"],
+    ["DR_WATCH_SCHEDULE", "*/5 * * * *", "dr_watch_schedule", "*/5 * * * *"],
+    ["DR_DOMAINS", "database,catalog", "dr_domains", "database,catalog"],
+    ["DR_RESTORE_POINT", "random", "dr_restore_point", "random"],
+    ["DR_RANDOM_WINDOW_DAYS", "3", "dr_random_window_days", 3],
+    ["DR_DATABASE_URL", "postgres://drill@db/postgres", "dr_database_url", "postgres://drill@db/postgres"],
+    ["DR_STORAGE_SAMPLE", "25", "dr_storage_sample", 25],
+    ["DR_SCRATCH_BUCKET", "astrid-scratch", "dr_scratch_bucket", "astrid-scratch"],
+    ["DR_MLFLOW_TRACKING_URI", "http://mlflow-scratch:5000", "dr_mlflow_tracking_uri", "http://mlflow-scratch:5000"],
+    ["DR_MLFLOW_TRACKING_TOKEN", "tok", "dr_mlflow_tracking_token", "tok"],
+    ["AGE_ESCROW_IDENTITY", "AGE-SECRET-KEY-1X", "age_escrow_identity", "AGE-SECRET-KEY-1X"],
+    ["DR_CANARY", "true", "dr_canary", true],
+    ["ALERT_WEBHOOK_URLS", "https://hooks.slack.com/x", "alert_webhook_urls", "https://hooks.slack.com/x"],
+    ["ALERT_DEADMAN_URL", "https://hc-ping.com/x", "alert_deadman_url", "https://hc-ping.com/x"],
+    ["ALERT_REPLICATION_LAG_SECONDS", "60", "alert_replication_lag_seconds", 60],
+    ["ALERT_BACKUP_GRACE_MINUTES", "30", "alert_backup_grace_minutes", 30],
     ["RTO_TARGET_MINUTES", "120", "rto_target_minutes", 120],
     ["RPO_TARGET_MINUTES", "5", "rpo_target_minutes", 5],
     ["JOB_LEASE_SECONDS", "300", "job_lease_seconds", 300],
@@ -262,7 +277,7 @@ describe("schedules", () => {
     expect(names(config, "0 2 * * *")).toEqual(["database full backups"]);
     expect(names(config, "0 9-17 * * 1-5")).toEqual(["database incremental backups"]);
     expect(names(config, "0 5 * * 0")).toEqual(["database archive backups"]);
-    expect(names(config, "*/10 * * * *")).toEqual([]);
+    expect(names(config, "*/10 * * * *")).toEqual(["DR watch (alerts, lost drills, canaries)"]); // with the lost-job sweep
   });
 
   it("yield no work when backups are disabled", () => {

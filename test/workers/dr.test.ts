@@ -3,16 +3,16 @@
 // alert state (fire once, resolve once; a dead webhook never fails a job),
 // /dr/status, /dr/rto and the Prometheus /metrics text.
 import { createExecutionContext, createScheduledController, env, waitOnExecutionContext } from "cloudflare:test";
-import { kinds } from "../../workers/kinds.ts";
-import { claimRules } from "../../workers/jobs/consumer.ts";
 import { beforeEach, describe, expect, it } from "vitest";
 import worker from "../../workers/index.ts";
 import { completeJob } from "../../workers/jobs/complete.ts";
+import { kinds } from "../../workers/kinds.ts";
 import { openDrStore } from "../../workers/dr/runs.ts";
 import { setAlert } from "../../workers/dr/alerts.ts";
+import { buildDrillDispatch } from "../../workers/dr/dispatch.ts";
 import { rtoState } from "../../workers/dr/status.ts";
 import type { DrillResult } from "../../workers/dr/protocol.ts";
-import { ctxOf, api, catalog, catalogDump, DATABASE_URL_PASSWORD, isoSecondsAgo, jobRow, recordingQueue, resetState, seedBackup, testEnv, VIEWER } from "./helpers.ts";
+import { api, catalog, catalogDump, ctxOf, DATABASE_URL_PASSWORD, isoSecondsAgo, jobRow, recordingQueue, resetState, seedBackup, seedJob, testEnv, VIEWER } from "./helpers.ts";
 
 beforeEach(async () => {
   await resetState();
@@ -20,12 +20,16 @@ beforeEach(async () => {
 });
 
 const ONLY_DATABASE = { DR_DOMAINS: "database" };
+const CLAIM = { exclusiveKinds: [], runnerKinds: [], runnerMaxJobs: 100 };
+/** A runner's report, through the machinery, under the given variables. */
+const report = (jobId: string, completion: Parameters<typeof completeJob>[3], vars: Record<string, unknown> = ONLY_DATABASE) =>
+  completeJob(ctxOf(testEnv(vars)), kinds, jobId, completion);
 
 async function startDrill(vars: Record<string, unknown> = ONLY_DATABASE) {
   const res = await api("POST", "/backup/test-recovery", { body: {}, env: vars });
   expect(res.status, res.text).toBe(202);
   // The consumer would claim it; the tests stand in for it.
-  await catalog().claimJob(res.body.job_id, new Date(), 120, claimRules(kinds, ctxOf().config));
+  await catalog().claimJob(res.body.job_id, new Date(), 120, CLAIM);
   return res.body;
 }
 
@@ -65,7 +69,7 @@ describe("starting a drill", () => {
   it("keeps secrets out of the catalog: job params and runs name backups, never a database URL", async () => {
     await seedBackup({ created_at: isoSecondsAgo(600), verify_status: "passed" });
     const { job_id } = await startDrill({ DR_DOMAINS: "database", DR_DATABASE_URL: "postgres://drill:drill-pw-secret@10.0.0.9/postgres" });
-    await completeJob(ctxOf(testEnv(ONLY_DATABASE)), kinds, job_id, { status: "succeeded", result: drillResult() });
+    await report(job_id, { status: "succeeded", result: drillResult() });
     const dump = JSON.stringify([
       await catalogDump(), (await env.CATALOG.prepare("SELECT * FROM dr_runs").all()).results, (await env.CATALOG.prepare("SELECT * FROM dr_alerts").all()).results,
     ]);
@@ -77,7 +81,7 @@ describe("starting a drill", () => {
   it("a domain with nothing to restore is a failure of the drill, not a skip", async () => {
     const { job_id, missing } = await startDrill({ DR_DOMAINS: "database,storage" });
     expect([...new Set(missing.map((m: any) => m.domain))].sort()).toEqual(["database", "storage"]);
-    await completeJob(ctxOf(testEnv({ DR_DOMAINS: "database,storage" })), kinds, job_id, { status: "succeeded", result: { kind: "dr.drill", domains: [], swept: [], duration_ms: 1 } });
+    await report(job_id, { status: "succeeded", result: { kind: "dr.drill", domains: [], swept: [], duration_ms: 1 } }, { DR_DOMAINS: "database,storage" });
     const run = (await api("GET", `/dr/runs/${job_id}`)).body;
     expect(run.status).toBe("failed");
     expect(run.errors.join("\n")).toContain("no verified backup of astrid");
@@ -126,18 +130,36 @@ describe("starting a drill", () => {
   });
 });
 
+describe("dispatching a drill", () => {
+  it("key_holder_unavailable without AGE_ESCROW_IDENTITY fails at dispatch with escrow_missing", async () => {
+    const backup = await seedBackup({ created_at: isoSecondsAgo(600), verify_status: "passed" });
+    const job = await seedJob({ kind: "dr.drill", status: "running", params: {} });
+    const params = {
+      trigger: "manual" as const, restore_point: "latest" as const, databases: [{ database: "astrid", backup_id: backup.id }], ml: [], storage: [],
+      catalog: false, missing: [], scenario: { name: "key_holder_unavailable", escrow_only: true },
+    };
+    const ctx = { ...ctxOf(), job, repository: async () => ({ url: "https://repo.test/repo/v1", token: "t" }) };
+    await expect(buildDrillDispatch(params, ctx)).rejects.toMatchObject({ code: "escrow_missing" });
+    const withEscrow = { ...ctx, ...ctxOf(testEnv({ AGE_ESCROW_IDENTITY: "AGE-SECRET-KEY-1ESCROWONLY" })) };
+    expect((await buildDrillDispatch(params, withEscrow)).identities).toEqual(["AGE-SECRET-KEY-1ESCROWONLY"]);
+    const plain = await buildDrillDispatch({ ...params, scenario: undefined }, ctx);
+    expect(plain.databases[0]!.target_url).toMatch(/^postgres:\/\/backup:s3cret-pw@127\.0\.0\.1:1\/astrid_dr_job_/); // the source's server, a scratch name
+    expect(plain.databases[0]!.target_url).not.toMatch(/\/astrid$/);
+  });
+});
+
 describe("judging a drill", () => {
   it("a passing runner report passes the run, measures the data loss and settles the job", async () => {
     await seedBackup({ created_at: isoSecondsAgo(600), verify_status: "passed" });
     const { job_id } = await startDrill();
-    await completeJob(ctxOf(testEnv(ONLY_DATABASE)), kinds, job_id, { status: "succeeded", result: drillResult() });
+    await report(job_id, { status: "succeeded", result: drillResult() });
     const run = (await api("GET", `/dr/runs/${job_id}`)).body;
     expect(run.status).toBe("passed");
     expect(run.data_loss_seconds).toBeGreaterThanOrEqual(599);
     expect(run.results[0].details).toMatchObject({ data_loss_measured_by: "restore_point" });
     expect(await jobRow(job_id)).toMatchObject({ status: "succeeded" });
     // A repeated report changes nothing.
-    await completeJob(ctxOf(testEnv(ONLY_DATABASE)), kinds, job_id, { status: "succeeded", result: drillResult({ passed: false, problems: ["late"] }) });
+    await report(job_id, { status: "succeeded", result: drillResult({ passed: false, problems: ["late"] }) });
     expect((await api("GET", `/dr/runs/${job_id}`)).body.status).toBe("passed");
   });
 
@@ -146,7 +168,7 @@ describe("judging a drill", () => {
     const vars = { ...ONLY_DATABASE, ALERT_WEBHOOK_URLS: "http://127.0.0.1:1/dead" };
     for (let i = 0; i < 2; i++) {
       const { job_id } = await startDrill(vars);
-      await completeJob(ctxOf(testEnv(vars)), kinds, job_id, { status: "succeeded", result: drillResult({ passed: false, problems: ["chunk #3 abc: damaged"] }) });
+      await report(job_id, { status: "succeeded", result: drillResult({ passed: false, problems: ["chunk #3 abc: damaged"] }) }, vars);
       expect(await jobRow(job_id)).toMatchObject({ status: "failed", error_code: "drill_failed" });
       expect((await jobRow(job_id))?.error_message).toContain("chunk #3 abc");
     }
@@ -169,7 +191,7 @@ describe("judging a drill", () => {
 describe("alert state", () => {
   it("a job that failed without a report (runner lost) fires job_failed at the next cron; its next success resolves it", async () => {
     const res = await api("POST", "/backup/database", { body: { type: "full" } });
-    await catalog().claimJob(res.body.job_id, new Date(Date.now() - 3_600_000), 120, claimRules(kinds, ctxOf().config));
+    await catalog().claimJob(res.body.job_id, new Date(Date.now() - 3_600_000), 120, CLAIM);
     const cron = async () => {
       const ctx = createExecutionContext();
       await worker.scheduled(createScheduledController({ cron: "*/10 * * * *", scheduledTime: Date.now() }), testEnv({ JOBS: recordingQueue([]) }), ctx);
@@ -179,7 +201,7 @@ describe("alert state", () => {
     expect(await jobRow(res.body.job_id)).toMatchObject({ status: "failed", error_code: "runner_lost" });
     expect(await openDrStore(env.CATALOG).getAlert("job_failed:database.backup:astrid")).toMatchObject({ status: "firing" });
     const next = await api("POST", "/backup/database", { body: { type: "full" } });
-    await catalog().claimJob(next.body.job_id, new Date(), 120, claimRules(kinds, ctxOf().config));
+    await catalog().claimJob(next.body.job_id, new Date(), 120, CLAIM);
     await catalog().succeedJob(next.body.job_id, {}, new Date());
     await cron();
     expect(await openDrStore(env.CATALOG).getAlert("job_failed:database.backup:astrid")).toMatchObject({ status: "resolved" });
@@ -187,7 +209,7 @@ describe("alert state", () => {
 
   it("fires once and resolves once", async () => {
     const alert = { key: "rpo_breached:database:astrid", kind: "rpo_breached", source: "database astrid", summary: "old" };
-    const e = testEnv();
+    const e = ctxOf();
     expect(await setAlert(e, alert, true)).toBe("fired");
     expect(await setAlert(e, alert, true)).toBe("unchanged");
     expect(await setAlert(e, alert, false)).toBe("resolved");
@@ -207,7 +229,7 @@ describe("RTO, status and metrics", () => {
   it("/dr/rto implies an RTO from a drill's throughput and the newest point's size; /metrics exposes it", async () => {
     await seedBackup({ created_at: isoSecondsAgo(600), verify_status: "passed", logical_bytes: 50_000_000 });
     const { job_id } = await startDrill();
-    await completeJob(ctxOf(testEnv(ONLY_DATABASE)), kinds, job_id, { status: "succeeded", result: drillResult() });
+    await report(job_id, { status: "succeeded", result: drillResult() });
     // 50 MB restored in 1 s: a 2.4 TB newest point would take 48,000 s = 800 min, breaching the 60-minute target.
     await seedBackup({ created_at: isoSecondsAgo(5), logical_bytes: 2_400_000_000_000 });
     const rto = (await api("GET", "/dr/rto", { token: VIEWER })).body.sources.find((s: any) => s.domain === "database");

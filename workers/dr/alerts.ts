@@ -4,7 +4,7 @@
 // webhook (hooks.slack.com, or any URL ending in #slack), a generic JSON body
 // otherwise. A webhook that fails is retried, then logged by host only (the
 // URL itself is a secret), and never fails the job that raised the alert.
-import type { Env } from "../env.ts";
+import type { KindContext } from "../context.ts";
 import { openDrStore } from "./runs.ts";
 import { drSettings, type DrSettings } from "./settings.ts";
 
@@ -19,12 +19,12 @@ const ATTEMPTS = 3;
 const TIMEOUT_MS = 5000;
 
 /** Moves the alert to firing (or resolved) and notifies only on the transition. */
-export async function setAlert(env: Env, alert: Alert, firing: boolean, at = new Date()): Promise<"fired" | "resolved" | "unchanged"> {
-  const store = openDrStore(env.CATALOG);
-  const now = at.toISOString();
+export async function setAlert(ctx: KindContext, alert: Alert, firing: boolean): Promise<"fired" | "resolved" | "unchanged"> {
+  const store = openDrStore(ctx.env.CATALOG);
+  const now = ctx.now.toISOString();
   let settings: DrSettings;
   try {
-    settings = drSettings(env);
+    settings = drSettings(ctx.config);
   } catch (e) {
     console.error(`alerts: ${(e as Error).message}`);
     return "unchanged";
@@ -67,7 +67,11 @@ export async function post(url: string, body: unknown, method = "POST"): Promise
 }
 
 /** The dead-man's-switch ping (healthchecks.io style) after a successful scheduled run. */
-export async function pingDeadman(env: Env): Promise<void> {
-  const url = drSettings(env).deadman_url;
-  if (url) await post(url, undefined, "GET");
+export async function pingDeadman(ctx: KindContext): Promise<void> {
+  try {
+    const url = drSettings(ctx.config).deadman_url;
+    if (url) await post(url, undefined, "GET");
+  } catch (e) {
+    console.error(`dead-man ping: ${(e as Error).message}`);
+  }
 }

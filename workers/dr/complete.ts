@@ -3,10 +3,8 @@
 // from R2), and the whole is judged: passed only if every domain and source
 // passed. The run is recorded in dr_runs, the job settled, the drill alert
 // fired or resolved, and a passed scheduled drill pings the dead-man's switch.
-import type { Catalog } from "../catalog/catalog.ts";
 import type { JobRow } from "../catalog/schema.ts";
-import type { CompletionContext } from "../jobs/kind.ts";
-import type { Env } from "../env.ts";
+import type { CompletionContext, KindContext } from "../jobs/kind.ts";
 import type { DomainResult, DrillParams, DrillResult } from "./protocol.ts";
 import { pingDeadman, setAlert } from "./alerts.ts";
 import { drillCatalog } from "./catalog-check.ts";
@@ -16,20 +14,14 @@ import { drillStorage } from "./storage-check.ts";
 import { drillReplica } from "./replica-check.ts";
 import { drillOverwrite } from "./overwrite-check.ts";
 
-/**
- * A drill's judgement: the runner's restored domains (databases, MLflow) plus
- * what the Worker restores and checks itself (storage, catalog, scenarios'
- * own checks), into one dr_runs row, an alert state and the job's outcome.
- */
 export async function completeDrill(c: CompletionContext<DrillParams, DrillResult>): Promise<void> {
-  const { env, catalog, job, config, now } = c;
+  const { env, config, catalog, job, now, outcome } = c;
   const p = c.params;
-  const completion = c.outcome;
-  const settings = drSettings(env);
+  const settings = drSettings(config);
   const domains: DomainResult[] = [];
   const errors: string[] = [];
-  if (completion.status === "failed") errors.push(`runner: ${completion.error.code}: ${completion.error.message}`);
-  if (completion.result) domains.push(...completion.result.domains);
+  if (outcome.status === "failed") errors.push(`runner: ${outcome.error.code}: ${outcome.error.message}`);
+  if (outcome.result) domains.push(...outcome.result.domains);
   // bucket_deleted restores every object of the snapshot, not a sample.
   const storageSettings = p.scenario?.whole ? { ...settings, storage_sample: Number.MAX_SAFE_INTEGER } : settings;
   for (const s of p.storage) domains.push(await drillStorage(env, config, storageSettings, job.id, s));
@@ -49,30 +41,30 @@ export async function completeDrill(c: CompletionContext<DrillParams, DrillResul
   const passed = errors.length === 0 && domains.length > 0;
   if (domains.length === 0) errors.push("nothing to restore: no domain is enabled");
   const finished = new Date();
-  const result = { kind: "dr.drill", passed, domains, swept: completion.result?.swept ?? [], data_loss_seconds: dataLoss(job, domains) };
+  const result = { kind: "dr.drill", passed, domains, swept: outcome.result?.swept ?? [], data_loss_seconds: dataLoss(job, domains) };
   await openDrStore(env.CATALOG).finishRun(job.id, {
     status: passed ? "passed" : "failed", finished_at: finished.toISOString(), results: domains, data_loss_seconds: result.data_loss_seconds, errors,
   });
   if (passed) await catalog.succeedJob(job.id, result, now);
   else await catalog.failJob(job.id, { code: "drill_failed", message: summarise(errors) }, now, result);
-  await drillAlert(env, p.scenario ? `scenario:${p.scenario.name}` : "drill", passed, errors);
-  if (passed && p.trigger === "scheduled") await pingDeadman(env).catch(() => {});
+  await drillAlert(c, p.scenario ? `scenario:${p.scenario.name}` : "drill", passed, errors);
+  if (passed && p.trigger === "scheduled") await pingDeadman(c);
 }
 
 /** A drill whose job ended without a report (runner lost, dispatch gave up): failed, with the job's reason. */
-export async function settleOrphanedRuns(env: Env): Promise<number> {
-  const store = openDrStore(env.CATALOG);
+export async function settleOrphanedRuns(ctx: KindContext): Promise<number> {
+  const store = openDrStore(ctx.env.CATALOG);
   const orphans = await store.orphanedRuns();
   for (const o of orphans) {
     const error = `${o.error_code ?? "failed"}: ${o.error_message ?? "the job ended without a report"}`;
     await store.finishRun(o.run.id, { status: "failed", finished_at: o.finished_at ?? new Date().toISOString(), results: [], data_loss_seconds: null, errors: [error] });
-    await drillAlert(env, o.run.kind, false, [error]);
+    await drillAlert(ctx, o.run.kind, false, [error]);
   }
   return orphans.length;
 }
 
-async function drillAlert(env: Env, kind: string, passed: boolean, errors: string[]) {
-  await setAlert(env, { key: `drill_failed:${kind}`, kind: "drill_failed", source: kind, summary: passed ? "the last drill passed" : summarise(errors) }, !passed);
+async function drillAlert(ctx: KindContext, kind: string, passed: boolean, errors: string[]) {
+  await setAlert(ctx, { key: `drill_failed:${kind}`, kind: "drill_failed", source: kind, summary: passed ? "the last drill passed" : summarise(errors) }, !passed);
 }
 
 const summarise = (errors: string[]) => `${errors[0] ?? "failed"}${errors.length > 1 ? ` (and ${errors.length - 1} more)` : ""}`;

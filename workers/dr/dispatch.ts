@@ -1,20 +1,16 @@
 // The drill's dispatch: what the runner needs for its half (databases, ML),
 // with the secrets only this hop may carry: scratch database URLs on the
 // drill server, the scratch MLflow server, the age identities.
-import type { KindContext } from "../context.ts";
-import { AppError } from "../shared/errors.ts";
-import type { JobRow } from "../catalog/schema.ts";
 import { databaseUrl } from "../config.ts";
-import type { Env } from "../env.ts";
-import { type DrillParams, drScratchJobPrefix, drScratchName, type CanaryDispatch, type DrillDispatch } from "./protocol.ts";
-import { type RepositoryAccess } from "../shared/protocol.ts";
+import { AppError } from "../shared/errors.ts";
+import { ageIdentities } from "../jobs/dispatch.ts";
+import type { DispatchContext } from "../jobs/kind.ts";
+import { drScratchJobPrefix, drScratchName, type CanaryDispatch, type DrillDispatch, type DrillParams } from "./protocol.ts";
 import { drSettings } from "./settings.ts";
 
-export async function buildDrillDispatch(
-  job: JobRow, p: DrillParams, ctx: KindContext, access: { repository: RepositoryAccess; identities: string[] },
-): Promise<DrillDispatch> {
-  const { env, config, catalog } = ctx;
-  const settings = drSettings(env);
+export async function buildDrillDispatch(p: DrillParams, ctx: DispatchContext): Promise<DrillDispatch> {
+  const { job, env, config, catalog } = ctx;
+  const settings = drSettings(config);
   const databases: DrillDispatch["databases"] = [];
   const servers = new Set<string>();
   for (const [i, d] of p.databases.entries()) {
@@ -29,7 +25,7 @@ export async function buildDrillDispatch(
     if (source && new URL(source).pathname === scratch.pathname && new URL(source).host === scratch.host) {
       throw new AppError("scratch_is_source", `the scratch database for ${d.database} would be the source itself`);
     }
-    databases.push({ database: d.database, backup_id: d.backup_id, manifest_key: backup.manifest_key, scratch_url: scratch.toString() });
+    databases.push({ database: d.database, backup_id: d.backup_id, manifest_key: backup.manifest_key, target_url: scratch.toString() });
     const maintenance = new URL(server);
     maintenance.pathname = "/postgres";
     servers.add(maintenance.toString());
@@ -45,25 +41,24 @@ export async function buildDrillDispatch(
   const running = await catalog.listJobs({ status: "running", kind: "dr.drill", limit: 200 });
   const keep = [job.id, ...running.map((r) => r.id)].map(drScratchJobPrefix);
   return {
-    kind: "dr.drill", job_id: job.id, repository: access.repository, identities: p.scenario?.escrow_only ? escrowIdentity(env) : access.identities,
-    databases, ml, sweep_urls: [...servers], keep_prefixes: [...new Set(keep)],
+    kind: "dr.drill", job_id: job.id, repository: await ctx.repository("read", "-"),
+    identities: p.scenario?.escrow_only ? escrowIdentity(settings.escrow_identity) : ageIdentities(env),
+    databases, ml, sweep: [...servers].map((database_url) => ({ database_url })), keep_prefixes: [...new Set(keep)],
     ...(p.scenario?.name === "table_dropped" ? { drop_table: p.scenario.table ?? "" } : {}),
   };
 }
 
 /** key_holder_unavailable: only the escrow identity (AGE_ESCROW_IDENTITY), as if the usual key holders were gone. */
-function escrowIdentity(env: Env): string[] {
-  const escrow = typeof env.AGE_ESCROW_IDENTITY === "string" ? env.AGE_ESCROW_IDENTITY.trim() : "";
+function escrowIdentity(escrow: string | undefined): string[] {
   if (!escrow) throw new AppError("escrow_missing", "AGE_ESCROW_IDENTITY is not set: there is no escrow identity to restore with");
   return [escrow];
 }
 
 /** The canary job: every configured database that has a URL. */
-export function buildCanaryDispatch(job: JobRow, ctx: KindContext, repository: RepositoryAccess): CanaryDispatch {
-  const { env, config } = ctx;
-  const databases = Object.keys(config.databases).flatMap((database) => {
-    const url = databaseUrl(config, env, database);
-    return url ? [{ database, url }] : [];
+export async function buildCanaryDispatch(ctx: DispatchContext): Promise<CanaryDispatch> {
+  const databases = Object.keys(ctx.config.databases).flatMap((database) => {
+    const url = databaseUrl(ctx.config, ctx.env, database);
+    return url ? [{ database, database_url: url }] : [];
   });
-  return { kind: "dr.canary", job_id: job.id, repository, databases };
+  return { kind: "dr.canary", job_id: ctx.job.id, repository: await ctx.repository("read", "-"), databases };
 }

@@ -1,31 +1,26 @@
-// The disaster-recovery capability's job kinds: a drill (or a scenario, a
-// narrowed drill) that restores every enabled domain into scratch targets on
-// the runner and is judged by the Worker, and the canary that writes a
-// timestamped row into each source database.
+// The disaster-recovery capability's job kinds, both run on the runner:
+//   dr.drill   a drill or scenario: the runner restores databases and ML
+//              backups into scratch copies and validates them; the completion
+//              (complete.ts) proves storage and the catalog in the Worker,
+//              judges the whole, records the run and raises the drill alert.
+//   dr.canary  DR_CANARY's timestamped row in each source database.
+// The scheduled tasks are in tasks.ts.
 import { runnerKind } from "../jobs/kind.ts";
-import { ageIdentities } from "../jobs/dispatch.ts";
-import { settle } from "../jobs/complete.ts";
 import { completeDrill } from "./complete.ts";
 import { buildCanaryDispatch, buildDrillDispatch } from "./dispatch.ts";
-import { CanaryResult, DrillParams, DrillResult } from "./protocol.ts";
-import { z } from "zod";
+import { CanaryParams, CanaryResult, DrillParams, DrillResult } from "./protocol.ts";
 
 export const drDrill = runnerKind({
   kind: "dr.drill", params: DrillParams, result: DrillResult,
-  // One drill at a time: two would race for the same scratch targets and sweep each other's databases.
-  concurrencyKey: () => "dr.drill",
-  async dispatch(p, ctx) {
-    return buildDrillDispatch(ctx.job, p, ctx, { repository: await ctx.repository("read", "-"), identities: ageIdentities(ctx.env) });
-  },
+  dispatch: buildDrillDispatch,
   complete: completeDrill,
 });
 
 export const drCanary = runnerKind({
-  kind: "dr.canary", params: z.object({}), result: CanaryResult, concurrencyKey: () => "dr.canary",
-  async dispatch(_p, ctx) {
-    return buildCanaryDispatch(ctx.job, ctx, await ctx.repository("read", "-"));
-  },
-  complete: settle,
+  kind: "dr.canary", params: CanaryParams, result: CanaryResult,
+  // One canary round at a time: a slow database must not pile them up.
+  concurrencyKey: () => "dr.canary",
+  dispatch: (_p, ctx) => buildCanaryDispatch(ctx),
 });
 
 export const drKinds = [drDrill, drCanary];

@@ -2,9 +2,7 @@
 // knows: backups, restores, drills, RPO/RTO, replication lag, failed jobs and
 // firing alerts. Names follow Prometheus conventions (base units, _total for
 // counters, _timestamp_seconds for times); docs/alert-rules.yml uses them.
-import type { Catalog } from "../catalog/catalog.ts";
-import type { BackupConfig } from "../config.ts";
-import type { Env } from "../env.ts";
+import type { KindContext } from "../context.ts";
 import { replicationStatus } from "../storage/status.ts";
 import { openDrStore } from "./runs.ts";
 import { computeRto, computeStatus } from "./status.ts";
@@ -27,7 +25,8 @@ class Exposition {
 
 const seconds = (iso: string) => Date.parse(iso) / 1000;
 
-export async function renderMetrics(env: Env, catalog: Catalog, config: BackupConfig, now: Date): Promise<string> {
+export async function renderMetrics(ctx: KindContext): Promise<string> {
+  const { env, config, now } = ctx;
   const store = openDrStore(env.CATALOG);
   const out = new Exposition();
   const newest = await store.newestBackups();
@@ -49,13 +48,13 @@ export async function renderMetrics(env: Env, catalog: Catalog, config: BackupCo
   out.metric("astrid_backup_stored_bytes", "gauge", "Bytes the newest backup references in the repository (after compression).", [
     ...newest.map((b): [Labels, number] => [backupLabels(b), b.stored_bytes]),
   ]);
-  const rto = await computeRto(env, catalog, config);
+  const rto = await computeRto(ctx);
   out.metric("astrid_restore_last_duration_seconds", "gauge", "Duration of the last measured restore (drill or restore job).",
     rto.filter((r) => r.last_seconds !== null).map((r) => [{ domain: r.domain, source: r.source }, r.last_seconds!]));
   out.metric("astrid_rto_estimate_seconds", "gauge", "Restore time implied for the newest restore point at measured throughput.",
     rto.filter((r) => r.implied_rto_minutes !== null).map((r) => [{ domain: r.domain, source: r.source }, r.implied_rto_minutes! * 60]));
   out.metric("astrid_rto_target_seconds", "gauge", "RTO_TARGET_MINUTES.", [[{}, config.rto_target_minutes * 60]]);
-  const status = await computeStatus(env, catalog, config, now);
+  const status = await computeStatus(ctx);
   out.metric("astrid_rpo_seconds", "gauge", "RPO in force: age of the newest verified restore point, or replica lag under continuous protection.",
     status.sources.filter((s) => s.rpo_minutes !== null).map((s) => [{ domain: s.domain, source: s.source }, s.rpo_minutes! * 60]));
   out.metric("astrid_rpo_target_seconds", "gauge", "RPO_TARGET_MINUTES.", [[{}, config.rpo_target_minutes * 60]]);

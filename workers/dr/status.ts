@@ -11,6 +11,7 @@ import type { Catalog } from "../catalog/catalog.ts";
 import { openStorageCatalog } from "../catalog/storage-catalog.ts";
 import type { BackupConfig } from "../config.ts";
 import type { Env } from "../env.ts";
+import type { KindContext } from "../context.ts";
 import type { DomainResult } from "./protocol.ts";
 import { storageStatus } from "../storage/status.ts";
 import { openDrStore } from "./runs.ts";
@@ -69,7 +70,8 @@ async function sources(env: Env, catalog: Catalog, config: BackupConfig) {
   return list;
 }
 
-export async function computeRto(env: Env, catalog: Catalog, config: BackupConfig) {
+export async function computeRto(ctx: KindContext) {
+  const { env, catalog, config } = ctx;
   const samples = await restoreSamples(env, catalog);
   const target = config.rto_target_minutes;
   const out = [];
@@ -97,7 +99,8 @@ export async function computeRto(env: Env, catalog: Catalog, config: BackupConfi
   return out;
 }
 
-export async function computeStatus(env: Env, catalog: Catalog, config: BackupConfig, now: Date) {
+export async function computeStatus(ctx: KindContext) {
+  const { env, catalog, config, now } = ctx;
   const store = openDrStore(env.CATALOG);
   const lastDrill = await store.latestRun("drill");
   const lastResults = (lastDrill?.results ? JSON.parse(lastDrill.results) : []) as DomainResult[];

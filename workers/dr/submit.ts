@@ -3,12 +3,12 @@
 // A domain that should be proven but has nothing to restore is a failure of
 // the drill, not a silent skip.
 import type { Catalog } from "../catalog/catalog.ts";
-import type { KindContext } from "../context.ts";
-import { drDrill } from "./kinds.ts";
 import { openStorageCatalog } from "../catalog/storage-catalog.ts";
 import type { BackupRow } from "../catalog/schema.ts";
 import { mlflowAccess } from "../config.ts";
+import type { KindContext } from "../context.ts";
 import { submitJob } from "../jobs/submit.ts";
+import { drDrill } from "./kinds.ts";
 import type { DrillParams } from "./protocol.ts";
 import { openDrStore } from "./runs.ts";
 import { drSettings, enabled, type DrDomain, type DrSettings } from "./settings.ts";
@@ -24,7 +24,7 @@ export interface DrillScope {
 
 export async function submitDrill(ctx: KindContext, req: { trigger: DrillParams["trigger"]; actor: string; scope?: DrillScope }) {
   const { env, catalog, config } = ctx;
-  const settings = drSettings(env);
+  const settings = drSettings(config);
   const scope = req.scope ?? {};
   const on = (d: DrDomain) => (scope.domains ? scope.domains.includes(d) : enabled(settings, d));
   const params: DrillParams = {

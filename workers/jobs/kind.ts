@@ -99,9 +99,6 @@ export interface ScheduledTask {
   run(ctx: KindContext, actor: string): Promise<string[]>;
 }
 
-/** Work every cron run does whatever its cron (watching, canaries): never allowed to stop the schedule's real work. */
-export type Sweep = (ctx: KindContext, cron: string) => Promise<string[]>;
-
 /** Told of every job that has ended (alerts): after the job is settled, so it can never change the outcome. */
 export type SettledHook = (ctx: KindContext, job: JobRow) => Promise<void>;
 
@@ -109,16 +106,14 @@ export type SettledHook = (ctx: KindContext, job: JobRow) => Promise<void>;
 export class KindRegistry {
   readonly #kinds = new Map<string, JobKindSpec>();
   readonly tasks: readonly ScheduledTask[];
-  readonly sweeps: readonly Sweep[];
   readonly settledHooks: readonly SettledHook[];
 
-  constructor(kinds: readonly JobKindSpec[], tasks: readonly ScheduledTask[], hooks: { sweeps?: Sweep[]; settled?: SettledHook[] } = {}) {
+  constructor(kinds: readonly JobKindSpec[], tasks: readonly ScheduledTask[], hooks: { settled?: SettledHook[] } = {}) {
     for (const k of kinds) {
       if (this.#kinds.has(k.kind)) throw new Error(`job kind ${k.kind} is declared twice`);
       this.#kinds.set(k.kind, k);
     }
     this.tasks = tasks;
-    this.sweeps = hooks.sweeps ?? [];
     this.settledHooks = hooks.settled ?? [];
   }
 

@@ -23,13 +23,5 @@ export async function runSchedule(cron: string, env: Env, kinds: KindRegistry, n
   const ctx = { env, config, catalog, now };
   const jobIds: string[] = [];
   for (const task of tasks) jobIds.push(...(await task.run(ctx, `cron:${cron}`)));
-  for (const sweep of kinds.sweeps) {
-    try {
-      jobIds.push(...(await sweep(ctx, cron)));
-    } catch (e) {
-      // Watching must never stop the schedule's real work.
-      console.error(`cron "${cron}": a sweep failed: ${(e as Error).message}`);
-    }
-  }
   return jobIds;
 }

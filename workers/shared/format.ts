@@ -160,7 +160,7 @@ export const DatabaseManifest = z.object({
   /** Only its legal forms: "packs/" (shared store) or "archive/<this backup_id>/packs/" (an archive's own). */
   pack_prefix: z.string().regex(/^(packs\/|archive\/[A-Za-z0-9_-]+\/packs\/)$/, "pack_prefix must be packs/ or archive/<backup_id>/packs/"),
   chunks: z.array(ChunkRef),
-  /** What a restore must reproduce, taken in the snapshot pg_dump read (runner/dr/consistency.ts); absent in older backups. */
+  /** What a restore must reproduce, taken in the snapshot pg_dump read (runner/database/consistency.ts); absent in older backups. */
   consistency: ConsistencyRecord.optional(),
 }).refine((m) => m.pack_prefix === packPrefix(m.type, m.backup_id), {
   path: ["pack_prefix"], message: "pack_prefix does not match the backup's type and id",

@@ -1,75 +1,75 @@
-// What cron runs do for disaster recovery: the weekly drill on
-// dr_test_schedule (when dr_testing_enabled), drills whose job ended without a
-// report settled as failed, and the watched conditions evaluated into alerts
-// (RPO breached, RTO at risk or breached, replication lag, no recent backup).
-import type { Catalog } from "../catalog/catalog.ts";
-import type { BackupConfig } from "../config.ts";
-import type { Env } from "../env.ts";
-import { replicationStatus } from "../storage/status.ts";
-import { setAlert } from "./alerts.ts";
-import { jobAlert, sourceOf } from "./job-alerts.ts";
+// Disaster recovery's scheduled tasks:
+//   drill   the weekly drill on dr_test_schedule, when dr_testing_enabled;
+//   watch   on dr_watch_schedule (every 10 minutes, with the lost-job sweep):
+//           drills whose job ended without a report settled as failed,
+//           DR_CANARY's canaries written, and the watched conditions
+//           evaluated into alerts (failed jobs, RPO breached, RTO at risk or
+//           breached, replication lag, no recent backup); when nothing is
+//           firing, the dead-man's switch is pinged.
+import type { KindContext } from "../context.ts";
 import type { JobRow } from "../catalog/schema.ts";
+import type { ScheduledTask } from "../jobs/kind.ts";
+import { submitJob } from "../jobs/submit.ts";
+import { replicationStatus } from "../storage/status.ts";
+import { storageBucket } from "../storage/buckets.ts";
+import { pingDeadman, setAlert } from "./alerts.ts";
 import { settleOrphanedRuns } from "./complete.ts";
+import { jobAlert, sourceOf } from "./job-alerts.ts";
+import { drCanary } from "./kinds.ts";
+import { openDrStore } from "./runs.ts";
 import { drSettings } from "./settings.ts";
 import { computeRto, computeStatus } from "./status.ts";
-import { submitDrill } from "./submit.ts";
-import { submitJob } from "../jobs/submit.ts";
-import type { ScheduledTask } from "../jobs/kind.ts";
-import type { KindContext } from "../context.ts";
-import { drCanary } from "./kinds.ts";
 import { canaryKey } from "./storage-check.ts";
-import { storageBucket } from "../storage/buckets.ts";
+import { submitDrill } from "./submit.ts";
 
-/** The weekly drill (dr_test_schedule, when dr_testing_enabled): ASTR-112's test_recovery_procedures. */
 export const drTasks: ScheduledTask[] = [
   {
-    name: "disaster-recovery drill", cron: (c) => c.dr_test_schedule, enabled: (c) => c.dr_testing_enabled,
+    name: "DR drill", cron: (c) => c.dr_test_schedule, enabled: (c) => c.dr_testing_enabled,
+    run: async (ctx, actor) => [(await submitDrill(ctx, { trigger: "scheduled", actor })).job.id],
+  },
+  {
+    name: "DR watch (alerts, lost drills, canaries)", cron: (c) => c.dr_watch_schedule, enabled: () => true,
     async run(ctx, actor) {
-      return [(await submitDrill(ctx, { trigger: "scheduled", actor })).job.id];
+      const ids = drSettings(ctx.config).canary ? await writeCanaries(ctx, actor) : [];
+      try {
+        await settleOrphanedRuns(ctx);
+        await evaluateAlerts(ctx);
+        if ((await openDrStore(ctx.env.CATALOG).listAlerts("firing")).length === 0) await pingDeadman(ctx);
+      } catch (e) {
+        // Watching must never stop the schedule's real work.
+        console.error(`dr alert evaluation failed: ${(e as Error).message}`);
+      }
+      return ids;
     },
   },
 ];
 
-/** On every cron run: canaries (DR_CANARY), drills whose job ended without a report, and the watched conditions. */
-export async function drSweep(ctx: KindContext, cron: string): Promise<string[]> {
+export async function evaluateAlerts(ctx: KindContext): Promise<void> {
   const { env, catalog, config, now } = ctx;
-  const ids: string[] = [];
-  if (drSettings(env).canary) ids.push(...(await writeCanaries(ctx, cron)));
-  try {
-    await settleOrphanedRuns(env);
-    await evaluateAlerts(env, catalog, config, now);
-  } catch (e) {
-    // Watching must never stop the schedule's real work.
-    console.error(`dr alert evaluation failed: ${(e as Error).message}`);
-  }
-  return ids;
-}
-
-export async function evaluateAlerts(env: Env, catalog: Catalog, config: BackupConfig, now: Date): Promise<void> {
-  const settings = drSettings(env);
-  const status = await computeStatus(env, catalog, config, now);
+  const settings = drSettings(config);
+  const status = await computeStatus(ctx);
   for (const s of status.sources) {
     if (!s.newest_point) continue; // never backed up: "no recent backup" below says so
     const breached = !s.rpo_met;
-    await setAlert(env, {
+    await setAlert(ctx, {
       key: `rpo_breached:${s.domain}:${s.source}`, kind: "rpo_breached", source: `${s.domain} ${s.source}`,
       summary: breached ? `RPO in force ${s.rpo_minutes ?? "∞"} min, target ${s.rpo_target_minutes} min` : "RPO within target",
-    }, breached, now);
+    }, breached);
   }
-  for (const r of await computeRto(env, catalog, config)) {
+  for (const r of await computeRto(ctx)) {
     const bad = r.state === "at_risk" || r.state === "breached";
-    await setAlert(env, {
+    await setAlert(ctx, {
       key: `rto:${r.domain}:${r.source}`, kind: `rto_${r.state}`, source: `${r.domain} ${r.source}`,
       summary: bad ? `implied RTO ${r.implied_rto_minutes} min (${r.state}), target ${r.rto_target_minutes} min` : "RTO within target",
-    }, bad, now);
+    }, bad);
   }
   for (const r of await replicationStatus(env, config, now)) {
     if (!r.replica) continue;
     const lagging = r.seconds_behind > settings.replication_lag_seconds;
-    await setAlert(env, {
+    await setAlert(ctx, {
       key: `replication_lag:${r.bucket}`, kind: "replication_lag", source: r.bucket,
       summary: lagging ? `replica ${r.replica} is ${r.seconds_behind}s behind (threshold ${settings.replication_lag_seconds}s)` : "replica current",
-    }, lagging, now);
+    }, lagging);
   }
   // Jobs that failed without a runner's report (runner_lost, dispatch_failed, a setup error) alert here:
   // per kind and source, the newest finished job decides.
@@ -79,17 +79,17 @@ export async function evaluateAlerts(env: Env, catalog: Catalog, config: BackupC
     const key = `${job.kind}:${sourceOf(job)}`;
     if (!newest.has(key)) newest.set(key, job);
   }
-  for (const job of newest.values()) await jobAlert(env, job, now);
+  for (const job of newest.values()) await jobAlert(ctx, job);
   // No successful backup within the daily schedule plus grace (the longest regular period of a database's full backups).
   if (config.database_backup_enabled) {
     const limitMs = (24 * 60 + settings.backup_grace_minutes) * 60_000;
     for (const database of Object.keys(config.databases)) {
       const newest = await catalog.latestBackup(database, {});
       const stale = !newest || now.getTime() - Date.parse(newest.created_at) > limitMs;
-      await setAlert(env, {
+      await setAlert(ctx, {
         key: `backup_missing:database:${database}`, kind: "backup_missing", source: `database ${database}`,
         summary: stale ? `no successful backup of ${database} in the last ${Math.round(limitMs / 3_600_000)} h` : "a recent backup exists",
-      }, stale, now);
+      }, stale);
     }
   }
 }
@@ -100,7 +100,7 @@ export async function evaluateAlerts(env: Env, catalog: Catalog, config: BackupC
  * runner job). Drills then measure data loss from the newest canary they
  * find in what they restored.
  */
-async function writeCanaries(ctx: KindContext, cron: string): Promise<string[]> {
+async function writeCanaries(ctx: KindContext, actor: string): Promise<string[]> {
   const { env, config, now } = ctx;
   for (const s of config.storage_backup_sources) {
     const bucket = storageBucket(env, config, s.bucket);
@@ -108,5 +108,5 @@ async function writeCanaries(ctx: KindContext, cron: string): Promise<string[]> 
       .catch((e: Error) => console.error(`storage canary for ${s.bucket}: ${e.message}`));
   }
   if (!config.database_backup_enabled) return [];
-  return [(await submitJob(ctx, drCanary, {}, { actor: `cron:${cron}`, target: "canaries" })).job.id];
+  return [(await submitJob(ctx, drCanary, {}, { actor, target: "canaries" })).job.id];
 }
