@@ -5,6 +5,7 @@ import type { Context } from "hono";
 import { createMiddleware } from "hono/factory";
 import { secretsEqual, sha256, toHex } from "./crypto.ts";
 import { ApiError } from "./errors.ts";
+import { accessKeys, accessSettings, verifyAccessJwt } from "./access.ts";
 import type { AppEnv } from "./app-env.ts";
 
 export type Role = "admin" | "viewer";
@@ -54,7 +55,18 @@ export function requireRole(needed: Role) {
       await auditDenied(c, `unknown:${fingerprint}`, "unauthorized");
       throw new ApiError(401, "unauthorized", "invalid token");
     }
-    const person = c.req.header("cf-access-authenticated-user-email");
+    // With Cloudflare Access configured, the person comes from its verified assertion; the
+    // cf-access-authenticated-user-email header alone is never trusted (access.ts).
+    const access = accessSettings(c.env);
+    let person: string | undefined;
+    if (access) {
+      const verdict = await verifyAccessJwt(c.req.header("cf-access-jwt-assertion"), access, accessKeys(c.env, access));
+      if ("refused" in verdict) {
+        await auditDenied(c, `${role}:${fingerprint}`, "access_denied");
+        throw new ApiError(401, "access_denied", `Cloudflare Access: ${verdict.refused}`);
+      }
+      person = verdict.email;
+    }
     c.set("actor", `${role}:${fingerprint}${person ? `:${person}` : ""}`);
     c.set("role", role);
     if (needed === "admin" && role !== "admin") {
