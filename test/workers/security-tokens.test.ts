@@ -2,34 +2,21 @@
 // job's kind needs, lives one job lease (renewed by heartbeats), dies when the
 // job's heartbeat goes stale, and a gc-scope token deletes only packs the
 // Worker itself finds unreferenced.
-import { createExecutionContext, env } from "cloudflare:test";
+import { env } from "cloudflare:test";
 import { beforeEach, describe, expect, it } from "vitest";
-import worker from "../../workers/index.ts";
 import type { JobRow } from "../../workers/catalog/schema.ts";
 import { buildDispatch } from "../../workers/jobs/dispatch.ts";
 import { loadConfig } from "../../workers/config.ts";
 import { mintJobToken, readJobToken, type JobGrant } from "../../workers/repository/job-token.ts";
 import { blobKey, manifestKey, packKey, snapshotManifestKey } from "../../workers/shared/format.ts";
-import { auditRows, catalog, isoSecondsAgo, resetState, seedJob, testEnv, validManifest } from "./helpers.ts";
+import { auditRows, catalog, isoSecondsAgo, repoCall, resetState, seedJob, testEnv, validManifest } from "./helpers.ts";
 
 beforeEach(resetState);
 
 const inAnHour = () => Math.floor(Date.now() / 1000) + 3600;
 
-async function call(token: string, method: string, path: string, body?: string) {
-  const req = new Request(`https://backup.test/repo/v1${path}`, {
-    method, headers: { authorization: `Bearer ${token}`, ...(body ? { "content-type": "application/json" } : {}) }, ...(body ? { body } : {}),
-  });
-  const res = await worker.fetch(req, testEnv(), createExecutionContext());
-  const text = await res.text();
-  let parsed: any;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    parsed = undefined;
-  }
-  return { status: res.status, text, body: parsed };
-}
+const call = (token: string, method: string, path: string, body?: string) =>
+  repoCall(token, method, path, body ? { body, headers: { "content-type": "application/json" } } : {});
 
 const tokenOf = (job: JobRow, scope: JobGrant["scope"], expires = inAnHour()) =>
   mintJobToken(env.JOB_TOKEN_SECRET, { job_id: job.id, scope, backup_id: job.backup_id ?? "-", expires });
