@@ -96,3 +96,22 @@ describe("a gc token deletes only what the Worker finds unreferenced", () => {
     expect((await auditRows()).find((a) => a.action === "repository.delete")).toMatchObject({ outcome: "denied" });
   });
 });
+
+describe("/repo/v1 is not served on the public hostname in production", () => {
+  it("with the runner as a Container, public requests to /repo/v1 find nothing; the container's own path still works", async () => {
+    const { app } = await import("../../workers/app.ts");
+    const job = await running("database.restore", RESTORED);
+    const token = await tokenOf(job, "read");
+    await env.BACKUPS.put(packKey("packs/", "ab".repeat(32)), "bytes");
+    const path = `/objects/${packKey("packs/", "ab".repeat(32))}`;
+    const production = { RUNNER: { idFromName: () => ({}), get: () => ({}) } };
+    const pub = await repoCall(token, "GET", path, {}, production);
+    expect(pub.status).toBe(404);
+    expect(pub.body.error.code).toBe("not_found");
+    // What RunnerContainer.outboundByHost does: the app itself, with the binding.
+    const internal = await app.fetch(new Request(`http://repository.internal/repo/v1${path}`, { headers: { authorization: `Bearer ${token}` } }), testEnv(production));
+    expect(internal.status).toBe(200);
+    // Locally (RUNNER_URL, no container) the route is served as before.
+    expect((await repoCall(token, "GET", path)).status).toBe(200);
+  });
+});
