@@ -6,6 +6,7 @@ import { createMiddleware } from "hono/factory";
 import { secretsEqual, sha256, toHex } from "./crypto.ts";
 import { AppError } from "./shared/errors.ts";
 import type { AppEnv, Role } from "./context.ts";
+import { accessKeys, accessSettings, verifyAccessJwt } from "./access.ts";
 
 function tokens(list: unknown): string[] {
   return typeof list === "string" ? list.split(",").map((t) => t.trim()).filter((t) => t.length >= 16) : [];
@@ -52,7 +53,18 @@ export function requireRole(needed: Role) {
       await auditDenied(c, `unknown:${fingerprint}`, "unauthorized");
       throw new AppError("unauthorized", "invalid token", 401);
     }
-    const person = c.req.header("cf-access-authenticated-user-email");
+    // With Cloudflare Access configured, the person comes from its verified assertion; the
+    // cf-access-authenticated-user-email header alone is never trusted (access.ts).
+    const access = accessSettings(c.env);
+    let person: string | undefined;
+    if (access) {
+      const verdict = await verifyAccessJwt(c.req.header("cf-access-jwt-assertion"), access, accessKeys(c.env, access));
+      if ("refused" in verdict) {
+        await auditDenied(c, `${role}:${fingerprint}`, "access_denied");
+        throw new AppError("access_denied", `Cloudflare Access: ${verdict.refused}`, 401);
+      }
+      person = verdict.email;
+    }
     c.set("actor", `${role}:${fingerprint}${person ? `:${person}` : ""}`);
     c.set("role", role);
     if (needed === "admin" && role !== "admin") {

@@ -4,8 +4,12 @@
 // this is the Worker's own guard, so a runner bug cannot put a secret in front of viewers.
 import type { Env } from "./env.ts";
 
-/** Settings whose values are secrets (comma lists are split). */
-const SECRET_NAMES = /^(ADMIN_TOKEN|VIEWER_TOKEN|RUNNER_TOKEN|JOB_TOKEN_SECRET|CHUNK_ID_KEY|AGE_IDENTITY|MANIFEST_MAC_KEY|DATABASE_URL(_[A-Z0-9_]+)?|MLFLOW_TRACKING_(URI|TOKEN)(_[A-Z0-9_]+)?|R2_SECRET_ACCESS_KEY|OFFSITE_SECRET_ACCESS_KEY|CLOUDFLARE_API_TOKEN)$/;
+/**
+ * Settings whose values are secrets (comma lists are split). Not the MLflow
+ * tracking URIs: they may not carry credentials (config.ts refuses userinfo),
+ * and the host in "cannot reach the MLflow server at …" is what an operator needs.
+ */
+const SECRET_NAMES = /^(ADMIN_TOKEN|VIEWER_TOKEN|RUNNER_TOKEN|JOB_TOKEN_SECRET|CHUNK_ID_KEY|AGE_IDENTITY|MANIFEST_MAC_KEY|DATABASE_URL(_[A-Z0-9_]+)?|MLFLOW_TRACKING_TOKEN(_[A-Z0-9_]+)?|R2_SECRET_ACCESS_KEY|OFFSITE_SECRET_ACCESS_KEY|CLOUDFLARE_API_TOKEN)$/;
 
 function secretValues(env: Env): string[] {
   const values: string[] = [];

@@ -44,7 +44,7 @@ describe("key rotation", () => {
   beforeAll(async () => {
     work = mkdtempSync(join(tmpdir(), "astrid-rotation-"));
     sourceUrl = await scratchDatabase("rot_src");
-    await seedAstronomyDatabase(sourceUrl, { targetBytes: 3 * MiB });
+    await seedAstronomyDatabase(sourceUrl, { targetBytes: 8 * MiB });
 
     stack = await startTestStack({ vars: { DATABASE_URL: sourceUrl } });
     dir = stack.dir;
@@ -79,7 +79,7 @@ describe("key rotation", () => {
     expect(first.new_chunk_count).toBe(first.chunk_count);
     // Deduplication resumes: only the dump's header chunk (it carries pg_dump's timestamp) is new.
     expect(second.new_chunk_count).toBeLessThanOrEqual(2);
-    expect(second.chunk_count).toBeGreaterThan(10);
+    expect(second.chunk_count).toBeGreaterThanOrEqual(4);
   });
 
   it("the retired identity cannot read the first backup after rotation; the new one can, and the old one still reads the old backup", async () => {

@@ -70,10 +70,11 @@ describe("admin tokens", () => {
   });
 
   it("are audited by fingerprint, never by value", async () => {
+    // The email header is not trusted without Cloudflare Access configured (security-access.test.ts).
     const res = await api("POST", "/backup/database", { token: ADMIN_ROTATED, body: {}, headers: { "cf-access-authenticated-user-email": "ops@astrid.example" } });
     expect(res.status).toBe(202);
     const [entry] = await auditRows();
-    expect(entry?.actor).toMatch(/^admin:[0-9a-f]{8}:ops@astrid\.example$/);
+    expect(entry?.actor).toMatch(/^admin:[0-9a-f]{8}$/);
     expect(JSON.stringify(await auditRows())).not.toContain(ADMIN_ROTATED);
   });
 

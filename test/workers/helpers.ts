@@ -100,7 +100,11 @@ export async function api<T = any>(method: string, path: string, opts: ApiOption
   else if (opts.body !== undefined) body = JSON.stringify(opts.body);
   if (body !== undefined) headers["content-type"] ??= "application/json";
   const request = new Request(`https://backup.test${path}`, { method, headers, ...(body !== undefined ? { body } : {}) });
-  const res = await worker.fetch(request, testEnv(opts.env), createExecutionContext());
+  return asApiResponse<T>(await worker.fetch(request, testEnv(opts.env), createExecutionContext()));
+}
+
+/** A response with its body as text and, when it is JSON, parsed. */
+async function asApiResponse<T>(res: Response): Promise<ApiResponse<T>> {
   const text = await res.text();
   let parsed: unknown;
   try {
@@ -109,6 +113,16 @@ export async function api<T = any>(method: string, path: string, opts: ApiOption
     parsed = undefined;
   }
   return { status: res.status, body: parsed as T, text, headers: res.headers };
+}
+
+/** Calls the runner's repository endpoint (/repo/v1) with a job token, through the Worker's fetch handler. */
+export async function repoCall(
+  token: string, method: string, path: string, init: { body?: string | Uint8Array; headers?: Record<string, string> } = {}, envOverrides: Record<string, unknown> = {},
+): Promise<ApiResponse> {
+  const req = new Request(`https://backup.test/repo/v1${path}`, {
+    method, headers: { authorization: `Bearer ${token}`, ...init.headers }, ...(init.body !== undefined ? { body: init.body } : {}),
+  });
+  return asApiResponse(await worker.fetch(req, testEnv(envOverrides), createExecutionContext()));
 }
 
 /** Every row of the catalog tables, as text: for "this string appears nowhere" checks. */

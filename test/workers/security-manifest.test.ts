@@ -6,17 +6,16 @@
 // completion, whenever a job reads a manifest (restore, verify, an
 // incremental's parent, GC) and at catalog rebuild. Repository writes are
 // write-once by R2's conditional put, so racing writers cannot replace one another.
-import { createExecutionContext, env } from "cloudflare:test";
+import { env } from "cloudflare:test";
 import { beforeEach, describe, expect, it } from "vitest";
-import worker from "../../workers/index.ts";
 import type { JobRow } from "../../workers/catalog/schema.ts";
 import { mintJobToken, type JobGrant } from "../../workers/repository/job-token.ts";
 import { MAC_METADATA } from "../../workers/repository/manifest-mac.ts";
 import { DatabaseManifest, manifestKey } from "../../workers/shared/format.ts";
 import type { JobCompletion } from "../../workers/shared/protocol.ts";
 import {
-  allBackupRows, api, auditRows, backupIdFor, backupResultFor, isoDaysAgo, isoSecondsAgo, jobRow, resetState, seedBackup, seedBackupJob, seedJob,
-  sha256Hex, testEnv, validManifest,
+  allBackupRows, api, auditRows, backupIdFor, backupResultFor, isoDaysAgo, isoSecondsAgo, jobRow, repoCall, resetState, seedBackup, seedBackupJob, seedJob,
+  sha256Hex, validManifest,
 } from "./helpers.ts";
 
 beforeEach(resetState);
@@ -33,16 +32,7 @@ async function opensslHmac(key: string, bytes: Uint8Array): Promise<string> {
 
 async function repo(job: JobRow, scope: JobGrant["scope"], method: string, path: string, init: { body?: string | Uint8Array; headers?: Record<string, string> } = {}, extraEnv: Record<string, unknown> = macEnv) {
   const token = await mintJobToken(env.JOB_TOKEN_SECRET, { job_id: job.id, scope, backup_id: job.backup_id ?? "-", expires: Math.floor(Date.now() / 1000) + 3600 });
-  const req = new Request(`https://backup.test/repo/v1${path}`, { method, headers: { authorization: `Bearer ${token}`, ...init.headers }, ...(init.body !== undefined ? { body: init.body } : {}) });
-  const res = await worker.fetch(req, testEnv(extraEnv), createExecutionContext());
-  const text = await res.text();
-  let body: any;
-  try {
-    body = JSON.parse(text);
-  } catch {
-    body = undefined;
-  }
-  return { status: res.status, text, body, headers: res.headers };
+  return repoCall(token, method, path, init, extraEnv);
 }
 
 const putObject = async (job: JobRow, key: string, data: string, extraEnv?: Record<string, unknown>) =>

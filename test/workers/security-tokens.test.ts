@@ -6,32 +6,19 @@ import { createExecutionContext, env } from "cloudflare:test";
 import { kinds } from "../../workers/kinds.ts";
 import type { RunnerKind } from "../../workers/jobs/kind.ts";
 import { beforeEach, describe, expect, it } from "vitest";
-import worker from "../../workers/index.ts";
 import type { JobRow } from "../../workers/catalog/schema.ts";
 import { buildDispatch } from "../../workers/jobs/dispatch.ts";
 import { loadConfig } from "../../workers/config.ts";
 import { MIN_TOKEN_SECONDS, mintJobToken, readJobToken, type JobGrant } from "../../workers/repository/job-token.ts";
 import { blobKey, manifestKey, packKey, snapshotManifestKey } from "../../workers/shared/format.ts";
-import { auditRows, catalog, ctxOf, isoSecondsAgo, resetState, seedJob, testEnv, validManifest } from "./helpers.ts";
+import { auditRows, catalog, ctxOf, isoSecondsAgo, repoCall, resetState, seedJob, testEnv, validManifest } from "./helpers.ts";
 
 beforeEach(resetState);
 
 const inAnHour = () => Math.floor(Date.now() / 1000) + 3600;
 
-async function call(token: string, method: string, path: string, body?: string) {
-  const req = new Request(`https://backup.test/repo/v1${path}`, {
-    method, headers: { authorization: `Bearer ${token}`, ...(body ? { "content-type": "application/json" } : {}) }, ...(body ? { body } : {}),
-  });
-  const res = await worker.fetch(req, testEnv(), createExecutionContext());
-  const text = await res.text();
-  let parsed: any;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    parsed = undefined;
-  }
-  return { status: res.status, text, body: parsed };
-}
+const call = (token: string, method: string, path: string, body?: string) =>
+  repoCall(token, method, path, body ? { body, headers: { "content-type": "application/json" } } : {});
 
 const tokenOf = (job: JobRow, scope: JobGrant["scope"], expires = inAnHour()) =>
   mintJobToken(env.JOB_TOKEN_SECRET, { job_id: job.id, scope, backup_id: job.backup_id ?? "-", expires });
@@ -110,5 +97,24 @@ describe("a gc token deletes only what the Worker finds unreferenced", () => {
     expect(await env.BACKUPS.head(packKey("packs/", used))).not.toBeNull();
     expect(await env.BACKUPS.head(packKey("packs/", unused))).toBeNull();
     expect((await auditRows()).find((a) => a.action === "repository.delete")).toMatchObject({ outcome: "denied" });
+  });
+});
+
+describe("/repo/v1 is not served on the public hostname in production", () => {
+  it("with the runner as a Container, public requests to /repo/v1 find nothing; the container's own path still works", async () => {
+    const { app } = await import("../../workers/app.ts");
+    const job = await running("database.restore", RESTORED);
+    const token = await tokenOf(job, "read");
+    await env.BACKUPS.put(packKey("packs/", "ab".repeat(32)), "bytes");
+    const path = `/objects/${packKey("packs/", "ab".repeat(32))}`;
+    const production = { RUNNER: { idFromName: () => ({}), get: () => ({}) } };
+    const pub = await repoCall(token, "GET", path, {}, production);
+    expect(pub.status).toBe(404);
+    expect(pub.body.error.code).toBe("not_found");
+    // What RunnerContainer.outboundByHost does: the app itself, with the binding.
+    const internal = await app.fetch(new Request(`http://repository.internal/repo/v1${path}`, { headers: { authorization: `Bearer ${token}` } }), testEnv(production));
+    expect(internal.status).toBe(200);
+    // Locally (RUNNER_URL, no container) the route is served as before.
+    expect((await repoCall(token, "GET", path)).status).toBe(200);
   });
 });
