@@ -12,6 +12,7 @@
 // fetches https://<team>/cdn-cgi/access/certs (cached for an hour per isolate);
 // tests bind ACCESS_KEYS to a stand-in.
 import type { Env } from "./env.ts";
+import type { BackupConfig } from "./config.ts";
 import { fromBase64url } from "./crypto.ts";
 
 export interface AccessKeys {
@@ -23,9 +24,10 @@ export interface AccessSettings {
   aud: string;
 }
 
-export function accessSettings(env: Env): AccessSettings | undefined {
-  const team = typeof env.CF_ACCESS_TEAM_DOMAIN === "string" ? env.CF_ACCESS_TEAM_DOMAIN.trim().replace(/^https:\/\//, "").replace(/\/+$/, "") : "";
-  const aud = typeof env.CF_ACCESS_AUD === "string" ? env.CF_ACCESS_AUD.trim() : "";
+/** The Access application to check assertions against, when both settings are set. */
+export function accessSettings(config: BackupConfig): AccessSettings | undefined {
+  const team = config.cf_access_team_domain.trim().replace(/^https:\/\//, "").replace(/\/+$/, "");
+  const aud = config.cf_access_aud.trim();
   return team && aud ? { team, aud } : undefined;
 }
 

@@ -55,7 +55,7 @@ export function requireRole(needed: Role) {
     }
     // With Cloudflare Access configured, the person comes from its verified assertion; the
     // cf-access-authenticated-user-email header alone is never trusted (access.ts).
-    const access = accessSettings(c.env);
+    const access = accessSettings(c.get("config"));
     let person: string | undefined;
     if (access) {
       const verdict = await verifyAccessJwt(c.req.header("cf-access-jwt-assertion"), access, accessKeys(c.env, access));

@@ -128,6 +128,8 @@ export const SETTINGS = {
   repository_gc_schedule: setting("REPOSITORY_GC_SCHEDULE", "0 6 * * 0", Cron, "garbage collection of unreferenced packs and blobs"),
   gc_grace_minutes: setting("GC_GRACE_MINUTES", 24 * 60, Count(0, 60 * 24 * 365), "an unreferenced object younger than this is spared by GC"),
   job_lease_seconds: setting("JOB_LEASE_SECONDS", 120, Count(1, 24 * 3600), "a running job silent this long is declared lost"),
+  cf_access_team_domain: setting("CF_ACCESS_TEAM_DOMAIN", "", Text, "Cloudflare Access team domain (<team>.cloudflareaccess.com): assertions are verified when it and CF_ACCESS_AUD are set"),
+  cf_access_aud: setting("CF_ACCESS_AUD", "", Text, "the Access application's audience tag"),
   restore_target_hosts: setting("RESTORE_TARGET_HOSTS", "", Text, "restore targets allowed (comma list; .example.org for a domain); empty: any but link-local and metadata addresses"),
   runner_max_jobs: setting("RUNNER_MAX_JOBS", 4, Count(1, 64), "runner jobs (dumps, restores, MLflow exports) running at once; more wait in the queue"),
 } satisfies Record<string, Setting<unknown>>;

@@ -150,6 +150,8 @@ describe("loadConfig environment overrides", () => {
     ["DATABASE_VERIFY_AFTER_BACKUP", "full", "database_verify_after_backup", "full"],
     ["RUNNER_MAX_JOBS", "2", "runner_max_jobs", 2],
     ["RESTORE_TARGET_HOSTS", "db.example.org", "restore_target_hosts", "db.example.org"],
+    ["CF_ACCESS_TEAM_DOMAIN", "astrid.cloudflareaccess.com", "cf_access_team_domain", "astrid.cloudflareaccess.com"],
+    ["CF_ACCESS_AUD", "aud-tag", "cf_access_aud", "aud-tag"],
     ["OFFSITE_S3_ENDPOINT", "https://s3.example.org", "offsite_s3_endpoint", "https://s3.example.org"],
     ["OFFSITE_S3_BUCKET", "astrid-offsite", "offsite_s3_bucket", "astrid-offsite"],
     ["OFFSITE_S3_REGION", "eu-central-1", "offsite_s3_region", "eu-central-1"],
