@@ -135,7 +135,7 @@ export async function* blobBytes(repo: RepositoryClient, manifest: MlManifest, b
   const plain = readChunks(repo, manifest.pack_prefix, refs, async (stored, ref) => {
     let out: Buffer;
     try {
-      out = await open(stored, ref.plain_size);
+      out = await open(stored, ref.plain_size, ref.id);
     } catch (e) {
       throw new IntegrityError(`${blob.kind} ${blob.name}, chunk ${ref.id}: ${(e as Error).message}`);
     }

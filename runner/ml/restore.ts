@@ -44,7 +44,7 @@ export async function restoreMl(job: MlRestoreDispatch, ctx: JobContext): Promis
   if (manifest.format !== "astrid-backup/mlflow") throw new AppError("wrong_backup_kind", `${job.backup_id} is a training-data snapshot, not an MLflow backup`);
   const mlflow = new MlflowClient(job.mlflow);
   await mlflow.check();
-  const open = chunkOpener(job.identities);
+  const open = chunkOpener(job.identities, job.chunk_id_key);
   const result: MlRestoreResult = {
     kind: "ml.restore", backup_id: job.backup_id, target: job.target_label, experiments: 0, runs_created: 0, runs_existing: 0,
     artifacts: 0, artifact_bytes: 0, registered_models: 0, model_versions: 0, run_id_map: {}, experiment_id_map: {}, duration_ms: 0,

@@ -21,7 +21,7 @@ export async function restoreTrainingData(job: TrainingDataRestoreDispatch, ctx:
   const repo = new RepositoryClient(job.repository);
   const manifest = await readMlManifest(repo, job.manifest_key);
   if (manifest.format !== "astrid-backup/training-data") throw new AppError("wrong_backup_kind", `${job.backup_id} is an MLflow backup, not a training-data snapshot`);
-  const open = chunkOpener(job.identities);
+  const open = chunkOpener(job.identities, job.chunk_id_key);
   const parts = manifest.blobs.filter((b) => b.kind === "table" || b.kind === "query");
   const objects = manifest.blobs.filter((b) => b.kind === "r2_object");
   if (parts.length && !job.target_url) throw new AppError("target_missing", `${job.backup_id} has ${parts.length} table(s) or query result(s): give a target database`);

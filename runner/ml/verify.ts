@@ -16,7 +16,7 @@ export async function verifyMl(job: MlVerifyDispatch, ctx: JobContext): Promise<
   const problems = await checkStoredChunks(repo, manifest, (chunks) => ctx.progress({ phase: "checking chunks", bytes: 0, chunks }));
   if (job.depth === "full" && problems.length === 0) {
     if (job.identities.length === 0) throw new AppError("identity_missing", "a full verify needs the age identity");
-    const open = chunkOpener(job.identities);
+    const open = chunkOpener(job.identities, job.chunk_id_key);
     let bytes = 0;
     for (const blob of manifest.blobs) {
       try {

@@ -53,18 +53,23 @@ export class DecryptionError extends Error {
 /**
  * Opens chunk files: age, then zstd. With the chunk's plain_size the frame is
  * decompressed into a buffer of exactly that size by a reused context, and a
- * frame of any other size is refused.
+ * frame of any other size is refused. With the chunk-id key and the chunk's
+ * id, the plaintext must be what the id names: the age recipients are public,
+ * so anyone able to write to R2 could otherwise plant a chunk that decrypts.
  */
-export function chunkOpener(identities: string[]): (stored: Uint8Array, plainSize?: number) => Promise<Buffer> {
+export function chunkOpener(identities: string[], chunkIdKey?: string): (stored: Uint8Array, plainSize?: number, id?: string) => Promise<Buffer> {
   const opener = new AgeOpener(identities);
   const zstd = new FrameDecompressor();
-  return async (stored, plainSize) => {
+  const idKey = chunkIdKey ? Buffer.from(chunkIdKey, "hex") : undefined;
+  return async (stored, plainSize, id) => {
     let compressed: Buffer;
     try {
       compressed = opener.open(stored);
     } catch (e) {
       throw new DecryptionError(`cannot decrypt: ${(e as Error).message}`);
     }
-    return zstd.decompress(compressed, plainSize);
+    const plain = zstd.decompress(compressed, plainSize);
+    if (idKey && id !== undefined && chunkId(idKey, plain) !== id) throw new DecryptionError("its keyed id does not match its plaintext");
+    return plain;
   };
 }

@@ -72,6 +72,20 @@ describe("restore checks every chunk's keyed id against its plaintext", () => {
     // Without the key every check passes (the dump's SHA-256 was forged to match): this is the hole.
     expect((await drain()).includes(Buffer.from("DROP TABLE"))).toBe(true);
     await expect(drain(idKey.toString("hex"))).rejects.toThrow(/chunk #1 [0-9a-f]{64}: its keyed id does not match its plaintext/);
+
+    // The same substitution in an ML backup's blob (an artifact, a run's records): refused by ML restore and full verify too.
+    const { blobBytes } = await import("../../runner/ml/blobs.ts");
+    const { chunkOpener } = await import("../../runner/repository/codec.ts");
+    const whole = Buffer.concat([genuine[0]!, planted]);
+    const mlManifest = { pack_prefix: "packs/", chunks: forged.chunks } as any;
+    const blob = { kind: "artifact", name: "r1/model.pkl", size: whole.length, sha256: createHash("sha256").update(whole).digest("hex"), chunks: [0, 1] } as any;
+    const drainBlob = async (key?: string) => {
+      const out: Buffer[] = [];
+      for await (const b of blobBytes(repo, mlManifest, blob, chunkOpener([identity], key))) out.push(b);
+      return Buffer.concat(out);
+    };
+    expect((await drainBlob()).includes(Buffer.from("DROP TABLE"))).toBe(true);
+    await expect(drainBlob(idKey.toString("hex"))).rejects.toThrow(/its keyed id does not match its plaintext/);
   });
 });
 

@@ -59,6 +59,7 @@ export const mlRestore = runnerKind({
       kind: "ml.restore", job_id: ctx.job.id, backup_id: p.backup_id, manifest_key: mlManifestKey(p.backup_id), target_label: p.target_label,
       mlflow, registry: p.registry, ...(p.experiment_ids ? { experiment_ids: p.experiment_ids } : {}),
       identities: ageIdentities(ctx.env), repository: await ctx.repository("read", p.backup_id),
+      chunk_id_key: requireSecret(ctx.env.CHUNK_ID_KEY, "CHUNK_ID_KEY"),
     };
   },
   complete: completeRestore,
@@ -92,6 +93,7 @@ export const trainingDataRestore = runnerKind({
       kind: "training_data.restore", job_id: ctx.job.id, backup_id: p.backup_id, manifest_key: mlManifestKey(p.backup_id), target_label: p.target_label,
       ...(target_url ? { target_url } : {}), ...(p.schema ? { schema: p.schema } : {}), ...(p.bucket ? { bucket: p.bucket, prefix: p.prefix ?? "" } : {}),
       identities: ageIdentities(ctx.env), repository: await ctx.repository("read", p.backup_id),
+      chunk_id_key: requireSecret(ctx.env.CHUNK_ID_KEY, "CHUNK_ID_KEY"),
     };
   },
   complete: completeRestore,

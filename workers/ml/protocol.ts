@@ -74,6 +74,8 @@ export const MlRestoreDispatch = DispatchBase.extend({
   experiment_ids: z.array(ExperimentId).optional(),
   registry: z.boolean(),
   identities: z.array(z.string()).min(1),
+  /** Every chunk's keyed id is checked against its plaintext (a planted chunk is refused). */
+  chunk_id_key: z.string().regex(/^[0-9a-f]{64}$/).optional(),
 });
 export type MlRestoreDispatch = z.infer<typeof MlRestoreDispatch>;
 
@@ -103,6 +105,8 @@ export const TrainingDataRestoreDispatch = DispatchBase.extend({
   bucket: z.string().optional(),
   prefix: z.string().optional(),
   identities: z.array(z.string()).min(1),
+  /** Every chunk's keyed id is checked against its plaintext (a planted chunk is refused). */
+  chunk_id_key: z.string().regex(/^[0-9a-f]{64}$/).optional(),
 });
 export type TrainingDataRestoreDispatch = z.infer<typeof TrainingDataRestoreDispatch>;
 
