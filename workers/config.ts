@@ -229,6 +229,16 @@ const DERIVED: Record<string, string> = {
   default_ml_server: "ML_SERVERS",
 };
 
+/**
+ * Every variable the config reads: the settings table's, the derived
+ * settings', and the per-name secrets (a database's URL, an MLflow server's
+ * URI and token). What `npm start` lets the environment override.
+ */
+export function isConfigVariable(name: string): boolean {
+  return Object.values(SETTINGS).some((s) => s.env === name) || Object.values(DERIVED).includes(name) || name === "ML_DATASETS"
+    || /^DATABASE_URL(_[A-Z0-9_]+)?$/.test(name) || /^MLFLOW_TRACKING_(URI|TOKEN)(_[A-Z0-9_]+)?$/.test(name);
+}
+
 /** "a=b,c=d" -> {a: "b", c: "d"}; an item without "=" throws ConfigError naming the variable. */
 function pairs(env: ConfigEnv, variable: string): Record<string, string> {
   const out: Record<string, string> = {};

@@ -6,13 +6,12 @@ import { appendFileSync, existsSync, readFileSync, writeFileSync } from "node:fs
 import { join } from "node:path";
 import { formatVars, generateLocalSecrets, parseVars, type LocalSecrets } from "../dev/secrets.ts";
 import { ROOT } from "../dev/stack.ts";
+import { isConfigVariable } from "../../workers/config.ts";
 
 /** Where npm start keeps .dev.vars and its state (.wrangler/astrid): the checkout, unless ASTRID_HOME names another folder. */
 export const LOCAL_HOME = process.env.ASTRID_HOME || ROOT;
 export const DEV_VARS = join(LOCAL_HOME, ".dev.vars");
 
-/** Names the environment may override beyond those already in .dev.vars: every setting and secret the Worker reads. */
-const OVERRIDABLE = /^(DATABASE_URL(_[A-Z0-9_]+)?|BACKUP_[A-Z_]+|DATABASE_[A-Z_]+|STORAGE_[A-Z_]+|ML_[A-Z_]+|MLFLOW_[A-Z_]+|DR_[A-Z_]+|OFFSITE_[A-Z_]+|R2_[A-Z_]+|CLOUDFLARE_[A-Z_]+|GC_[A-Z_]+|REPOSITORY_[A-Z_]+|RUNNER_MAX_JOBS|RTO_TARGET_MINUTES|RPO_TARGET_MINUTES|JOB_LEASE_SECONDS)$/;
 
 export async function loadLocalVars(): Promise<{ vars: Record<string, string>; created: boolean; added: string[] }> {
   const created = !existsSync(DEV_VARS);
@@ -29,7 +28,8 @@ export async function loadLocalVars(): Promise<{ vars: Record<string, string>; c
     Object.assign(vars, additions);
   }
   for (const [key, value] of Object.entries(process.env)) {
-    if (value !== undefined && (key in vars || OVERRIDABLE.test(key))) vars[key] = value;
+    // The environment overrides .dev.vars for every variable the config reads (workers/config.ts).
+    if (value !== undefined && (key in vars || isConfigVariable(key))) vars[key] = value;
   }
   return { vars, created, added: created ? [] : missing };
 }
