@@ -5,7 +5,7 @@
 import { createMessageBatch, env } from "cloudflare:test";
 import worker from "../../workers/index.ts";
 import { beforeEach, describe, expect, it } from "vitest";
-import { blobKey, SnapshotManifest, snapshotManifestKey, STORAGE_BLOB_PREFIX } from "../../workers/shared/format.ts";
+import { blobKey, SnapshotManifest, snapshotManifestKey, snapshotPartKey, STORAGE_BLOB_PREFIX } from "../../workers/shared/format.ts";
 import { api, recordingQueue, resetState, testEnv } from "./helpers.ts";
 import { parseLifecycleRules, saveLifecycleRules } from "../../workers/storage/lifecycle.ts";
 import { bytes, contents, data, drive, resetStorage, scratch, sha256Hex, target } from "./storage-support.ts";
@@ -134,6 +134,22 @@ describe("storage restore", () => {
     const m31 = await target().head("images/2026/m31.fits");
     expect(m31!.httpMetadata).toMatchObject({ contentType: "image/fits", cacheControl: "max-age=60" });
     expect(m31!.customMetadata).toEqual({ telescope: "ZTF" });
+  });
+
+  it("refuses a snapshot whose manifest or part was changed in R2 (its MAC no longer matches), restoring nothing", async () => {
+    const withMac = { ...SMALL_PAGES, MANIFEST_MAC_KEY: "storage-manifest-mac-key-0123456789" };
+    await seedData();
+    const { snapshot_id } = await snapshot("astrid-data", "", withMac);
+    const key = snapshotPartKey(snapshot_id, 1);
+    const part = (await env.BACKUPS.get(key))!;
+    expect(part.customMetadata?.["astrid-mac"]).toMatch(/^hmac-sha256:[0-9a-f]{64}$/);
+    // Whoever can write to R2 points an entry at other bytes, keeping the old MAC (they cannot compute a new one).
+    const planted = (await part.text()).replace(/"sha256":"[0-9a-f]{64}"/, `"sha256":"${"0".repeat(64)}"`);
+    await env.BACKUPS.put(key, planted, { customMetadata: part.customMetadata! });
+    const res = await api("POST", `/backup/storage/${snapshot_id}/restore`, { body: { target_bucket: "restore-target" }, env: withMac });
+    const driven = await drive(res.body.job_id, withMac);
+    expect(driven.job).toMatchObject({ status: "failed", error_code: "manifest_not_authentic" });
+    expect(await contents(target())).toEqual({});
   });
 
   it("restores a prefix, or one object", async () => {

@@ -38,9 +38,9 @@ export async function drillStorage(
   const prefix = `${SCRATCH_PREFIX}${runId}/`;
   const started = Date.now();
   try {
-    const manifest = await readManifest(env.BACKUPS, s.snapshot_id);
+    const manifest = await readManifest(env, s.snapshot_id);
     result.point_created_at = manifest.created_at;
-    const { sample, canary } = await sampleEntries(env.BACKUPS, manifest.snapshot_id, manifest.parts, manifest.stats.objects, settings.storage_sample, canaryKey(s.prefix));
+    const { sample, canary } = await sampleEntries(env, manifest.snapshot_id, manifest.parts, manifest.stats.objects, settings.storage_sample, canaryKey(s.prefix));
     await forEachLimited(sample, COPY_LANES, async (e) => {
       const problem = await restoreAndCheck(env.BACKUPS, target, config, prefix, e);
       if (problem) result.problems.push(problem);
@@ -65,13 +65,13 @@ export async function drillStorage(
  * same sample for the same snapshot. Also the canary object's upload time, if
  * the snapshot holds one.
  */
-async function sampleEntries(backups: R2Bucket, snapshotId: string, parts: number, objects: number, max: number, canaryAt: string) {
+async function sampleEntries(env: Env, snapshotId: string, parts: number, objects: number, max: number, canaryAt: string) {
   const stride = Math.max(1, Math.ceil(objects / max));
   const sample: SnapshotEntry[] = [];
   let canary: string | undefined;
   let index = 0;
   for (let n = 1; n <= parts; n++) {
-    for (const e of (await readPart(backups, snapshotId, n)).entries) {
+    for (const e of (await readPart(env, snapshotId, n)).entries) {
       if (e.key === canaryAt) canary = e.uploaded;
       if (index++ % stride === 0 && sample.length < max) sample.push(e);
     }

@@ -59,12 +59,12 @@ const wanted = (p: StorageRestoreParams, key: string) => key.startsWith(p.prefix
 /** Up to a page of matching entries from the snapshot's parts, resuming where the last step stopped. */
 async function fromSnapshot(ctx: StepContext<StorageRestoreParams>, p: StorageRestoreParams, state: RestoreState) {
   if (p.source.from !== "snapshot") throw new Error("unreachable");
-  const manifest = await readManifest(ctx.env.BACKUPS, p.source.snapshot_id);
+  const manifest = await readManifest(ctx.env, p.source.snapshot_id);
   const entries: SnapshotEntry[] = [];
   const budget = ctx.config.storage_page_size;
   let partsRead = 0;
   while (state.part <= manifest.parts && entries.length < budget && partsRead < 50) {
-    const part = await readPart(ctx.env.BACKUPS, manifest.snapshot_id, state.part);
+    const part = await readPart(ctx.env, manifest.snapshot_id, state.part);
     partsRead += 1;
     while (state.offset < part.entries.length && entries.length < budget) {
       const e = part.entries[state.offset++]!;

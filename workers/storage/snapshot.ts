@@ -10,6 +10,8 @@ import {
 import { StorageSnapshotParams } from "./protocol.ts";
 import { openStorageCatalog } from "../catalog/storage-catalog.ts";
 import { AppError } from "../shared/errors.ts";
+import type { Env } from "../env.ts";
+import { macMetadata, readAuthenticated } from "../repository/manifest-mac.ts";
 import type { StepContext, StepOutcome } from "../jobs/kind.ts";
 import { copyLimits, requireStepBucket } from "./buckets.ts";
 import { metaOf, ObjectChanged, storeBlob } from "./objects.ts";
@@ -49,7 +51,7 @@ export async function snapshotStep(ctx: StepContext<StorageSnapshotParams>): Pro
   if (entries.length > 0) {
     state.parts += 1;
     const part: SnapshotPart = { snapshot_id: p.snapshot_id, part: state.parts, entries };
-    await ctx.env.BACKUPS.put(snapshotPartKey(p.snapshot_id, state.parts), JSON.stringify(part));
+    await putAuthenticated(ctx.env, snapshotPartKey(p.snapshot_id, state.parts), JSON.stringify(part));
   }
   if (page.truncated) {
     state.cursor = page.cursor;
@@ -68,7 +70,7 @@ export async function snapshotStep(ctx: StepContext<StorageSnapshotParams>): Pro
 async function firstState(ctx: StepContext<StorageSnapshotParams>, p: StorageSnapshotParams): Promise<SnapshotState> {
   const parent = await openStorageCatalog(ctx.env.CATALOG).latestSnapshot(p.bucket, p.prefix);
   // A parent whose manifest is gone only costs deduplication: copy everything again.
-  const parentManifest = parent ? await readManifest(ctx.env.BACKUPS, parent.id).catch(() => undefined) : undefined;
+  const parentManifest = parent ? await readManifest(ctx.env, parent.id).catch(() => undefined) : undefined;
   return {
     created_at: ctx.now.toISOString(), parts: 0,
     ...(parentManifest ? { parent_id: parentManifest.snapshot_id } : {}),
@@ -82,7 +84,7 @@ async function parentEntries(ctx: StepContext<StorageSnapshotParams>, state: Sna
   const map = new Map<string, SnapshotEntry>();
   if (!state.parent_id) return map;
   while (state.parent_part <= state.parent_parts) {
-    const part = await readPart(ctx.env.BACKUPS, state.parent_id, state.parent_part);
+    const part = await readPart(ctx.env, state.parent_id, state.parent_part);
     for (const e of part.entries) map.set(e.key, e);
     const partLast = part.entries.at(-1)?.key ?? "";
     if (partLast > lastKey) break; // the next page may still need this part
@@ -137,20 +139,32 @@ async function finish(ctx: StepContext<StorageSnapshotParams>, p: StorageSnapsho
     bucket: p.bucket, prefix: p.prefix, created_at: state.created_at, finished_at: new Date().toISOString(),
     ...(state.parent_id ? { parent_id: state.parent_id } : {}), parts: state.parts, stats: state.stats,
   };
-  await ctx.env.BACKUPS.put(snapshotManifestKey(p.snapshot_id), JSON.stringify(manifest, null, 1), {
-    httpMetadata: { contentType: "application/json" },
-  });
+  await putAuthenticated(ctx.env, snapshotManifestKey(p.snapshot_id), JSON.stringify(manifest, null, 1));
   return manifest;
 }
 
-export async function readManifest(backups: R2Bucket, snapshotId: string): Promise<SnapshotManifest> {
-  const obj = await backups.get(snapshotManifestKey(snapshotId));
-  if (!obj) throw new AppError("manifest_missing", `snapshot ${snapshotId} has no manifest in the backup bucket`);
-  return SnapshotManifest.parse(await obj.json());
+/**
+ * Snapshot manifests and parts carry the same MAC as database and ML
+ * manifests (repository/manifest-mac.ts): they say which blobs a restore
+ * writes into protected buckets, so one planted by whoever can write to R2
+ * must not be restored. Only the Worker writes them, and it signs what it writes.
+ */
+async function putAuthenticated(env: Env, key: string, text: string): Promise<void> {
+  const bytes = new TextEncoder().encode(text);
+  await env.BACKUPS.put(key, bytes, { httpMetadata: { contentType: "application/json" }, customMetadata: await macMetadata(env, bytes) });
 }
 
-export async function readPart(backups: R2Bucket, snapshotId: string, part: number): Promise<SnapshotPart> {
-  const obj = await backups.get(snapshotPartKey(snapshotId, part));
-  if (!obj) throw new AppError("manifest_missing", `snapshot ${snapshotId} is missing part ${part}`);
-  return SnapshotPart.parse(await obj.json());
+async function readAuthenticatedJson(env: Env, key: string, missing: string): Promise<unknown> {
+  const read = await readAuthenticated(env, key);
+  if (!read) throw new AppError("manifest_missing", missing);
+  if (read.auth === "forged") throw new AppError("manifest_not_authentic", `${key} does not carry a valid MAC: refusing to restore from it`);
+  return JSON.parse(new TextDecoder().decode(read.bytes));
+}
+
+export async function readManifest(env: Env, snapshotId: string): Promise<SnapshotManifest> {
+  return SnapshotManifest.parse(await readAuthenticatedJson(env, snapshotManifestKey(snapshotId), `snapshot ${snapshotId} has no manifest in the backup bucket`));
+}
+
+export async function readPart(env: Env, snapshotId: string, part: number): Promise<SnapshotPart> {
+  return SnapshotPart.parse(await readAuthenticatedJson(env, snapshotPartKey(snapshotId, part), `snapshot ${snapshotId} is missing part ${part}`));
 }
