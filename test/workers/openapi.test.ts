@@ -1,0 +1,70 @@
+// GET /openapi.json: the admin API's description, generated from the routes'
+// own zod schemas. The route table and Hono's registered routes are compared
+// both ways, so neither can drift from the other.
+import { describe, expect, it } from "vitest";
+import { app } from "../../workers/app.ts";
+import { OPERATIONS, openApiDocument, openApiPath } from "../../workers/api/openapi.ts";
+import { BackupRequest } from "../../workers/database/routes.ts";
+import { api, VIEWER } from "./helpers.ts";
+
+/** method + OpenAPI path of every handler Hono has registered for the admin API. */
+function registered(): Set<string> {
+  const seen = new Set<string>();
+  for (const r of app.routes) {
+    if (r.method === "ALL" || r.path.startsWith("/repo/v1")) continue; // middleware; the runner's side
+    seen.add(`${r.method.toLowerCase()} ${openApiPath(r.path)}`);
+  }
+  return seen;
+}
+
+function documented(): Set<string> {
+  const doc = openApiDocument();
+  return new Set(Object.entries(doc.paths).flatMap(([path, ops]) => Object.keys(ops).map((m) => `${m} ${path}`)));
+}
+
+describe("the OpenAPI document", () => {
+  it("describes every registered admin route, and no route that is not registered", () => {
+    const routes = registered();
+    const doc = documented();
+    expect(routes.size).toBeGreaterThan(40);
+    expect([...routes].filter((r) => !doc.has(r)), "routes missing from the document").toEqual([]);
+    expect([...doc].filter((r) => !routes.has(r)), "documented routes Hono does not serve").toEqual([]);
+    expect(doc.size).toBe(OPERATIONS.length); // no operation listed twice
+  });
+
+  it("is served to a viewer, refused without a token", async () => {
+    const res = await api("GET", "/openapi.json", { token: VIEWER });
+    expect(res.status).toBe(200);
+    expect(res.body.openapi).toBe("3.1.0");
+    expect(res.body).toEqual(JSON.parse(JSON.stringify(openApiDocument())));
+    const anonymous = await api("GET", "/openapi.json", { token: null });
+    expect(anonymous.status).toBe(401);
+    expect(anonymous.body.error.code).toEqual(expect.any(String));
+  });
+
+  it("takes request schemas from the routes' zod schemas", () => {
+    const doc = openApiDocument() as any;
+    const body = doc.paths["/backup/database"].post.requestBody;
+    expect(body.required).toBe(false); // {} is a valid request: every field has a default or is optional
+    const schema = body.content["application/json"].schema;
+    expect(Object.keys(schema.properties).sort()).toEqual(Object.keys(BackupRequest.shape).sort());
+    expect(schema.additionalProperties).toBe(false); // strictObject
+    expect(schema.properties.type.enum).toEqual(expect.arrayContaining(["full"]));
+    const list = doc.paths["/backup/database"].get.parameters.map((p: any) => p.name).sort();
+    expect(list).toEqual(["cursor", "database", "limit", "status", "type"]);
+    expect(doc.paths["/storage/objects/{bucket}/{key}"].put.parameters.map((p: any) => [p.name, p.in])).toEqual([["bucket", "path"], ["key", "path"]]);
+  });
+
+  it("gives every operation the shared {error:{code,message}} schema for 4xx and 5xx", () => {
+    const doc = openApiDocument() as any;
+    expect(doc.components.schemas.Error).toMatchObject({
+      type: "object", required: ["error"],
+      properties: { error: { type: "object", required: ["code", "message"], additionalProperties: false } },
+    });
+    for (const ops of Object.values(doc.paths) as any[]) {
+      for (const op of Object.values(ops) as any[]) {
+        for (const status of ["4XX", "5XX"]) expect(op.responses[status].content["application/json"].schema).toEqual({ $ref: "#/components/schemas/Error" });
+      }
+    }
+  });
+});
