@@ -17,6 +17,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { S3Client } from "../../workers/storage/s3/client.ts";
+import { psql } from "../../runner/dev/postgres.ts";
 import { ensureSchemathesis } from "../../runner/dev/schemathesis.ts";
 import { createDatabase, dropDatabase, scratchName, startTestStack, testPg, type TestStack } from "../support/fixture.ts";
 
@@ -33,6 +34,8 @@ const offsiteBucket = `fuzz-offsite-${process.pid}`;
 const database = scratchName("fuzz");
 let stack: TestStack;
 let work: string;
+/** Real ids for the path parameters that name stored things: random ids would only ever reach the 404. */
+const known: Record<string, string> = {};
 
 beforeAll(async () => {
   await createDatabase(pg, database);
@@ -47,7 +50,21 @@ beforeAll(async () => {
     },
   });
   work = mkdtempSync(join(tmpdir(), "astrid-fuzz-"));
-}, 180_000);
+  await psql(pg.url(database), "CREATE TABLE stars (id int PRIMARY KEY, name text); INSERT INTO stars SELECT g, 'star ' || g FROM generate_series(1, 100) g;");
+  const backup = await stack.api("POST", "/backup/database", { type: "full" });
+  expect(backup.status, JSON.stringify(backup.body)).toBe(202);
+  expect((await stack.waitForJob(backup.body.job_id)).status).toBe("succeeded");
+  const put = await fetch(`${stack.workerUrl}/storage/objects/astrid-data/fuzz/one.txt`, { method: "PUT", body: "one", headers: { authorization: `Bearer ${stack.secrets.ADMIN_TOKEN}` } });
+  expect(put.status).toBe(201);
+  const snapshot = await stack.api("POST", "/backup/storage", { bucket: "astrid-data" });
+  expect(snapshot.status, JSON.stringify(snapshot.body)).toBe(202);
+  expect((await stack.waitForJob(snapshot.body.jobs[0].job_id)).status).toBe("succeeded");
+  Object.assign(known, {
+    "/backups/{id}": backup.body.backup_id, "/backups/{id}/restore": backup.body.backup_id, "/backups/{id}/verify": backup.body.backup_id,
+    "/jobs/{id}": backup.body.job_id, "/dr/runs/{id}": backup.body.job_id,
+    "/backup/storage/{id}": snapshot.body.jobs[0].snapshot_id, "/backup/storage/{id}/restore": snapshot.body.jobs[0].snapshot_id,
+  });
+}, 300_000);
 
 afterAll(async () => {
   await stack?.dispose();
@@ -57,7 +74,9 @@ afterAll(async () => {
 
 function run(cmd: string, args: string[]): Promise<{ code: number | null; output: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, NO_COLOR: "1", COLUMNS: "160" } });
+    // In the scratch directory: schemathesis keeps its example database (.schemathesis/) in the working directory,
+    // and replaying an earlier run's examples would make a run depend on the ones before it.
+    const child = spawn(cmd, args, { cwd: work, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, NO_COLOR: "1", COLUMNS: "160" } });
     let output = "";
     child.stdout.on("data", (d) => (output += d));
     child.stderr.on("data", (d) => (output += d));
@@ -75,8 +94,11 @@ describe("schemathesis against the local stack", () => {
     writeFileSync(schemaFile, JSON.stringify(doc.body));
     const ndjson = join(work, "events.ndjson");
     const config = join(work, "schemathesis.toml");
-    writeFileSync(config, UNCONFIGURABLE.paths.map((path) =>
-      `[[operations]]\ninclude-path = "${path}"\nchecks.not_a_server_error.expected-statuses = ["2xx", "3xx", "4xx", ${UNCONFIGURABLE.status}]\n`).join("\n"));
+    writeFileSync(config, [
+      ...UNCONFIGURABLE.paths.map((path) =>
+        `[[operations]]\ninclude-path = "${path}"\nchecks.not_a_server_error.expected-statuses = ["2xx", "3xx", "4xx", ${UNCONFIGURABLE.status}]\n`),
+      ...Object.entries(known).map(([path, id]) => `[[operations]]\ninclude-path = "${path}"\nparameters = { "path.id" = "${id}" }\n`),
+    ].join("\n"));
     const { code, output } = await run(st, [
       "--config-file", config, "run", schemaFile, "--url", stack.workerUrl,
       "-H", `Authorization: Bearer ${stack.secrets.ADMIN_TOKEN}`,
