@@ -22,7 +22,7 @@ import { ensureSchemathesis } from "../../runner/dev/schemathesis.ts";
 import { createDatabase, dropDatabase, scratchName, startTestStack, testPg, type TestStack } from "../support/fixture.ts";
 
 const MAX_EXAMPLES = Number(process.env.FUZZ_MAX_EXAMPLES ?? 10);
-const SEED = 20261127;
+const SEED = Number(process.env.FUZZ_SEED ?? 20261127);
 const CHECKS = ["not_a_server_error", "status_code_conformance", "content_type_conformance", "response_schema_conformance", "negative_data_rejection"];
 
 /** Operations whose service cannot run here, and the one 5xx they may answer. */

@@ -67,4 +67,19 @@ describe("the OpenAPI document", () => {
       }
     }
   });
+
+  it("describes the queries of GET /jobs and /audit as workers/jobs/routes.ts parses them (the table mirrors those two)", async () => {
+    const doc = openApiDocument() as any;
+    const names = (path: string) => doc.paths[path].get.parameters.map((p: any) => p.name).sort();
+    expect(names("/jobs")).toEqual(["kind", "limit", "status"]);
+    expect(names("/audit")).toEqual(["limit"]);
+    expect((await api("GET", "/jobs?status=queued&kind=database.backup&limit=200")).status).toBe(200);
+    expect((await api("GET", "/jobs?limit=201")).status).toBe(400);
+    expect((await api("GET", "/jobs?other=1")).status).toBe(400);
+    expect((await api("GET", "/audit?limit=500")).status).toBe(200);
+    expect((await api("GET", "/audit?limit=501")).status).toBe(400);
+    const limits = (path: string) => doc.paths[path].get.parameters.find((p: any) => p.name === "limit").schema;
+    expect(limits("/jobs")).toMatchObject({ minimum: 1, maximum: 200 });
+    expect(limits("/audit")).toMatchObject({ minimum: 1, maximum: 500 });
+  });
 });
