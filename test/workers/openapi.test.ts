@@ -5,6 +5,7 @@ import { describe, expect, it } from "vitest";
 import { app } from "../../workers/app.ts";
 import { OPERATIONS, openApiDocument, openApiPath } from "../../workers/api/openapi.ts";
 import { BackupRequest } from "../../workers/database/routes.ts";
+import { AcceptedResponse, JobView } from "../../workers/http.ts";
 import { api, VIEWER } from "./helpers.ts";
 
 /** method + OpenAPI path of every handler Hono has registered for the admin API. */
@@ -81,5 +82,18 @@ describe("the OpenAPI document", () => {
     const limits = (path: string) => doc.paths[path].get.parameters.find((p: any) => p.name === "limit").schema;
     expect(limits("/jobs")).toMatchObject({ minimum: 1, maximum: 200 });
     expect(limits("/audit")).toMatchObject({ minimum: 1, maximum: 500 });
+  });
+
+  it("describes job answers with the schemas the views are typed by", async () => {
+    const doc = openApiDocument() as any;
+    const ok = (path: string, method: string, status: number) => doc.paths[path][method].responses[status].content["application/json"].schema;
+    expect(ok("/backup/database", "post", 202)).toMatchObject({ required: ["job_id", "status"] });
+    expect(ok("/jobs/{id}", "get", 200)).toMatchObject({ additionalProperties: false, required: expect.arrayContaining(["id", "kind", "status"]) });
+    // A real job answer against its schema: JobView is strict, so a field added to jobView() without the schema fails here.
+    const submitted = await api("POST", "/repository/gc", { body: { dry_run: true } });
+    expect(submitted.status).toBe(202);
+    expect(AcceptedResponse.safeParse(submitted.body).success).toBe(true);
+    const job = await api("GET", `/jobs/${submitted.body.job_id}`);
+    expect(JobView.parse(job.body)).toEqual(job.body);
   });
 });

@@ -17,6 +17,7 @@ import * as ml from "../ml/routes.ts";
 import * as storage from "../storage/routes.ts";
 import * as ops from "../storage/ops-routes.ts";
 import { JOB_STATUSES, JobKindName } from "../shared/protocol.ts";
+import { AcceptedResponse, JobView } from "../http.ts";
 
 type Role = "viewer" | "admin" | "public";
 
@@ -28,8 +29,8 @@ interface Operation {
   summary: string;
   query?: z.ZodType;
   body?: z.ZodType | "binary";
-  /** The success status and what it carries. */
-  ok?: { status: number; content?: "json" | "text" | "binary" };
+  /** The success status and what it carries; a JSON body without a schema is described as any object. */
+  ok?: { status: number; content?: "json" | "text" | "binary"; schema?: z.ZodType };
 }
 
 // GET /jobs and GET /audit parse their queries with schemas local to
@@ -43,7 +44,7 @@ const JobListQuery = z.strictObject({
 });
 const AuditQuery = z.strictObject({ limit: z.coerce.number().int().min(1).max(500).default(100) });
 
-const accepted = { status: 202 } as const;
+const accepted = { status: 202, schema: AcceptedResponse } as const;
 
 /** Every route of the admin API (the runner's /repo/v1 side is not admin API and is left out). */
 export const OPERATIONS: Operation[] = [
@@ -68,12 +69,12 @@ export const OPERATIONS: Operation[] = [
     body: ml.TrainingDataRestoreRequest, ok: accepted,
   },
   { method: "get", path: "/backup/ml/:id", role: "viewer", summary: "One ML backup" },
-  { method: "get", path: "/jobs", role: "viewer", summary: "List jobs", query: JobListQuery },
-  { method: "get", path: "/jobs/:id", role: "viewer", summary: "One job: status, progress, result or error" },
+  { method: "get", path: "/jobs", role: "viewer", summary: "List jobs", query: JobListQuery, ok: { status: 200, schema: z.strictObject({ jobs: z.array(JobView) }) } },
+  { method: "get", path: "/jobs/:id", role: "viewer", summary: "One job: status, progress, result or error", ok: { status: 200, schema: JobView } },
   { method: "get", path: "/audit", role: "admin", summary: "The audit log, newest first", query: AuditQuery },
   { method: "post", path: "/repository/gc", role: "admin", summary: "Garbage-collect unreferenced chunks (job)", body: gc.GcRequest, ok: accepted },
   { method: "post", path: "/catalog/rebuild", role: "admin", summary: "Rebuild catalog rows from the manifests in R2, one page", body: rebuild.RebuildRequest },
-  { method: "post", path: "/backup/storage", role: "admin", summary: "Snapshot R2 buckets (jobs)", body: storage.SnapshotRequest, ok: accepted },
+  { method: "post", path: "/backup/storage", role: "admin", summary: "Snapshot R2 buckets (jobs)", body: storage.SnapshotRequest, ok: { status: 202 } },
   { method: "post", path: "/backup/storage/cleanup", role: "admin", summary: "Apply storage retention", body: storage.CleanupRequest },
   { method: "post", path: "/storage/gc", role: "admin", summary: "Garbage-collect storage snapshot data (job)", body: storage.GcRequest, ok: accepted },
   { method: "post", path: "/storage/offsite/sync", role: "admin", summary: "Copy the backup bucket off-site (job)", body: storage.OffsiteSyncRequest, ok: accepted },
@@ -115,8 +116,8 @@ export const openApiPath = (path: string) => path.replace(/:([A-Za-z_]+)(\{[^}]*
 
 // Requests are inputs: fields with defaults are optional; refinements and
 // transforms (not expressible in JSON Schema) leave the base type.
-const jsonSchema = (schema: z.ZodType) => {
-  const { $schema: _, ...rest } = z.toJSONSchema(schema, { io: "input", unrepresentable: "any" }) as Record<string, unknown>;
+const jsonSchema = (schema: z.ZodType, io: "input" | "output" = "input") => {
+  const { $schema: _, ...rest } = z.toJSONSchema(schema, { io, unrepresentable: "any" }) as Record<string, unknown>;
   return rest;
 };
 
@@ -130,9 +131,9 @@ function parameters(op: Operation) {
 
 function responses(op: Operation) {
   const error = { description: "{error:{code,message}}", content: { "application/json": { schema: { $ref: "#/components/schemas/Error" } } } };
-  const { status = 200, content = "json" } = op.ok ?? {};
+  const { status = 200, content = "json", schema } = op.ok ?? {};
   const media = {
-    json: { "application/json": { schema: { type: "object" } } },
+    json: { "application/json": { schema: schema ? jsonSchema(schema, "output") : { type: "object" } } },
     text: { "text/plain": { schema: { type: "string" } } },
     binary: { "application/octet-stream": { schema: { type: "string", format: "binary" } } },
   }[content];
