@@ -39,6 +39,9 @@ beforeAll(async () => {
     vars: {
       DATABASE_URL: sourceUrl, JOB_LEASE_SECONDS: "5",
       BACKUP_ENCRYPTION_KEY: `${usual.recipient},${escrow.recipient}`, AGE_IDENTITY: usual.identity, AGE_ESCROW_IDENTITY: escrow.identity,
+      // A repository from before manifest MACs: the consistency record edited below must reach the drill's own
+      // check. With a MAC key the edited manifest is refused before that (security-manifest.test.ts shows it).
+      MANIFEST_MAC_KEY: "",
     },
   });
   for (let i = 0; i < 4; i++) {

@@ -41,7 +41,7 @@ export async function buildDrillDispatch(p: DrillParams, ctx: DispatchContext): 
   const running = await catalog.listJobs({ status: "running", kind: "dr.drill", limit: 200 });
   const keep = [job.id, ...running.map((r) => r.id)].map(drScratchJobPrefix);
   return {
-    kind: "dr.drill", job_id: job.id, repository: await ctx.repository("read", "-"),
+    kind: "dr.drill", job_id: job.id, repository: await ctx.repository("drill", "-"),
     identities: p.scenario?.escrow_only ? escrowIdentity(settings.escrow_identity) : ageIdentities(env),
     databases, ml, sweep: [...servers].map((database_url) => ({ database_url })), keep_prefixes: [...new Set(keep)],
     ...(p.scenario?.name === "table_dropped" ? { drop_table: p.scenario.table ?? "" } : {}),

@@ -5,8 +5,8 @@ import { base64url, fromBase64url, hmac, hmacVerify, secretList } from "../crypt
 
 export interface JobGrant {
   job_id: string;
-  /** write: a backup job; read: verify and restore; gc: garbage collection (list and delete unreferenced objects). */
-  scope: "read" | "write" | "gc";
+  /** write: a backup job; read: verify and restore of its backup; drill: read any backup (a drill restores several); gc: garbage collection (list and delete unreferenced objects). */
+  scope: "read" | "write" | "gc" | "drill";
   backup_id: string;
   /** Unix seconds. */
   expires: number;

@@ -58,7 +58,8 @@ function leaseExpired(job: JobRow, leaseSeconds: number, now: Date): boolean {
  */
 function mayRead(grant: JobGrant, key: string): boolean {
   if (key.startsWith(SHARED_PACK_PREFIX) || CHUNK_MANIFEST_PREFIXES.some((p) => key.startsWith(p))) return true;
-  return key.startsWith(grant.scope === "gc" ? ARCHIVE_PREFIX : `${ARCHIVE_PREFIX}${grant.backup_id}/`);
+  // GC sweeps every archive; a drill restores archives of several backups; any other job reads only its own.
+  return key.startsWith(grant.scope === "gc" || grant.scope === "drill" ? ARCHIVE_PREFIX : `${ARCHIVE_PREFIX}${grant.backup_id}/`);
 }
 
 function objectKey(path: string): string {
@@ -105,7 +106,7 @@ async function serveManifest(c: Context<RepoEnv>, key: string, ranged: boolean) 
   const read = await readAuthenticated(c.env, key);
   if (!read) throw new AppError("not_found", "no such object", 404);
   const grant = c.get("grant");
-  if (read.auth !== "authenticated" && (read.auth === "forged" || grant.scope === "read")) {
+  if (read.auth !== "authenticated" && (read.auth === "forged" || grant.scope === "read" || grant.scope === "drill")) {
     await c.get("catalog").audit({
       actor: "runner", action: `repository.manifest_${read.auth}`, target: key, outcome: read.auth === "forged" ? "denied" : "succeeded",
       detail: { job_id: grant.job_id },
@@ -130,7 +131,7 @@ export function repositoryRoutes(locks: LockGuardSource) {
     const q = parseQuery(c, ListQuery);
     if (!LIST_PREFIXES.some((p) => q.prefix.startsWith(p))) throw new AppError("invalid_prefix", `list under ${LIST_PREFIXES.join(", ")} only`, 400);
     const grant = c.get("grant");
-    // "archive/" as a whole is GC's; any other job lists only its own archive.
+    // "archive/" as a whole is GC's (and a drill's); any other job lists only its own archive.
     if (q.prefix.startsWith(ARCHIVE_PREFIX) && !mayRead(grant, q.prefix.length > ARCHIVE_PREFIX.length ? q.prefix : ARCHIVE_PREFIX)) {
       throw new AppError("forbidden", `job ${grant.job_id} may not list ${q.prefix}`, 403);
     }
