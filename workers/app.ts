@@ -22,6 +22,7 @@ import { storageRoutes } from "./storage/routes.ts";
 import { storageOpsRoutes } from "./storage/ops-routes.ts";
 import { backupBucketLocks } from "./storage/lock-guard.ts";
 import { drRoutes } from "./dr/routes.ts";
+import { openApiRoutes } from "./api/openapi.ts";
 
 export const app = new Hono<AppEnv>();
 
@@ -64,6 +65,7 @@ app.route("/", storageRoutes);
 app.route("/", storageOpsRoutes);
 
 app.route("/", drRoutes(kinds));
+app.route("/", openApiRoutes);
 
 // The runner's side: every request carries a job token naming a running job.
 const runnerSide = new Hono<RepoEnv>();

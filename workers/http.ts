@@ -1,17 +1,26 @@
 // Request parsing and response shapes shared by the route modules.
 import type { Context } from "hono";
-import type { z } from "zod";
+import { z } from "zod";
 import { AppError, badRequest } from "./shared/errors.ts";
 import type { BackupRow, JobRow } from "./catalog/schema.ts";
 import type { AppEnv, KindContext } from "./context.ts";
+import { JOB_STATUSES } from "./shared/protocol.ts";
 
 /** The handler context of a request, as the job kinds take it. */
 export function kindContext<E extends AppEnv>(c: Context<E>): KindContext {
   return { env: c.env, config: c.get("config"), catalog: c.get("catalog"), now: new Date() };
 }
 
+/** The 202 answer for a submitted job (routes may add fields, e.g. backup_id); the OpenAPI document describes it with this. */
+export const AcceptedResponse = z.looseObject({
+  job_id: z.string().min(1),
+  status: z.enum(JOB_STATUSES),
+  queued_behind: z.string().optional(),
+  note: z.string().optional(),
+});
+
 /** The 202 answer for a submitted job; says so when it waits behind a running job on the same source. */
-export function accepted(s: { job: JobRow; queued_behind?: string }, extra: Record<string, unknown> = {}) {
+export function accepted(s: { job: JobRow; queued_behind?: string }, extra: Record<string, unknown> = {}): z.infer<typeof AcceptedResponse> {
   return {
     job_id: s.job.id, status: s.job.status, ...extra,
     ...(s.queued_behind ? { queued_behind: s.queued_behind, note: `waits for job ${s.queued_behind} on the same source to end` } : {}),
@@ -45,7 +54,23 @@ function check<T extends z.ZodType>(schema: T, value: unknown): z.infer<T> {
 
 const json = (text: string | null) => (text ? JSON.parse(text) : undefined);
 
-export function jobView(job: JobRow) {
+/** A job as GET /jobs and GET /jobs/:id show it; the OpenAPI document describes it with this. */
+export const JobView = z.strictObject({
+  id: z.string(),
+  kind: z.string(),
+  status: z.enum(JOB_STATUSES),
+  attempts: z.number().int(),
+  backup_id: z.string().optional(),
+  result: z.unknown().optional(),
+  error: z.strictObject({ code: z.string(), message: z.string() }).optional(),
+  progress: z.unknown().optional(),
+  queued_reason: z.string().optional(),
+  created_at: z.string(),
+  started_at: z.string().optional(),
+  finished_at: z.string().optional(),
+});
+
+export function jobView(job: JobRow): z.infer<typeof JobView> {
   return {
     id: job.id,
     kind: job.kind,

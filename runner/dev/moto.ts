@@ -3,10 +3,10 @@
 // started on a free loopback port. R2's S3 API cannot run locally with
 // lifecycle rules, and a hand-written fake would only agree with our own
 // reading of S3; moto is an independent implementation of the protocol.
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { existsSync, mkdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { spawn, type ChildProcess } from "node:child_process";
 import { join } from "node:path";
-import { freePort, ROOT } from "./stack.ts";
+import { freePort } from "./stack.ts";
+import { ensurePipVenv } from "./venv.ts";
 
 /** Pinned: tests depend on its behaviour (error codes, lifecycle XML round trip). */
 export const MOTO_VERSION = "5.2.5";
@@ -16,53 +16,11 @@ export interface MotoServer {
   stop(): Promise<void>;
 }
 
-const venvDir = () => join(ROOT, ".cache", `moto-${MOTO_VERSION}`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/**
- * Installs moto[server] if it is not there yet and returns the moto_server
- * path. Safe when several processes call it at once: a lock directory (mkdir
- * is atomic) admits one installer; the others wait for its marker file.
- */
+/** Installs moto[server] if it is not there yet and returns the moto_server path. */
 export async function ensureMoto(): Promise<string> {
-  const dir = venvDir();
-  const bin = join(dir, "bin", "moto_server");
-  const marker = join(dir, ".installed");
-  const lock = `${dir}.lock`;
-  mkdirSync(join(ROOT, ".cache"), { recursive: true });
-  const deadline = Date.now() + 10 * 60_000;
-  while (!existsSync(marker)) {
-    try {
-      mkdirSync(lock);
-    } catch {
-      // Another process installs; a lock older than 10 minutes is from one that died.
-      try {
-        if (Date.now() - statSync(lock).mtimeMs > 10 * 60_000) rmSync(lock, { recursive: true, force: true });
-      } catch {
-        // the lock went away meanwhile
-      }
-      if (Date.now() > deadline) throw new Error(`timed out waiting for another moto install (${lock})`);
-      await sleep(500);
-      continue;
-    }
-    try {
-      if (existsSync(marker)) break;
-      rmSync(dir, { recursive: true, force: true });
-      run("python3", ["-m", "venv", dir]);
-      run(join(dir, "bin", "pip"), ["install", "--quiet", "--disable-pip-version-check", `moto[server]==${MOTO_VERSION}`]);
-      writeFileSync(marker, `${MOTO_VERSION}\n`);
-    } finally {
-      rmSync(lock, { recursive: true, force: true });
-    }
-  }
-  return bin;
-}
-
-function run(cmd: string, args: string[]): void {
-  const result = spawnSync(cmd, args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], timeout: 9 * 60_000 });
-  if (result.status !== 0) {
-    throw new Error(`${cmd} ${args.join(" ")} failed (${result.status ?? result.signal}): ${(result.stderr || result.error?.message || "").slice(-2000)}`);
-  }
+  return join(await ensurePipVenv("moto", MOTO_VERSION, `moto[server]==${MOTO_VERSION}`), "moto_server");
 }
 
 /**

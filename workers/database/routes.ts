@@ -19,7 +19,7 @@ import { describeGfs } from "./retention.ts";
 
 export const databaseRoutes = new Hono<AppEnv>();
 
-const BackupRequest = z.strictObject({ type: BackupType.default("full"), database: DatabaseName.optional() });
+export const BackupRequest = z.strictObject({ type: BackupType.default("full"), database: DatabaseName.optional() });
 
 databaseRoutes.post("/backup/database", requireRole("admin"), async (c) => {
   const body = await parseJson(c, BackupRequest);
@@ -30,7 +30,7 @@ databaseRoutes.post("/backup/database", requireRole("admin"), async (c) => {
   return c.json(accepted(submitted, { backup_id: submitted.backup_id }), 202);
 });
 
-const ListQuery = z.strictObject({
+export const ListQuery = z.strictObject({
   database: DatabaseName.optional(),
   type: BackupType.optional(),
   status: z.enum(["completed", "corrupt"]).optional(),
@@ -61,7 +61,7 @@ databaseRoutes.get("/backups/:id", requireRole("viewer"), async (c) => {
   return c.json({ ...backupView(backup), manifest_key: backup.manifest_key, sha256: backup.sha256 });
 });
 
-const RestoreRequest = z.strictObject({ target: z.string().min(1).max(2048), replace: z.boolean().default(false) });
+export const RestoreRequest = z.strictObject({ target: z.string().min(1).max(2048), replace: z.boolean().default(false) });
 
 /** Restores a backup of the database domain: the body is {target, replace?}. */
 const restoreDatabaseBackup: BackupRestorer = async (c, backup) => {
@@ -76,7 +76,7 @@ const restoreDatabaseBackup: BackupRestorer = async (c, backup) => {
 const KeepCount = z.number().int().min(0).max(100_000).optional();
 const RetentionDays = z.number().int().min(1).max(36500).optional();
 
-const CleanupRequest = z.strictObject({
+export const CleanupRequest = z.strictObject({
   retention_days: RetentionDays,
   archive_retention_days: RetentionDays,
   keep_last: KeepCount,
@@ -108,7 +108,7 @@ databaseRoutes.post("/backup/database/cleanup", requireRole("admin"), async (c) 
 
 export type Ctx = Context<AppEnv>;
 
-const VerifyRequest = z.strictObject({ depth: VerifyDepth.default("quick") });
+export const VerifyRequest = z.strictObject({ depth: VerifyDepth.default("quick") });
 
 /** Restores one backup: each domain reads its own request body (a database target, an MLflow server, ...). */
 export type BackupRestorer = (c: Ctx, backup: BackupRow) => Promise<Response>;

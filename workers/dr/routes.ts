@@ -14,12 +14,21 @@ import { computeRto, computeStatus } from "./status.ts";
 import { submitDrill } from "./submit.ts";
 import { ScenarioRequest, SCENARIOS, scenarioCatalogue } from "./scenarios.ts";
 
+// The request schemas, exported for the OpenAPI document (api/openapi.ts).
+export const DrillRequest = z.strictObject({});
+export const RunsQuery = z.strictObject({
+  kind: z.string().max(100).optional(),
+  limit: z.coerce.number().int().min(1).max(200).default(20),
+  before: z.string().max(40).optional(),
+});
+export const AlertsQuery = z.strictObject({ status: z.enum(["firing", "resolved"]).optional() });
+
 /** The routes; the registry tells the lost-job sweep which kinds are Worker-run (as for GET /jobs). */
 export function drRoutes(kinds: KindRegistry) {
   const routes = new Hono<AppEnv>();
 
   routes.post("/backup/test-recovery", requireRole("admin"), async (c) => {
-    await parseJson(c, z.strictObject({}));
+    await parseJson(c, DrillRequest);
     const { job, params } = await submitDrill(kindContext(c), { trigger: "manual", actor: c.get("actor") });
     return c.json({
       job_id: job.id, run_id: job.id, status: job.status,
@@ -38,12 +47,6 @@ export function drRoutes(kinds: KindRegistry) {
     if (body.database && !(body.database in c.get("config").databases)) throw notFound(`database "${body.database}"`);
     const { job, params } = await submitDrill(kindContext(c), { trigger: "manual", actor: c.get("actor"), scope: scenario.scope(body) });
     return c.json({ job_id: job.id, run_id: job.id, scenario: name, status: job.status, missing: params.missing }, 202);
-  });
-
-  const RunsQuery = z.strictObject({
-    kind: z.string().max(100).optional(),
-    limit: z.coerce.number().int().min(1).max(200).default(20),
-    before: z.string().max(40).optional(),
   });
 
   /** Looking settles drills whose runner was lost, as GET /jobs expires lost jobs. */
@@ -75,7 +78,7 @@ export function drRoutes(kinds: KindRegistry) {
     c.json({ rto_target_minutes: c.get("config").rto_target_minutes, sources: await computeRto(kindContext(c)) }));
 
   routes.get("/dr/alerts", requireRole("viewer"), async (c) => {
-    const { status } = parseQuery(c, z.strictObject({ status: z.enum(["firing", "resolved"]).optional() }));
+    const { status } = parseQuery(c, AlertsQuery);
     return c.json({ alerts: await openDrStore(c.env.CATALOG).listAlerts(status) });
   });
 

@@ -20,7 +20,7 @@ import { readAuthenticated } from "../repository/manifest-mac.ts";
 
 export const catalogRoutes = new Hono<AppEnv>();
 
-const RebuildRequest = z.strictObject({
+export const RebuildRequest = z.strictObject({
   cursor: z.string().optional(),
   limit: z.number().int().min(1).max(500).default(100),
 });

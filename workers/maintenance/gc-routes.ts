@@ -11,7 +11,7 @@ import { submitJob } from "../jobs/submit.ts";
 
 export const gcRoutes = new Hono<AppEnv>();
 
-const GcRequest = z.strictObject({
+export const GcRequest = z.strictObject({
   grace_minutes: z.number().int().min(0).max(60 * 24 * 30).optional(),
   dry_run: z.boolean().default(false),
 });

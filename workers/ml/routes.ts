@@ -23,7 +23,7 @@ export const mlRoutes = new Hono<AppEnv>();
 
 const ExperimentIds = z.array(ExperimentId).min(1).max(100).refine((ids) => new Set(ids).size === ids.length, "experiment ids repeat");
 
-const BackupRequest = z.strictObject({
+export const BackupRequest = z.strictObject({
   server: MlName.optional(),
   /** Only these experiments (backup_mlflow_artifacts(experiment_id)); all when absent. */
   experiment_ids: ExperimentIds.optional(),
@@ -45,7 +45,7 @@ mlRoutes.post("/backup/ml", requireRole("admin"), async (c) => {
   return c.json(accepted(submitted, { backup_id: submitted.backup_id }), 202);
 });
 
-const ListQuery = z.strictObject({
+export const ListQuery = z.strictObject({
   domain: z.enum(["ml", "training_data"]).default("ml"),
   /** The MLflow server name (domain ml) or dataset id (training_data). */
   source: MlName.optional(),
@@ -60,7 +60,7 @@ mlRoutes.get("/backup/ml", requireRole("viewer"), async (c) => {
   return c.json({ ...page, backups: page.backups.map(({ database: _, type: __, ...b }) => b) });
 });
 
-const RestoreRequest = z.strictObject({
+export const RestoreRequest = z.strictObject({
   /** A configured MLflow server name, or an http(s) tracking URI (sealed at once, never stored or echoed). */
   target: z.string().min(1).max(2048),
   /** Bearer token for a URI target; a configured server uses its own secret. */
@@ -90,7 +90,7 @@ mlRoutes.post("/backup/ml/:id/restore", requireRole("admin"), async (c) => {
   return restoreMlBackup(c, backup);
 });
 
-const TrainingDataRequest = z.strictObject({ dataset_id: MlName });
+export const TrainingDataRequest = z.strictObject({ dataset_id: MlName });
 
 mlRoutes.post("/backup/training-data", requireRole("admin"), async (c) => {
   const body = await parseJson(c, TrainingDataRequest);
@@ -99,7 +99,7 @@ mlRoutes.post("/backup/training-data", requireRole("admin"), async (c) => {
   return c.json(accepted(submitted, { backup_id: submitted.backup_id }), 202);
 });
 
-const TrainingDataRestoreRequest = z.strictObject({
+export const TrainingDataRestoreRequest = z.strictObject({
   /** Tables and queries: a configured database name or a postgres:// URL (sealed at once, never stored or echoed). */
   target: z.string().min(1).max(2048).optional(),
   /** The schema to create them in; by default each table's own, and public for queries. */

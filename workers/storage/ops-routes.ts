@@ -20,9 +20,9 @@ import { S3Error, S3InputError } from "./s3/client.ts";
 
 export const storageOpsRoutes = new Hono<AppEnv>();
 
-const BucketQuery = z.strictObject({ bucket: R2BucketName });
+export const BucketQuery = z.strictObject({ bucket: R2BucketName });
 
-const LifecycleRequest = z.strictObject({ bucket: R2BucketName, rules: LifecycleRules, dry_run: z.boolean().default(false) });
+export const LifecycleRequest = z.strictObject({ bucket: R2BucketName, rules: LifecycleRules, dry_run: z.boolean().default(false) });
 
 storageOpsRoutes.put("/storage/lifecycle", requireRole("admin"), async (c) => {
   const body = await parseJson(c, LifecycleRequest);
@@ -62,7 +62,7 @@ storageOpsRoutes.get("/storage/lifecycle", requireRole("viewer"), async (c) => {
   });
 });
 
-const CostQuery = z.strictObject({
+export const CostQuery = z.strictObject({
   bucket: R2BucketName,
   prefix: z.string().max(1024).optional(),
   cursor: z.string().max(4096).optional(),
@@ -75,7 +75,7 @@ storageOpsRoutes.get("/storage/cost", requireRole("viewer"), async (c) => {
   return c.json(await mapped(() => costReport(bucket, name, { prefix: q.prefix, cursor: q.cursor, applyFreeTier: q.free_tier })));
 });
 
-const OffsiteRequest = z.strictObject({
+export const OffsiteRequest = z.strictObject({
   prefix: z.string().max(1024).optional(),
   cursor: z.string().max(4096).optional(),
   // Each object costs a HEAD and a PUT (more for multipart): keep a call within the Worker's subrequest limit.
@@ -103,8 +103,8 @@ storageOpsRoutes.post("/storage/offsite", requireRole("admin"), async (c) => {
   }
 });
 
-const LocksRequest = z.strictObject({ bucket: R2BucketName.default("BACKUPS"), rules: LockRules, dry_run: z.boolean().default(false) });
-const LocksQuery = z.strictObject({ bucket: R2BucketName.default("BACKUPS") });
+export const LocksRequest = z.strictObject({ bucket: R2BucketName.default("BACKUPS"), rules: LockRules, dry_run: z.boolean().default(false) });
+export const LocksQuery = z.strictObject({ bucket: R2BucketName.default("BACKUPS") });
 
 storageOpsRoutes.put("/storage/locks", requireRole("admin"), async (c) => {
   const body = await parseJson(c, LocksRequest);

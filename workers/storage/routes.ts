@@ -37,7 +37,7 @@ async function startJob<P>(c: Ctx, spec: JobKindSpec<P>, params: z.input<JobKind
   return accepted(await submitJob(kindContext(c), spec, params, { actor: c.get("actor"), target }));
 }
 
-const SnapshotRequest = z.strictObject({ bucket: z.string().optional(), prefix: ObjectPrefix.default("") });
+export const SnapshotRequest = z.strictObject({ bucket: z.string().optional(), prefix: ObjectPrefix.default("") });
 
 storageRoutes.post("/backup/storage", requireRole("admin"), async (c) => {
   const body = await parseJson(c, SnapshotRequest);
@@ -53,7 +53,7 @@ storageRoutes.post("/backup/storage", requireRole("admin"), async (c) => {
   return c.json({ jobs }, 202);
 });
 
-const CleanupRequest = z.strictObject({
+export const CleanupRequest = z.strictObject({
   retention_days: z.number().int().min(1).max(36500).optional(),
   version_retention_days: z.number().int().min(1).max(36500).optional(),
   dry_run: z.boolean().default(false),
@@ -69,7 +69,7 @@ storageRoutes.post("/backup/storage/cleanup", requireRole("admin"), async (c) =>
   return c.json(outcome);
 });
 
-const GcRequest = z.strictObject({ grace_minutes: z.number().int().min(0).max(525_600).optional(), dry_run: z.boolean().default(false) });
+export const GcRequest = z.strictObject({ grace_minutes: z.number().int().min(0).max(525_600).optional(), dry_run: z.boolean().default(false) });
 
 storageRoutes.post("/storage/gc", requireRole("admin"), async (c) => {
   const body = await parseJson(c, GcRequest);
@@ -83,13 +83,15 @@ storageRoutes.post("/storage/gc", requireRole("admin"), async (c) => {
 });
 
 /** The whole backup bucket (or a prefix) to the off-site provider, as a job (POST /storage/offsite runs one page inline). */
+export const OffsiteSyncRequest = z.strictObject({ prefix: ObjectPrefix.default("") });
+
 storageRoutes.post("/storage/offsite/sync", requireRole("admin"), async (c) => {
-  const body = await parseJson(c, z.strictObject({ prefix: ObjectPrefix.default("") }));
+  const body = await parseJson(c, OffsiteSyncRequest);
   offsiteTarget(c.get("config")); // 503 not_configured now, rather than a failed job later
   return c.json(await startJob(c, storageOffsite, { prefix: body.prefix }, "off-site copy"), 202);
 });
 
-const ListQuery = z.strictObject({
+export const ListQuery = z.strictObject({
   bucket: BucketName.optional(),
   limit: z.coerce.number().int().min(1).max(100).default(20),
   before: SnapshotId.optional(),
@@ -119,6 +121,8 @@ const RestoreOptions = {
   dry_run: z.boolean().default(false),
 };
 
+export const SnapshotRestoreRequest = z.strictObject(RestoreOptions);
+
 function restoreScope(c: Ctx, body: { target_bucket?: string; prefix: string; key?: string; overwrite: boolean; dry_run: boolean }, source: string) {
   const target_bucket = body.target_bucket ?? source;
   requireBucket(c, target_bucket, "target_bucket");
@@ -127,7 +131,7 @@ function restoreScope(c: Ctx, body: { target_bucket?: string; prefix: string; ke
 }
 
 storageRoutes.post("/backup/storage/:id/restore", requireRole("admin"), async (c) => {
-  const body = await parseJson(c, z.strictObject(RestoreOptions));
+  const body = await parseJson(c, SnapshotRestoreRequest);
   const snapshot = await openStorageCatalog(c.env.CATALOG).getSnapshot(c.req.param("id"));
   if (!snapshot) throw notFound("snapshot");
   const scope = restoreScope(c, body, snapshot.bucket);
@@ -135,7 +139,7 @@ storageRoutes.post("/backup/storage/:id/restore", requireRole("admin"), async (c
   return c.json(await startJob(c, storageRestore, params, `${snapshot.id} -> ${scope.target_bucket}`), 202);
 });
 
-const PointInTimeRequest = z.strictObject({ bucket: z.string(), as_of: z.iso.datetime({ offset: true }), ...RestoreOptions });
+export const PointInTimeRequest = z.strictObject({ bucket: z.string(), as_of: z.iso.datetime({ offset: true }), ...RestoreOptions });
 
 /** A bucket (or prefix, or key) as it was at a time, from the version store. */
 storageRoutes.post("/storage/restore", requireRole("admin"), async (c) => {
@@ -148,7 +152,7 @@ storageRoutes.post("/storage/restore", requireRole("admin"), async (c) => {
   return c.json(await startJob(c, storageRestore, params, `${body.bucket}@${body.as_of} -> ${scope.target_bucket}`), 202);
 });
 
-const BucketRequest = z.strictObject({ bucket: z.string() });
+export const BucketRequest = z.strictObject({ bucket: z.string() });
 
 storageRoutes.post("/storage/versioning", requireRole("admin"), async (c) => {
   const { bucket } = await parseJson(c, BucketRequest);
@@ -161,7 +165,7 @@ storageRoutes.post("/storage/versioning", requireRole("admin"), async (c) => {
   return c.json({ bucket, versioning_since: row.versioning_since, baseline_job: baseline, notification_rule: notificationRule(bucket) });
 });
 
-const ReplicationRequest = z.strictObject({ source: z.string(), target: z.string() });
+export const ReplicationRequest = z.strictObject({ source: z.string(), target: z.string() });
 
 storageRoutes.post("/storage/replication", requireRole("admin"), async (c) => {
   const body = await parseJson(c, ReplicationRequest);
@@ -197,7 +201,7 @@ storageRoutes.post("/storage/reconcile", requireRole("admin"), async (c) => {
   return c.json(await startJob(c, storageReconcile, { bucket }, bucket), 202);
 });
 
-const VersionsQuery = z.strictObject({ bucket: z.string(), key: ObjectKey });
+export const VersionsQuery = z.strictObject({ bucket: z.string(), key: ObjectKey });
 
 storageRoutes.get("/storage/versions", requireRole("viewer"), async (c) => {
   const q = parseQuery(c, VersionsQuery);

@@ -1,0 +1,182 @@
+// The admin API described as OpenAPI 3.1, built from the very zod schemas the
+// routes parse their requests with (the route modules export them), so a
+// changed schema changes the document. The table below names each route's
+// method, path, role and schemas; test/workers/openapi.test.ts checks it
+// against the routes Hono has registered, in both directions, so a route
+// cannot be added or removed without the document following.
+import { Hono } from "hono";
+import { z } from "zod";
+import type { AppEnv } from "../context.ts";
+import { requireRole } from "../auth.ts";
+import * as database from "../database/routes.ts";
+import * as dr from "../dr/routes.ts";
+import { ScenarioRequest } from "../dr/scenarios.ts";
+import * as gc from "../maintenance/gc-routes.ts";
+import * as rebuild from "../maintenance/catalog-rebuild.ts";
+import * as ml from "../ml/routes.ts";
+import * as storage from "../storage/routes.ts";
+import * as ops from "../storage/ops-routes.ts";
+import { JOB_STATUSES, JobKindName } from "../shared/protocol.ts";
+import { AcceptedResponse, JobView } from "../http.ts";
+
+type Role = "viewer" | "admin" | "public";
+
+interface Operation {
+  method: "get" | "post" | "put" | "delete";
+  /** The path as Hono spells it (":id", ":key{.+}"). */
+  path: string;
+  role: Role;
+  summary: string;
+  query?: z.ZodType;
+  body?: z.ZodType | "binary";
+  /** The success status and what it carries; a JSON body without a schema is described as any object. */
+  ok?: { status: number; content?: "json" | "text" | "binary"; schema?: z.ZodType };
+}
+
+// GET /jobs and GET /audit parse their queries with schemas local to
+// workers/jobs/routes.ts (job-kind machinery this module does not edit); these
+// mirror them, and the fuzz test (test/node/fuzz.test.ts) fails if they differ:
+// every query the document allows must be accepted, strict schemas reject the rest.
+const JobListQuery = z.strictObject({
+  status: z.enum(JOB_STATUSES).optional(),
+  kind: JobKindName.optional(),
+  limit: z.coerce.number().int().min(1).max(200).default(50),
+});
+const AuditQuery = z.strictObject({ limit: z.coerce.number().int().min(1).max(500).default(100) });
+
+const accepted = { status: 202, schema: AcceptedResponse } as const;
+
+/** Every route of the admin API (the runner's /repo/v1 side is not admin API and is left out). */
+export const OPERATIONS: Operation[] = [
+  { method: "get", path: "/health", role: "public", summary: "Liveness: the configuration loads and the catalog answers" },
+  { method: "get", path: "/openapi.json", role: "viewer", summary: "This document" },
+  { method: "get", path: "/backup/database/status", role: "viewer", summary: "Per database: newest and newest verified restore point, RPO and restore time" },
+  { method: "post", path: "/backup/database", role: "admin", summary: "Back up a database (job)", body: database.BackupRequest, ok: accepted },
+  { method: "get", path: "/backup/database", role: "viewer", summary: "List database backups, newest first", query: database.ListQuery },
+  { method: "post", path: "/backup/database/cleanup", role: "admin", summary: "Apply database retention", body: database.CleanupRequest },
+  { method: "get", path: "/backups/:id", role: "viewer", summary: "One backup of any domain" },
+  {
+    method: "post", path: "/backups/:id/restore", role: "admin", summary: "Restore a backup of any domain; the body is the domain's (job)",
+    body: z.union([database.RestoreRequest, ml.RestoreRequest, ml.TrainingDataRestoreRequest]), ok: accepted,
+  },
+  { method: "post", path: "/backups/:id/verify", role: "admin", summary: "Verify a backup (job)", body: database.VerifyRequest, ok: accepted },
+  { method: "post", path: "/backup/ml", role: "admin", summary: "Back up an MLflow server (job)", body: ml.BackupRequest, ok: accepted },
+  { method: "get", path: "/backup/ml", role: "viewer", summary: "List ML backups or training-data snapshots", query: ml.ListQuery },
+  { method: "post", path: "/backup/ml/:id/restore", role: "admin", summary: "Restore an ML backup (alias of /backups/:id/restore)", body: ml.RestoreRequest, ok: accepted },
+  { method: "post", path: "/backup/training-data", role: "admin", summary: "Snapshot a training-data set (job)", body: ml.TrainingDataRequest, ok: accepted },
+  {
+    method: "post", path: "/backup/training-data/:id/restore", role: "admin", summary: "Restore a training-data snapshot (alias of /backups/:id/restore)",
+    body: ml.TrainingDataRestoreRequest, ok: accepted,
+  },
+  { method: "get", path: "/backup/ml/:id", role: "viewer", summary: "One ML backup" },
+  { method: "get", path: "/jobs", role: "viewer", summary: "List jobs", query: JobListQuery, ok: { status: 200, schema: z.strictObject({ jobs: z.array(JobView) }) } },
+  { method: "get", path: "/jobs/:id", role: "viewer", summary: "One job: status, progress, result or error", ok: { status: 200, schema: JobView } },
+  { method: "get", path: "/audit", role: "admin", summary: "The audit log, newest first", query: AuditQuery },
+  { method: "post", path: "/repository/gc", role: "admin", summary: "Garbage-collect unreferenced chunks (job)", body: gc.GcRequest, ok: accepted },
+  { method: "post", path: "/catalog/rebuild", role: "admin", summary: "Rebuild catalog rows from the manifests in R2, one page", body: rebuild.RebuildRequest },
+  { method: "post", path: "/backup/storage", role: "admin", summary: "Snapshot R2 buckets (jobs)", body: storage.SnapshotRequest, ok: { status: 202 } },
+  { method: "post", path: "/backup/storage/cleanup", role: "admin", summary: "Apply storage retention", body: storage.CleanupRequest },
+  { method: "post", path: "/storage/gc", role: "admin", summary: "Garbage-collect storage snapshot data (job)", body: storage.GcRequest, ok: accepted },
+  { method: "post", path: "/storage/offsite/sync", role: "admin", summary: "Copy the backup bucket off-site (job)", body: storage.OffsiteSyncRequest, ok: accepted },
+  { method: "get", path: "/backup/storage", role: "viewer", summary: "List storage snapshots", query: storage.ListQuery },
+  { method: "get", path: "/backup/storage/status", role: "viewer", summary: "Per storage source: newest snapshot and its age" },
+  { method: "get", path: "/backup/storage/:id", role: "viewer", summary: "One storage snapshot" },
+  { method: "post", path: "/backup/storage/:id/restore", role: "admin", summary: "Restore a storage snapshot (job)", body: storage.SnapshotRestoreRequest, ok: accepted },
+  { method: "post", path: "/storage/restore", role: "admin", summary: "Restore a bucket as of a point in time (job)", body: storage.PointInTimeRequest, ok: accepted },
+  { method: "post", path: "/storage/versioning", role: "admin", summary: "Start capturing a bucket's versions", body: storage.BucketRequest },
+  { method: "post", path: "/storage/replication", role: "admin", summary: "Start replicating a bucket", body: storage.ReplicationRequest },
+  { method: "delete", path: "/storage/replication/:source", role: "admin", summary: "Stop replicating a bucket" },
+  { method: "get", path: "/storage/replication", role: "viewer", summary: "Replication status per bucket" },
+  { method: "post", path: "/storage/reconcile", role: "admin", summary: "Reconcile a bucket's version log with its objects (job)", body: storage.BucketRequest, ok: accepted },
+  { method: "get", path: "/storage/versions", role: "viewer", summary: "The captured versions of one object", query: storage.VersionsQuery },
+  { method: "put", path: "/storage/objects/:bucket/:key{.+}", role: "admin", summary: "Write an object through, recording its version", body: "binary", ok: { status: 201 } },
+  { method: "get", path: "/storage/objects/:bucket/:key{.+}", role: "admin", summary: "Read an object back", ok: { status: 200, content: "binary" } },
+  { method: "put", path: "/storage/lifecycle", role: "admin", summary: "Set a bucket's lifecycle rules", body: ops.LifecycleRequest },
+  { method: "get", path: "/storage/lifecycle", role: "viewer", summary: "A bucket's lifecycle rules, stored and in R2", query: ops.BucketQuery },
+  { method: "get", path: "/storage/cost", role: "viewer", summary: "A bucket's storage cost report", query: ops.CostQuery },
+  { method: "post", path: "/storage/offsite", role: "admin", summary: "Copy one page of the backup bucket off-site", body: ops.OffsiteRequest },
+  { method: "put", path: "/storage/locks", role: "admin", summary: "Set a bucket's Bucket Lock rules", body: ops.LocksRequest },
+  { method: "get", path: "/storage/locks", role: "viewer", summary: "A bucket's Bucket Lock rules", query: ops.LocksQuery },
+  { method: "post", path: "/backup/test-recovery", role: "admin", summary: "Start a DR drill (job)", body: dr.DrillRequest, ok: accepted },
+  { method: "get", path: "/dr/scenarios", role: "viewer", summary: "The DR scenario catalogue" },
+  { method: "post", path: "/dr/scenarios/:name/simulate", role: "admin", summary: "Simulate a DR scenario as a drill (job)", body: ScenarioRequest, ok: accepted },
+  { method: "get", path: "/dr/runs", role: "viewer", summary: "List drill runs", query: dr.RunsQuery },
+  { method: "get", path: "/dr/runs/:id", role: "viewer", summary: "One drill run" },
+  { method: "get", path: "/dr/status", role: "viewer", summary: "RPO/RTO status against their targets" },
+  { method: "get", path: "/dr/rto", role: "viewer", summary: "Measured restore times per source" },
+  { method: "get", path: "/dr/alerts", role: "viewer", summary: "DR alerts", query: dr.AlertsQuery },
+  { method: "get", path: "/metrics", role: "viewer", summary: "Prometheus metrics", ok: { status: 200, content: "text" } },
+];
+
+/** The shared error shape of every 4xx and 5xx answer. */
+export const ErrorBody = z.strictObject({ error: z.strictObject({ code: z.string().min(1), message: z.string() }) });
+
+/** Hono's ":id" and ":key{.+}" as OpenAPI's "{id}" and "{key}". */
+export const openApiPath = (path: string) => path.replace(/:([A-Za-z_]+)(\{[^}]*\})?/g, "{$1}");
+
+// Requests are inputs: fields with defaults are optional; refinements and
+// transforms (not expressible in JSON Schema) leave the base type.
+const jsonSchema = (schema: z.ZodType, io: "input" | "output" = "input") => {
+  const { $schema: _, ...rest } = z.toJSONSchema(schema, { io, unrepresentable: "any" }) as Record<string, unknown>;
+  return rest;
+};
+
+function parameters(op: Operation) {
+  const path = [...op.path.matchAll(/:([A-Za-z_]+)/g)].map(([, name]) => ({ name, in: "path", required: true, schema: { type: "string", minLength: 1 } }));
+  if (!op.query) return path;
+  const q = jsonSchema(op.query) as { properties?: Record<string, object>; required?: string[] };
+  const query = Object.entries(q.properties ?? {}).map(([name, schema]) => ({ name, in: "query", required: q.required?.includes(name) ?? false, schema }));
+  return [...path, ...query];
+}
+
+function responses(op: Operation) {
+  const error = { description: "{error:{code,message}}", content: { "application/json": { schema: { $ref: "#/components/schemas/Error" } } } };
+  const { status = 200, content = "json", schema } = op.ok ?? {};
+  const media = {
+    json: { "application/json": { schema: schema ? jsonSchema(schema, "output") : { type: "object" } } },
+    text: { "text/plain": { schema: { type: "string" } } },
+    binary: { "application/octet-stream": { schema: { type: "string", format: "binary" } } },
+  }[content];
+  const extra = op.path === "/health"
+    ? { 503: { description: "unhealthy", content: { "application/json": { schema: { type: "object", required: ["status", "error"], properties: { status: { const: "unhealthy" }, error: { $ref: "#/components/schemas/Error/properties/error" } } } } } } }
+    : {};
+  return { [status]: { description: "success", content: media }, ...extra, "4XX": error, "5XX": error };
+}
+
+function requestBody(op: Operation) {
+  if (!op.body) return {};
+  if (op.body === "binary") {
+    return { requestBody: { required: true, content: { "application/octet-stream": { schema: { type: "string", format: "binary" } } } } };
+  }
+  // An empty body is read as {}: required only when {} is not a valid request.
+  return { requestBody: { required: !op.body.safeParse({}).success, content: { "application/json": { schema: jsonSchema(op.body) } } } };
+}
+
+export function openApiDocument() {
+  const paths: Record<string, Record<string, unknown>> = {};
+  for (const op of OPERATIONS) {
+    (paths[openApiPath(op.path)] ??= {})[op.method] = {
+      summary: op.summary,
+      operationId: `${op.method}${openApiPath(op.path).replace(/[{}]/g, "").replace(/[^A-Za-z0-9]+(.)?/g, (_, ch: string | undefined) => (ch ?? "").toUpperCase())}`,
+      "x-role": op.role,
+      ...(op.role === "public" ? { security: [] } : {}),
+      parameters: parameters(op),
+      ...requestBody(op),
+      responses: responses(op),
+    };
+  }
+  return {
+    openapi: "3.1.0",
+    info: { title: "astrid-backup admin API", version: "1", description: "Viewer routes take the viewer or admin token; admin routes the admin token (x-role)." },
+    components: {
+      securitySchemes: { bearer: { type: "http", scheme: "bearer" } },
+      schemas: { Error: jsonSchema(ErrorBody) },
+    },
+    security: [{ bearer: [] }],
+    paths,
+  };
+}
+
+export const openApiRoutes = new Hono<AppEnv>();
+
+openApiRoutes.get("/openapi.json", requireRole("viewer"), (c) => c.json(openApiDocument()));
