@@ -4,6 +4,7 @@
 // method, path, role and schemas; test/workers/openapi.test.ts checks it
 // against the routes Hono has registered, in both directions, so a route
 // cannot be added or removed without the document following.
+import { AuditQuery, JobListQuery } from "../jobs/routes.ts";
 import { Hono } from "hono";
 import { z } from "zod";
 import type { AppEnv } from "../context.ts";
@@ -16,7 +17,6 @@ import * as rebuild from "../maintenance/catalog-rebuild.ts";
 import * as ml from "../ml/routes.ts";
 import * as storage from "../storage/routes.ts";
 import * as ops from "../storage/ops-routes.ts";
-import { JOB_STATUSES, JobKindName } from "../shared/protocol.ts";
 import { AcceptedResponse, JobView } from "../http.ts";
 
 type Role = "viewer" | "admin" | "public";
@@ -32,17 +32,6 @@ interface Operation {
   /** The success status and what it carries; a JSON body without a schema is described as any object. */
   ok?: { status: number; content?: "json" | "text" | "binary"; schema?: z.ZodType };
 }
-
-// GET /jobs and GET /audit parse their queries with schemas local to
-// workers/jobs/routes.ts (job-kind machinery this module does not edit); these
-// mirror them, and the fuzz test (test/node/fuzz.test.ts) fails if they differ:
-// every query the document allows must be accepted, strict schemas reject the rest.
-const JobListQuery = z.strictObject({
-  status: z.enum(JOB_STATUSES).optional(),
-  kind: JobKindName.optional(),
-  limit: z.coerce.number().int().min(1).max(200).default(50),
-});
-const AuditQuery = z.strictObject({ limit: z.coerce.number().int().min(1).max(500).default(100) });
 
 const accepted = { status: 202, schema: AcceptedResponse } as const;
 

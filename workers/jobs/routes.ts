@@ -8,13 +8,19 @@ import { jobView, parseQuery } from "../http.ts";
 import { JOB_STATUSES, JobKindName } from "../shared/protocol.ts";
 import type { KindRegistry } from "./kind.ts";
 
+/** GET /jobs's query (the API description uses it too); the route also checks the kind is a registered one. */
+export const JobListQuery = z.strictObject({
+  status: z.enum(JOB_STATUSES).optional(),
+  kind: JobKindName.optional(),
+  limit: z.coerce.number().int().min(1).max(200).default(50),
+});
+
+export const AuditQuery = z.strictObject({ limit: z.coerce.number().int().min(1).max(500).default(100) });
+
 export function jobRoutes(kinds: KindRegistry) {
   const routes = new Hono<AppEnv>();
-
-  const JobListQuery = z.strictObject({
-    status: z.enum(JOB_STATUSES).optional(),
+  const RegisteredJobListQuery = JobListQuery.extend({
     kind: JobKindName.refine((k) => kinds.get(k) !== undefined, "not a job kind").optional(),
-    limit: z.coerce.number().int().min(1).max(200).default(50),
   });
 
   /** Sweeping when someone looks means a lost runner shows up at once, not only at the next cron. */
@@ -22,7 +28,7 @@ export function jobRoutes(kinds: KindRegistry) {
     c.get("catalog").expireStaleJobs(new Date(), c.get("config").job_lease_seconds, kinds.workerKinds());
 
   routes.get("/jobs", requireRole("viewer"), async (c) => {
-    const q = parseQuery(c, JobListQuery);
+    const q = parseQuery(c, RegisteredJobListQuery);
     await sweep(c);
     return c.json({ jobs: (await c.get("catalog").listJobs(q)).map(jobView) });
   });
@@ -35,7 +41,7 @@ export function jobRoutes(kinds: KindRegistry) {
   });
 
   routes.get("/audit", requireRole("admin"), async (c) => {
-    const { limit } = parseQuery(c, z.strictObject({ limit: z.coerce.number().int().min(1).max(500).default(100) }));
+    const { limit } = parseQuery(c, AuditQuery);
     return c.json({ entries: await c.get("catalog").listAudit(limit) });
   });
   return routes;
