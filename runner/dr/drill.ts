@@ -137,7 +137,9 @@ async function drillMl(job: DrillDispatch, m: DrillDispatch["ml"][number], ctx: 
     result.restore_ms = Date.now() - t0;
     result.bytes = restored.artifact_bytes;
     const t1 = Date.now();
-    const counts = manifest.counts;
+    // A restore uploads run artifacts and logged models' artifacts alike: the backup counts them apart.
+    const counts: Record<string, number> = { ...manifest.counts };
+    if (counts.artifacts !== undefined) counts.artifacts += counts.model_artifacts ?? 0;
     const got: Record<string, number> = {
       experiments: restored.experiments, runs: restored.runs_created + restored.runs_existing, artifacts: restored.artifacts,
       artifact_bytes: restored.artifact_bytes, registered_models: restored.registered_models, model_versions: restored.model_versions,
