@@ -7,7 +7,7 @@ import type { KindContext } from "../context.ts";
 import { AppError } from "../shared/errors.ts";
 import { manifestKey, manifestKeyFor, newBackupId, DatabaseManifest } from "../shared/format.ts";
 import type { BackupType } from "../shared/protocol.ts";
-import { ageIdentities, requireSecret, writerAccess } from "../jobs/dispatch.ts";
+import { ageIdentities, readerAccess, requireSecret, writerAccess } from "../jobs/dispatch.ts";
 import { runnerKind, type DispatchContext, type ScheduledTask } from "../jobs/kind.ts";
 import { submitJob } from "../jobs/submit.ts";
 import { cleanupBackups, retentionPolicy } from "./cleanup.ts";
@@ -60,8 +60,7 @@ export const databaseRestore = runnerKind({
     const target_url = p.target_database ? requireDatabaseUrl(ctx, p.target_database) : await unseal(ctx.env.JOB_TOKEN_SECRET, p.target_url_sealed ?? "");
     return {
       kind: "database.restore", job_id: ctx.job.id, backup_id: p.backup_id, manifest_key: manifestKey(p.backup_id),
-      target_url, replace: p.replace, identities: ageIdentities(ctx.env), repository: await ctx.repository("read", p.backup_id),
-      chunk_id_key: requireSecret(ctx.env.CHUNK_ID_KEY, "CHUNK_ID_KEY"),
+      target_url, replace: p.replace, ...(await readerAccess(ctx, p.backup_id)),
     };
   },
   complete: completeRestore,

@@ -33,6 +33,18 @@ export async function writerAccess(ctx: DispatchContext, backupId: string, paren
   };
 }
 
+/**
+ * What every job that restores a backup gets: the identities to decrypt it,
+ * the chunk-id key to check every chunk is the plaintext its id names, and a
+ * read token for that backup.
+ */
+export async function readerAccess(ctx: DispatchContext, backupId: string) {
+  return {
+    identities: ageIdentities(ctx.env), chunk_id_key: requireSecret(ctx.env.CHUNK_ID_KEY, "CHUNK_ID_KEY"),
+    repository: await ctx.repository("read", backupId),
+  };
+}
+
 /** A Worker secret a dispatch needs; its absence fails the job at once (retrying will not set it). */
 export function requireSecret(value: unknown, name: string): string {
   if (typeof value !== "string" || value === "") throw new AppError("secret_missing", `the Worker secret ${name} is not set`);

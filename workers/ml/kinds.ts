@@ -5,8 +5,8 @@ import { mlflowAccess } from "../config.ts";
 import { randomId, unseal } from "../crypto.ts";
 import type { KindContext } from "../context.ts";
 import { AppError } from "../shared/errors.ts";
-import { manifestKeyFor, MlManifest, mlManifestKey, newBackupId } from "../shared/format.ts";
-import { ageIdentities, requireSecret, writerAccess } from "../jobs/dispatch.ts";
+import { MlManifest, mlManifestKey, newBackupId } from "../shared/format.ts";
+import { readerAccess, writerAccess } from "../jobs/dispatch.ts";
 import { runnerKind, type DispatchContext, type ScheduledTask } from "../jobs/kind.ts";
 import { submitJob } from "../jobs/submit.ts";
 import { cleanupBackups, mlRetentionPolicy, type CleanupOutcome } from "../database/cleanup.ts";
@@ -58,8 +58,7 @@ export const mlRestore = runnerKind({
     return {
       kind: "ml.restore", job_id: ctx.job.id, backup_id: p.backup_id, manifest_key: mlManifestKey(p.backup_id), target_label: p.target_label,
       mlflow, registry: p.registry, ...(p.experiment_ids ? { experiment_ids: p.experiment_ids } : {}),
-      identities: ageIdentities(ctx.env), repository: await ctx.repository("read", p.backup_id),
-      chunk_id_key: requireSecret(ctx.env.CHUNK_ID_KEY, "CHUNK_ID_KEY"),
+      ...(await readerAccess(ctx, p.backup_id)),
     };
   },
   complete: completeRestore,
@@ -92,8 +91,7 @@ export const trainingDataRestore = runnerKind({
     return {
       kind: "training_data.restore", job_id: ctx.job.id, backup_id: p.backup_id, manifest_key: mlManifestKey(p.backup_id), target_label: p.target_label,
       ...(target_url ? { target_url } : {}), ...(p.schema ? { schema: p.schema } : {}), ...(p.bucket ? { bucket: p.bucket, prefix: p.prefix ?? "" } : {}),
-      identities: ageIdentities(ctx.env), repository: await ctx.repository("read", p.backup_id),
-      chunk_id_key: requireSecret(ctx.env.CHUNK_ID_KEY, "CHUNK_ID_KEY"),
+      ...(await readerAccess(ctx, p.backup_id)),
     };
   },
   complete: completeRestore,

@@ -3,7 +3,6 @@
 // Objects already there with the same size and source etag are skipped, so a
 // rerun, or a resumed step, copies only what is new.
 import { z } from "zod";
-import { AppError } from "../shared/errors.ts";
 import type { StepContext, StepOutcome } from "../jobs/kind.ts";
 import { syncOffsitePage } from "./offsite.ts";
 import { offsiteTarget } from "./ops-settings.ts";
