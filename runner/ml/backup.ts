@@ -130,7 +130,10 @@ async function exportRun(mlflow: MlflowClient, store: BlobWriter, run: any, coun
     }
   }
   await blob.close();
-  counts.artifacts += await exportArtifactTree(mlflow, store, info.artifact_uri, `run ${id}`, (path) => ({ kind: "artifact", name: `${id}/${path}`, run_id: id, experiment_id: info.experiment_id, path }), counts);
+  // Runs are exported side by side: await first, then add (`counts.artifacts += await …` would read the
+  // count before the await and lose what the other runs added meanwhile).
+  const artifacts = await exportArtifactTree(mlflow, store, info.artifact_uri, `run ${id}`, (path) => ({ kind: "artifact", name: `${id}/${path}`, run_id: id, experiment_id: info.experiment_id, path }), counts);
+  counts.artifacts += artifacts;
 }
 
 /** NaN and infinities come back from MLflow's JSON as strings; keep them as such. */

@@ -38,8 +38,9 @@ export async function exportLoggedModels(
         const id: string = info.model_id;
         await meta.record({ type: "logged_model", info, data: { params: model.data?.params ?? [], metrics: model.data?.metrics ?? [] } });
         counts.logged_models++;
-        counts.model_artifacts += await exportArtifactTree(mlflow, store, info.artifact_uri, `logged model ${id}`,
+        const files = await exportArtifactTree(mlflow, store, info.artifact_uri, `logged model ${id}`,
           (path) => ({ kind: "model_artifact", name: `${id}/${path}`, model_id: id, experiment_id: info.experiment_id, path }), counts);
+        counts.model_artifacts += files; // added after the await, as in backup.ts
       }
     }
   }
