@@ -2,7 +2,7 @@
 // job's kind needs, lives one job lease (renewed by heartbeats), dies when the
 // job's heartbeat goes stale, and a gc-scope token deletes only packs the
 // Worker itself finds unreferenced.
-import { createExecutionContext, env } from "cloudflare:test";
+import { env } from "cloudflare:test";
 import { kinds } from "../../workers/kinds.ts";
 import type { RunnerKind } from "../../workers/jobs/kind.ts";
 import { beforeEach, describe, expect, it } from "vitest";
@@ -11,7 +11,7 @@ import { buildDispatch } from "../../workers/jobs/dispatch.ts";
 import { loadConfig } from "../../workers/config.ts";
 import { MIN_TOKEN_SECONDS, mintJobToken, readJobToken, type JobGrant } from "../../workers/repository/job-token.ts";
 import { blobKey, manifestKey, packKey, snapshotManifestKey } from "../../workers/shared/format.ts";
-import { auditRows, catalog, ctxOf, isoSecondsAgo, repoCall, resetState, seedJob, testEnv, validManifest } from "./helpers.ts";
+import { auditRows, ctxOf, isoSecondsAgo, repoCall, resetState, seedJob, testEnv, validManifest } from "./helpers.ts";
 
 beforeEach(resetState);
 

@@ -5,7 +5,7 @@
 // paths themselves are tested against moto in test/node/storage-s3.test.ts.
 import { env } from "cloudflare:test";
 import { beforeEach, describe, expect, test } from "vitest";
-import { configureLocks, isLocked, lockedUntil, LockRulesError, type BucketLockApi, type LockRule } from "../../workers/storage/bucket-lock.ts";
+import { configureLocks, isLocked, lockedUntil, LockRulesError, type LockRule } from "../../workers/storage/bucket-lock.ts";
 import { addObjects, costReport, emptyTotals, estimate } from "../../workers/storage/cost.ts";
 import { loadLifecycleRules, parseLifecycleRules, saveLifecycleRules } from "../../workers/storage/lifecycle.ts";
 import { api, auditRows, resetState, VIEWER } from "./helpers.ts";
