@@ -2,6 +2,7 @@
 // endpoint. This is where the capabilities' routes are composed; the
 // registry (kinds.ts) is handed to the routes that need it.
 import { Hono } from "hono";
+import type { z } from "zod";
 import { createMiddleware } from "hono/factory";
 import type { AppEnv } from "./context.ts";
 import { openCatalog } from "./catalog/catalog.ts";
@@ -22,7 +23,7 @@ import { storageRoutes } from "./storage/routes.ts";
 import { storageOpsRoutes } from "./storage/ops-routes.ts";
 import { backupBucketLocks } from "./storage/lock-guard.ts";
 import { drRoutes } from "./dr/routes.ts";
-import { openApiRoutes } from "./api/openapi.ts";
+import { HealthResponse, openApiRoutes } from "./api/openapi.ts";
 
 export const app = new Hono<AppEnv>();
 
@@ -36,7 +37,7 @@ app.get("/health", async (c) => {
   try {
     loadConfig(c.env);
     await c.env.CATALOG.prepare("SELECT 1").first();
-    return c.json({ status: "ok" });
+    return c.json({ status: "ok" } satisfies z.infer<typeof HealthResponse>);
   } catch (e) {
     // /health answers anyone: codes only, no text that might echo a configured value.
     const code = e instanceof ConfigError ? "config_invalid" : "catalog_unavailable";

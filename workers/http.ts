@@ -11,7 +11,7 @@ export function kindContext<E extends AppEnv>(c: Context<E>): KindContext {
   return { env: c.env, config: c.get("config"), catalog: c.get("catalog"), now: new Date() };
 }
 
-/** The 202 answer for a submitted job (routes may add fields, e.g. backup_id); the OpenAPI document describes it with this. */
+/** The 202 answer for a submitted job (routes may add fields, e.g. BackupAccepted's backup_id); the OpenAPI document describes it with this. */
 export const AcceptedResponse = z.looseObject({
   job_id: z.string().min(1),
   status: z.enum(JOB_STATUSES),
@@ -20,9 +20,9 @@ export const AcceptedResponse = z.looseObject({
 });
 
 /** The 202 answer for a submitted job; says so when it waits behind a running job on the same source. */
-export function accepted(s: { job: JobRow; queued_behind?: string }, extra: Record<string, unknown> = {}): z.infer<typeof AcceptedResponse> {
+export function accepted(s: { job: JobRow; queued_behind?: string }): z.infer<typeof AcceptedResponse> {
   return {
-    job_id: s.job.id, status: s.job.status, ...extra,
+    job_id: s.job.id, status: s.job.status,
     ...(s.queued_behind ? { queued_behind: s.queued_behind, note: `waits for job ${s.queued_behind} on the same source to end` } : {}),
   };
 }
@@ -87,7 +87,32 @@ export function jobView(job: JobRow): z.infer<typeof JobView> {
   };
 }
 
-export function backupView(b: BackupRow) {
+/** A backup as the listings and GET /backups/:id show it; the OpenAPI document describes it with this. */
+export const BackupView = z.strictObject({
+  backup_id: z.string(),
+  domain: z.enum(["database", "ml", "training_data"]),
+  source: z.string(),
+  database: z.string(),
+  type: z.enum(["full", "incremental", "archive"]),
+  status: z.enum(["completed", "corrupt"]),
+  logical_bytes: z.number().int(),
+  stored_bytes: z.number().int(),
+  new_stored_bytes: z.number().int(),
+  chunk_count: z.number().int(),
+  created_at: z.string(),
+  finished_at: z.string(),
+  duration_ms: z.number().int(),
+  verified_at: z.string().optional(),
+  verify_depth: z.string().nullable().optional(),
+  verify_status: z.enum(["passed", "failed"]).nullable().optional(),
+  verify_detail: z.string().optional(),
+  last_restore_ms: z.number().int().optional(),
+});
+
+/** The 202 answer of a job that makes a backup: its id is known at once. */
+export const BackupAccepted = AcceptedResponse.extend({ backup_id: z.string() });
+
+export function backupView(b: BackupRow): z.infer<typeof BackupView> {
   return {
     backup_id: b.id,
     domain: b.domain,

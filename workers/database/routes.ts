@@ -6,7 +6,7 @@ import { requireRole } from "../auth.ts";
 import { databaseUrl } from "../config.ts";
 import { base64url, fromBase64url, seal } from "../crypto.ts";
 import { AppError, badRequest, conflict, notFound } from "../shared/errors.ts";
-import { accepted, backupView, kindContext, parseJson, parseQuery } from "../http.ts";
+import { accepted, BackupAccepted, BackupView, backupView, kindContext, parseJson, parseQuery } from "../http.ts";
 import { submitJob } from "../jobs/submit.ts";
 import { BackupType, DatabaseName, VerifyDepth } from "../shared/protocol.ts";
 import { databaseRestore, submitDatabaseBackup } from "./kinds.ts";
@@ -27,7 +27,8 @@ databaseRoutes.post("/backup/database", requireRole("admin"), async (c) => {
   const database = body.database ?? config.default_database;
   requireConfiguredDatabase(c, database);
   const submitted = await submitDatabaseBackup(kindContext(c), { database, type: body.type, actor: c.get("actor") });
-  return c.json(accepted(submitted, { backup_id: submitted.backup_id }), 202);
+  const answer: z.infer<typeof BackupAccepted> = { ...accepted(submitted), backup_id: submitted.backup_id };
+  return c.json(answer, 202);
 });
 
 export const ListQuery = z.strictObject({
@@ -38,6 +39,9 @@ export const ListQuery = z.strictObject({
   cursor: z.string().optional(),
 });
 
+/** A page of backups, newest first; next_cursor continues. */
+export const BackupPage = z.strictObject({ backups: z.array(BackupView), next_cursor: z.string().optional() });
+
 databaseRoutes.get("/backup/database", requireRole("viewer"), async (c) => {
   const q = parseQuery(c, ListQuery);
   const { database, ...rest } = q;
@@ -45,7 +49,7 @@ databaseRoutes.get("/backup/database", requireRole("viewer"), async (c) => {
 });
 
 /** A page of catalog rows, newest first, with a cursor for the next; shared by the database and ML listings. */
-export async function backupPage(c: Ctx, q: Omit<BackupFilter, "cursor"> & { cursor?: string | undefined }) {
+export async function backupPage(c: Ctx, q: Omit<BackupFilter, "cursor"> & { cursor?: string | undefined }): Promise<z.infer<typeof BackupPage>> {
   const rows = await c.get("catalog").listBackups({ ...q, cursor: q.cursor ? decodeCursor(q.cursor) : undefined, limit: q.limit + 1 });
   const page = rows.slice(0, q.limit);
   const last = page[page.length - 1];
@@ -55,10 +59,14 @@ export async function backupPage(c: Ctx, q: Omit<BackupFilter, "cursor"> & { cur
   };
 }
 
+/** One backup of any domain, with where its manifest is and the digest it records. */
+export const BackupDetail = BackupView.extend({ manifest_key: z.string(), sha256: z.string() });
+
 databaseRoutes.get("/backups/:id", requireRole("viewer"), async (c) => {
   const backup = await c.get("catalog").getBackup(c.req.param("id"));
   if (!backup) throw notFound("backup");
-  return c.json({ ...backupView(backup), manifest_key: backup.manifest_key, sha256: backup.sha256 });
+  const answer: z.infer<typeof BackupDetail> = { ...backupView(backup), manifest_key: backup.manifest_key, sha256: backup.sha256 };
+  return c.json(answer);
 });
 
 export const RestoreRequest = z.strictObject({ target: z.string().min(1).max(2048), replace: z.boolean().default(false) });
@@ -88,6 +96,23 @@ export const CleanupRequest = z.strictObject({
   dry_run: z.boolean().default(false),
 });
 
+const RetentionPolicyView = z.strictObject({
+  retention_days: z.number().int(), archive_retention_days: z.number().int(),
+  keep_last: z.number().int(), keep_hourly: z.number().int(), keep_daily: z.number().int(), keep_weekly: z.number().int(), keep_monthly: z.number().int(),
+});
+
+/** What retention removed (or would remove, dry_run) and what it kept, with the reasons. */
+export const CleanupResponse = z.strictObject({
+  retention_days: z.number().int(),
+  policy: RetentionPolicyView,
+  database: z.string().optional(),
+  dry_run: z.boolean(),
+  removed: z.number().int(),
+  backup_ids: z.array(z.string()),
+  kept: z.array(z.strictObject({ backup_id: z.string(), reasons: z.array(z.string()) })),
+  removed_detail: z.array(z.strictObject({ backup_id: z.string(), reason: z.string() })),
+});
+
 // Retention (database/retention.ts): each field omitted falls back to the config
 // (DATABASE_RETENTION_DAYS, DATABASE_ARCHIVE_RETENTION_DAYS, DATABASE_KEEP_*).
 databaseRoutes.post("/backup/database/cleanup", requireRole("admin"), async (c) => {
@@ -101,9 +126,10 @@ databaseRoutes.post("/backup/database/cleanup", requireRole("admin"), async (c) 
     outcome: "succeeded",
     detail: { dry_run: body.dry_run, policy, removed: outcome.backup_ids },
   });
-  return c.json({
+  const answer: z.infer<typeof CleanupResponse> = {
     retention_days: policy.retention_days, policy, ...(body.database ? { database: body.database } : {}), ...outcome,
-  });
+  };
+  return c.json(answer);
 });
 
 export type Ctx = Context<AppEnv>;

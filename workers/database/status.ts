@@ -2,11 +2,31 @@
 // point and the newest verified one, with the RPO (age of the newest verified
 // restore point) and the last measured restore time against their targets.
 import { Hono } from "hono";
+import { z } from "zod";
 import type { AppEnv } from "../context.ts";
 import { requireRole } from "../auth.ts";
 import type { BackupRow } from "../catalog/schema.ts";
 
 export const statusRoutes = new Hono<AppEnv>();
+
+const RestorePoint = z.strictObject({
+  backup_id: z.string(), type: z.enum(["full", "incremental", "archive"]), created_at: z.string(), verified_at: z.string().nullable(),
+}).nullable();
+
+/** GET /backup/database/status's answer: one entry per configured database. */
+export const DatabaseStatusResponse = z.strictObject({
+  databases: z.array(z.strictObject({
+    database: z.string(),
+    latest_backup: RestorePoint,
+    latest_verified_backup: RestorePoint,
+    rpo_minutes: z.number().nullable(),
+    rpo_target_minutes: z.number(),
+    rpo_met: z.boolean(),
+    last_restore_minutes: z.number().nullable(),
+    rto_target_minutes: z.number(),
+    rto_met: z.boolean(),
+  })),
+});
 
 statusRoutes.get("/backup/database/status", requireRole("viewer"), async (c) => {
   const config = c.get("config");
@@ -32,7 +52,8 @@ statusRoutes.get("/backup/database/status", requireRole("viewer"), async (c) => 
       rto_met: rto !== null && rto <= config.rto_target_minutes,
     };
   }));
-  return c.json({ databases });
+  const answer: z.infer<typeof DatabaseStatusResponse> = { databases };
+  return c.json(answer);
 });
 
 function point(b: BackupRow | undefined) {

@@ -124,7 +124,7 @@ export async function computeStatus(ctx: KindContext) {
       domain: s.domain, source: s.source,
       newest_point: s.newest ? { id: s.newest.id, created_at: s.newest.created_at } : null,
       newest_verified_point: verified ? { id: verified.id, created_at: verified.created_at } : null,
-      protection: continuous ? "continuous" : "restore_points",
+      protection: continuous ? ("continuous" as const) : ("restore_points" as const),
       rpo_minutes: rpo === null ? null : round(rpo),
       rpo_target_minutes: target,
       rpo_met: rpo !== null && rpo <= target,

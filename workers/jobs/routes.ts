@@ -4,7 +4,7 @@ import { z } from "zod";
 import type { AppEnv } from "../context.ts";
 import { requireRole } from "../auth.ts";
 import { notFound } from "../shared/errors.ts";
-import { jobView, parseQuery } from "../http.ts";
+import { JobView, jobView, parseQuery } from "../http.ts";
 import { JOB_STATUSES, JobKindName } from "../shared/protocol.ts";
 import type { KindRegistry } from "./kind.ts";
 
@@ -16,6 +16,16 @@ export const JobListQuery = z.strictObject({
 });
 
 export const AuditQuery = z.strictObject({ limit: z.coerce.number().int().min(1).max(500).default(100) });
+
+/** GET /jobs's answer, newest first. */
+export const JobListResponse = z.strictObject({ jobs: z.array(JobView) });
+
+/** GET /audit's answer: audit lines, newest first; detail is the JSON text the action recorded. */
+export const AuditResponse = z.strictObject({
+  entries: z.array(z.strictObject({
+    id: z.number().int(), at: z.string(), actor: z.string(), action: z.string(), target: z.string().nullable(), outcome: z.string(), detail: z.string().nullable(),
+  })),
+});
 
 export function jobRoutes(kinds: KindRegistry) {
   const routes = new Hono<AppEnv>();
@@ -30,7 +40,8 @@ export function jobRoutes(kinds: KindRegistry) {
   routes.get("/jobs", requireRole("viewer"), async (c) => {
     const q = parseQuery(c, RegisteredJobListQuery);
     await sweep(c);
-    return c.json({ jobs: (await c.get("catalog").listJobs(q)).map(jobView) });
+    const answer: z.infer<typeof JobListResponse> = { jobs: (await c.get("catalog").listJobs(q)).map(jobView) };
+    return c.json(answer);
   });
 
   routes.get("/jobs/:id", requireRole("viewer"), async (c) => {
@@ -42,7 +53,8 @@ export function jobRoutes(kinds: KindRegistry) {
 
   routes.get("/audit", requireRole("admin"), async (c) => {
     const { limit } = parseQuery(c, AuditQuery);
-    return c.json({ entries: await c.get("catalog").listAudit(limit) });
+    const answer: z.infer<typeof AuditResponse> = { entries: await c.get("catalog").listAudit(limit) };
+    return c.json(answer);
   });
   return routes;
 }

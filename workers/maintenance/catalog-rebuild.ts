@@ -25,6 +25,17 @@ export const RebuildRequest = z.strictObject({
   limit: z.number().int().min(1).max(500).default(100),
 });
 
+/** One page of a rebuild: ids put back, how many were listed already, manifests refused; next_cursor continues. */
+export const RebuildResponse = z.strictObject({
+  scanned: z.number().int(),
+  restored: z.array(z.string()),
+  present: z.number().int(),
+  invalid: z.array(z.string()),
+  /** Listed from a manifest without a MAC (written before MACs existed). */
+  unauthenticated: z.array(z.string()),
+  next_cursor: z.string().optional(),
+});
+
 /** The id of the row put back, false if it was listed already, undefined if the manifest is unreadable or not authentic. */
 type Restore = (env: Env, catalog: Catalog, key: string, unauthenticated: string[]) => Promise<string | false | undefined>;
 
@@ -65,7 +76,8 @@ catalogRoutes.post("/catalog/rebuild", requireRole("admin"), async (c) => {
     detail: { scanned: outcome.scanned, restored: outcome.restored.length, invalid: outcome.invalid, unauthenticated: outcome.unauthenticated },
   });
   const next = page.truncated ? `${folder.tag}:${page.cursor}` : FOLDERS[at + 1] ? `${FOLDERS[at + 1]!.tag}:` : undefined;
-  return c.json({ ...outcome, ...(next ? { next_cursor: next } : {}) });
+  const answer: z.infer<typeof RebuildResponse> = { ...outcome, ...(next ? { next_cursor: next } : {}) };
+  return c.json(answer);
 });
 
 /**

@@ -5,7 +5,7 @@ import { Hono } from "hono";
 import { z } from "zod";
 import type { AppEnv } from "../context.ts";
 import { requireRole } from "../auth.ts";
-import { accepted, kindContext, parseJson } from "../http.ts";
+import { accepted, AcceptedResponse, kindContext, parseJson } from "../http.ts";
 import { repositoryGc } from "./kinds.ts";
 import { submitJob } from "../jobs/submit.ts";
 
@@ -19,5 +19,6 @@ export const GcRequest = z.strictObject({
 gcRoutes.post("/repository/gc", requireRole("admin"), async (c) => {
   const body = await parseJson(c, GcRequest);
   const params = { grace_minutes: body.grace_minutes ?? c.get("config").gc_grace_minutes, dry_run: body.dry_run };
-  return c.json(accepted(await submitJob(kindContext(c), repositoryGc, params, { actor: c.get("actor"), target: "repository" })), 202);
+  const answer: z.infer<typeof AcceptedResponse> = accepted(await submitJob(kindContext(c), repositoryGc, params, { actor: c.get("actor"), target: "repository" }));
+  return c.json(answer, 202);
 });

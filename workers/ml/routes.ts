@@ -11,7 +11,7 @@ import { requireRole } from "../auth.ts";
 import { mlflowAccess } from "../config.ts";
 import { seal } from "../crypto.ts";
 import { AppError, badRequest, conflict, notFound } from "../shared/errors.ts";
-import { accepted, backupView, kindContext, parseJson, parseQuery } from "../http.ts";
+import { accepted, BackupAccepted, BackupView, backupView, kindContext, parseJson, parseQuery } from "../http.ts";
 import { backupPage, restoreTarget as databaseTarget, type BackupRestorer, type Ctx } from "../database/routes.ts";
 import { storageBucket, unknownBucket } from "../storage/buckets.ts";
 import { submitJob } from "../jobs/submit.ts";
@@ -42,7 +42,8 @@ mlRoutes.post("/backup/ml", requireRole("admin"), async (c) => {
     server, registry: body.registry ?? !body.experiment_ids, actor: c.get("actor"),
     ...(body.experiment_ids ? { experiment_ids: body.experiment_ids } : {}), ...(body.include_deleted ? { include_deleted: true } : {}),
   });
-  return c.json(accepted(submitted, { backup_id: submitted.backup_id }), 202);
+  const answer: z.infer<typeof BackupAccepted> = { ...accepted(submitted), backup_id: submitted.backup_id };
+  return c.json(answer, 202);
 });
 
 export const ListQuery = z.strictObject({
@@ -54,10 +55,16 @@ export const ListQuery = z.strictObject({
   cursor: z.string().optional(),
 });
 
+/** An ML backup or training-data snapshot: a backup without the database-only fields. */
+export const MlBackupView = BackupView.omit({ database: true, type: true });
+export const MlBackupPage = z.strictObject({ backups: z.array(MlBackupView), next_cursor: z.string().optional() });
+export const MlBackupDetail = MlBackupView.extend({ manifest_key: z.string(), digest: z.string() });
+
 mlRoutes.get("/backup/ml", requireRole("viewer"), async (c) => {
   const q = parseQuery(c, ListQuery);
   const page = await backupPage(c, { domain: q.domain, limit: q.limit, cursor: q.cursor, ...(q.source ? { source: q.source } : {}), ...(q.status ? { status: q.status } : {}) });
-  return c.json({ ...page, backups: page.backups.map(({ database: _, type: __, ...b }) => b) });
+  const answer: z.infer<typeof MlBackupPage> = { ...page, backups: page.backups.map(({ database: _, type: __, ...b }) => b) };
+  return c.json(answer);
 });
 
 export const RestoreRequest = z.strictObject({
@@ -96,7 +103,8 @@ mlRoutes.post("/backup/training-data", requireRole("admin"), async (c) => {
   const body = await parseJson(c, TrainingDataRequest);
   if (!(body.dataset_id in c.get("config").ml_datasets)) throw badRequest(`dataset "${body.dataset_id}" is not configured (ML_DATASETS)`);
   const submitted = await submitTrainingDataBackup(kindContext(c), { dataset: body.dataset_id, actor: c.get("actor") });
-  return c.json(accepted(submitted, { backup_id: submitted.backup_id }), 202);
+  const answer: z.infer<typeof BackupAccepted> = { ...accepted(submitted), backup_id: submitted.backup_id };
+  return c.json(answer, 202);
 });
 
 export const TrainingDataRestoreRequest = z.strictObject({
@@ -135,7 +143,8 @@ mlRoutes.get("/backup/ml/:id", requireRole("viewer"), async (c) => {
   const backup = await c.get("catalog").getBackup(c.req.param("id"));
   if (!backup || backup.domain === "database") throw notFound("ML backup");
   const { database: _, type: __, ...view } = backupView(backup);
-  return c.json({ ...view, manifest_key: backup.manifest_key, digest: backup.sha256 });
+  const answer: z.infer<typeof MlBackupDetail> = { ...view, manifest_key: backup.manifest_key, digest: backup.sha256 };
+  return c.json(answer);
 });
 
 function requireServer(c: Ctx, name: string): void {

@@ -8,10 +8,10 @@ import type { AppEnv } from "../context.ts";
 import { requireRole } from "../auth.ts";
 import { AppError, badRequest } from "../shared/errors.ts";
 import { parseJson, parseQuery } from "../http.ts";
-import { CloudflareApiError, configureLocks, LockRules, LockRulesError, LockWeakeningError } from "./bucket-lock.ts";
+import { CloudflareApiError, configureLocks, LockRule, LockRules, LockRulesError, LockWeakeningError } from "./bucket-lock.ts";
 import { CostCursorError, costReport } from "./cost.ts";
 import {
-  applyLifecycle, backupBucketLifecycleProblems, diffLifecycle, isEmptyDiff, LifecycleRules, LifecycleRulesError, loadLifecycleRules, r2Part, readLifecycle,
+  applyLifecycle, backupBucketLifecycleProblems, diffLifecycle, isEmptyDiff, LifecycleRule, LifecycleRules, LifecycleRulesError, loadLifecycleRules, r2Part, readLifecycle,
   saveLifecycleRules, versionExpiryDays,
 } from "./lifecycle.ts";
 import { syncOffsitePage } from "./offsite.ts";
@@ -23,6 +23,27 @@ export const storageOpsRoutes = new Hono<AppEnv>();
 export const BucketQuery = z.strictObject({ bucket: R2BucketName });
 
 export const LifecycleRequest = z.strictObject({ bucket: R2BucketName, rules: LifecycleRules, dry_run: z.boolean().default(false) });
+
+/** A lifecycle rule as R2 holds it (the version-store action is ours, not R2's). */
+const R2Rule = z.strictObject({
+  id: z.string(), prefix: z.string(), enabled: z.boolean(), expire_days: z.number().int().optional(),
+  transition: z.strictObject({ days: z.number().int(), storage_class: z.string() }).optional(),
+  abort_multipart_days: z.number().int().optional(), unsupported: z.array(z.string()).optional(),
+});
+
+/** Rules matched by id: what a call adds, removes, changes, leaves. */
+const ruleDiff = <T extends z.ZodType>(rule: T) => z.strictObject({
+  added: z.array(rule), removed: z.array(rule), changed: z.array(z.strictObject({ id: z.string(), before: rule, after: rule })), unchanged: z.array(z.string()),
+});
+
+export const LifecycleApplied = z.strictObject({
+  bucket: z.string(), dry_run: z.boolean(), applied: z.boolean(), diff: ruleDiff(R2Rule), warnings: z.array(z.string()),
+});
+
+/** in_sync: R2 holds what was last applied here (false if someone changed it in the dashboard). */
+export const LifecycleView = z.strictObject({
+  bucket: z.string(), r2_rules: z.array(R2Rule), rules: z.array(LifecycleRule), in_sync: z.boolean(), version_store_default_days: z.number().int().nullable(),
+});
 
 storageOpsRoutes.put("/storage/lifecycle", requireRole("admin"), async (c) => {
   const body = await parseJson(c, LifecycleRequest);
@@ -47,7 +68,8 @@ storageOpsRoutes.put("/storage/lifecycle", requireRole("admin"), async (c) => {
       version_rules: body.rules.filter((r) => r.version_expire_days).map((r) => r.id),
     },
   });
-  return c.json(result);
+  const answer: z.infer<typeof LifecycleApplied> = result;
+  return c.json(answer);
 });
 
 storageOpsRoutes.get("/storage/lifecycle", requireRole("viewer"), async (c) => {
@@ -56,10 +78,11 @@ storageOpsRoutes.get("/storage/lifecycle", requireRole("viewer"), async (c) => {
   const current = await mapped(() => readLifecycle(r2S3Client(c.get("config")), bucket));
   const stored = await loadLifecycleRules(c.env.BACKUPS, bucket);
   // in_sync: R2 holds what was last applied here (false if someone changed it in the dashboard).
-  return c.json({
+  const answer: z.infer<typeof LifecycleView> = {
     bucket, r2_rules: current, rules: stored, in_sync: isEmptyDiff(diffLifecycle(current, r2Part(stored))),
     version_store_default_days: versionExpiryDays(stored, "") ?? null,
-  });
+  };
+  return c.json(answer);
 });
 
 export const CostQuery = z.strictObject({
@@ -69,10 +92,29 @@ export const CostQuery = z.strictObject({
   free_tier: z.enum(["true", "false"]).transform((v) => v === "true").optional(),
 });
 
+/** Monthly storage cost if the bucket stays this size; complete is false while next_cursor has more pages to count. */
+export const CostResponse = z.strictObject({
+  bucket: z.string(),
+  prefix: z.string().optional(),
+  complete: z.boolean(),
+  next_cursor: z.string().optional(),
+  classes: z.array(z.strictObject({
+    storage_class: z.enum(["Standard", "InfrequentAccess"]), objects: z.number().int(), bytes: z.number().int(),
+    gb: z.number(), billable_gb_month: z.number(), monthly_usd: z.number(),
+  })),
+  monthly_usd: z.number(),
+  prices: z.strictObject({
+    source: z.string(), as_of: z.string(), currency: z.string(),
+    storage_per_gb_month: z.record(z.string(), z.number()), free_gb_month: z.record(z.string(), z.number()), bytes_per_gb: z.number(),
+  }),
+  free_tier_applied: z.boolean(),
+});
+
 storageOpsRoutes.get("/storage/cost", requireRole("viewer"), async (c) => {
   const q = parseQuery(c, CostQuery);
   const { name, bucket } = resolveBucket(c.env, q.bucket, c.get("config"));
-  return c.json(await mapped(() => costReport(bucket, name, { prefix: q.prefix, cursor: q.cursor, applyFreeTier: q.free_tier })));
+  const answer: z.infer<typeof CostResponse> = await mapped(() => costReport(bucket, name, { prefix: q.prefix, cursor: q.cursor, applyFreeTier: q.free_tier }));
+  return c.json(answer);
 });
 
 export const OffsiteRequest = z.strictObject({
@@ -80,6 +122,17 @@ export const OffsiteRequest = z.strictObject({
   cursor: z.string().max(4096).optional(),
   // Each object costs a HEAD and a PUT (more for multipart): keep a call within the Worker's subrequest limit.
   limit: z.number().int().min(1).max(200).default(50),
+});
+
+/** One page of the off-site copy; next_cursor continues. */
+export const OffsitePageResponse = z.strictObject({
+  source: z.string(), destination: z.string(),
+  listed: z.number().int(), copied: z.number().int(), skipped: z.number().int(), bytes: z.number().int(),
+  /** Objects that changed or vanished between list and read; the next pass copies their new version. */
+  changed: z.array(z.string()),
+  failed: z.array(z.strictObject({ key: z.string(), error: z.string() })),
+  multipart: z.number().int(),
+  next_cursor: z.string().optional(),
 });
 
 storageOpsRoutes.post("/storage/offsite", requireRole("admin"), async (c) => {
@@ -93,7 +146,8 @@ storageOpsRoutes.post("/storage/offsite", requireRole("admin"), async (c) => {
       actor, action: "storage.offsite", target: `${name} -> ${target.bucket}`, outcome: "succeeded",
       detail: { prefix: body.prefix ?? "", copied: page.copied, skipped: page.skipped, bytes: page.bytes, failed: page.failed.length, more: Boolean(page.next_cursor) },
     });
-    return c.json({ source: name, destination: target.bucket, ...page });
+    const answer: z.infer<typeof OffsitePageResponse> = { source: name, destination: target.bucket, ...page };
+    return c.json(answer);
   } catch (e) {
     await c.get("catalog").audit({
       actor, action: "storage.offsite", target: `${name} -> ${target.bucket}`, outcome: "failed",
@@ -105,6 +159,8 @@ storageOpsRoutes.post("/storage/offsite", requireRole("admin"), async (c) => {
 
 export const LocksRequest = z.strictObject({ bucket: R2BucketName.default("BACKUPS"), rules: LockRules, dry_run: z.boolean().default(false) });
 export const LocksQuery = z.strictObject({ bucket: R2BucketName.default("BACKUPS") });
+export const LocksApplied = z.strictObject({ bucket: z.string(), dry_run: z.boolean(), applied: z.boolean(), diff: ruleDiff(LockRule), rules: z.array(LockRule) });
+export const LocksView = z.strictObject({ bucket: z.string(), rules: z.array(LockRule) });
 
 storageOpsRoutes.put("/storage/locks", requireRole("admin"), async (c) => {
   const body = await parseJson(c, LocksRequest);
@@ -124,13 +180,15 @@ storageOpsRoutes.put("/storage/locks", requireRole("admin"), async (c) => {
       added: result.diff.added.map((r) => r.id), removed: result.diff.removed.map((r) => r.id), changed: result.diff.changed.map((r) => r.id),
     },
   });
-  return c.json(result);
+  const answer: z.infer<typeof LocksApplied> = result;
+  return c.json(answer);
 });
 
 storageOpsRoutes.get("/storage/locks", requireRole("viewer"), async (c) => {
   const q = parseQuery(c, LocksQuery);
   const bucket = bucketName(q.bucket, c.get("config"));
-  return c.json({ bucket, rules: await mapped(() => bucketLockApi(c.env, c.get("config")).get(bucket)) });
+  const answer: z.infer<typeof LocksView> = { bucket, rules: await mapped(() => bucketLockApi(c.env, c.get("config")).get(bucket)) };
+  return c.json(answer);
 });
 
 const S3_AUTH_CODES = new Set(["InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "Unauthorized", "Forbidden"]);

@@ -6,7 +6,7 @@ import { z } from "zod";
 import type { AppEnv } from "../context.ts";
 import { requireRole } from "../auth.ts";
 import { AppError, badRequest, notFound } from "../shared/errors.ts";
-import { accepted, kindContext, parseJson, parseQuery } from "../http.ts";
+import { accepted, AcceptedResponse, kindContext, parseJson, parseQuery } from "../http.ts";
 import { submitJob } from "../jobs/submit.ts";
 import type { JobKindSpec } from "../jobs/kind.ts";
 import { storageGc, storageOffsite, storageReconcile, storageRestore, submitSnapshot } from "./kinds.ts";
@@ -37,6 +37,9 @@ async function startJob<P>(c: Ctx, spec: JobKindSpec<P>, params: z.input<JobKind
   return accepted(await submitJob(kindContext(c), spec, params, { actor: c.get("actor"), target }));
 }
 
+/** POST /backup/storage's answer: one job per bucket (and prefix) snapshotted. */
+export const SnapshotAccepted = z.strictObject({ jobs: z.array(AcceptedResponse.extend({ snapshot_id: z.string() })) });
+
 export const SnapshotRequest = z.strictObject({ bucket: z.string().optional(), prefix: ObjectPrefix.default("") });
 
 storageRoutes.post("/backup/storage", requireRole("admin"), async (c) => {
@@ -45,18 +48,28 @@ storageRoutes.post("/backup/storage", requireRole("admin"), async (c) => {
   const sources = body.bucket ? [{ bucket: body.bucket, prefix: body.prefix }] : c.get("config").storage_backup_sources;
   if (sources.length === 0) throw badRequest("no bucket given and STORAGE_BACKUP_SOURCES/STORAGE_BUCKETS name none");
   for (const s of sources) requireBucket(c, s.bucket);
-  const jobs = [];
+  const answer: z.infer<typeof SnapshotAccepted> = { jobs: [] };
   for (const s of sources) {
     const { job, snapshot_id } = await submitSnapshot(kindContext(c), s, c.get("actor"));
-    jobs.push({ ...accepted({ job }), snapshot_id });
+    answer.jobs.push({ ...accepted({ job }), snapshot_id });
   }
-  return c.json({ jobs }, 202);
+  return c.json(answer, 202);
 });
 
 export const CleanupRequest = z.strictObject({
   retention_days: z.number().int().min(1).max(36500).optional(),
   version_retention_days: z.number().int().min(1).max(36500).optional(),
   dry_run: z.boolean().default(false),
+});
+
+export const StorageCleanupResponse = z.strictObject({
+  dry_run: z.boolean(),
+  retention_days: z.number().int(),
+  version_retention_days: z.number().int(),
+  removed_snapshots: z.array(z.string()),
+  /** Expired, but kept: inside a Bucket Lock retention window. */
+  locked_snapshots: z.number().int(),
+  removed_versions: z.number().int(),
 });
 
 /** Retention: each field omitted falls back to STORAGE_RETENTION_DAYS / STORAGE_VERSION_RETENTION_DAYS. */
@@ -66,7 +79,8 @@ storageRoutes.post("/backup/storage/cleanup", requireRole("admin"), async (c) =>
     retentionDays: body.retention_days, versionRetentionDays: body.version_retention_days, dryRun: body.dry_run,
   }, new Date());
   await c.get("catalog").audit({ actor: c.get("actor"), action: "storage.cleanup", target: "storage snapshots and versions", outcome: "succeeded", detail: outcome });
-  return c.json(outcome);
+  const answer: z.infer<typeof StorageCleanupResponse> = outcome;
+  return c.json(answer);
 });
 
 export const GcRequest = z.strictObject({ grace_minutes: z.number().int().min(0).max(525_600).optional(), dry_run: z.boolean().default(false) });
@@ -97,20 +111,41 @@ export const ListQuery = z.strictObject({
   before: SnapshotId.optional(),
 });
 
+/** A storage snapshot's catalog row. */
+export const SnapshotView = z.strictObject({
+  id: z.string(), bucket: z.string(), prefix: z.string(), parent_id: z.string().nullable(), status: z.literal("completed"), manifest_key: z.string(),
+  objects: z.number().int(), bytes: z.number().int(), copied_objects: z.number().int(), copied_bytes: z.number().int(),
+  job_id: z.string().nullable(), created_at: z.string(), finished_at: z.string(), duration_ms: z.number().int(),
+});
+export const SnapshotList = z.strictObject({ snapshots: z.array(SnapshotView) });
+
 storageRoutes.get("/backup/storage", requireRole("viewer"), async (c) => {
   const q = parseQuery(c, ListQuery);
-  const rows = await openStorageCatalog(c.env.CATALOG).listSnapshots(q);
-  return c.json({ snapshots: rows });
+  const answer: z.infer<typeof SnapshotList> = { snapshots: await openStorageCatalog(c.env.CATALOG).listSnapshots(q) };
+  return c.json(answer);
+});
+
+/** Per configured source: its newest snapshot and whether versioning or replication protects it continuously. */
+export const StorageStatusResponse = z.strictObject({
+  sources: z.array(z.strictObject({
+    bucket: z.string(), prefix: z.string(),
+    latest_snapshot: z.strictObject({ id: z.string(), created_at: z.string(), objects: z.number().int(), bytes: z.number().int() }).nullable(),
+    snapshot_age_minutes: z.number().nullable(),
+    versioning: z.boolean(), replica: z.string().nullable(), replica_seconds_behind: z.number().nullable(),
+    rpo_target_minutes: z.number(), rpo_met: z.boolean(),
+  })),
 });
 
 storageRoutes.get("/backup/storage/status", requireRole("viewer"), async (c) => {
-  return c.json({ sources: await storageStatus(c.env, c.get("config"), new Date()) });
+  const answer: z.infer<typeof StorageStatusResponse> = { sources: await storageStatus(c.env, c.get("config"), new Date()) };
+  return c.json(answer);
 });
 
 storageRoutes.get("/backup/storage/:id", requireRole("viewer"), async (c) => {
   const row = await openStorageCatalog(c.env.CATALOG).getSnapshot(c.req.param("id"));
   if (!row) throw notFound("snapshot");
-  return c.json(row);
+  const answer: z.infer<typeof SnapshotView> = row;
+  return c.json(answer);
 });
 
 const RestoreOptions = {
@@ -154,6 +189,13 @@ storageRoutes.post("/storage/restore", requireRole("admin"), async (c) => {
 
 export const BucketRequest = z.strictObject({ bucket: z.string() });
 
+const NotificationRule = z.strictObject({ queue: z.string(), command: z.string() });
+
+/** Versioning is on; the baseline reconciliation job captures every object as it is now. */
+export const VersioningResponse = z.strictObject({
+  bucket: z.string(), versioning_since: z.string().nullable(), baseline_job: AcceptedResponse, notification_rule: NotificationRule,
+});
+
 storageRoutes.post("/storage/versioning", requireRole("admin"), async (c) => {
   const { bucket } = await parseJson(c, BucketRequest);
   requireBucket(c, bucket);
@@ -162,10 +204,23 @@ storageRoutes.post("/storage/versioning", requireRole("admin"), async (c) => {
   await c.get("catalog").audit({ actor: c.get("actor"), action: "storage.versioning.enable", target: bucket, outcome: "succeeded" });
   // The first reconciliation captures every object as it is now: the baseline versions.
   const baseline = await startJob(c, storageReconcile, { bucket }, bucket);
-  return c.json({ bucket, versioning_since: row.versioning_since, baseline_job: baseline, notification_rule: notificationRule(bucket) });
+  const answer: z.infer<typeof VersioningResponse> = { bucket, versioning_since: row.versioning_since, baseline_job: baseline, notification_rule: notificationRule(bucket) };
+  return c.json(answer);
 });
 
 export const ReplicationRequest = z.strictObject({ source: z.string(), target: z.string() });
+export const ReplicationStarted = z.strictObject({ source: z.string(), target: z.string(), initial_sync_job: AcceptedResponse, notification_rule: NotificationRule });
+export const ReplicationStopped = z.strictObject({ source: z.string(), replica: z.string().nullable(), stopped: z.literal(true) });
+
+/** Per versioned or replicated bucket: replication lag over the last hour, drift found by the last reconciliation. */
+export const ReplicationStatusResponse = z.strictObject({
+  buckets: z.array(z.strictObject({
+    bucket: z.string(), versioning: z.boolean(), replica: z.string().nullable(),
+    lag_seconds: z.strictObject({ p50: z.number().nullable(), p99: z.number().nullable(), max: z.number().nullable(), changes_last_hour: z.number().int() }),
+    last_applied_at: z.string().nullable(), drift_objects: z.number().int().nullable(), last_reconciled_at: z.string().nullable(),
+    seconds_behind: z.number(), rpo_target_seconds: z.number(),
+  })),
+});
 
 storageRoutes.post("/storage/replication", requireRole("admin"), async (c) => {
   const body = await parseJson(c, ReplicationRequest);
@@ -176,7 +231,8 @@ storageRoutes.post("/storage/replication", requireRole("admin"), async (c) => {
   await openStorageCatalog(c.env.CATALOG).enableReplication(body.source, body.target, new Date());
   await c.get("catalog").audit({ actor: c.get("actor"), action: "storage.replication.enable", target: `${body.source} -> ${body.target}`, outcome: "succeeded" });
   const initial = await startJob(c, storageReconcile, { bucket: body.source }, body.source);
-  return c.json({ ...body, initial_sync_job: initial, notification_rule: notificationRule(body.source) });
+  const answer: z.infer<typeof ReplicationStarted> = { ...body, initial_sync_job: initial, notification_rule: notificationRule(body.source) };
+  return c.json(answer);
 });
 
 storageRoutes.delete("/storage/replication/:source", requireRole("admin"), async (c) => {
@@ -188,11 +244,13 @@ storageRoutes.delete("/storage/replication/:source", requireRole("admin"), async
   const stopped = await openStorageCatalog(c.env.CATALOG).disableReplication(source);
   if (!stopped) throw notFound(`replication of ${source}`);
   await c.get("catalog").audit({ actor: c.get("actor"), action: "storage.replication.stop", target: source, outcome: "succeeded" });
-  return c.json({ source, replica: stopped.replica, stopped: true });
+  const answer: z.infer<typeof ReplicationStopped> = { source, replica: stopped.replica, stopped: true };
+  return c.json(answer);
 });
 
 storageRoutes.get("/storage/replication", requireRole("viewer"), async (c) => {
-  return c.json({ buckets: await replicationStatus(c.env, c.get("config"), new Date()) });
+  const answer: z.infer<typeof ReplicationStatusResponse> = { buckets: await replicationStatus(c.env, c.get("config"), new Date()) };
+  return c.json(answer);
 });
 
 storageRoutes.post("/storage/reconcile", requireRole("admin"), async (c) => {
@@ -203,17 +261,30 @@ storageRoutes.post("/storage/reconcile", requireRole("admin"), async (c) => {
 
 export const VersionsQuery = z.strictObject({ bucket: z.string(), key: ObjectKey });
 
+/** The captured versions of one object; captured: false when the bytes were gone before capture. */
+export const VersionsResponse = z.strictObject({
+  bucket: z.string(), key: z.string(),
+  versions: z.array(z.strictObject({
+    event_time: z.string(), action: z.enum(["put", "delete"]), etag: z.string(), size: z.number().int().nullable(), sha256: z.string().nullable(),
+    captured: z.boolean(), source: z.enum(["event", "reconcile", "write-through"]),
+  })),
+});
+
+/** PUT /storage/objects/...'s answer: the object written and the time its version is recorded under. */
+export const ObjectWritten = z.strictObject({ bucket: z.string(), key: z.string(), etag: z.string(), size: z.number().int(), version_time: z.string() });
+
 storageRoutes.get("/storage/versions", requireRole("viewer"), async (c) => {
   const q = parseQuery(c, VersionsQuery);
   requireBucket(c, q.bucket);
   const rows = await openStorageCatalog(c.env.CATALOG).listVersions(q.bucket, q.key);
-  return c.json({
+  const answer: z.infer<typeof VersionsResponse> = {
     bucket: q.bucket, key: q.key,
     versions: rows.map((v) => ({
       event_time: v.event_time, action: v.action, etag: v.etag, size: v.size, sha256: v.sha256,
       captured: v.action === "delete" || v.sha256 !== null, source: v.source,
     })),
-  });
+  };
+  return c.json(answer);
 });
 
 /**
@@ -239,7 +310,8 @@ storageRoutes.put("/storage/objects/:bucket/:key{.+}", requireRole("admin"), asy
   } else {
     await handleEvent({ env: c.env, config: c.get("config"), storage: openStorageCatalog(c.env.CATALOG), now: new Date() }, event, "write-through");
   }
-  return c.json({ bucket: name, key: key.data, etag: obj.etag, size: obj.size, version_time: event.eventTime }, 201);
+  const answer: z.infer<typeof ObjectWritten> = { bucket: name, key: key.data, etag: obj.etag, size: obj.size, version_time: event.eventTime };
+  return c.json(answer, 201);
 });
 
 /** Reads one object back (admin only: it is the data itself), streamed, with its metadata as headers. */
