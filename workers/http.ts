@@ -4,7 +4,7 @@ import { z } from "zod";
 import { AppError, badRequest } from "./shared/errors.ts";
 import type { BackupRow, JobRow } from "./catalog/schema.ts";
 import type { AppEnv, KindContext } from "./context.ts";
-import { JOB_STATUSES } from "./shared/protocol.ts";
+import { JOB_STATUSES, JobProgress } from "./shared/protocol.ts";
 
 /** The handler context of a request, as the job kinds take it. */
 export function kindContext<E extends AppEnv>(c: Context<E>): KindContext {
@@ -63,7 +63,8 @@ export const JobView = z.strictObject({
   backup_id: z.string().optional(),
   result: z.unknown().optional(),
   error: z.strictObject({ code: z.string(), message: z.string() }).optional(),
-  progress: z.unknown().optional(),
+  /** The runner's (or the Worker's step's) last report: phase, bytes and chunks so far. */
+  progress: z.strictObject(JobProgress.shape).optional(),
   queued_reason: z.string().optional(),
   created_at: z.string(),
   started_at: z.string().optional(),

@@ -144,7 +144,7 @@ describe("disaster scenarios", () => {
     expect(run.status, JSON.stringify(run.errors)).toBe("passed");
     expect(run.results[0]).toMatchObject({ domain: "database", restore_point: backupId, passed: true });
     const refused = await stack.api("POST", "/dr/scenarios/runner_lost/simulate", {});
-    expect(refused.status).toBe(501);
+    expect(refused.status).toBe(422);
     expect(refused.body.error.code).toBe("not_implemented");
     expect((await stack.api("POST", "/dr/scenarios/nope/simulate", {})).status).toBe(404);
     expect((await stack.api("POST", "/dr/scenarios/table_dropped/simulate", { table: "x; drop" })).status).toBe(400);
