@@ -37,7 +37,9 @@ export interface Command {
 
 export type JobView = Answer<"/jobs/{id}", "get">;
 
-export const printJson = (ctx: Context, value: unknown) => ctx.out(JSON.stringify(value, null, 2));
+export function printJson(ctx: Context, value: unknown): void {
+  ctx.out(JSON.stringify(value, null, 2));
+}
 
 /** The options of every command that starts a job. */
 export const WAIT_OPTION = { wait: { type: "boolean", short: "w" } } as const;

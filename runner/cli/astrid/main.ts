@@ -97,7 +97,8 @@ export async function main(argv: string[], io: Io): Promise<ExitCode> {
       sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
       pollMs: Number(io.env.ASTRID_POLL_MS) > 0 ? Number(io.env.ASTRID_POLL_MS) : 1000,
     };
-    return (await command.run(ctx, { positionals, values: parsed.values })) ?? EXIT.ok;
+    const code = await command.run(ctx, { positionals, values: parsed.values });
+    return typeof code === "number" ? code : EXIT.ok;
   } catch (e) {
     if (e instanceof CliError) {
       // --json: the error as the API's shape on stdout too, so a script reads one document either way.
