@@ -16,7 +16,7 @@ import { API_TYPES_FILE, generateApiTypes } from "../../runner/dev/api-types.ts"
 import { ROOT } from "../../runner/dev/stack.ts";
 import { RESTORE_PITR_PATH } from "../../runner/cli/astrid/commands/restore.ts";
 import { ProgressMeter, progressLine } from "../../runner/cli/astrid/progress.ts";
-import { formatBytes, renderTable } from "../../runner/cli/astrid/table.ts";
+import { formatAge, formatBytes, formatDuration, formatMinutes, renderTable } from "../../runner/cli/astrid/table.ts";
 import { createDatabase, dropDatabase, scratchName, startTestStack, testPg, type TestStack } from "../support/fixture.ts";
 
 const CLI = join(ROOT, "runner/cli/astrid-backup.ts");
@@ -251,6 +251,12 @@ describe("what a terminal shows", () => {
     chunks.add({ phase: "checking chunks", bytes: 0, chunks: 10 }, 0);
     chunks.add({ phase: "checking chunks", bytes: 0, chunks: 20 }, 1_000);
     expect(progressLine("checking chunks", chunks.state(), 4)).toBe("[##..]  50%  20 chunks / 40 chunks  10 chunks/s  ETA 0:02  checking chunks");
+  });
+
+  it("durations, ages and minutes read as people say them", () => {
+    expect([850, 4_200, 190_000, 900_000, 7_500_000, 349_200_000].map(formatDuration)).toEqual(["850ms", "4.2s", "3m 10s", "15m", "2h 5m", "4d 1h"]);
+    expect(formatAge("2026-11-27T10:00:00Z", Date.parse("2026-11-27T12:05:30Z"))).toBe("2h 5m ago");
+    expect([0, 0.3, 15, 60].map(formatMinutes)).toEqual(["0s", "18s", "15m", "1h"]);
   });
 
   it("tables aligned by column, numbers to the right, control characters defused", () => {

@@ -49,15 +49,16 @@ export function formatClock(seconds: number): string {
   return h ? `${h}:${String(m).padStart(2, "0")}:${rest}` : `${m}:${rest}`;
 }
 
-/** 850ms, 4.2s, 3m 10s, 2h 5m */
+/** 850ms, 4.2s, 3m 10s, 15m, 2h 5m, 4d 1h */
 export function formatDuration(ms: number | null | undefined): string {
   if (ms === null || ms === undefined) return "-";
   if (ms < 1000) return `${Math.round(ms)}ms`;
   const s = ms / 1000;
   if (s < 60) return `${s.toFixed(1)}s`;
-  if (s < 3600) return `${Math.floor(s / 60)}m ${Math.round(s % 60)}s`;
-  if (s < 86400) return `${Math.floor(s / 3600)}h ${Math.round((s % 3600) / 60)}m`;
-  return `${Math.floor(s / 86400)}d ${Math.round((s % 86400) / 3600)}h`;
+  const [big, small, units] = s < 3600 ? [Math.floor(s / 60), Math.floor(s % 60), "ms"] : s < 86400
+    ? [Math.floor(s / 3600), Math.floor((s % 3600) / 60), "hm"]
+    : [Math.floor(s / 86400), Math.floor((s % 86400) / 3600), "dh"];
+  return small ? `${big}${units[0]} ${small}${units[1]}` : `${big}${units[0]}`;
 }
 
 /** How long ago an ISO time was: "3m ago", "2h 5m ago", "4d 1h ago". */
@@ -67,11 +68,12 @@ export function formatAge(iso: string | null | undefined, now: number): string {
   if (Number.isNaN(t)) return iso;
   const ms = now - t;
   if (ms < 0) return "just now";
-  return ms < 60_000 ? `${Math.round(ms / 1000)}s ago` : `${formatDuration(ms).replace(/ 0[smh]$/, "")} ago`;
+  return ms < 60_000 ? `${Math.round(ms / 1000)}s ago` : `${formatDuration(ms)} ago`;
 }
 
 export function formatMinutes(m: number | null | undefined): string {
-  return m === null || m === undefined ? "-" : formatDuration(m * 60_000);
+  if (m === null || m === undefined) return "-";
+  return m < 1 ? `${Math.round(m * 60)}s` : formatDuration(m * 60_000);
 }
 
 /** A short form of an ISO time for tables: 2026-11-27 16:33:07Z. */
