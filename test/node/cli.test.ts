@@ -73,7 +73,7 @@ afterAll(async () => {
   await stack?.dispose();
   for (const name of [source, ...scratch]) await dropDatabase(pg, name).catch(() => {});
   if (home) rmSync(home, { recursive: true, force: true });
-});
+}, 600_000); // DROP DATABASE waits for every backend of the cluster to absorb a barrier: slow while other tests' dumps stream
 
 describe("astrid-backup against the local stack", () => {
   let backupId: string;
@@ -178,6 +178,12 @@ describe("astrid-backup against the local stack", () => {
     expect((await cli(["backup", "database", "--database", "not_configured_here"])).code).toBe(2);
     expect((await cli(["help"])).code).toBe(0);
     expect((await cli(["restore", "--help"])).stdout).toMatch(/^usage: astrid-backup restore <backup-id/);
+    const group = await cli(["backups", "--help"]);
+    expect(group.code).toBe(0);
+    expect(group.stdout).toContain("usage: astrid-backup backups list");
+    const misplaced = await cli(["restore", backupId, "--target", "astrid", "--experiment", "1"]);
+    expect(misplaced.code).toBe(2);
+    expect(misplaced.stderr).toContain("--experiment: not for a database backup");
   }, 180_000);
 
   it("reads the API URL and token from a config file only if no one else can read it", async () => {

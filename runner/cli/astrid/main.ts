@@ -67,6 +67,10 @@ export async function main(argv: string[], io: Io): Promise<ExitCode> {
     const found = findCommand(words);
     if (!found) {
       const group = COMMANDS.filter((c) => c.name.startsWith(`${words[0]} `)).map((c) => c.name);
+      if (group.length && loose.values.help) {
+        io.stdout(COMMANDS.filter((c) => group.includes(c.name)).map((c) => `${usageOf(c)}\n  ${c.summary}`).join("\n"));
+        return EXIT.ok;
+      }
       throw new UsageError(group.length ? `"${words[0]}" needs one of: ${group.join(", ")}` : `unknown command "${words[0]}"; astrid-backup help lists them`);
     }
     const { command } = found;

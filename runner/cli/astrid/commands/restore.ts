@@ -5,6 +5,13 @@ import { WAIT_OPTION } from "../context.ts";
 import { ApiError, CliError, EXIT, UsageError } from "../errors.ts";
 import { findBackup } from "./backups.ts";
 import { finishStarted } from "../wait.ts";
+import type { OptionValues } from "../context.ts";
+
+/** An option that means nothing for this kind of restore is a mistake worth saying, not something to drop silently. */
+function refuse(values: OptionValues, names: string[], what: string): void {
+  const given = names.filter((n) => values[n] !== undefined);
+  if (given.length) throw new UsageError(`${given.map((n) => `--${n}`).join(", ")}: not for ${what}`);
+}
 
 export const restore: Command = {
   name: "restore",
@@ -22,6 +29,7 @@ export const restore: Command = {
     const wait = { wait: Boolean(values.wait), describe: `restore ${id}${target ? ` -> ${target.includes("://") ? "(url)" : target}` : ""}` };
     const found = await findBackup(ctx, id);
     if (found.kind === "snapshot") {
+      refuse(values, ["experiment", "bucket"], "a storage snapshot (--target names the bucket)");
       // A snapshot goes back into its own bucket unless --target names another; --replace overwrites objects that differ.
       const answer = await ctx.api.call("post", "/backup/storage/{id}/restore", {
         params: { id },
@@ -35,15 +43,18 @@ export const restore: Command = {
     const { backup } = found;
     let body;
     if (backup.domain === "database") {
+      refuse(values, ["experiment", "bucket", "prefix", "key", "dry-run"], "a database backup");
       if (!target) throw new UsageError("--target: a configured database name or a postgres:// URL");
       body = { target, replace: Boolean(values.replace) };
     } else if (backup.domain === "ml") {
+      refuse(values, ["replace", "bucket", "prefix", "key", "dry-run"], "an ML backup");
       if (!target) throw new UsageError("--target: a configured MLflow server name or an http(s) tracking URI");
       const experiments = values.experiment as string[] | undefined;
       // A tracking URI's token comes from the environment, never the command line.
       const token = process.env.ASTRID_TARGET_TOKEN;
       body = { target, ...(experiments?.length ? { experiment_ids: experiments } : {}), ...(token && /^https?:/i.test(target) ? { target_token: token } : {}) };
     } else {
+      refuse(values, ["replace", "experiment", "key", "dry-run"], "a training-data snapshot");
       if (!target && !values.bucket) throw new UsageError("--target (a database) and/or --bucket (an R2 bucket) for a training-data snapshot");
       body = {
         ...(target ? { target } : {}), ...(values.bucket ? { bucket: values.bucket as string } : {}),
