@@ -60,9 +60,14 @@ beforeAll(async () => {
   const snapshot = await stack.api("POST", "/backup/storage", { bucket: "astrid-data" });
   expect(snapshot.status, JSON.stringify(snapshot.body)).toBe(202);
   expect((await stack.waitForJob(snapshot.body.jobs[0].job_id)).status).toBe("succeeded");
+  // A drill run to look up (the catalog_lost scenario: a rebuild into a scratch set, no database to create).
+  const run = await stack.api("POST", "/dr/scenarios/catalog_lost/simulate", {});
+  expect(run.status, JSON.stringify(run.body)).toBe(202);
+  await stack.waitForJob(run.body.job_id);
   Object.assign(known, {
+    "/dr/runs/{id}": run.body.run_id,
     "/backups/{id}": backup.body.backup_id, "/backups/{id}/restore": backup.body.backup_id, "/backups/{id}/verify": backup.body.backup_id,
-    "/jobs/{id}": backup.body.job_id, "/dr/runs/{id}": backup.body.job_id,
+    "/jobs/{id}": backup.body.job_id,
     "/backup/storage/{id}": snapshot.body.jobs[0].snapshot_id, "/backup/storage/{id}/restore": snapshot.body.jobs[0].snapshot_id,
   });
 }, 300_000);
