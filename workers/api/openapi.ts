@@ -18,6 +18,7 @@ import * as ml from "../ml/routes.ts";
 import * as storage from "../storage/routes.ts";
 import * as ops from "../storage/ops-routes.ts";
 import { AcceptedResponse, JobView } from "../http.ts";
+import { StatsQuery } from "../console/routes.ts";
 
 type Role = "viewer" | "admin" | "public";
 
@@ -95,6 +96,8 @@ export const OPERATIONS: Operation[] = [
   { method: "get", path: "/dr/rto", role: "viewer", summary: "Measured restore times per source" },
   { method: "get", path: "/dr/alerts", role: "viewer", summary: "DR alerts", query: dr.AlertsQuery },
   { method: "get", path: "/metrics", role: "viewer", summary: "Prometheus metrics", ok: { status: 200, content: "text" } },
+  { method: "get", path: "/overview", role: "viewer", summary: "The console's overview: one row per protected source, failing first" },
+  { method: "get", path: "/stats/backups", role: "viewer", summary: "One source's backup sizes, durations, restores, RPO and replication lag over time", query: StatsQuery },
 ];
 
 /** The shared error shape of every 4xx and 5xx answer. */
