@@ -44,6 +44,7 @@ export function bytes(n: number | null | undefined): string {
 
 export function minutes(m: number | null | undefined): string {
   if (m === null || m === undefined) return "—";
+  if (m < 10 / 60) return `${(m * 60).toFixed(1)} s`;
   if (m < 1) return `${Math.round(m * 60)} s`;
   if (m < 120) return `${Math.round(m)} min`;
   if (m < 48 * 60) return `${(m / 60).toFixed(1)} h`;

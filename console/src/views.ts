@@ -62,7 +62,9 @@ export async function overview({ main, admin }: Page): Promise<Stop> {
   // Charts of one source at a time.
   const sources = ov.sources as { domain: string; source: string }[];
   if (sources.length === 0) return;
-  const pick = h("select", { id: "chart-source" }, sources.map((s, i) => h("option", { value: String(i) }, `${DOMAIN_LABEL[s.domain]} ${s.source}`)));
+  // The first source with something to draw, failing ones first as the table lists them.
+  const first = Math.max(0, (ov.sources as any[]).findIndex((s) => s.newest_point));
+  const pick = h("select", { id: "chart-source" }, sources.map((s, i) => h("option", { value: String(i), selected: i === first }, `${DOMAIN_LABEL[s.domain]} ${s.source}`)));
   const days = h("select", { id: "chart-days" }, [7, 14, 30, 90].map((d) => h("option", { value: String(d), selected: d === 14 }, `${d} days`)));
   const box = h("div", { class: "charts", id: "charts" });
   main.append(h("h2", {}, "History"),

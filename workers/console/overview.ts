@@ -121,7 +121,8 @@ export async function computeOverview(ctx: KindContext) {
 
     const red: string[] = [];
     const amber: string[] = [];
-    if (!newest) red.push("no restore point");
+    if (!newest && continuous) amber.push("no snapshot yet (continuous protection in force)");
+    else if (!newest) red.push("no restore point");
     if (rpoNow === "breached") red.push(`RPO ${rpo} min is over twice the ${target} min target`);
     if (rpoNow === "at_risk") amber.push(`RPO ${rpo} min is over the ${target} min target`);
     if (newest && rpo === null) amber.push("no verified restore point");
