@@ -1,0 +1,277 @@
+// The operator's console in a real browser (Debian's chromium driven by
+// playwright-core) against the real local stack: sign-in, "back up now" and
+// the backup's live progress, a restore whose copy equals the source, a
+// refused restore read as a failed job with its runbook advice, a viewer who
+// is offered no admin action, and the overview at phone width. Screenshots
+// of the overview go to test/artifacts/ (docs/console.md shows one).
+import { existsSync, mkdirSync } from "node:fs";
+import { createServer, connect, type Server } from "node:net";
+import { join } from "node:path";
+import { Transform } from "node:stream";
+import { chromium, type Browser, type Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { seedAstronomyDatabase } from "../../runner/dev/astronomy-seed.ts";
+import { tableFingerprints } from "../../runner/dev/compare.ts";
+import { ROOT } from "../../runner/dev/stack.ts";
+import { createDatabase, dropDatabase, scratchName, startTestStack, testPg, type TestStack } from "../support/fixture.ts";
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+const ARTIFACTS = join(ROOT, "test/artifacts");
+
+const pg = testPg();
+const sourceName = scratchName("console_src");
+const copyName = scratchName("console_copy");
+let sourceUrl: string;
+let stack: TestStack;
+let browser: Browser;
+let slowPostgres: Server;
+let backupId: string;
+/** Uncaught page errors and Content-Security-Policy violations, over every page of the run. */
+const pageProblems: string[] = [];
+
+/**
+ * PostgreSQL behind a proxy that sends the server's bytes at ~3 MB/s, so a
+ * backup of a few MB runs for seconds and its progress can be watched.
+ */
+async function throttledPostgres(port: number, bytesPerSecond: number): Promise<Server> {
+  const server = createServer((client) => {
+    const upstream = connect(port, "127.0.0.1");
+    const started = Date.now();
+    let sent = 0;
+    const throttle = new Transform({
+      transform(chunk: Buffer, _enc, done) {
+        sent += chunk.length;
+        setTimeout(() => done(null, chunk), Math.max(0, started + (sent / bytesPerSecond) * 1000 - Date.now()));
+      },
+    });
+    client.pipe(upstream);
+    upstream.pipe(throttle).pipe(client);
+    const close = () => { client.destroy(); upstream.destroy(); };
+    client.on("error", close).on("close", close);
+    upstream.on("error", close).on("close", close);
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  return server;
+}
+
+async function newPage(width = 1280, height = 900): Promise<Page> {
+  const page = await browser.newPage({ viewport: { width, height } });
+  page.on("pageerror", (e) => pageProblems.push(`page error: ${e.message}`));
+  page.on("console", (m) => { if (/Content Security Policy/i.test(m.text())) pageProblems.push(`CSP: ${m.text()}`); });
+  return page;
+}
+
+async function signIn(page: Page, token: string): Promise<void> {
+  await page.goto(`${stack.workerUrl}/`);
+  await page.getByLabel("API token (viewer or admin)").fill(token);
+  await page.getByRole("button", { name: "Sign in" }).click();
+}
+
+/** Polls a job page until the job ends; answers every text the facts showed on the way. */
+async function watchJob(page: Page): Promise<{ seen: string[]; final: string }> {
+  await page.getByRole("heading", { name: /^Job / }).waitFor();
+  const seen: string[] = [];
+  for (let i = 0; i < 900; i++) {
+    const text = (await page.locator("#job-facts").textContent().catch(() => null)) ?? "";
+    if (text) seen.push(text);
+    if (/Status(succeeded|failed)/.test(text)) return { seen, final: text };
+    await page.waitForTimeout(200);
+  }
+  throw new Error(`the job did not end; last seen: ${seen.at(-1)}`);
+}
+
+beforeAll(async () => {
+  if (!existsSync(CHROMIUM)) throw new Error(`no browser at ${CHROMIUM}: apt-get install chromium (or set CHROMIUM_PATH)`);
+  mkdirSync(ARTIFACTS, { recursive: true });
+  sourceUrl = await createDatabase(pg, sourceName);
+  await seedAstronomyDatabase(sourceUrl, { targetBytes: 8 * 1024 * 1024 });
+  slowPostgres = await throttledPostgres(pg.port, 3 * 1024 * 1024);
+  const slowUrl = Object.assign(new URL(sourceUrl), { port: String((slowPostgres.address() as { port: number }).port) }).toString();
+  stack = await startTestStack({ vars: { DATABASE_URL: slowUrl } });
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox", "--disable-dev-shm-usage"] });
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await stack?.dispose();
+  await new Promise((r) => (slowPostgres ? slowPostgres.close(r) : r(undefined)));
+  for (const name of [sourceName, copyName]) await dropDatabase(pg, name).catch(() => {});
+});
+
+describe("the web console", () => {
+  it("is served by the Worker at /console/ (/ redirects there) with a strict CSP", async () => {
+    const root = await fetch(`${stack.workerUrl}/`, { redirect: "manual" });
+    expect(root.status).toBe(302);
+    expect(root.headers.get("location")).toBe("/console/");
+    const page = await fetch(`${stack.workerUrl}/console/`);
+    expect(page.status).toBe(200);
+    expect(await page.text()).toContain('<script type="module" src="app.js">');
+    expect(page.headers.get("content-security-policy")).toContain("script-src 'self'");
+    expect((await fetch(`${stack.workerUrl}/console/app.js`)).status).toBe(200);
+    // The API itself is untouched: still JSON errors, still a bearer token.
+    expect((await fetch(`${stack.workerUrl}/overview`)).status).toBe(401);
+  });
+
+  it("turns a wrong token away, and keeps the right one in the tab only: not in the URL, not in localStorage", async () => {
+    const page = await newPage();
+    await signIn(page, "not-a-token-of-this-deployment");
+    await expect.poll(() => page.locator("#sign-in-error").textContent()).toContain("unauthorized");
+    expect(await page.getByRole("heading", { name: "Sign in" }).isVisible()).toBe(true);
+
+    await page.getByLabel("API token (viewer or admin)").fill(stack.secrets.ADMIN_TOKEN);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.getByRole("heading", { name: "Protection overview" }).waitFor();
+    expect(page.url()).not.toContain(stack.secrets.ADMIN_TOKEN);
+    expect(await page.evaluate(() => { const w = globalThis as any; return [w.sessionStorage.length, w.localStorage.length, w.document.cookie]; })).toEqual([1, 0, ""]);
+    expect(await page.locator("#who").textContent()).toMatch(/^Signed in as admin:[0-9a-f]{8}$/);
+    await page.close();
+  });
+
+  it("an admin backs up now from the overview, watches its progress, and sees it as the newest restore point", async () => {
+    const page = await newPage();
+    await signIn(page, stack.secrets.ADMIN_TOKEN);
+    await page.getByRole("heading", { name: "Protection overview" }).waitFor();
+    const row = page.getByRole("row").filter({ hasText: "astrid" }).filter({ hasText: "Database" });
+    await expect.poll(() => row.textContent()).toContain("no restore point");
+
+    // Keyboard: the button opens the confirmation, focus moves into it, Escape closes it without acting.
+    const button = page.getByRole("button", { name: "Back up astrid now" });
+    await button.focus();
+    await page.keyboard.press("Enter");
+    const dialog = page.getByRole("dialog", { name: "Back up database astrid" });
+    await dialog.waitFor();
+    expect(await page.evaluate(() => { const d = (globalThis as any).document; return d.getElementById("confirm").contains(d.activeElement); })).toBe(true);
+    expect(await page.locator("#confirm-what").textContent()).toContain('Starts a full backup of database "astrid" now');
+    await page.keyboard.press("Escape");
+    await dialog.waitFor({ state: "hidden" });
+    expect((await stack.api("GET", "/jobs?kind=database.backup")).body.jobs).toEqual([]);
+
+    await button.click();
+    await page.getByLabel("Type").selectOption("full");
+    await page.getByRole("button", { name: "Start backup" }).click();
+    const { seen, final } = await watchJob(page);
+    expect(final).toContain("Statussucceeded");
+    // Progress was shown while it ran: the bytes dumped so far, and a rate.
+    const moving = seen.filter((t) => t.includes("Statusrunning") && /Bytes[\d.]+ (KiB|MiB)/.test(t));
+    expect(moving.length, seen.join("\n")).toBeGreaterThan(0);
+    expect(moving.some((t) => /Rate[\d.]+ (B|KiB|MiB)\/s/.test(t)), moving.join("\n")).toBe(true);
+
+    backupId = (await page.locator("#job-facts a[href^='#/backup/']").textContent())!;
+    const listed = (await stack.api("GET", `/backups/${backupId}`)).body;
+    expect(listed).toMatchObject({ backup_id: backupId, source: "astrid", type: "full", status: "completed" });
+    expect(listed.logical_bytes).toBeGreaterThan(100_000);
+
+    await page.getByRole("link", { name: "Overview" }).click();
+    await page.getByRole("heading", { name: "Protection overview" }).waitFor();
+    await expect.poll(() => row.locator(`a[href="#/backup/${backupId}"]`).count()).toBe(1);
+    expect(await row.textContent()).not.toContain("no restore point");
+    // The charts are drawn (uPlot canvases) from GET /stats/backups for the source with a backup.
+    await expect.poll(() => page.locator("#charts canvas").count()).toBeGreaterThanOrEqual(3);
+    expect(await page.locator("#chart-source option:checked").textContent()).toBe("Database astrid");
+    await page.screenshot({ path: join(ARTIFACTS, "console-overview.png"), fullPage: true });
+
+    // The audit log (admin only) names the backup it started.
+    await page.getByRole("link", { name: "Audit log" }).click();
+    await page.getByRole("heading", { name: "Audit log" }).waitFor();
+    expect(await page.locator("main table").textContent()).toContain("database.backup");
+    await page.close();
+  });
+
+  it("an admin restores the backup into a new database from its page, and the copy equals the source", async () => {
+    const page = await newPage();
+    await signIn(page, stack.secrets.ADMIN_TOKEN);
+    await page.getByRole("heading", { name: "Protection overview" }).waitFor();
+    await page.goto(`${stack.workerUrl}/console/#/backup/${backupId}`);
+    await page.getByRole("heading", { name: `Backup ${backupId}` }).waitFor();
+    expect(await page.locator("main").textContent()).toContain("Never restored.");
+
+    await page.getByRole("button", { name: "Restore" }).click();
+    await page.getByLabel(/^Target database/).fill(pg.url(copyName));
+    const what = await page.locator("#confirm-what").textContent();
+    expect(what).toContain(`Restores astrid's backup ${backupId} into`);
+    expect(what).toContain("refused if that database is not empty");
+    await page.getByRole("button", { name: "Restore", exact: true }).last().click();
+    const { final } = await watchJob(page);
+    expect(final).toContain("Statussucceeded");
+    expect(await tableFingerprints(pg.url(copyName))).toEqual(await tableFingerprints(sourceUrl));
+
+    await page.goto(`${stack.workerUrl}/console/#/backup/${backupId}`);
+    await page.getByRole("heading", { name: "Restores" }).waitFor();
+    await expect.poll(() => page.locator("section", { hasText: "Restores" }).locator("tbody tr").count()).toBe(1);
+    await page.close();
+  });
+
+  it("a restore over a non-empty database without Replace fails, and the console shows its error code and the runbook's advice", async () => {
+    const page = await newPage();
+    await signIn(page, stack.secrets.ADMIN_TOKEN);
+    await page.getByRole("heading", { name: "Protection overview" }).waitFor();
+    await page.goto(`${stack.workerUrl}/console/#/backup/${backupId}`);
+    await page.getByRole("button", { name: "Restore" }).click();
+    await page.getByLabel(/^Target database/).fill(pg.url(copyName));
+    expect(await page.getByLabel(/^Replace/).isChecked()).toBe(false);
+    await page.getByRole("button", { name: "Restore", exact: true }).last().click();
+    const { final } = await watchJob(page);
+    expect(final).toContain("Statusfailed");
+    const error = page.locator("section", { has: page.getByRole("heading", { name: "Error" }) });
+    expect(await error.locator("code.error-code").textContent()).toBe("target_not_empty");
+    expect(await error.textContent()).toContain("pick an empty target or pass `replace: true`");
+    const jobId = (await page.getByRole("heading", { name: /^Job / }).textContent())!.replace("Job ", "");
+
+    await page.getByRole("link", { name: "Failed jobs" }).click();
+    await page.getByRole("heading", { name: "Failed jobs" }).waitFor();
+    const row = page.getByRole("row").filter({ has: page.locator(`a[href="#/job/${jobId}"]`) });
+    expect(await row.locator("code.error-code").textContent()).toBe("target_not_empty");
+    expect(await row.textContent()).toContain("A job failed"); // the runbook section it links
+    // The copy was left as it was.
+    expect(await tableFingerprints(pg.url(copyName))).toEqual(await tableFingerprints(sourceUrl));
+    await page.close();
+  });
+
+  it("a viewer is offered no admin action, and the API refuses one anyway", async () => {
+    const page = await newPage();
+    await signIn(page, stack.secrets.VIEWER_TOKEN);
+    await page.getByRole("heading", { name: "Protection overview" }).waitFor();
+    expect(await page.locator("#who").textContent()).toMatch(/^Signed in as viewer:/);
+    const adminButtons = /Back up|Run a drill|Rehearse|Restore|Verify/;
+    expect(await page.getByRole("button", { name: adminButtons }).count()).toBe(0);
+    expect(await page.getByRole("link", { name: "Audit log" }).isVisible()).toBe(false);
+    expect(await page.getByRole("columnheader", { name: "Actions" }).count()).toBe(0);
+
+    await page.goto(`${stack.workerUrl}/console/#/source/database/astrid`);
+    await page.locator(`a[href="#/backup/${backupId}"]`).waitFor();
+    expect(await page.getByRole("button", { name: adminButtons }).count()).toBe(0);
+    await page.goto(`${stack.workerUrl}/console/#/backup/${backupId}`);
+    await page.getByRole("heading", { name: "Manifest" }).waitFor();
+    expect(await page.getByRole("button", { name: adminButtons }).count()).toBe(0);
+    await page.goto(`${stack.workerUrl}/console/#/jobs`);
+    await page.locator("#jobs-recent").getByText("database.backup").first().waitFor();
+
+    const refused = await page.evaluate(async () => {
+      const res = await fetch("/backup/database", {
+        method: "POST", body: "{}", headers: { authorization: `Bearer ${(globalThis as any).sessionStorage.getItem("astrid-backup.token")}`, "content-type": "application/json" },
+      });
+      return [res.status, ((await res.json()) as any).error.code];
+    });
+    expect(refused).toEqual([403, "forbidden"]);
+    await page.close();
+  });
+
+  it("is usable at phone width: no sideways scrolling, rows as cards, actions within reach", async () => {
+    const page = await newPage(390, 844);
+    await signIn(page, stack.secrets.ADMIN_TOKEN);
+    await page.getByRole("heading", { name: "Protection overview" }).waitFor();
+    await expect.poll(() => page.locator("#charts canvas").count()).toBeGreaterThanOrEqual(3);
+    expect(await page.evaluate(() => (globalThis as any).document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
+    const cell = page.getByRole("row").filter({ hasText: "astrid" }).filter({ hasText: "Database" }).locator("td").first();
+    expect(await cell.evaluate((td) => (globalThis as any).getComputedStyle(td).display)).toBe("grid");
+    const box = (await page.getByRole("button", { name: "Back up astrid now" }).boundingBox())!;
+    expect(box.x).toBeGreaterThanOrEqual(0);
+    expect(box.x + box.width).toBeLessThanOrEqual(390);
+    await page.screenshot({ path: join(ARTIFACTS, "console-overview-phone.png"), fullPage: true });
+    await page.close();
+  });
+
+  it("raised no script error and no Content-Security-Policy violation on any page", () => {
+    expect(pageProblems).toEqual([]);
+  });
+});
