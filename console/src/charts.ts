@@ -10,6 +10,8 @@ interface ChartSpec {
   xs: number[];
   series: SeriesSpec[];
   unit: "bytes" | "seconds" | "minutes";
+  /** The time window drawn (seconds since the epoch), so one point still sits in its place in the window. */
+  window: [number, number];
   /** A horizontal target line (e.g. the RPO target), in the chart's unit. */
   target?: { label: string; value: number };
   points?: boolean;
@@ -56,8 +58,8 @@ export function chart(spec: ChartSpec): HTMLElement {
   // Drawn once the box is in the page, so it knows its width.
   requestAnimationFrame(() => {
     const chart = new uPlot({
-      ...sizeOf(box), series, scales: { x: { time: true } },
-      axes: [{}, { values: (_u, vals) => vals.map((v) => format(spec.unit, v)), size: 70 }],
+      ...sizeOf(box), series, scales: { x: { time: true, range: () => spec.window } },
+      axes: [{}, { values: (_u, vals) => vals.map((v) => format(spec.unit, v)), size: 86 }],
       cursor: { focus: { prox: 16 } },
     }, data, holder);
     const entry = { chart, box };

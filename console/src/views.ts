@@ -83,9 +83,10 @@ export async function overview({ main, admin }: Page): Promise<Stop> {
 function charts(st: any): HTMLElement[] {
   const b = st.backups as any[];
   const xs = b.map((p) => toSeconds(p.finished_at));
+  const window: [number, number] = [toSeconds(st.since), Date.now() / 1000];
   return [
     chart({
-      title: "Backup size: logical, stored, new", xs, unit: "bytes", empty: "No backups in this window.",
+      title: "Backup size: logical, stored, new", xs, window, unit: "bytes", empty: "No backups in this window.",
       series: [
         { label: "logical", values: b.map((p) => p.logical_bytes), color: "#0b57d0" },
         { label: "stored", values: b.map((p) => p.stored_bytes), color: "#8a5a00" },
@@ -93,20 +94,20 @@ function charts(st: any): HTMLElement[] {
       ],
     }),
     chart({
-      title: "Backup duration", xs, unit: "seconds", empty: "No backups in this window.",
+      title: "Backup duration", xs, window, unit: "seconds", empty: "No backups in this window.",
       series: [{ label: "backup", values: b.map((p) => p.duration_ms / 1000), color: "#0b57d0" }],
     }),
     chart({
-      title: "Restore duration", xs: (st.restores as any[]).map((r) => toSeconds(r.finished_at)), unit: "seconds", empty: "No restores in this window.",
+      title: "Restore duration", window, xs: (st.restores as any[]).map((r) => toSeconds(r.finished_at)), unit: "seconds", empty: "No restores in this window.",
       series: [{ label: "restore", values: (st.restores as any[]).map((r) => r.duration_ms / 1000), color: "#6b2fb3" }],
     }),
     chart({
-      title: "RPO (age of the newest restore point)", xs: (st.rpo as any[]).map((r) => toSeconds(r.at)), unit: "minutes", empty: "No restore point yet.",
+      title: "RPO (age of the newest restore point)", window, xs: (st.rpo as any[]).map((r) => toSeconds(r.at)), unit: "minutes", empty: "No restore point yet.",
       series: [{ label: "RPO", values: (st.rpo as any[]).map((r) => r.minutes), color: "#0b57d0" }],
       target: { label: "target", value: st.rpo_target_minutes },
     }),
     chart({
-      title: st.replica ? `Replication lag to ${st.replica}` : "Replication lag", xs: (st.replication_lag as any[]).map((r) => toSeconds(r.at)), unit: "seconds",
+      title: st.replica ? `Replication lag to ${st.replica}` : "Replication lag", window, xs: (st.replication_lag as any[]).map((r) => toSeconds(r.at)), unit: "seconds",
       empty: st.replica ? "No replicated changes in this window." : "Not replicated.",
       series: [{ label: "lag", values: (st.replication_lag as any[]).map((r) => r.seconds), color: "#8a5a00" }],
     }),

@@ -5,7 +5,7 @@
 // is offered no admin action, and the overview at phone width. Screenshots
 // of the overview go to test/artifacts/ (docs/console.md shows one).
 import { existsSync, mkdirSync } from "node:fs";
-import { createServer, connect, type Server } from "node:net";
+import { createServer, connect, type Socket } from "node:net";
 import { join } from "node:path";
 import { Transform } from "node:stream";
 import { chromium, type Browser, type Page } from "playwright-core";
@@ -17,6 +17,8 @@ import { createDatabase, dropDatabase, scratchName, startTestStack, testPg, type
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const ARTIFACTS = join(ROOT, "test/artifacts");
+/** expect.poll's patience: pages render slowly on a loaded machine. */
+const POLL = { timeout: 30_000, interval: 200 };
 
 const pg = testPg();
 const sourceName = scratchName("console_src");
@@ -24,34 +26,43 @@ const copyName = scratchName("console_copy");
 let sourceUrl: string;
 let stack: TestStack;
 let browser: Browser;
-let slowPostgres: Server;
+let slowPostgres: Awaited<ReturnType<typeof throttledPostgres>> | undefined;
 let backupId: string;
 /** Uncaught page errors and Content-Security-Policy violations, over every page of the run. */
 const pageProblems: string[] = [];
 
 /**
- * PostgreSQL behind a proxy that sends the server's bytes at ~3 MB/s, so a
+ * PostgreSQL behind a proxy that sends the server's bytes at ~1 MB/s, so a
  * backup of a few MB runs for seconds and its progress can be watched.
  */
-async function throttledPostgres(port: number, bytesPerSecond: number): Promise<Server> {
+async function throttledPostgres(port: number, bytesPerSecond: number): Promise<{ port: number; close(): Promise<void> }> {
+  const open = new Set<Socket>();
   const server = createServer((client) => {
     const upstream = connect(port, "127.0.0.1");
-    const started = Date.now();
-    let sent = 0;
+    open.add(client).add(upstream);
+    // Each chunk leaves when the one before has had its time on the wire: no credit builds up while the connection idles.
+    let free = 0;
     const throttle = new Transform({
       transform(chunk: Buffer, _enc, done) {
-        sent += chunk.length;
-        setTimeout(() => done(null, chunk), Math.max(0, started + (sent / bytesPerSecond) * 1000 - Date.now()));
+        const now = Date.now();
+        free = Math.max(free, now) + (chunk.length / bytesPerSecond) * 1000;
+        setTimeout(() => done(null, chunk), free - now);
       },
     });
     client.pipe(upstream);
     upstream.pipe(throttle).pipe(client);
-    const close = () => { client.destroy(); upstream.destroy(); };
+    const close = () => { client.destroy(); upstream.destroy(); open.delete(client); open.delete(upstream); };
     client.on("error", close).on("close", close);
     upstream.on("error", close).on("close", close);
   });
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  return server;
+  return {
+    port: (server.address() as { port: number }).port,
+    close: async () => {
+      for (const socket of open) socket.destroy();
+      await new Promise((r) => server.close(r));
+    },
+  };
 }
 
 async function newPage(width = 1280, height = 900): Promise<Page> {
@@ -80,13 +91,22 @@ async function watchJob(page: Page): Promise<{ seen: string[]; final: string }> 
   throw new Error(`the job did not end; last seen: ${seen.at(-1)}`);
 }
 
+/** Opens the backup's page and its restore dialog with a target; answers what the dialog says will happen. */
+async function openRestore(page: Page, target: string): Promise<string> {
+  await page.goto(`${stack.workerUrl}/console/#/backup/${backupId}`);
+  await page.getByRole("heading", { name: `Backup ${backupId}` }).waitFor();
+  await page.getByRole("button", { name: "Restore" }).click();
+  await page.getByLabel(/^Target database/).fill(target);
+  return (await page.locator("#confirm-what").textContent()) ?? "";
+}
+
 beforeAll(async () => {
   if (!existsSync(CHROMIUM)) throw new Error(`no browser at ${CHROMIUM}: apt-get install chromium (or set CHROMIUM_PATH)`);
   mkdirSync(ARTIFACTS, { recursive: true });
   sourceUrl = await createDatabase(pg, sourceName);
   await seedAstronomyDatabase(sourceUrl, { targetBytes: 8 * 1024 * 1024 });
-  slowPostgres = await throttledPostgres(pg.port, 3 * 1024 * 1024);
-  const slowUrl = Object.assign(new URL(sourceUrl), { port: String((slowPostgres.address() as { port: number }).port) }).toString();
+  slowPostgres = await throttledPostgres(pg.port, 1024 * 1024);
+  const slowUrl = Object.assign(new URL(sourceUrl), { port: String(slowPostgres.port) }).toString();
   stack = await startTestStack({ vars: { DATABASE_URL: slowUrl } });
   browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox", "--disable-dev-shm-usage"] });
 });
@@ -94,7 +114,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await browser?.close();
   await stack?.dispose();
-  await new Promise((r) => (slowPostgres ? slowPostgres.close(r) : r(undefined)));
+  await slowPostgres?.close();
   for (const name of [sourceName, copyName]) await dropDatabase(pg, name).catch(() => {});
 });
 
@@ -115,7 +135,7 @@ describe("the web console", () => {
   it("turns a wrong token away, and keeps the right one in the tab only: not in the URL, not in localStorage", async () => {
     const page = await newPage();
     await signIn(page, "not-a-token-of-this-deployment");
-    await expect.poll(() => page.locator("#sign-in-error").textContent()).toContain("unauthorized");
+    await expect.poll(() => page.locator("#sign-in-error").textContent(), POLL).toContain("unauthorized");
     expect(await page.getByRole("heading", { name: "Sign in" }).isVisible()).toBe(true);
 
     await page.getByLabel("API token (viewer or admin)").fill(stack.secrets.ADMIN_TOKEN);
@@ -132,7 +152,7 @@ describe("the web console", () => {
     await signIn(page, stack.secrets.ADMIN_TOKEN);
     await page.getByRole("heading", { name: "Protection overview" }).waitFor();
     const row = page.getByRole("row").filter({ hasText: "astrid" }).filter({ hasText: "Database" });
-    await expect.poll(() => row.textContent()).toContain("no restore point");
+    await expect.poll(() => row.textContent(), POLL).toContain("no restore point");
 
     // Keyboard: the button opens the confirmation, focus moves into it, Escape closes it without acting.
     const button = page.getByRole("button", { name: "Back up astrid now" });
@@ -163,12 +183,11 @@ describe("the web console", () => {
 
     await page.getByRole("link", { name: "Overview" }).click();
     await page.getByRole("heading", { name: "Protection overview" }).waitFor();
-    await expect.poll(() => row.locator(`a[href="#/backup/${backupId}"]`).count()).toBe(1);
+    await expect.poll(() => row.locator(`a[href="#/backup/${backupId}"]`).count(), POLL).toBe(1);
     expect(await row.textContent()).not.toContain("no restore point");
     // The charts are drawn (uPlot canvases) from GET /stats/backups for the source with a backup.
-    await expect.poll(() => page.locator("#charts canvas").count()).toBeGreaterThanOrEqual(3);
+    await expect.poll(() => page.locator("#charts canvas").count(), POLL).toBeGreaterThanOrEqual(3);
     expect(await page.locator("#chart-source option:checked").textContent()).toBe("Database astrid");
-    await page.screenshot({ path: join(ARTIFACTS, "console-overview.png"), fullPage: true });
 
     // The audit log (admin only) names the backup it started.
     await page.getByRole("link", { name: "Audit log" }).click();
@@ -181,13 +200,8 @@ describe("the web console", () => {
     const page = await newPage();
     await signIn(page, stack.secrets.ADMIN_TOKEN);
     await page.getByRole("heading", { name: "Protection overview" }).waitFor();
-    await page.goto(`${stack.workerUrl}/console/#/backup/${backupId}`);
-    await page.getByRole("heading", { name: `Backup ${backupId}` }).waitFor();
+    const what = await openRestore(page, pg.url(copyName));
     expect(await page.locator("main").textContent()).toContain("Never restored.");
-
-    await page.getByRole("button", { name: "Restore" }).click();
-    await page.getByLabel(/^Target database/).fill(pg.url(copyName));
-    const what = await page.locator("#confirm-what").textContent();
     expect(what).toContain(`Restores astrid's backup ${backupId} into`);
     expect(what).toContain("refused if that database is not empty");
     await page.getByRole("button", { name: "Restore", exact: true }).last().click();
@@ -197,7 +211,7 @@ describe("the web console", () => {
 
     await page.goto(`${stack.workerUrl}/console/#/backup/${backupId}`);
     await page.getByRole("heading", { name: "Restores" }).waitFor();
-    await expect.poll(() => page.locator("section", { hasText: "Restores" }).locator("tbody tr").count()).toBe(1);
+    await expect.poll(() => page.locator("section", { hasText: "Restores" }).locator("tbody tr").count(), POLL).toBe(1);
     await page.close();
   });
 
@@ -205,9 +219,7 @@ describe("the web console", () => {
     const page = await newPage();
     await signIn(page, stack.secrets.ADMIN_TOKEN);
     await page.getByRole("heading", { name: "Protection overview" }).waitFor();
-    await page.goto(`${stack.workerUrl}/console/#/backup/${backupId}`);
-    await page.getByRole("button", { name: "Restore" }).click();
-    await page.getByLabel(/^Target database/).fill(pg.url(copyName));
+    await openRestore(page, pg.url(copyName));
     expect(await page.getByLabel(/^Replace/).isChecked()).toBe(false);
     await page.getByRole("button", { name: "Restore", exact: true }).last().click();
     const { final } = await watchJob(page);
@@ -256,11 +268,29 @@ describe("the web console", () => {
     await page.close();
   });
 
+  it("charts each backup's logical, stored and new bytes from GET /stats/backups (an incremental adds little)", async () => {
+    const incremental = await stack.api("POST", "/backup/database", { type: "incremental" });
+    expect((await stack.waitForJob(incremental.body.job_id)).status).toBe("succeeded");
+    const stats = (await stack.api("GET", "/stats/backups?domain=database&source=astrid&days=1", undefined, stack.secrets.VIEWER_TOKEN)).body;
+    expect(stats.backups.map((b: any) => b.type)).toEqual(["full", "incremental"]);
+    expect(stats.backups[1].new_bytes).toBeLessThan(stats.backups[1].logical_bytes / 2); // deduplicated against the full
+
+    const page = await newPage(1280, 900);
+    await signIn(page, stack.secrets.ADMIN_TOKEN);
+    await page.getByRole("heading", { name: "Protection overview" }).waitFor();
+    const size = page.getByRole("figure", { name: "Backup size: logical, stored, new" });
+    await expect.poll(() => size.locator("canvas").count(), POLL).toBe(1);
+    expect(await size.locator("figcaption").textContent()).toMatch(/^2 points; latest: logical [\d.]+ KiB, stored [\d.]+ KiB, new [\d.]+ (B|KiB)$/);
+    await page.waitForTimeout(500); // let uPlot finish drawing every chart before the picture
+    await page.screenshot({ path: join(ARTIFACTS, "console-overview.png"), fullPage: true });
+    await page.close();
+  });
+
   it("is usable at phone width: no sideways scrolling, rows as cards, actions within reach", async () => {
     const page = await newPage(390, 844);
     await signIn(page, stack.secrets.ADMIN_TOKEN);
     await page.getByRole("heading", { name: "Protection overview" }).waitFor();
-    await expect.poll(() => page.locator("#charts canvas").count()).toBeGreaterThanOrEqual(3);
+    await expect.poll(() => page.locator("#charts canvas").count(), POLL).toBeGreaterThanOrEqual(3);
     expect(await page.evaluate(() => (globalThis as any).document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
     const cell = page.getByRole("row").filter({ hasText: "astrid" }).filter({ hasText: "Database" }).locator("td").first();
     expect(await cell.evaluate((td) => (globalThis as any).getComputedStyle(td).display)).toBe("grid");
