@@ -48,10 +48,12 @@ export function chart(spec: ChartSpec): HTMLElement {
     value: (_u: uPlot, v: number | null) => format(spec.unit, v),
     points: { show: spec.points ?? spec.xs.length < 40 },
   }))];
-  const data: uPlot.AlignedData = [spec.xs, ...spec.series.map((s) => s.values)];
+  let data: (number | null)[][] = [spec.xs, ...spec.series.map((s) => s.values)];
   if (spec.target) {
+    // The target spans the whole window: its two ends are extra x values where the measured series have no value.
     series.push({ label: spec.target.label, stroke: "#b3261e", width: 1, dash: [6, 4], points: { show: false }, value: (_u, v) => format(spec.unit, v) });
-    (data as (number | null)[][]).push(spec.xs.map(() => spec.target!.value));
+    const [from, to] = spec.window;
+    data = [[from, ...spec.xs, to], ...data.slice(1).map((values) => [null, ...values, null]), [spec.xs, from, to].flat().map(() => spec.target!.value)];
   }
   const holder = h("div", {});
   box.appendChild(holder);
@@ -61,7 +63,7 @@ export function chart(spec: ChartSpec): HTMLElement {
       ...sizeOf(box), series, scales: { x: { time: true, range: () => spec.window } },
       axes: [{}, { values: (_u, vals) => vals.map((v) => format(spec.unit, v)), size: 86 }],
       cursor: { focus: { prox: 16 } },
-    }, data, holder);
+    }, data as uPlot.AlignedData, holder);
     const entry = { chart, box };
     live.add(entry);
     observer ??= new ResizeObserver(() => { for (const c of live) c.chart.setSize(sizeOf(c.box)); });

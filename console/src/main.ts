@@ -50,7 +50,7 @@ async function render(): Promise<void> {
   stopPage = undefined;
   disposeCharts();
   const hash = location.hash || "#/overview";
-  let found = ROUTES.find(([re, , adminOnly]) => re.test(hash) && (!adminOnly || role === "admin"));
+  const found = ROUTES.find(([re, , adminOnly]) => re.test(hash) && (!adminOnly || role === "admin"));
   if (!found) {
     location.hash = "#/overview";
     return;
@@ -74,7 +74,6 @@ async function render(): Promise<void> {
     }
     main.replaceChildren(h("h1", {}, "Something went wrong"), h("p", { class: "error", role: "alert" }, err instanceof ApiError ? `${err.code}: ${err.message}` : String(err)));
   }
-  found = undefined;
 }
 
 async function start(): Promise<void> {

@@ -32,7 +32,7 @@ let backupId: string;
 const pageProblems: string[] = [];
 
 /**
- * PostgreSQL behind a proxy that sends the server's bytes at ~1 MB/s, so a
+ * PostgreSQL behind a proxy that sends the server's bytes at ~256 KB/s, so a
  * backup of a few MB runs for seconds and its progress can be watched.
  */
 async function throttledPostgres(port: number, bytesPerSecond: number): Promise<{ port: number; close(): Promise<void> }> {
@@ -105,17 +105,22 @@ beforeAll(async () => {
   mkdirSync(ARTIFACTS, { recursive: true });
   sourceUrl = await createDatabase(pg, sourceName);
   await seedAstronomyDatabase(sourceUrl, { targetBytes: 8 * 1024 * 1024 });
-  slowPostgres = await throttledPostgres(pg.port, 1024 * 1024);
+  slowPostgres = await throttledPostgres(pg.port, 256 * 1024);
   const slowUrl = Object.assign(new URL(sourceUrl), { port: String(slowPostgres.port) }).toString();
   stack = await startTestStack({ vars: { DATABASE_URL: slowUrl } });
   browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox", "--disable-dev-shm-usage"] });
 });
 
 afterAll(async () => {
-  await browser?.close();
-  await stack?.dispose();
-  await slowPostgres?.close();
-  for (const name of [sourceName, copyName]) await dropDatabase(pg, name).catch(() => {});
+  const step = async (name: string, work: () => Promise<unknown>) => {
+    const started = Date.now();
+    await work();
+    console.log(`afterAll: ${name} took ${Date.now() - started} ms`);
+  };
+  await step("browser", async () => browser?.close());
+  await step("stack", async () => stack?.dispose());
+  await step("proxy", async () => slowPostgres?.close());
+  for (const name of [sourceName, copyName]) await step(`drop ${name}`, () => dropDatabase(pg, name).catch(() => {}));
 });
 
 describe("the web console", () => {
