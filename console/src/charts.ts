@@ -37,7 +37,7 @@ export function disposeCharts(): void {
 export function chart(spec: ChartSpec): HTMLElement {
   const box = h("figure", { class: "chart", "aria-label": spec.title }, h("h3", {}, spec.title));
   // The window ends at this browser's now, or at the newest point if the server's clock runs ahead: x values stay in order.
-  const window: [number, number] = [Math.min(spec.window[0], spec.xs[0] ?? Infinity), Math.max(spec.window[1], spec.xs.at(-1) ?? 0)];
+  const span: [number, number] = [Math.min(spec.window[0], spec.xs[0] ?? Infinity), Math.max(spec.window[1], spec.xs.at(-1) ?? 0)];
   if (spec.xs.length === 0) {
     box.appendChild(h("p", { class: "empty" }, spec.empty));
     return box;
@@ -54,7 +54,7 @@ export function chart(spec: ChartSpec): HTMLElement {
   if (spec.target) {
     // The target spans the whole window: its two ends are extra x values where the measured series have no value.
     series.push({ label: spec.target.label, stroke: "#b3261e", width: 1, dash: [6, 4], points: { show: false }, value: (_u, v) => format(spec.unit, v) });
-    const [from, to] = window;
+    const [from, to] = span;
     data = [[from, ...spec.xs, to], ...data.slice(1).map((values) => [null, ...values, null]), [spec.xs, from, to].flat().map(() => spec.target!.value)];
   }
   const holder = h("div", {});
@@ -62,7 +62,7 @@ export function chart(spec: ChartSpec): HTMLElement {
   // Drawn once the box is in the page, so it knows its width.
   requestAnimationFrame(() => {
     const chart = new uPlot({
-      ...sizeOf(box), series, scales: { x: { time: true, range: () => window } },
+      ...sizeOf(box), series, scales: { x: { time: true, range: () => span } },
       axes: [{}, { values: (_u, vals) => vals.map((v) => format(spec.unit, v)), size: 86 }],
       cursor: { focus: { prox: 16 } },
     }, data as uPlot.AlignedData, holder);
