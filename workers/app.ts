@@ -24,6 +24,7 @@ import { storageOpsRoutes } from "./storage/ops-routes.ts";
 import { backupBucketLocks } from "./storage/lock-guard.ts";
 import { drRoutes } from "./dr/routes.ts";
 import { HealthResponse, openApiRoutes } from "./api/openapi.ts";
+import { consoleRoutes } from "./console/routes.ts";
 
 export const app = new Hono<AppEnv>();
 
@@ -67,6 +68,7 @@ app.route("/", storageOpsRoutes);
 
 app.route("/", drRoutes(kinds));
 app.route("/", openApiRoutes);
+app.route("/", consoleRoutes);
 
 // The runner's side: every request carries a job token naming a running job.
 const runnerSide = new Hono<RepoEnv>();

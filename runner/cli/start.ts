@@ -61,6 +61,7 @@ async function main() {
   console.log(`
 astrid-backup is running locally.
   admin API      ${stack.workerUrl}
+  console        ${stack.workerUrl}/console/   (sign in with a token below; docs/console.md)
   runner         ${stack.runnerUrl}
   admin token    ${vars.ADMIN_TOKEN}   (viewer: ${vars.VIEWER_TOKEN}; both in .dev.vars)
 

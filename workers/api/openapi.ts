@@ -19,6 +19,7 @@ import * as ml from "../ml/routes.ts";
 import * as storage from "../storage/routes.ts";
 import * as ops from "../storage/ops-routes.ts";
 import { AcceptedResponse, BackupAccepted, JobView } from "../http.ts";
+import * as consoleViews from "../console/routes.ts";
 
 type Role = "viewer" | "admin" | "public";
 
@@ -104,6 +105,8 @@ export const OPERATIONS: Operation[] = [
   { method: "get", path: "/dr/rto", role: "viewer", summary: "Measured restore times per source", ok: json(dr.RtoResponse) },
   { method: "get", path: "/dr/alerts", role: "viewer", summary: "DR alerts", query: dr.AlertsQuery, ok: json(dr.AlertList) },
   { method: "get", path: "/metrics", role: "viewer", summary: "Prometheus metrics", ok: { status: 200, content: "text" } },
+  { method: "get", path: "/overview", role: "viewer", summary: "The console's overview: one row per protected source, failing first", ok: json(consoleViews.OverviewResponse) },
+  { method: "get", path: "/stats/backups", role: "viewer", summary: "One source's backup sizes, durations, restores, RPO and replication lag over time", query: consoleViews.StatsQuery, ok: json(consoleViews.StatsResponse) },
 ];
 
 /** The shared error shape of every 4xx and 5xx answer. */
