@@ -1,4 +1,4 @@
-// The console's charts, drawn by uPlot (npm "uplot"; bundled by console/build.ts).
+// The console's charts, drawn by uPlot (npm "uplot"; bundled by workers/console/ui/build.ts).
 import uPlot from "uplot";
 import { bytes, h, seconds } from "./dom.ts";
 

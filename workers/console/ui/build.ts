@@ -1,6 +1,6 @@
-// Builds the console's static files into console/public/console/ (served by
+// Builds the console's static files into workers/console/ui/public/console/ (served by
 // the Worker as Workers Static Assets, wrangler.toml [assets]): the app
-// bundled from console/src with uPlot from npm, uPlot's stylesheet, and the
+// bundled from workers/console/ui/src with uPlot from npm, uPlot's stylesheet, and the
 // runbook's sections as JSON so a failed job shows what to do about its
 // error code. wrangler runs this before `wrangler dev` and `wrangler deploy`
 // ([build] in wrangler.toml); the outputs are not committed.
@@ -10,8 +10,8 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
-const OUT = join(ROOT, "console/public/console");
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
+const OUT = join(ROOT, "workers/console/ui/public/console");
 
 export interface RunbookSection { anchor: string; title: string; text: string }
 export interface Runbook { sections: RunbookSection[]; codes: Record<string, { meaning: string; action: string; section: string }> }
@@ -46,7 +46,7 @@ export function parseRunbook(markdown: string): Runbook {
 export async function buildConsole(): Promise<void> {
   mkdirSync(OUT, { recursive: true });
   await build({
-    entryPoints: [join(ROOT, "console/src/main.ts")], bundle: true, format: "esm", target: "es2022",
+    entryPoints: [join(ROOT, "workers/console/ui/src/main.ts")], bundle: true, format: "esm", target: "es2022",
     minify: true, sourcemap: false, outfile: join(OUT, "app.js"), logLevel: "warning",
   });
   const uplot = dirname(createRequire(import.meta.url).resolve("uplot/package.json"));
