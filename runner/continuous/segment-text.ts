@@ -3,6 +3,7 @@
 // statement that happens to contain a line like a header cannot split it.
 import { AppError } from "../../workers/shared/errors.ts";
 import { parseLsn } from "./pgoutput.ts";
+export { isoMicros } from "../../workers/continuous/protocol.ts";
 
 export interface SegmentTransaction {
   lsn: bigint;
@@ -42,10 +43,3 @@ export async function* segmentTransactions(plaintext: AsyncIterable<Buffer>): As
   if (need || buf.length) throw new AppError("segment_invalid", "segment text ends inside a transaction");
 }
 
-/** An ISO time as microseconds since the Unix epoch (commit times carry microseconds). */
-export function isoMicros(iso: string): bigint {
-  const ms = Date.parse(iso);
-  if (Number.isNaN(ms)) throw new AppError("invalid_time", `not a time: ${iso}`);
-  const fraction = /\.(\d+)/.exec(iso)?.[1] ?? "";
-  return BigInt(ms) * 1000n + BigInt((fraction + "000000").slice(3, 6));
-}

@@ -28,8 +28,8 @@ import { backupDatabase } from "../database/backup.ts";
 import { PgServerError, PgWire } from "../database/pg-wire.ts";
 import type { JobContext } from "../job-context.ts";
 import { DDL_MESSAGE_PREFIX, lsnText, parseLsn, PgOutputDecoder, pgTimeIso, pgTimeNow, schemaFingerprint, type Relation } from "./pgoutput.ts";
-import { installDdlCapture, isSingleStatement } from "./ddl.ts";
-import { dropSlot, ensurePublication, readSequences, shapeInSnapshot, slotHealth } from "./source.ts";
+import { installDdlCapture, isSingleStatement, removeDdlCapture } from "./ddl.ts";
+import { dropSlot, dropStreamObjects, ensurePublication, readSequences, shapeInSnapshot, slotHealth } from "./source.ts";
 
 /** What a segment holds before it is cut. */
 interface Pending {
@@ -62,6 +62,11 @@ export async function runStream(job: ContinuousStreamDispatch, ctx: JobContext):
     let startLsn = "0/0";
     let schema: TableShape[] = job.schema ?? [];
     let ddl = job.capture_ddl;
+    if (job.drop) {
+      await dropStreamObjects(sql, job.slot_name, job.publication_name);
+      await removeDdlCapture(sql);
+      return { kind: "continuous.stream", stream_id: job.stream_id, ended: "dropped", detail: "continuous protection turned off", segments: 0 };
+    }
     if (job.new_stream) {
       const published = await ensurePublication(sql, job.publication_name);
       if (ddl) ddl = await installDdlCapture(sql, job.publication_name).catch((e: Error) => {

@@ -11,6 +11,7 @@ import type { AppEnv } from "../context.ts";
 import { requireRole } from "../auth.ts";
 import * as database from "../database/routes.ts";
 import * as dr from "../dr/routes.ts";
+import * as continuous from "../continuous/routes.ts";
 import { ScenarioRequest } from "../dr/scenarios.ts";
 import * as gc from "../maintenance/gc-routes.ts";
 import * as rebuild from "../maintenance/catalog-rebuild.ts";
@@ -40,6 +41,8 @@ export const OPERATIONS: Operation[] = [
   { method: "get", path: "/health", role: "public", summary: "Liveness: the configuration loads and the catalog answers" },
   { method: "get", path: "/openapi.json", role: "viewer", summary: "This document" },
   { method: "get", path: "/backup/database/status", role: "viewer", summary: "Per database: newest and newest verified restore point, RPO and restore time" },
+  { method: "get", path: "/backup/database/timeline", role: "viewer", summary: "Continuous archiving: a database's recoverable windows and gaps", query: continuous.TimelineQuery },
+  { method: "post", path: "/backups/restore-pitr", role: "admin", summary: "Restore a database to a point in time (job)", body: continuous.PitrRequest, ok: accepted },
   { method: "post", path: "/backup/database", role: "admin", summary: "Back up a database (job)", body: database.BackupRequest, ok: accepted },
   { method: "get", path: "/backup/database", role: "viewer", summary: "List database backups, newest first", query: database.ListQuery },
   { method: "post", path: "/backup/database/cleanup", role: "admin", summary: "Apply database retention", body: database.CleanupRequest },

@@ -26,6 +26,8 @@ export const ContinuousStreamParams = z.object({
   stream_id: BackupId,
   /** Create the slot and take the base; false resumes an existing stream from its slot. */
   new_stream: z.boolean(),
+  /** Protection dropped: drop the slot, the publication and the DDL capture, and end the stream. */
+  drop: z.boolean().default(false),
 });
 export type ContinuousStreamParams = z.infer<typeof ContinuousStreamParams>;
 
@@ -35,6 +37,7 @@ export const ContinuousStreamDispatch = DispatchBase.extend({
   database: DatabaseName,
   stream_id: BackupId,
   new_stream: z.boolean(),
+  drop: z.boolean(),
   source_url: z.string().min(1),
   slot_name: z.string().regex(/^[a-z0-9_]{1,63}$/),
   publication_name: z.string().regex(/^[a-z0-9_]{1,63}$/),
@@ -166,3 +169,17 @@ export const ContinuousRestoreResult = z.object({
   duration_ms: z.number().nonnegative(),
 });
 export type ContinuousRestoreResult = z.infer<typeof ContinuousRestoreResult>;
+
+/** An ISO time as microseconds since the Unix epoch (commit times carry microseconds); undefined when it is not a time. */
+export function parseMicros(iso: string): bigint | undefined {
+  const ms = Date.parse(iso);
+  if (Number.isNaN(ms)) return undefined;
+  const fraction = /T[^.]*\.(\d+)/.exec(iso)?.[1] ?? "";
+  return BigInt(ms) * 1000n + BigInt((fraction + "000000").slice(3, 6));
+}
+
+export function isoMicros(iso: string): bigint {
+  const v = parseMicros(iso);
+  if (v === undefined) throw new Error(`not a time: ${iso}`);
+  return v;
+}
