@@ -288,7 +288,7 @@ class Streamer {
       chunker: CHUNKER, stats: { ...writer.stats }, pack_prefix: "packs/", chunks,
     });
     const body = Buffer.from(JSON.stringify(manifest, null, 1));
-    const key = segmentManifestKey(job.stream_id, seq);
+    const key = segmentManifestKey(job.stream_id, seq, job.job_id);
     await this.ctx.repository.put(key, body, sha256Hex(body));
     const report: SegmentReport = {
       stream_id: job.stream_id, seq, manifest_key: key, start_lsn: manifest.start_lsn, end_lsn: manifest.end_lsn,

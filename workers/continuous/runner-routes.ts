@@ -64,7 +64,7 @@ export function continuousRunnerRoutes(kinds: KindRegistry) {
     const report = await parseJson(c, SegmentReport);
     const { job } = streamJob(c, report.stream_id);
     const ctx = kindContext(c);
-    const key = segmentManifestKey(report.stream_id, report.seq);
+    const key = segmentManifestKey(report.stream_id, report.seq, job.id);
     if (report.manifest_key !== key) throw new AppError("invalid_request", `segment ${report.seq} belongs at ${key}`, 400);
     const problem = await manifestProblem(ctx, { ...job, backup_id: report.stream_id }, { backup_id: report.stream_id, manifest_key: key }, {
       key, schema: SegmentManifest,

@@ -30,7 +30,7 @@ export { MAC_METADATA };
 
 
 /** Database, ML and change-stream segment manifests: what restores and verifies read (storage snapshot manifests are the Worker's own). */
-export const isChunkManifestKey = (key: string) => /^manifests\/((database|ml)\/[^/]+|continuous\/[^/]+\/\d+)\.json$/.test(key);
+export const isChunkManifestKey = (key: string) => /^manifests\/((database|ml)\/[^/]+|continuous\/[^/]+\/\d+-[A-Za-z0-9_-]+)\.json$/.test(key);
 
 export type ManifestAuth = "authenticated" | "unauthenticated" | "forged";
 

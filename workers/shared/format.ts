@@ -174,11 +174,18 @@ export type DatabaseManifest = z.infer<typeof DatabaseManifest>;
 // A stream is named by its base backup's id (a database backup taken in the
 // replication slot's exported snapshot). Its segments are plain SQL text, one
 // BEGIN … COMMIT block per source transaction, each preceded by a header line
+//   manifests/continuous/<stream_id>/<seq:08>-<job_id>.json   one segment's manifest
 //   -- astrid:tx lsn=<commit LSN> commit=<commit time, ISO> xid=<xid> bytes=<block bytes>
 // cut into chunks and stored like a dump (zstd + age, packs).
 
-export function segmentManifestKey(streamId: string, seq: number): string {
-  return `${CONTINUOUS_MANIFEST_PREFIX}${streamId}/${String(seq).padStart(8, "0")}.json`;
+/**
+ * A segment's manifest: its number, and the job that wrote it. Manifests are
+ * write-once, and a runner that died after writing one but before the Worker
+ * recorded it leaves it behind; the job that takes over writes its own
+ * segment of that number under its own name (only recorded ones count).
+ */
+export function segmentManifestKey(streamId: string, seq: number, jobId: string): string {
+  return `${CONTINUOUS_MANIFEST_PREFIX}${streamId}/${String(seq).padStart(8, "0")}-${jobId}.json`;
 }
 
 /** A PostgreSQL LSN as the server prints it: X/X in hex. */
