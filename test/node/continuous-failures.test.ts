@@ -144,4 +144,29 @@ describe("continuous archiving under failures", () => {
       }
     }
   });
+
+  it("garbage collection asks the stream to give way, runs alone, and the stream resumes with nothing lost", async () => {
+    const db = await PgWire.connect(sourceUrl);
+    await writeLedger(db, 2000, 20);
+    const streamJob = (await stack.api("GET", "/jobs?kind=continuous.stream&status=running")).body.jobs[0];
+    expect(streamJob).toBeDefined();
+    // No grace at all: every pack no recorded manifest names goes. The stream's packs must all be named.
+    const { status, body } = await stack.api("POST", "/repository/gc", { grace_minutes: 0 });
+    expect(status).toBe(202);
+    const yielded = await stack.waitForJob(streamJob.id, 60_000);
+    expect(yielded.status).toBe("succeeded");
+    expect(yielded.result.ended).toBe("yielded");
+    // While GC waits or runs, the watch cron's restart waits behind it.
+    await stack.triggerCron("* * * * *");
+    const gc = await stack.waitForJob(body.job_id, 180_000);
+    expect(gc.status).toBe("succeeded");
+    const restarted = (await stack.api("GET", "/jobs?kind=continuous.stream")).body.jobs.filter((j: any) => j.created_at > streamJob.created_at);
+    for (const j of restarted) if (j.started_at) expect(j.started_at >= gc.finished_at).toBe(true);
+    await writeLedger(db, 2020, 20);
+    await cronUntil("the stream running again", async () =>
+      (await stack.api("GET", "/jobs?kind=continuous.stream&status=running")).body.jobs[0]);
+    await writeLedger(db, 2040, 20);
+    await db.close();
+    await restoreAndCompare("after_gc");
+  });
 });
