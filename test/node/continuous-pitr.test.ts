@@ -5,16 +5,24 @@
 // bytea updated without touching it, a sequence, DDL mid-stream), and
 // point-in-time restores to three moments, each compared table by table
 // with the source as it was at that moment.
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { tableFingerprints, type Fingerprint } from "../../runner/dev/compare.ts";
 import { createDatabase, psql, type PgServer } from "../../runner/dev/postgres.ts";
 import { PgWire } from "../../runner/database/pg-wire.ts";
 import { startTestStack, type TestStack } from "../support/fixture.ts";
 import { startLogicalPostgres } from "../support/logical-pg.ts";
+import { localFetchCommand, run, scriptFromDoc, succeeded, WRANGLER } from "../support/doc-scripts.ts";
+import { ROOT } from "../../runner/dev/stack.ts";
 
 let pg: PgServer;
 let stack: TestStack;
 let sourceUrl: string;
+let stopped = false;
+/** Moments of the source the first test captured: when, and its tables then. */
+const moments: { at: string; tables: Record<string, Fingerprint> }[] = [];
 
 const SCHEMA = `
   CREATE TABLE objects (id int PRIMARY KEY, name text NOT NULL, magnitude real, updated_at timestamptz NOT NULL DEFAULT now());
@@ -99,9 +107,11 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await stack?.dispose();
+  // The break-glass test stops the stack itself (wrangler's CLI then reads its local state); only its directory is left then.
+  if (stack && !stopped) await stack.dispose();
+  else if (stack) rmSync(stack.dir, { recursive: true, force: true });
   await pg?.stop();
-});
+}, 60_000);
 
 describe("continuous archiving and point-in-time restore", () => {
   it("restores to three moments under a write load, each equal to the source at that moment", async () => {
@@ -110,7 +120,6 @@ describe("continuous archiving and point-in-time restore", () => {
     expect(base.base_backup_id).toMatch(/^db-astrid-/);
 
     const load = new Load();
-    const moments: { at: string; tables: Record<string, Fingerprint> }[] = [];
     const capture = async () => {
       await load.pause();
       moments.push({ tables: await tablesOf(sourceUrl), at: await serverNow() });
@@ -164,4 +173,42 @@ describe("continuous archiving and point-in-time restore", () => {
     expect(body.error.code).toBe("pitr_target_in_gap");
     expect(body.error.message).toContain("earliest recoverable after");
   });
+
+  it("break glass: the documented scripts turn the base and the segments into the database at a moment, with stock tools", async () => {
+    const moment = moments[1]!;
+    const streamId = (await timelineOf()).windows[0].stream_id;
+    // wrangler's CLI opens the same local persistence as `wrangler dev`: stop the stack so they never share it.
+    await stack.stop();
+    stopped = true;
+    const work = mkdtempSync(join(tmpdir(), "astrid-breakglass-"));
+    try {
+      const script = (name: string) => {
+        const file = join(work, name);
+        writeFileSync(file, scriptFromDoc(name), { mode: 0o755 });
+        return file;
+      };
+      const [fetchScript, restoreScript, segmentScript] = ["fetch-backup.sh", "manual-restore.sh", "segment-sql.sh"].map(script);
+      const identity = join(work, "identity.txt");
+      writeFileSync(identity, `${stack.secrets.AGE_IDENTITY.split(",").join("\n")}\n`, { mode: 0o600 });
+      const objects = join(work, "objects");
+      const fetchEnv = localFetchCommand(stack.persistDir, join(work, "fetch.log"));
+      // The recorded segments up to the moment, in order (a bucket listing would do as well: see docs/format.md).
+      const listed = succeeded("wrangler d1 execute", await run(process.execPath, [WRANGLER, "d1", "execute", "astrid-backup-catalog", "--local",
+        "--persist-to", stack.persistDir, "--json", "--command", `SELECT manifest_key FROM continuous_segments WHERE first_commit_at <= '${moment.at}' ORDER BY stream_id, seq`],
+      { cwd: ROOT, env: { WRANGLER_SEND_METRICS: "false", CI: "1" } }));
+      const keys: string[] = JSON.parse(listed.stdout)[0].results.map((r: { manifest_key: string }) => r.manifest_key);
+      expect(keys.length).toBeGreaterThan(1);
+      const base = succeeded("fetch-backup.sh base", await run("bash", [fetchScript, streamId, objects], { env: fetchEnv })).stdout.trim();
+      const target = await createDatabase(pg, "breakglass");
+      succeeded("manual-restore.sh", await run("bash", [restoreScript, base, objects, identity, target], { cwd: work }));
+      for (const key of keys) {
+        const manifest = succeeded(`fetch-backup.sh ${key}`, await run("bash", [fetchScript, key, objects], { env: fetchEnv })).stdout.trim();
+        succeeded(`segment-sql.sh | psql (${key})`, await run("bash", ["-c", `set -o pipefail; "$0" "$1" "$2" "$3" "$4" | psql -X -q -v ON_ERROR_STOP=1 "$5"`,
+          segmentScript, manifest, objects, identity, moment.at, target]));
+      }
+      expect(await tablesOf(target)).toEqual(moment.tables);
+    } finally {
+      rmSync(work, { recursive: true, force: true });
+    }
+  }, 600_000);
 });
