@@ -187,7 +187,9 @@ describe("continuous archiving and point-in-time restore", () => {
         writeFileSync(file, scriptFromDoc(name), { mode: 0o755 });
         return file;
       };
-      const [fetchScript, restoreScript, segmentScript] = ["fetch-backup.sh", "manual-restore.sh", "segment-sql.sh"].map(script);
+      const fetchScript = script("fetch-backup.sh");
+      const restoreScript = script("manual-restore.sh");
+      const segmentScript = script("segment-sql.sh");
       const identity = join(work, "identity.txt");
       writeFileSync(identity, `${stack.secrets.AGE_IDENTITY.split(",").join("\n")}\n`, { mode: 0o600 });
       const objects = join(work, "objects");

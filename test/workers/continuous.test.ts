@@ -218,6 +218,24 @@ describe("claims and the watch task", () => {
     expect(await run()).toHaveLength(1);
   });
 
+  it("retention: an ended stream whose base is gone loses its segments; a live one keeps them", async () => {
+    await twoStreams();
+    for (const id of [streamA, streamB]) {
+      await env.BACKUPS.put(`manifests/continuous/${id}/00000000-job-x.json`, "{}");
+      await env.CATALOG.prepare("INSERT INTO continuous_segments (stream_id, seq, manifest_key, start_lsn, end_lsn, transactions, logical_bytes, stored_bytes, created_at) VALUES (?, 0, ?, '0/1', '0/2', 1, 1, 1, ?)")
+        .bind(id, `manifests/continuous/${id}/00000000-job-x.json`, at(0)).run();
+    }
+    await catalog().deleteBackup(streamA);
+    await catalog().deleteBackup(streamB);
+    const ctx = createExecutionContext();
+    await worker.scheduled(createScheduledController({ cron: "* * * * *", scheduledTime: Date.now() }), testEnv({ JOBS: recordingQueue([]), ...VARS }), ctx);
+    await waitOnExecutionContext(ctx);
+    expect(await store().getStream(streamA)).toBeUndefined();
+    expect(await env.BACKUPS.head(`manifests/continuous/${streamA}/00000000-job-x.json`)).toBeNull();
+    expect(await store().segments(streamB)).toHaveLength(1);
+    expect(await env.BACKUPS.head(`manifests/continuous/${streamB}/00000000-job-x.json`)).not.toBeNull();
+  });
+
   it("DATABASE_CONTINUOUS must name configured databases", async () => {
     expect(() => loadConfig(testEnv({ DATABASE_CONTINUOUS: "astrid,ghost" }))).toThrow(/DATABASE_CONTINUOUS: "ghost"/);
   });

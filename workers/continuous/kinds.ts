@@ -8,7 +8,7 @@ import { continuousDatabases } from "../config.ts";
 import { randomId, unseal } from "../crypto.ts";
 import type { KindContext } from "../context.ts";
 import { AppError } from "../shared/errors.ts";
-import { manifestKey, newBackupId } from "../shared/format.ts";
+import { CONTINUOUS_MANIFEST_PREFIX, manifestKey, newBackupId } from "../shared/format.ts";
 import { openContinuousCatalog, type ContinuousCatalog } from "../catalog/continuous-catalog.ts";
 import type { ContinuousStreamRow } from "../catalog/schema.ts";
 import { readerAccess, writerAccess } from "../jobs/dispatch.ts";
@@ -135,6 +135,7 @@ export const continuousWatch: ScheduledTask = {
         continue;
       }
       await evaluateAlerts(ctx, store, database, live);
+      await dropExpiredStreams(ctx, store, database);
       if (running) continue;
       if (live?.status === "starting") await store.endStream(live.id, "failed", "the stream's job ended before its base backup was recorded", ctx.now);
       ids.push((await startStream(ctx, database, actor, live?.status === "starting")).job.id);
@@ -142,6 +143,29 @@ export const continuousWatch: ScheduledTask = {
     return ids;
   },
 };
+
+/**
+ * Retention: an ended stream whose base backup retention removed can restore
+ * nothing any more; its segments go (manifests, then rows), and GC reclaims
+ * their packs. A live stream keeps its segments.
+ */
+async function dropExpiredStreams(ctx: KindContext, store: ContinuousCatalog, database: string): Promise<void> {
+  for (const s of await store.streams(database)) {
+    if (s.status !== "ended" || (await ctx.catalog.getBackup(s.id))) continue;
+    try {
+      const prefix = `${CONTINUOUS_MANIFEST_PREFIX}${s.id}/`;
+      for (;;) {
+        const page = await ctx.env.BACKUPS.list({ prefix, limit: 1000 });
+        if (page.objects.length === 0) break;
+        await ctx.env.BACKUPS.delete(page.objects.map((o) => o.key));
+      }
+      await store.deleteStream(s.id);
+      await ctx.catalog.audit({ actor: "policy:continuous_retention", action: "continuous.stream_removed", target: s.id, outcome: "succeeded" });
+    } catch (e) {
+      console.error(`continuous retention: stream ${s.id}: ${(e as Error).message}`); // next minute again
+    }
+  }
+}
 
 async function evaluateAlerts(ctx: KindContext, store: ContinuousCatalog, database: string, live: ContinuousStreamRow | undefined): Promise<void> {
   if (!live || live.status !== "active") return;
