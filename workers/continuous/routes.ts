@@ -36,6 +36,8 @@ export interface Window {
   start_lsn: string | null;
   end_lsn: string | null;
   segments: number;
+  /** Bytes the segments added to the repository (compressed, encrypted). */
+  stored_bytes: number;
   live: boolean;
 }
 
@@ -50,7 +52,8 @@ export async function timeline(env: AppEnv["Bindings"], catalog: Catalog, databa
     const segments = await store.segments(s.id);
     windows.push({
       stream_id: s.id, base_backup_id: s.id, start: s.consistent_at, end: s.covered_until, start_lsn: s.consistent_lsn,
-      end_lsn: s.last_end_lsn ?? s.consistent_lsn, segments: segments.length, live: s.status === "active",
+      end_lsn: s.last_end_lsn ?? s.consistent_lsn, segments: segments.length, stored_bytes: segments.reduce((n, x) => n + x.stored_bytes, 0),
+      live: s.status === "active",
     });
     if (s.status === "active") live.push(s);
   }
