@@ -46,14 +46,6 @@ interface Pending {
 
 const empty = (): Pending => ({ parts: [], bytes: 0, transactions: 0 });
 
-class Stop extends Error {
-  readonly ended: StreamEnd;
-  constructor(ended: StreamEnd, detail: string) {
-    super(detail);
-    this.ended = ended;
-  }
-}
-
 export async function runStream(job: ContinuousStreamDispatch, ctx: JobContext): Promise<ContinuousStreamResult> {
   const repo = ctx.repository;
   const sql = await PgWire.connect(job.source_url);
@@ -99,9 +91,6 @@ export async function runStream(job: ContinuousStreamDispatch, ctx: JobContext):
       repl = await PgWire.connect(job.source_url, { replication: true });
     }
     return await new Streamer(job, ctx, sql, repl, schema).run(startLsn);
-  } catch (e) {
-    if (e instanceof Stop) return { kind: "continuous.stream", stream_id: job.stream_id, ended: e.ended, detail: e.message, segments: 0 };
-    throw e;
   } finally {
     repl?.destroy();
     await sql.close().catch(() => {});
@@ -153,10 +142,8 @@ class Streamer {
     this.ctx.onCancel(() => this.stop("failed", "the runner is shutting down"));
     try {
       const command = `START_REPLICATION SLOT ${this.job.slot_name} LOGICAL ${startLsn} (proto_version '1', publication_names '${this.job.publication_name}', messages 'true')`;
-      let messages: AsyncGenerator<Buffer>;
       try {
-        messages = this.repl.replicate(command);
-        for await (const m of messages) {
+        for await (const m of this.repl.replicate(command)) {
           if (this.failure) throw this.failure;
           if (this.stopping) break;
           await this.receive(m);

@@ -34,8 +34,11 @@ export const continuousStream = runnerKind({
     const store = openContinuousCatalog(ctx.env.CATALOG);
     let stream = await store.getStream(p.stream_id);
     if (p.new_stream) {
-      if (stream) throw new AppError("stream_exists", `stream ${p.stream_id} was already started; a new stream gets a new id`);
-      await store.createStream({ id: p.stream_id, database: p.database, slot_name: slotName(p.database), holder_job_id: ctx.job.id, created_at: ctx.now.toISOString() });
+      // A dispatch retried after the runner was unreachable finds its own stream; any other is never reused.
+      if (stream && (stream.holder_job_id !== ctx.job.id || stream.status !== "starting")) {
+        throw new AppError("stream_exists", `stream ${p.stream_id} was already started; a new stream gets a new id`);
+      }
+      if (!stream) await store.createStream({ id: p.stream_id, database: p.database, slot_name: slotName(p.database), holder_job_id: ctx.job.id, created_at: ctx.now.toISOString() });
       stream = await store.getStream(p.stream_id);
     } else {
       if (!stream || stream.status !== "active") throw new AppError("stream_not_active", `stream ${p.stream_id} is not active`);
