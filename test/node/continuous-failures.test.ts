@@ -169,4 +169,21 @@ describe("continuous archiving under failures", () => {
     await db.close();
     await restoreAndCompare("after_gc");
   });
+
+  it("DDL that cannot be replayed safely (a query string holding DDL and DML) ends the stream: a new base, and a gap with its cause", async () => {
+    const before = await timelineOf();
+    const db = await PgWire.connect(sourceUrl);
+    await writeLedger(db, 3000, 5);
+    // One simple query, two statements: its captured text would replay the INSERT a second time.
+    await db.query("ALTER TABLE ledger ADD COLUMN extra text; INSERT INTO ledger VALUES (3100, 'mixed', 'x')");
+    await writeLedger(db, 3101, 5);
+    const after = await cronUntil("a new window after the schema change", async () => {
+      const t = await timelineOf();
+      return t.windows?.length === before.windows.length + 1 ? t : undefined;
+    });
+    expect(after.gaps.at(-1)).toMatchObject({ cause: "schema_changed" });
+    await writeLedger(db, 3200, 5);
+    await db.close();
+    await restoreAndCompare("after_schema_change");
+  });
 });

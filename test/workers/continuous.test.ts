@@ -236,6 +236,15 @@ describe("claims and the watch task", () => {
     expect(await env.BACKUPS.head(`manifests/continuous/${streamB}/00000000-job-x.json`)).not.toBeNull();
   });
 
+  it("a database taken out of DATABASE_CONTINUOUS gets a job that drops its slot", async () => {
+    await seedStream(streamB, "job-old", at(60), at(80));
+    const ctx = createExecutionContext();
+    await worker.scheduled(createScheduledController({ cron: "* * * * *", scheduledTime: Date.now() }), testEnv({ JOBS: recordingQueue([]) }), ctx);
+    await waitOnExecutionContext(ctx);
+    const [job] = await catalog().listJobs({ kind: "continuous.stream", limit: 10 });
+    expect(JSON.parse(job!.params)).toEqual({ database: "astrid", stream_id: streamB, new_stream: false, drop: true });
+  });
+
   it("DATABASE_CONTINUOUS must name configured databases", async () => {
     expect(() => loadConfig(testEnv({ DATABASE_CONTINUOUS: "astrid,ghost" }))).toThrow(/DATABASE_CONTINUOUS: "ghost"/);
   });
