@@ -236,6 +236,16 @@ describe("claims and the watch task", () => {
     expect(await env.BACKUPS.head(`manifests/continuous/${streamB}/00000000-job-x.json`)).not.toBeNull();
   });
 
+  it("retention keeps the base of a live stream, however old, and lets an ended stream's go", async () => {
+    await twoStreams();
+    // Both bases years old; a newer full exists, so only the live-stream rule can keep stream B's base.
+    await env.CATALOG.prepare("UPDATE backups SET created_at = ?, finished_at = ?").bind("2020-01-01T00:00:00Z", "2020-01-01T00:00:00Z").run();
+    await seedBackup({ id: "db-astrid-20261127T120000Z-cccccc", created_at: new Date().toISOString(), type: "full" }); // the newest stays anyway
+    const { body } = await api("POST", "/backup/database/cleanup", { body: { retention_days: 1 }, env: VARS });
+    expect(body.backup_ids).toEqual([streamA]);
+    expect(await catalog().getBackup(streamB)).toBeDefined();
+  });
+
   it("a database taken out of DATABASE_CONTINUOUS gets a job that drops its slot", async () => {
     await seedStream(streamB, "job-old", at(60), at(80));
     const ctx = createExecutionContext();

@@ -97,6 +97,9 @@ export function openContinuousCatalog(d1: D1Database) {
       }
       return row;
     },
+    /** Ids of streams still starting or active: their base backups are what their windows restore from. */
+    liveStreamIds: async () =>
+      (await db.select({ id: continuousStreams.id }).from(continuousStreams).where(inArray(continuousStreams.status, ["starting", "active"])).all()).map((r) => r.id),
     segments: (streamId: string) =>
       db.select().from(continuousSegments).where(eq(continuousSegments.stream_id, streamId)).orderBy(asc(continuousSegments.seq)).all(),
     gaps: (database: string) =>
