@@ -100,7 +100,10 @@ async function appliedLsn(url: string): Promise<bigint | undefined> {
     throw e;
   }
   try {
-    const [row] = await db.query(`SELECT (SELECT lsn::text FROM ${STATE}.applied LIMIT 1) WHERE to_regclass('${STATE}.applied') IS NOT NULL`);
+    // Two statements: a query naming a missing table fails when parsed, whatever its WHERE says.
+    const [exists] = await db.query(`SELECT to_regclass('${STATE}.applied') IS NOT NULL`);
+    if (exists?.[0] !== "t") return undefined;
+    const [row] = await db.query(`SELECT lsn::text FROM ${STATE}.applied LIMIT 1`);
     return row?.[0] ? parseLsn(row[0]) : undefined;
   } finally {
     await db.close();

@@ -62,7 +62,12 @@ beforeAll(async () => {
   pg = await startLogicalPostgres();
   sourceUrl = await createDatabase(pg, "src");
   await psql(sourceUrl, `CREATE TABLE ledger (id int PRIMARY KEY, note text); CREATE TABLE counter (id int PRIMARY KEY, n int NOT NULL);
-    INSERT INTO counter VALUES (1, 0);`);
+    INSERT INTO counter VALUES (1, 0);
+    -- A tripwire for the interrupted-replay test: fires also during a replay (ALWAYS), only where astrid.trip is on.
+    CREATE FUNCTION trip() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+      IF current_setting('astrid.trip', true) = 'on' AND NEW.note = 'tripwire' THEN RAISE EXCEPTION 'tripwire'; END IF; RETURN NEW; END $$;
+    CREATE TRIGGER tripwire BEFORE INSERT ON ledger FOR EACH ROW EXECUTE FUNCTION trip();
+    ALTER TABLE ledger ENABLE ALWAYS TRIGGER tripwire;`);
   stack = await startTestStack({
     vars: {
       DATABASE_URL: sourceUrl, DATABASE_CONTINUOUS: "astrid", CONTINUOUS_SEGMENT_SECONDS: "1", CONTINUOUS_HEARTBEAT_SECONDS: "1",
@@ -185,5 +190,34 @@ describe("continuous archiving under failures", () => {
     await writeLedger(db, 3200, 5);
     await db.close();
     await restoreAndCompare("after_schema_change");
+  });
+
+  it("a replay interrupted part-way and run again continues where it stopped: the same result, nothing applied twice", async () => {
+    const db = await PgWire.connect(sourceUrl);
+    await writeLedger(db, 4000, 5);
+    await db.query("BEGIN; INSERT INTO ledger (id, note) VALUES (4005, 'tripwire'); UPDATE counter SET n = n + 1; COMMIT;");
+    await writeLedger(db, 4006, 5);
+    await db.close();
+    const at = await serverNow();
+    const expected = await tableFingerprints(sourceUrl);
+    await until("the stream to cover now", async () => ((await timelineOf()).windows?.at(-1)?.end >= at ? true : undefined));
+    const targetUrl = await createDatabase(pg, "resumed");
+    await psql(pg.url("postgres"), "ALTER DATABASE resumed SET astrid.trip = 'on'");
+    const restore = async () => {
+      const { status, body } = await stack.api("POST", "/backups/restore-pitr", { database: "astrid", target_time: at, target: targetUrl });
+      expect(status, JSON.stringify(body)).toBe(202);
+      return stack.waitForJob(body.job_id, 240_000);
+    };
+    const interrupted = await restore();
+    expect(interrupted.status, JSON.stringify(interrupted.error)).toBe("failed");
+    expect(interrupted.error.code).toBe("replay_failed");
+    const applied = (await psql(targetUrl, "SELECT lsn FROM astrid_pitr.applied")).trim();
+    expect(applied).not.toBe("0/0"); // part of the replay committed before the tripwire
+    await psql(pg.url("postgres"), "ALTER DATABASE resumed RESET astrid.trip");
+    const resumed = await restore(); // same target, no replace: it continues from astrid_pitr.applied
+    expect(resumed.error).toBeUndefined();
+    expect(resumed.status).toBe("succeeded");
+    const tables = (fp: Record<string, unknown>) => Object.fromEntries(Object.entries(fp).filter(([k]) => !k.startsWith("sequence:")));
+    expect(tables(await tableFingerprints(targetUrl))).toEqual(tables(expected));
   });
 });
