@@ -22,7 +22,7 @@ let stack: TestStack;
 let sourceUrl: string;
 let stopped = false;
 /** Moments of the source the first test captured: when, and its tables then. */
-const moments: { at: string; tables: Record<string, Fingerprint> }[] = [];
+const moments: { at: string; tables: Record<string, Fingerprint>; sequences: Record<string, Fingerprint> }[] = [];
 
 const SCHEMA = `
   CREATE TABLE objects (id int PRIMARY KEY, name text NOT NULL, magnitude real, updated_at timestamptz NOT NULL DEFAULT now());
@@ -122,7 +122,9 @@ describe("continuous archiving and point-in-time restore", () => {
     const load = new Load();
     const capture = async () => {
       await load.pause();
-      moments.push({ tables: await tablesOf(sourceUrl), at: await serverNow() });
+      const all = await tableFingerprints(sourceUrl);
+      const sequences = Object.fromEntries(Object.entries(all).filter(([k]) => k.startsWith("sequence:")));
+      moments.push({ tables: await tablesOf(sourceUrl), sequences, at: await serverNow() });
       await load.start();
       await new Promise((r) => setTimeout(r, 2500));
     };
@@ -164,6 +166,10 @@ describe("continuous archiving and point-in-time restore", () => {
       expect(job.result.achieved_time <= moment.at).toBe(true);
       expect(job.result.transactions).toBeGreaterThan(0);
       expect(await tablesOf(target)).toEqual(moment.tables);
+      // Sequences: set from the values recorded when the segment was cut, never behind the restored rows.
+      const sequences = Object.entries(await tableFingerprints(target)).filter(([k]) => k.startsWith("sequence:"));
+      expect(sequences.length).toBeGreaterThan(0);
+      for (const [key, value] of sequences) expect(value.rows, key).toBeGreaterThanOrEqual(moment.sequences[key]?.rows ?? 0);
     }
   });
 

@@ -255,6 +255,19 @@ describe("claims and the watch task", () => {
     expect(JSON.parse(job!.params)).toEqual({ database: "astrid", stream_id: streamB, new_stream: false, drop: true });
   });
 
+  it("a slot whose WAL is no longer reserved raises the continuous_slot alert; a stale stream raises continuous_rpo", async () => {
+    await seedStream(streamB, "job-b", at(60), at(80)); // covered_until long ago: RPO far past the limit
+    await env.CATALOG.prepare("UPDATE continuous_streams SET slot_health = ? WHERE id = ?")
+      .bind(JSON.stringify({ wal_status: "unreserved", safe_wal_size: -1024, retained_bytes: 5e9, lag_bytes: 5e9 }), streamB).run();
+    await seedJob({ kind: "continuous.stream", status: "running", heartbeat_at: new Date().toISOString(), concurrency_key: "continuous.stream:astrid", params: { database: "astrid", stream_id: streamB, new_stream: false, drop: false } });
+    const ctx = createExecutionContext();
+    await worker.scheduled(createScheduledController({ cron: "* * * * *", scheduledTime: Date.now() }), testEnv({ JOBS: recordingQueue([]), ...VARS }), ctx);
+    await waitOnExecutionContext(ctx);
+    const { body } = await api("GET", "/dr/alerts", { token: VIEWER, env: VARS });
+    const firing = body.alerts.filter((a: any) => a.status === "firing").map((a: any) => a.kind).sort();
+    expect(firing).toEqual(["continuous_rpo", "continuous_slot"]);
+  });
+
   it("DATABASE_CONTINUOUS must name configured databases", async () => {
     expect(() => loadConfig(testEnv({ DATABASE_CONTINUOUS: "astrid,ghost" }))).toThrow(/DATABASE_CONTINUOUS: "ghost"/);
   });
