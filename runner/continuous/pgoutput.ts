@@ -108,7 +108,7 @@ export class PgOutputDecoder {
   readonly relations = new Map<number, Relation>();
   private lines: string[] = [];
   private begin: { lsn: bigint; commitUs: bigint; xid: number } | undefined;
-  /** Logical messages of the current transaction (DDL capture), in order among its changes. */
+  /** Transactional logical messages of the current transaction (DDL capture), in order; cleared by the stream at each commit. */
   readonly messages: { prefix: string; content: string; transactional: boolean }[] = [];
 
   private readonly onRelation: (r: Relation) => void;
@@ -202,9 +202,12 @@ export class PgOutputDecoder {
         const prefix = r.cstr();
         const len = r.i32();
         const content = r.bytes(len).toString("utf8");
-        this.messages.push({ prefix, content, transactional: (flags & 1) === 1 });
-        // Captured DDL (the event trigger's message) runs in its place among the changes.
-        if (prefix === DDL_MESSAGE_PREFIX && this.begin) this.lines.push(`${content.trim().replace(/;?$/, ";")}\n`);
+        // Only a transactional message belongs to the transaction (the stream's own heartbeats are not: kept, they would pile up).
+        if ((flags & 1) === 1 && this.begin) {
+          this.messages.push({ prefix, content, transactional: true });
+          // Captured DDL (the event trigger's message) runs in its place among the changes.
+          if (prefix === DDL_MESSAGE_PREFIX) this.lines.push(`${content.trim().replace(/;?$/, ";")}\n`);
+        }
         return undefined;
       }
       default:

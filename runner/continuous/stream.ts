@@ -197,8 +197,9 @@ class Streamer {
       this.inTransaction = true;
       this.idleAt = undefined;
     }
+    const heldMessages = this.decoder.messages.length;
     const tx = this.decoder.decode(payload);
-    const message = tag === "M" ? this.decoder.messages.at(-1) : undefined;
+    const message = this.decoder.messages.length > heldMessages ? this.decoder.messages.at(-1) : undefined;
     if (message?.prefix === DDL_MESSAGE_PREFIX && this.inTransaction) {
       // A captured DDL statement explains the Relation messages that follow it; a query string of several does not replay safely.
       if (isSingleStatement(message.content)) this.ddlSince.add("*");
