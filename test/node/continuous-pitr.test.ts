@@ -118,6 +118,8 @@ describe("continuous archiving and point-in-time restore", () => {
     await stack.triggerCron("* * * * *");
     const base = await until("the stream's base", async () => (await timelineOf()).windows?.[0]);
     expect(base.base_backup_id).toMatch(/^db-astrid-/);
+    // The table without a key is not streamed, and the timeline says what would include it.
+    expect(base.uncovered).toEqual([{ table: "public.loose_notes", fix: `ALTER TABLE "public"."loose_notes" REPLICA IDENTITY FULL; -- or add a primary key` }]);
 
     const load = new Load();
     const capture = async () => {

@@ -57,6 +57,7 @@ describe("timeline and status", () => {
     expect(status).toBe(200);
     expect(body.windows.map((w: any) => [w.stream_id, w.start, w.end, w.live])).toEqual([[streamA, at(0), at(30), false], [streamB, at(60), at(80), true]]);
     expect(body.gaps).toEqual([{ from: at(30), until: at(60), cause: "slot_lost", detail: "replication slot astrid_astrid no longer exists" }]);
+    expect(body.windows[0].uncovered).toEqual([]);
     expect(body.rpo_seconds).toBeGreaterThan(0);
   });
 

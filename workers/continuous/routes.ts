@@ -39,6 +39,8 @@ export interface Window {
   /** Bytes the segments added to the repository (compressed, encrypted). */
   stored_bytes: number;
   live: boolean;
+  /** Tables the stream does not carry (no primary key or replica identity, or owned by another role): base backups only, with the fix. */
+  uncovered: { table: string; fix: string }[];
 }
 
 /** A database's recoverable windows (a recorded base whose backup is still kept, to the last covered moment) and its gaps. */
@@ -53,7 +55,7 @@ export async function timeline(env: AppEnv["Bindings"], catalog: Catalog, databa
     windows.push({
       stream_id: s.id, base_backup_id: s.id, start: s.consistent_at, end: s.covered_until, start_lsn: s.consistent_lsn,
       end_lsn: s.last_end_lsn ?? s.consistent_lsn, segments: segments.length, stored_bytes: segments.reduce((n, x) => n + x.stored_bytes, 0),
-      live: s.status === "active",
+      live: s.status === "active", uncovered: s.uncovered ? (JSON.parse(s.uncovered) as Window["uncovered"]) : [],
     });
     if (s.status === "active") live.push(s);
   }
