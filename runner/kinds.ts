@@ -20,6 +20,9 @@ import { writeCanaries } from "./dr/canary.ts";
 import { verifyMl } from "./ml/verify.ts";
 import { collectGarbage } from "./maintenance/gc.ts";
 import type { JobContext } from "./job-context.ts";
+import { ContinuousRestoreDispatch, ContinuousStreamDispatch } from "../workers/continuous/protocol.ts";
+import { runStream } from "./continuous/stream.ts";
+import { restorePointInTime } from "./continuous/restore.ts";
 
 export interface RunnerHandler<D = any> {
   dispatch: z.ZodType<D, any>;
@@ -40,6 +43,8 @@ export const handlers: Record<string, RunnerHandler> = {
   "training_data.restore": handler(TrainingDataRestoreDispatch, restoreTrainingData),
   "dr.drill": handler(DrillDispatch, runDrill),
   "dr.canary": handler(CanaryDispatch, writeCanaries),
+  "continuous.stream": handler(ContinuousStreamDispatch, runStream),
+  "continuous.restore": handler(ContinuousRestoreDispatch, restorePointInTime),
 };
 
 /** A verify result that found damage: the job fails, and still carries its findings. */

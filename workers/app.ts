@@ -8,7 +8,9 @@ import type { AppEnv } from "./context.ts";
 import { openCatalog } from "./catalog/catalog.ts";
 import { ConfigError, loadConfig } from "./config.ts";
 import { backupItemRoutes, databaseRoutes, restoreDatabaseBackup } from "./database/routes.ts";
-import { statusRoutes } from "./database/status.ts";
+import { databaseStatusRoutes } from "./database/status.ts";
+import { continuousRoutes, continuousStatus } from "./continuous/routes.ts";
+import { continuousRunnerRoutes } from "./continuous/runner-routes.ts";
 import { AppError } from "./shared/errors.ts";
 import { presentedRole } from "./auth.ts";
 import { jobRoutes } from "./jobs/routes.ts";
@@ -56,7 +58,8 @@ app.use("*", async (c, next) => {
   await next();
 });
 app.use("*", context);
-app.route("/", statusRoutes);
+app.route("/", databaseStatusRoutes(continuousStatus));
+app.route("/", continuousRoutes);
 app.route("/", databaseRoutes);
 app.route("/", backupItemRoutes(kinds, { database: restoreDatabaseBackup, ml: restoreMlBackup, training_data: restoreTrainingDataSnapshot }));
 app.route("/", mlRoutes);
@@ -76,6 +79,7 @@ runnerSide.use("*", requireJobToken);
 runnerSide.route("/", repositoryRoutes(backupBucketLocks));
 runnerSide.route("/", sourceRoutes);
 runnerSide.route("/", runnerReportRoutes(kinds));
+runnerSide.route("/", continuousRunnerRoutes(kinds));
 app.route("/repo/v1", runnerSide);
 
 app.notFound((c) => c.json({ error: { code: "not_found", message: `no route for ${c.req.method} ${c.req.path}` } }, 404));

@@ -132,6 +132,15 @@ export const SETTINGS = {
   cf_access_aud: setting("CF_ACCESS_AUD", "", Text, "the Access application's audience tag"),
   restore_target_hosts: setting("RESTORE_TARGET_HOSTS", "", Text, "restore targets allowed (comma list; .example.org for a domain); empty: any but link-local and metadata addresses"),
   runner_max_jobs: setting("RUNNER_MAX_JOBS", 4, Count(1, 64), "runner jobs (dumps, restores, MLflow exports) running at once; more wait in the queue"),
+  // continuous archiving (workers/continuous, docs/continuous.md)
+  database_continuous: setting("DATABASE_CONTINUOUS", "", Text, "databases under continuous archiving and point-in-time recovery (comma list of BACKUP_DATABASES names)"),
+  continuous_segment_seconds: setting("CONTINUOUS_SEGMENT_SECONDS", 30, Count(1, 3600), "a change-stream segment is cut at least this often"),
+  continuous_segment_max_mb: setting("CONTINUOUS_SEGMENT_MAX_MB", 16, Count(1, 1024), "a segment is cut once it holds this many MiB of SQL"),
+  continuous_heartbeat_seconds: setting("CONTINUOUS_HEARTBEAT_SECONDS", 10, Count(1, 600), "stream heartbeat: slot health, covered time, idle-slot message"),
+  continuous_watch_schedule: setting("CONTINUOUS_WATCH_SCHEDULE", "* * * * *", Cron, "(re)starts streams whose job is gone, evaluates slot and RPO alerts"),
+  continuous_capture_ddl: setting("CONTINUOUS_CAPTURE_DDL", true, Bool, "install the DDL event trigger where the role may (else a schema change starts a new base)"),
+  continuous_slot_alert_mb: setting("CONTINUOUS_SLOT_ALERT_MB", 1024, Count(0, 1024 * 1024), "alert when a slot's safe_wal_size falls below this (MiB) or its WAL is no longer reserved"),
+  continuous_rpo_alert_seconds: setting("CONTINUOUS_RPO_ALERT_SECONDS", 300, Count(10, 86_400), "alert when the newest durable point of a stream is older than this"),
 } satisfies Record<string, Setting<unknown>>;
 
 type PlainSettings = { -readonly [K in keyof typeof SETTINGS]: (typeof SETTINGS)[K]["default"] };
@@ -206,6 +215,9 @@ export function loadConfig(env: ConfigEnv): BackupConfig {
     if (issue.path[0] === "ml_datasets") throw new ConfigError(`ML_DATASETS, config ${issue.path.join(".")}: ${issue.message}`);
     const where = `config ${issue.path.join(".") || "(root)"}`;
     throw new ConfigError(`${DERIVED[String(issue.path[0] ?? "")] ?? ""}, ${where}: ${issue.message}`);
+  }
+  for (const name of continuousDatabases(plain as PlainSettings)) {
+    if (!(name in result.data.databases)) throw new ConfigError(`DATABASE_CONTINUOUS: "${name}" is not a configured database (BACKUP_DATABASES)`);
   }
   for (const [id, d] of Object.entries(result.data.ml_datasets)) {
     if (d.database && !(d.database in result.data.databases)) {
@@ -317,6 +329,11 @@ export function databaseUrl(config: BackupConfig, env: ConfigEnv, name: string):
   return typeof value === "string" && value !== "" ? value : undefined;
 }
 
+/** The databases under continuous archiving (DATABASE_CONTINUOUS). */
+export function continuousDatabases(config: Pick<BackupConfig, "database_continuous">): string[] {
+  return config.database_continuous.split(",").map((s) => s.trim()).filter(Boolean);
+}
+
 /**
  * Every schedule setting of the config: wrangler.toml must list each as a
  * cron trigger (npm run check-config). The registry's scheduled tasks each
@@ -326,6 +343,6 @@ export function configuredSchedules(config: BackupConfig): string[] {
   return [
     config.database_backup_schedule, config.database_incremental_schedule, config.database_archive_schedule, config.ml_backup_schedule,
     config.repository_gc_schedule, config.storage_backup_schedule, config.storage_reconcile_schedule, config.offsite_schedule,
-    config.dr_test_schedule, config.dr_watch_schedule,
+    config.dr_test_schedule, config.dr_watch_schedule, config.continuous_watch_schedule,
   ];
 }

@@ -10,10 +10,11 @@ import { maintenanceKinds, maintenanceTasks } from "./maintenance/kinds.ts";
 import { drKinds } from "./dr/kinds.ts";
 import { drTasks } from "./dr/tasks.ts";
 import { jobAlert } from "./dr/job-alerts.ts";
+import { continuousKinds, continuousTasks } from "./continuous/kinds.ts";
 
 export const kinds = new KindRegistry(
-  [...databaseKinds, ...mlKinds, ...storageKinds, ...maintenanceKinds, ...drKinds],
-  [...databaseTasks, ...mlTasks, ...maintenanceTasks, ...storageTasks, ...drTasks],
+  [...databaseKinds, ...mlKinds, ...storageKinds, ...maintenanceKinds, ...drKinds, ...continuousKinds],
+  [...databaseTasks, ...mlTasks, ...maintenanceTasks, ...storageTasks, ...drTasks, ...continuousTasks],
   // A failed job alerts as soon as it ends (the watch task also re-evaluates every 10 minutes); drills alert themselves.
   { settled: [(ctx, job) => (job.kind === "dr.drill" ? Promise.resolve() : jobAlert(ctx, job))] },
 );

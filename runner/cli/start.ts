@@ -75,6 +75,11 @@ astrid-backup is running locally.
   curl -s -H "Authorization: Bearer ${vars.ADMIN_TOKEN}" ${stack.workerUrl}/backup/storage/status
 `);
   console.log(`  local state    ${join(LOCAL_STATE, "state")}   (wrangler's --persist-to for the break-glass commands in docs/format.md)`);
+  console.log(`
+  Continuous archiving and point-in-time restore (docs/continuous.md): DATABASE_CONTINUOUS=astrid in .dev.vars, and a
+  database server with wal_level=logical, a free replication slot and WAL sender, and max_slot_wal_keep_size set; then
+  curl -s "${stack.workerUrl}/__scheduled?cron=*+*+*+*+*"    # the watch cron starts the stream (every minute on Cloudflare)
+  curl -s -H "Authorization: Bearer ${vars.ADMIN_TOKEN}" "${stack.workerUrl}/backup/database/timeline?database=astrid"`);
 }
 
 async function stopNow(pg: PgServer | undefined) {

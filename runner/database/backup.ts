@@ -13,11 +13,16 @@ import { AppError } from "../../workers/shared/errors.ts";
 import type { JobContext } from "../job-context.ts";
 import { readManifest } from "./manifest.ts";
 import { classifyPgError, exitOf, major, psql, stderrTail, toolEnv, toolVersion } from "./pg-tools.ts";
-import { consistencyAlongside } from "./snapshot-record.ts";
+import { consistencyAlongside, type ConsistencyAlongside } from "./snapshot-record.ts";
 
 const PG_DUMP_ARGS = ["--format=custom", "--compress=0", "--no-password"];
 
-export async function backupDatabase(job: BackupDispatch, ctx: JobContext): Promise<BackupResult> {
+/**
+ * `snapshot`: an exported snapshot to dump (a replication slot's, for the base
+ * of a change stream: runner/continuous/); the consistency record is then
+ * left out, since it would be taken in a snapshot of its own.
+ */
+export async function backupDatabase(job: BackupDispatch, ctx: JobContext, opts: { snapshot?: string } = {}): Promise<BackupResult> {
   const started = new Date();
   const repo = ctx.repository;
   const source = await describeSource(job.source_url);
@@ -27,7 +32,7 @@ export async function backupDatabase(job: BackupDispatch, ctx: JobContext): Prom
   if (parent) writer.know(parent.chunks, parent.encryption.recipients);
 
   // The consistency record (row counts, checksums, schema) is taken in the snapshot pg_dump reads.
-  const consistency = await consistencyAlongside(job.source_url, ctx);
+  const consistency = opts.snapshot ? inSnapshot(opts.snapshot) : await consistencyAlongside(job.source_url, ctx);
   const dump = spawn("pg_dump", [...PG_DUMP_ARGS, ...consistency.dumpArgs], { env: toolEnv(job.source_url), stdio: ["ignore", "pipe", "pipe"] });
   const exited = exitOf(dump).finally(consistency.dumpDone);
   const tail = stderrTail(dump);
@@ -70,6 +75,10 @@ export async function backupDatabase(job: BackupDispatch, ctx: JobContext): Prom
     new_chunk_count: manifest.stats.new_chunks, sha256: manifest.dump.sha256, started_at: started.toISOString(),
     finished_at: finished.toISOString(), duration_ms: finished.getTime() - started.getTime(),
   };
+}
+
+function inSnapshot(snapshot: string): ConsistencyAlongside {
+  return { dumpArgs: [`--snapshot=${snapshot}`], dumpDone: () => {}, result: async () => ({}) };
 }
 
 /**

@@ -10,8 +10,10 @@
 // What it supports is what the jobs need: TLS (sslmode disable / prefer /
 // require / verify-ca / verify-full, libpq's default prefer), trust,
 // cleartext, MD5 and SCRAM-SHA-256 authentication, simple queries, statement
-// descriptions (column names and types), and streamed COPY out and in with
-// backpressure, so memory stays bounded by a few messages.
+// descriptions (column names and types), streamed COPY out and in with
+// backpressure, so memory stays bounded by a few messages, and the logical
+// replication protocol (a `replication=database` connection, CopyBoth) for
+// continuous archiving (runner/continuous/).
 import { createHash, createHmac, pbkdf2Sync, randomBytes, timingSafeEqual } from "node:crypto";
 import net from "node:net";
 import tls from "node:tls";
@@ -50,14 +52,19 @@ export class PgWire {
   private waiter: ((m: Message | Error) => void) | undefined;
   private failure: Error | undefined;
   private readonly url: string;
+  private readonly replication: boolean;
 
-  private constructor(url: string) {
+  private constructor(url: string, replication: boolean) {
     this.url = url;
+    this.replication = replication;
   }
 
-  /** Connects and authenticates; failures are JobFailures with the codes psql's would get. */
-  static async connect(url: string): Promise<PgWire> {
-    const client = new PgWire(url);
+  /**
+   * Connects and authenticates; failures are JobFailures with the codes psql's would get.
+   * `replication`: a logical replication connection (walsender commands such as CREATE_REPLICATION_SLOT).
+   */
+  static async connect(url: string, opts: { replication?: boolean } = {}): Promise<PgWire> {
+    const client = new PgWire(url, opts.replication ?? false);
     try {
       await client.start();
     } catch (e) {
@@ -120,7 +127,8 @@ export class PgWire {
     socket.on("close", () => this.fail(new Error("the server closed the connection")));
 
     const user = env.PGUSER ?? process.env.USER ?? "postgres";
-    const params = ["user", user, "database", env.PGDATABASE ?? user, "client_encoding", "UTF8", "application_name", "astrid-backup"];
+    const params = ["user", user, "database", env.PGDATABASE ?? user, "client_encoding", "UTF8", "application_name", "astrid-backup",
+      ...(this.replication ? ["replication", "database"] : [])];
     const body = Buffer.concat([int32(196608), ...params.map(cstr), Buffer.from([0])]);
     socket.write(Buffer.concat([int32(body.length + 4), body]));
     await this.authenticate(user, env.PGPASSWORD ?? "");
@@ -243,6 +251,37 @@ export class PgWire {
     }
     if (error) throw error;
     return rows;
+  }
+
+  /**
+   * START_REPLICATION (on a replication connection): once the server answers
+   * with CopyBoth, its CopyData messages (XLogData 'w', keepalive 'k') are
+   * yielded until it ends the copy. sendCopyData() answers on the same socket.
+   */
+  async *replicate(command: string): AsyncGenerator<Buffer> {
+    this.send("Q", cstr(command));
+    for (;;) {
+      const m = await this.next();
+      if (m.type === "W") break;
+      if (m.type === "E") throw new PgServerError(errorFields(m.body));
+    }
+    for (;;) {
+      const m = await this.next();
+      if (m.type === "d") yield m.body;
+      else if (m.type === "E") throw new PgServerError(errorFields(m.body));
+      else if (m.type === "c") return;
+    }
+  }
+
+  /** A CopyData message to the server (a standby status update during replication). */
+  sendCopyData(body: Buffer): void {
+    if (this.failure) throw this.failure;
+    this.send("d", body);
+  }
+
+  /** Closes the socket at once (a replication stream that must stop now). */
+  destroy(): void {
+    this.socket?.destroy();
   }
 
   async close(): Promise<void> {

@@ -7,8 +7,11 @@ import { readChunks, IntegrityError } from "../repository/chunk-reader.ts";
 import type { RepositoryClient } from "../repository/client.ts";
 import { chunkId, chunkOpener } from "../repository/codec.ts";
 
+/** What the stream needs of a manifest: a database dump's, or a change-stream segment's with its payload hash as `dump.sha256`. */
+type Plaintext = Pick<DatabaseManifest, "pack_prefix" | "chunks"> & { dump: { sha256: string } };
+
 export async function* dumpStream(
-  repo: RepositoryClient, manifest: DatabaseManifest, identities: string[], onBytes: (n: number) => void = () => {}, chunkIdKey?: string,
+  repo: RepositoryClient, manifest: Plaintext, identities: string[], onBytes: (n: number) => void = () => {}, chunkIdKey?: string,
 ): AsyncGenerator<Buffer> {
   const open = chunkOpener(identities);
   // With the chunk-id key, each chunk must be the plaintext its id names: the

@@ -88,7 +88,15 @@ async function answers(server: PgServer): Promise<boolean> {
   }
 }
 
-async function startThrowaway(dataDir?: string): Promise<PgServer> {
+/**
+ * A throwaway cluster with server settings of its own (e.g. wal_level=logical
+ * for continuous archiving's tests), on a free port; stop() deletes it.
+ */
+export async function startThrowawayPostgres(settings: Record<string, string> = {}): Promise<PgServer> {
+  return startThrowaway(undefined, settings);
+}
+
+async function startThrowaway(dataDir?: string, settings: Record<string, string> = {}): Promise<PgServer> {
   const binDir = await findPgBinDir();
   const workDir = await mkdtemp(join(tmpdir(), "astrid-pg-"));
   const data = dataDir ?? join(workDir, "data");
@@ -105,7 +113,7 @@ async function startThrowaway(dataDir?: string): Promise<PgServer> {
     }
     const port = await freePort();
     const log = join(workDir, "server.log");
-    const startArgs = ["-D", data, "-l", log, "-w", "-t", "60", "-o", serverOptions(port, workDir), "start"];
+    const startArgs = ["-D", data, "-l", log, "-w", "-t", "60", "-o", serverOptions(port, workDir, settings), "start"];
     await runChecked(join(binDir, "pg_ctl"), startArgs, inWorkDir);
     return throwawayServer(port, binDir, data, workDir, owner, dataDir === undefined);
   } catch (error) {
@@ -120,8 +128,9 @@ async function startThrowaway(dataDir?: string): Promise<PgServer> {
 
 // fsync=off: the cluster is thrown away, so durability buys nothing and
 // costs a lot when seeding gigabytes. pg_ctl hands -o to a shell, hence the quoting.
-function serverOptions(port: number, socketDir: string): string {
-  return `-p ${port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='${socketDir}' -c fsync=off`;
+function serverOptions(port: number, socketDir: string, settings: Record<string, string>): string {
+  const extra = Object.entries(settings).map(([k, v]) => ` -c ${k}=${v}`).join("");
+  return `-p ${port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='${socketDir}' -c fsync=off${extra}`;
 }
 
 function throwawayServer(

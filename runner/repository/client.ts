@@ -148,6 +148,16 @@ export class RepositoryClient {
     if (typeof body.token === "string" && body.token) this.access.token = body.token;
   }
 
+  /** A capability's own report about the running job (e.g. a change-stream segment made durable), answered with JSON. */
+  async report<T = unknown>(path: string, body: unknown): Promise<T> {
+    const res = await this.send("POST", `/${path}`, "report", Buffer.from(JSON.stringify(body)), json);
+    if (res.status === 404) {
+      res.discard();
+      throw new AppError("repository_report_failed", `repository POST /${path.split("/")[0]}… answered 404`);
+    }
+    return (await res.json()) as T;
+  }
+
   async complete(jobId: string, completion: JobCompletion): Promise<void> {
     (await this.send("POST", `/jobs/${jobId}/complete`, "report", Buffer.from(JSON.stringify(completion)), json)).discard();
   }

@@ -12,6 +12,7 @@ import { requireRole } from "../auth.ts";
 import * as database from "../database/routes.ts";
 import { DatabaseStatusResponse } from "../database/status.ts";
 import * as dr from "../dr/routes.ts";
+import * as continuous from "../continuous/routes.ts";
 import { ScenarioRequest } from "../dr/scenarios.ts";
 import * as gc from "../maintenance/gc-routes.ts";
 import * as rebuild from "../maintenance/catalog-rebuild.ts";
@@ -50,6 +51,8 @@ export const OPERATIONS: Operation[] = [
   { method: "get", path: "/health", role: "public", summary: "Liveness: the configuration loads and the catalog answers", ok: json(HealthResponse) },
   { method: "get", path: "/openapi.json", role: "viewer", summary: "This document", ok: json(OpenApiDocumentShape) },
   { method: "get", path: "/backup/database/status", role: "viewer", summary: "Per database: newest and newest verified restore point, RPO and restore time", ok: json(DatabaseStatusResponse) },
+  { method: "get", path: "/backup/database/timeline", role: "viewer", summary: "Continuous archiving: a database's recoverable windows and gaps", query: continuous.TimelineQuery, ok: json(continuous.TimelineResponse) },
+  { method: "post", path: "/backups/restore-pitr", role: "admin", summary: "Restore a database to a point in time (job)", body: continuous.PitrRequest, ok: json(continuous.PitrAccepted, 202) },
   { method: "post", path: "/backup/database", role: "admin", summary: "Back up a database (job)", body: database.BackupRequest, ok: backupAccepted },
   { method: "get", path: "/backup/database", role: "viewer", summary: "List database backups, newest first", query: database.ListQuery, ok: json(database.BackupPage) },
   { method: "post", path: "/backup/database/cleanup", role: "admin", summary: "Apply database retention", body: database.CleanupRequest, ok: json(database.CleanupResponse) },

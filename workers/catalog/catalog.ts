@@ -79,6 +79,10 @@ export function openCatalog(d1: D1Database) {
         at: new Date().toISOString(), actor: entry.actor, action: entry.action, target: entry.target ?? null,
         outcome: entry.outcome, detail: entry.detail === undefined ? null : JSON.stringify(entry.detail),
       }).run(),
+    /** Whether a job of these kinds is queued or running (a long-running job's cue to give way). */
+    jobOfKindsPending: async (kinds: string[]) =>
+      kinds.length > 0 && (await db.select({ id: jobs.id }).from(jobs)
+        .where(and(inArray(jobs.kind, kinds), or(eq(jobs.status, "queued"), eq(jobs.status, "running")))).limit(1).get()) !== undefined,
     listAudit: (limit: number) => db.select().from(auditLog).orderBy(desc(auditLog.id)).limit(limit).all(),
   };
 }
@@ -103,6 +107,8 @@ export interface BackupIdentity {
 export interface ClaimRules {
   /** Kinds that run alone (garbage collection). */
   exclusiveKinds: string[];
+  /** Kinds that run until told to stop: held back while an exclusive job waits or runs (optional: none). */
+  longRunningKinds?: string[];
   /** Kinds that occupy the runner, and how many of them may run at once (RUNNER_MAX_JOBS). */
   runnerKinds: string[];
   runnerMaxJobs: number;
@@ -195,6 +201,12 @@ function blockingRules(rules: ClaimRules, cutoff: string): { when: ReturnType<ty
       when: sql`EXISTS (SELECT 1 FROM jobs AS other WHERE other.id <> ${jobs.id} AND ${active}
         AND (${jobs.kind} IN (${list(rules.exclusiveKinds)}) OR other.kind IN (${list(rules.exclusiveKinds)})))`,
       reason: "waiting for garbage collection, or for other jobs before garbage collection can run alone",
+    },
+    {
+      // A long-running job (a change stream) gives way to a waiting exclusive one, or that one would never find the runner idle.
+      when: sql`${jobs.kind} IN (${list(rules.longRunningKinds ?? [])}) AND EXISTS (SELECT 1 FROM jobs AS other WHERE other.id <> ${jobs.id}
+        AND other.kind IN (${list(rules.exclusiveKinds)}) AND (other.status = 'queued' OR ${active}))`,
+      reason: "waiting for garbage collection to run first",
     },
     {
       when: sql`${jobs.concurrency_key} IS NOT NULL AND EXISTS (SELECT 1 FROM jobs AS other WHERE other.id <> ${jobs.id}

@@ -199,3 +199,87 @@ export const drAlerts = sqliteTable("dr_alerts", {
 
 export type DrRunRow = typeof drRuns.$inferSelect;
 export type DrAlertRow = typeof drAlerts.$inferSelect;
+
+// ---- Continuous archiving (workers/continuous, docs/continuous.md) ----
+
+/**
+ * A database's change stream: one replication slot from one base backup on.
+ * A new slot (lost slot, schema change) is a new stream; the time between one
+ * stream's last covered moment and the next one's base is a gap.
+ */
+export const continuousStreams = sqliteTable(
+  "continuous_streams",
+  {
+    /** The base backup's id. */
+    id: text("id").primaryKey(),
+    database: text("database").notNull(),
+    /** starting: base not recorded yet; active; ended (end_cause says why). */
+    status: text("status", { enum: ["starting", "active", "ended"] }).notNull(),
+    slot_name: text("slot_name").notNull(),
+    /** The job that holds the stream: only its reports are recorded (one consumer per slot). */
+    holder_job_id: text("holder_job_id"),
+    consistent_lsn: text("consistent_lsn"),
+    /** When the base's snapshot was taken: where the stream's recoverable window starts. */
+    consistent_at: text("consistent_at"),
+    /** Every commit before this is in a recorded segment (or the base): where the window ends. */
+    covered_until: text("covered_until"),
+    /** The LSN confirmed to the server: the end of the last recorded segment. */
+    confirmed_lsn: text("confirmed_lsn"),
+    last_end_lsn: text("last_end_lsn"),
+    next_seq: integer("next_seq").notNull().default(0),
+    /** JSON: the schema of record (tables and columns the segments replay onto). */
+    schema: text("schema"),
+    /** JSON: tables left out of the publication, with the statement that would include them. */
+    uncovered: text("uncovered"),
+    ddl_captured: integer("ddl_captured", { mode: "boolean" }).notNull().default(false),
+    /** JSON: the slot's health as last reported (wal_status, safe_wal_size, retained and lag bytes). */
+    slot_health: text("slot_health"),
+    heartbeat_at: text("heartbeat_at"),
+    created_at: text("created_at").notNull(),
+    ended_at: text("ended_at"),
+    end_cause: text("end_cause"),
+    end_detail: text("end_detail"),
+  },
+  (t) => [index("continuous_streams_db_idx").on(t.database, t.created_at)],
+);
+
+/** A durable segment of a stream (its manifest is the truth; this is the index restores plan from). */
+export const continuousSegments = sqliteTable(
+  "continuous_segments",
+  {
+    stream_id: text("stream_id").notNull(),
+    seq: integer("seq").notNull(),
+    manifest_key: text("manifest_key").notNull(),
+    start_lsn: text("start_lsn").notNull(),
+    end_lsn: text("end_lsn").notNull(),
+    first_commit_at: text("first_commit_at"),
+    last_commit_at: text("last_commit_at"),
+    transactions: integer("transactions").notNull(),
+    logical_bytes: integer("logical_bytes").notNull(),
+    stored_bytes: integer("stored_bytes").notNull(),
+    created_at: text("created_at").notNull(),
+  },
+  (t) => [uniqueIndex("continuous_segments_pk").on(t.stream_id, t.seq)],
+);
+
+/** A stretch of time no stream covers, and why (a lost slot, a schema change the stream could not capture, protection off). */
+export const continuousGaps = sqliteTable(
+  "continuous_gaps",
+  {
+    id: integer("id").primaryKey({ autoIncrement: true }),
+    database: text("database").notNull(),
+    /** The stream that ended, and the last moment it covered. */
+    after_stream_id: text("after_stream_id").notNull(),
+    from_time: text("from_time"),
+    /** The next stream's base (null until it lands). */
+    until_time: text("until_time"),
+    cause: text("cause").notNull(),
+    detail: text("detail"),
+    detected_at: text("detected_at").notNull(),
+  },
+  (t) => [index("continuous_gaps_db_idx").on(t.database, t.detected_at)],
+);
+
+export type ContinuousStreamRow = typeof continuousStreams.$inferSelect;
+export type ContinuousSegmentRow = typeof continuousSegments.$inferSelect;
+export type ContinuousGapRow = typeof continuousGaps.$inferSelect;

@@ -3,6 +3,7 @@
 // backup's manifest from R2 and its catalog row. Chunks are left for garbage
 // collection (docs/format.md, "Deletion").
 import type { Catalog } from "../catalog/catalog.ts";
+import { openContinuousCatalog } from "../catalog/continuous-catalog.ts";
 import type { BackupRow } from "../catalog/schema.ts";
 import type { BackupConfig } from "../config.ts";
 import type { KindContext } from "../context.ts";
@@ -56,6 +57,8 @@ export async function cleanupBackups(ctx: KindContext, opts: CleanupOptions): Pr
   const { env, catalog, now } = ctx;
   const backups = await allBackups(catalog, opts.domain ?? "database", opts.source);
   const pinned = await backupsInUse(catalog);
+  // The base of a live change stream: its whole window restores from it (docs/continuous.md).
+  for (const id of await openContinuousCatalog(env.CATALOG).liveStreamIds()) pinned.set(id, "live_stream_base");
   // A manifest inside a Bucket Lock window cannot be deleted: its backup stays, and the plan says why.
   const locked = await backupBucketLocks(env, ctx.config, now);
   if (locked) for (const b of backups) if (locked(b.manifest_key, new Date(b.finished_at))) pinned.set(b.id, "bucket_lock");

@@ -38,7 +38,7 @@ export async function completeStoredBackup<P, R extends StoredBackup, M>(
   if (await c.catalog.recordBackup(c.job.id, row, r, c.now)) await verifyAfterBackup(c, r.backup_id, verifier);
 }
 
-async function manifestProblem<M>(c: KindContext, job: JobRow, r: StoredBackup, m: ManifestCheck<M>): Promise<string | undefined> {
+export async function manifestProblem<M>(c: KindContext, job: JobRow, r: Pick<StoredBackup, "backup_id" | "manifest_key">, m: ManifestCheck<M>): Promise<string | undefined> {
   if (r.backup_id !== job.backup_id) return `runner reported backup ${r.backup_id} for job of ${job.backup_id}`;
   if (r.manifest_key !== m.key) return `unexpected manifest key ${r.manifest_key}`;
   const read = await readAuthenticated(c.env, r.manifest_key);
@@ -57,7 +57,7 @@ async function manifestProblem<M>(c: KindContext, job: JobRow, r: StoredBackup, 
 }
 
 /** Queues the configured verification of a new backup: the RPO counts verified restore points only. */
-async function verifyAfterBackup(c: KindContext, backupId: string, verifier: JobKindSpec): Promise<void> {
+export async function verifyAfterBackup(c: KindContext, backupId: string, verifier: JobKindSpec): Promise<void> {
   const depth = c.config.database_verify_after_backup;
   if (depth === "off") return;
   try {

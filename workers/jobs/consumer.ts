@@ -42,7 +42,10 @@ const WAIT_SECONDS = 10;
 
 /** What the claim must respect, from the registry and the config. */
 export function claimRules(kinds: KindRegistry, config: BackupConfig): ClaimRules {
-  return { exclusiveKinds: kinds.exclusiveKinds(), runnerKinds: kinds.all().filter((k) => k.runs === "runner").map((k) => k.kind), runnerMaxJobs: config.runner_max_jobs };
+  return {
+    exclusiveKinds: kinds.exclusiveKinds(), longRunningKinds: kinds.longRunningKinds(),
+    runnerKinds: kinds.all().filter((k) => k.runs === "runner" && !k.longRunning).map((k) => k.kind), runnerMaxJobs: config.runner_max_jobs,
+  };
 }
 
 async function startJob(catalog: Catalog, env: Env, kinds: KindRegistry, jobId: string, step?: number): Promise<"done" | "retry" | "wait"> {

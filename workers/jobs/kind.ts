@@ -52,6 +52,13 @@ interface KindBase<P> {
   concurrencyKey?(params: P): string;
   /** Runs alone: not claimed while any other job is active, and nothing else is claimed while it is (garbage collection). */
   exclusive?: boolean;
+  /**
+   * Runs until told to stop (a change stream): it does not count against
+   * RUNNER_MAX_JOBS, is not claimed while an exclusive job waits or runs, and
+   * its capability tells it to stop when one waits, so an exclusive job is
+   * never shut out by it for longer than one of its heartbeats.
+   */
+  longRunning?: boolean;
   /** The backup domains whose backups this kind verifies (POST /backups/:id/verify picks the kind by domain). */
   verifies?: readonly string[];
 }
@@ -144,6 +151,10 @@ export class KindRegistry {
 
   exclusiveKinds(): string[] {
     return this.all().filter((k) => k.exclusive).map((k) => k.kind);
+  }
+
+  longRunningKinds(): string[] {
+    return this.all().filter((k) => k.longRunning).map((k) => k.kind);
   }
 
   /** The kind that verifies backups of a domain (database.verify, ml.verify). */

@@ -12,7 +12,7 @@
 // manifests. Damage the Worker cannot see without the age identity (a chunk
 // whose stored bytes are intact but do not decrypt) marks only the verified
 // backup; a later passing full verify clears that mark.
-import { DatabaseManifest, MANIFEST_PREFIX, ML_MANIFEST_PREFIX, MlManifest, packKey, type ChunkRef } from "../shared/format.ts";
+import { CONTINUOUS_MANIFEST_PREFIX, DatabaseManifest, MANIFEST_PREFIX, ML_MANIFEST_PREFIX, MlManifest, packKey, SegmentManifest, type ChunkRef } from "../shared/format.ts";
 
 /** At most this many claimed chunks are re-read per report: bounds the Worker's subrequests. */
 export const MAX_CONFIRMED_CHUNKS = 64;
@@ -57,13 +57,14 @@ export async function readChunkManifest(bucket: R2Bucket, key: string): Promise<
   } catch {
     return undefined;
   }
-  const parsed = key.startsWith(ML_MANIFEST_PREFIX) ? MlManifest.safeParse(json) : DatabaseManifest.safeParse(json);
+  const parsed = key.startsWith(ML_MANIFEST_PREFIX) ? MlManifest.safeParse(json)
+    : key.startsWith(CONTINUOUS_MANIFEST_PREFIX) ? SegmentManifest.safeParse(json) : DatabaseManifest.safeParse(json);
   return parsed.success ? parsed.data : undefined;
 }
 
 /** Every database and ML manifest in the bucket (unreadable ones skipped), one at a time. */
 async function* eachManifest(bucket: R2Bucket): AsyncGenerator<{ backup_id: string; pack_prefix: string; chunks: ChunkRef[] }> {
-  for (const listPrefix of [MANIFEST_PREFIX, ML_MANIFEST_PREFIX]) {
+  for (const listPrefix of [MANIFEST_PREFIX, ML_MANIFEST_PREFIX, CONTINUOUS_MANIFEST_PREFIX]) {
     let cursor: string | undefined;
     do {
       const page = await bucket.list({ prefix: listPrefix, limit: 1000, ...(cursor ? { cursor } : {}) });

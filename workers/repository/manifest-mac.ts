@@ -29,8 +29,8 @@ import { MAC_METADATA, MAC_SCHEME, manifestMac } from "../shared/format.ts";
 export { MAC_METADATA };
 
 
-/** Database and ML manifests: what restores and verifies read (storage snapshot manifests are the Worker's own). */
-export const isChunkManifestKey = (key: string) => /^manifests\/(database|ml)\/[^/]+\.json$/.test(key);
+/** Database, ML and change-stream segment manifests: what restores and verifies read (storage snapshot manifests are the Worker's own). */
+export const isChunkManifestKey = (key: string) => /^manifests\/((database|ml)\/[^/]+|continuous\/[^/]+\/\d+-[A-Za-z0-9_-]+)\.json$/.test(key);
 
 export type ManifestAuth = "authenticated" | "unauthenticated" | "forged";
 

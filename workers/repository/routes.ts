@@ -11,7 +11,7 @@ import { createMiddleware } from "hono/factory";
 import type { Context } from "hono";
 import type { AppEnv } from "../context.ts";
 import { AppError } from "../shared/errors.ts";
-import { ARCHIVE_PREFIX, CHUNK_MANIFEST_PREFIXES, isRepositoryKey, manifestKeyFor, SHARED_PACK_PREFIX } from "../shared/format.ts";
+import { ARCHIVE_PREFIX, CHUNK_MANIFEST_PREFIXES, CONTINUOUS_MANIFEST_PREFIX, isRepositoryKey, manifestKeyFor, SHARED_PACK_PREFIX } from "../shared/format.ts";
 import { parseJson, parseQuery } from "../http.ts";
 import { z } from "zod";
 import { readJobToken, type JobGrant } from "./job-token.ts";
@@ -68,10 +68,15 @@ function objectKey(path: string): string {
   return key;
 }
 
-/** A backup job may write shared packs, its own archive packs, and its own manifest. */
+/**
+ * A backup job may write shared packs, its own archive packs, its own
+ * manifest and the segments of the change stream its backup is the base of
+ * (only a continuous.stream job's report gets a segment listed).
+ */
 function mayWrite(grant: JobGrant, key: string): boolean {
   if (grant.scope !== "write") return false;
-  return key.startsWith(SHARED_PACK_PREFIX) || key.startsWith(`${ARCHIVE_PREFIX}${grant.backup_id}/`) || key === manifestKeyFor(grant.backup_id);
+  return key.startsWith(SHARED_PACK_PREFIX) || key.startsWith(`${ARCHIVE_PREFIX}${grant.backup_id}/`) || key === manifestKeyFor(grant.backup_id)
+    || key.startsWith(`${CONTINUOUS_MANIFEST_PREFIX}${grant.backup_id}/`);
 }
 
 function describe(object: R2Object): Record<string, string> {

@@ -59,8 +59,10 @@ export function manifestKey(backupId: string): string {
 
 export const MANIFEST_PREFIX = "manifests/database/";
 export const ML_MANIFEST_PREFIX = "manifests/ml/";
-/** Where the manifests of chunk-store backups live (database dumps, MLflow exports, training data). */
-export const CHUNK_MANIFEST_PREFIXES = [MANIFEST_PREFIX, ML_MANIFEST_PREFIX] as const;
+/** manifests/continuous/<stream_id>/<seq>.json: the segments of a database's change stream (docs/continuous.md). */
+export const CONTINUOUS_MANIFEST_PREFIX = "manifests/continuous/";
+/** Where the manifests of chunk-store backups live (database dumps, MLflow exports, training data, change-stream segments). */
+export const CHUNK_MANIFEST_PREFIXES = [MANIFEST_PREFIX, ML_MANIFEST_PREFIX, CONTINUOUS_MANIFEST_PREFIX] as const;
 
 export function mlManifestKey(backupId: string): string {
   return `${ML_MANIFEST_PREFIX}${backupId}.json`;
@@ -166,6 +168,54 @@ export const DatabaseManifest = z.object({
   path: ["pack_prefix"], message: "pack_prefix does not match the backup's type and id",
 });
 export type DatabaseManifest = z.infer<typeof DatabaseManifest>;
+
+// ---- Continuous archiving: change-stream segments (docs/continuous.md, docs/format.md) ----
+//
+// A stream is named by its base backup's id (a database backup taken in the
+// replication slot's exported snapshot). Its segments are plain SQL text, one
+// BEGIN … COMMIT block per source transaction, each preceded by a header line
+//   manifests/continuous/<stream_id>/<seq:08>-<job_id>.json   one segment's manifest
+//   -- astrid:tx lsn=<commit LSN> commit=<commit time, ISO> xid=<xid> bytes=<block bytes>
+// cut into chunks and stored like a dump (zstd + age, packs).
+
+/**
+ * A segment's manifest: its number, and the job that wrote it. Manifests are
+ * write-once, and a runner that died after writing one but before the Worker
+ * recorded it leaves it behind; the job that takes over writes its own
+ * segment of that number under its own name (only recorded ones count).
+ */
+export function segmentManifestKey(streamId: string, seq: number, jobId: string): string {
+  return `${CONTINUOUS_MANIFEST_PREFIX}${streamId}/${String(seq).padStart(8, "0")}-${jobId}.json`;
+}
+
+/** A PostgreSQL LSN as the server prints it: X/X in hex. */
+export const Lsn = z.string().regex(/^[0-9A-F]{1,8}\/[0-9A-F]{1,8}$/);
+
+export const SegmentManifest = z.object({
+  format: z.literal("astrid-backup/continuous-segment"),
+  format_version: z.literal(FORMAT_VERSION),
+  /** The stream: its base backup's id. */
+  backup_id: BackupId,
+  database: DatabaseName,
+  seq: z.number().int().nonnegative(),
+  /** Commit LSNs of the first and last transaction (both equal to the start point when empty). */
+  start_lsn: Lsn,
+  end_lsn: Lsn,
+  first_commit_at: z.string().nullable(),
+  last_commit_at: z.string().nullable(),
+  transactions: z.number().int().nonnegative(),
+  /** Every transaction committed on the source before this time is in this segment or an earlier one. */
+  covered_until: z.string(),
+  /** SHA-256 over the published tables' columns and types, as the stream decoded them. */
+  schema_fingerprint: Sha256Hex,
+  /** Sequence values ("schema.name" -> last_value) read when the segment was cut; a replay sets them at its end. */
+  sequences: z.record(z.string(), z.string()),
+  payload: z.object({ format: z.literal("sql"), logical_bytes: z.number().int().nonnegative(), sha256: Sha256Hex }),
+  ...ChunkStoreFields,
+  pack_prefix: z.literal("packs/"),
+  chunks: z.array(ChunkRef),
+});
+export type SegmentManifest = z.infer<typeof SegmentManifest>;
 
 // ---- Storage snapshots and the version store (R2 buckets) ----
 //

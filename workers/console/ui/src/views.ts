@@ -29,9 +29,9 @@ export async function overview({ main, admin }: Page): Promise<Stop> {
     api("GET", "/overview"),
     api("GET", "/backup/database/status").catch(() => ({ databases: [] })),
   ]);
-  // Continuous archiving of databases, when the API reports it (continuous_rpo_seconds); otherwise "—".
+  // Continuous archiving of databases, when the API reports it (continuous.rpo_seconds); otherwise "—".
   const continuousDb = new Map<string, number>();
-  for (const d of dbStatus.databases ?? []) if (typeof d.continuous_rpo_seconds === "number") continuousDb.set(d.database, d.continuous_rpo_seconds);
+  for (const d of dbStatus.databases ?? []) if (typeof d.continuous?.rpo_seconds === "number") continuousDb.set(d.database, d.continuous.rpo_seconds);
 
   const rows = (ov.sources as any[]).map((s) => {
     const cont = s.domain === "database"

@@ -1,0 +1,113 @@
+// Catalog access for continuous archiving: change streams, their segments and
+// the gaps between streams. Like catalog.ts it knows no job kind by name; the
+// fencing rule (only the holder job's reports count) is in the SQL, so a late
+// report from a runner that lost the stream changes nothing.
+import { and, asc, desc, eq, inArray, isNull, sql } from "drizzle-orm";
+import { drizzle } from "drizzle-orm/d1";
+import { continuousGaps, continuousSegments, continuousStreams, type ContinuousStreamRow } from "./schema.ts";
+
+export type ContinuousCatalog = ReturnType<typeof openContinuousCatalog>;
+
+export interface SegmentRecord {
+  stream_id: string;
+  seq: number;
+  manifest_key: string;
+  start_lsn: string;
+  end_lsn: string;
+  first_commit_at: string | null;
+  last_commit_at: string | null;
+  transactions: number;
+  logical_bytes: number;
+  stored_bytes: number;
+  covered_until: string;
+  confirm_lsn: string;
+  schema: string;
+}
+
+export function openContinuousCatalog(d1: D1Database) {
+  const db = drizzle(d1);
+  return {
+    getStream: (id: string) => db.select().from(continuousStreams).where(eq(continuousStreams.id, id)).get(),
+    /** The database's stream that is starting or active (at most one), if any. */
+    liveStream: (database: string) =>
+      db.select().from(continuousStreams)
+        .where(and(eq(continuousStreams.database, database), inArray(continuousStreams.status, ["starting", "active"])))
+        .orderBy(desc(continuousStreams.created_at)).limit(1).get(),
+    /** A database's streams, oldest first. */
+    streams: (database: string) =>
+      db.select().from(continuousStreams).where(eq(continuousStreams.database, database)).orderBy(asc(continuousStreams.created_at)).all(),
+    createStream: (row: { id: string; database: string; slot_name: string; holder_job_id: string; created_at: string }) =>
+      db.insert(continuousStreams).values({ ...row, status: "starting" }).onConflictDoNothing().run(),
+    /** The job now holding the stream: reports of any earlier holder are refused from here on. */
+    holdStream: (id: string, jobId: string) =>
+      db.update(continuousStreams).set({ holder_job_id: jobId }).where(and(eq(continuousStreams.id, id), inArray(continuousStreams.status, ["starting", "active"]))).run(),
+    /** The base is recorded: the stream becomes active, and an open gap of the database closes at its snapshot. */
+    recordBase: async (id: string, jobId: string, b: { consistent_lsn: string; consistent_at: string; schema: string; uncovered: string; ddl_captured: boolean }, now: Date) => {
+      const row = await db.update(continuousStreams).set({
+        status: "active", consistent_lsn: b.consistent_lsn, consistent_at: b.consistent_at, covered_until: b.consistent_at,
+        confirmed_lsn: b.consistent_lsn, schema: b.schema, uncovered: b.uncovered, ddl_captured: b.ddl_captured, heartbeat_at: now.toISOString(),
+      }).where(and(eq(continuousStreams.id, id), eq(continuousStreams.holder_job_id, jobId), eq(continuousStreams.status, "starting")))
+        .returning().get();
+      if (row) {
+        await db.update(continuousGaps).set({ until_time: b.consistent_at })
+          .where(and(eq(continuousGaps.database, row.database), isNull(continuousGaps.until_time))).run();
+      }
+      return row;
+    },
+    /**
+     * A durable segment, in order: recorded only for the holder job of an
+     * active stream and only as its next segment (a repeat of the last one is
+     * answered as recorded, so a retried report is harmless).
+     */
+    recordSegment: async (jobId: string, s: SegmentRecord, now: Date): Promise<"recorded" | "repeat" | "refused"> => {
+      const existing = await db.select().from(continuousSegments)
+        .where(and(eq(continuousSegments.stream_id, s.stream_id), eq(continuousSegments.seq, s.seq))).get();
+      if (existing) return existing.manifest_key === s.manifest_key && existing.end_lsn === s.end_lsn ? "repeat" : "refused";
+      const [advanced] = await d1.batch([
+        d1.prepare(`UPDATE continuous_streams SET next_seq = ?, confirmed_lsn = ?, last_end_lsn = ?, schema = ?,
+            covered_until = CASE WHEN covered_until IS NULL OR covered_until < ? THEN ? ELSE covered_until END, heartbeat_at = ?
+          WHERE id = ? AND holder_job_id = ? AND status = 'active' AND next_seq = ?`)
+          .bind(s.seq + 1, s.confirm_lsn, s.end_lsn, s.schema, s.covered_until, s.covered_until, now.toISOString(), s.stream_id, jobId, s.seq),
+        d1.prepare(`INSERT INTO continuous_segments (stream_id, seq, manifest_key, start_lsn, end_lsn, first_commit_at, last_commit_at,
+            transactions, logical_bytes, stored_bytes, created_at)
+          SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM continuous_streams WHERE id = ? AND holder_job_id = ? AND next_seq = ?)
+          ON CONFLICT DO NOTHING`)
+          .bind(s.stream_id, s.seq, s.manifest_key, s.start_lsn, s.end_lsn, s.first_commit_at, s.last_commit_at, s.transactions,
+            s.logical_bytes, s.stored_bytes, now.toISOString(), s.stream_id, jobId, s.seq + 1),
+      ]);
+      return (advanced?.meta.changes ?? 0) > 0 ? "recorded" : "refused";
+    },
+    /** A heartbeat of the holder: covered time and slot health. False when the job no longer holds the stream. */
+    heartbeat: async (id: string, jobId: string, h: { covered_until?: string; slot_health: string }, now: Date) => {
+      const row = await db.update(continuousStreams).set({
+        slot_health: h.slot_health, heartbeat_at: now.toISOString(),
+        ...(h.covered_until ? { covered_until: sql`CASE WHEN ${continuousStreams.covered_until} IS NULL OR ${continuousStreams.covered_until} < ${h.covered_until} THEN ${h.covered_until} ELSE ${continuousStreams.covered_until} END` } : {}),
+      }).where(and(eq(continuousStreams.id, id), eq(continuousStreams.holder_job_id, jobId), eq(continuousStreams.status, "active"))).returning({ id: continuousStreams.id }).get();
+      return row !== undefined;
+    },
+    /** The stream ends: a gap opens at the last moment it covered (closed by the next stream's base). */
+    endStream: async (id: string, cause: string, detail: string | undefined, now: Date): Promise<ContinuousStreamRow | undefined> => {
+      const row = await db.update(continuousStreams).set({ status: "ended", ended_at: now.toISOString(), end_cause: cause, end_detail: detail ?? null })
+        .where(and(eq(continuousStreams.id, id), inArray(continuousStreams.status, ["starting", "active"]))).returning().get();
+      if (row && row.status === "ended" && row.consistent_at) {
+        await db.insert(continuousGaps).values({
+          database: row.database, after_stream_id: row.id, from_time: row.covered_until, until_time: null, cause, detail: detail ?? null,
+          detected_at: now.toISOString(),
+        }).run();
+      }
+      return row;
+    },
+    /** Ids of streams still starting or active: their base backups are what their windows restore from. */
+    liveStreamIds: async () =>
+      (await db.select({ id: continuousStreams.id }).from(continuousStreams).where(inArray(continuousStreams.status, ["starting", "active"])).all()).map((r) => r.id),
+    segments: (streamId: string) =>
+      db.select().from(continuousSegments).where(eq(continuousSegments.stream_id, streamId)).orderBy(asc(continuousSegments.seq)).all(),
+    gaps: (database: string) =>
+      db.select().from(continuousGaps).where(eq(continuousGaps.database, database)).orderBy(asc(continuousGaps.detected_at)).all(),
+    /** Retention: a stream whose base is gone goes with its segments (their manifests are deleted by the caller). */
+    deleteStream: async (id: string) => {
+      await db.delete(continuousSegments).where(eq(continuousSegments.stream_id, id)).run();
+      await db.delete(continuousStreams).where(eq(continuousStreams.id, id)).run();
+    },
+  };
+}
