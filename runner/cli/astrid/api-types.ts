@@ -71,6 +71,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/backup/database/timeline": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Continuous archiving: a database's recoverable windows and gaps */
+        get: operations["getBackupDatabaseTimeline"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/backup/ml": {
         parameters: {
             query?: never;
@@ -311,6 +328,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/backups/restore-pitr": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Restore a database to a point in time (job) */
+        post: operations["postBackupsRestorePitr"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/catalog/rebuild": {
         parameters: {
             query?: never;
@@ -532,6 +566,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/overview": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The console's overview: one row per protected source, failing first */
+        get: operations["getOverview"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/repository/gc": {
         parameters: {
             query?: never;
@@ -543,6 +594,23 @@ export interface paths {
         put?: never;
         /** Garbage-collect unreferenced chunks (job) */
         post: operations["postRepositoryGc"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/stats/backups": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One source's backup sizes, durations, restores, RPO and replication lag over time */
+        get: operations["getStatsBackups"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -1081,6 +1149,12 @@ export interface operations {
                 content: {
                     "application/json": {
                         databases: {
+                            continuous?: {
+                                covered_until: string | null;
+                                rpo_seconds: number | null;
+                                status: string;
+                                stream_id: string;
+                            };
                             database: string;
                             last_restore_minutes: number | null;
                             latest_backup: {
@@ -1102,6 +1176,70 @@ export interface operations {
                             rpo_target_minutes: number;
                             rto_met: boolean;
                             rto_target_minutes: number;
+                        }[];
+                    };
+                };
+            };
+        };
+    };
+    getBackupDatabaseTimeline: {
+        parameters: {
+            query: {
+                database: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description {error:{code,message}} */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description {error:{code,message}} */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        database: string;
+                        gaps: {
+                            cause: string;
+                            detail?: string;
+                            from: string | null;
+                            until: string | null;
+                        }[];
+                        rpo_seconds: number | null;
+                        windows: {
+                            base_backup_id: string;
+                            end: string;
+                            end_lsn: string | null;
+                            live: boolean;
+                            segments: number;
+                            start: string;
+                            start_lsn: string | null;
+                            stored_bytes: number;
+                            stream_id: string;
+                            uncovered: {
+                                fix: string;
+                                table: string;
+                            }[];
                         }[];
                     };
                 };
@@ -2057,6 +2195,65 @@ export interface operations {
             };
         };
     };
+    postBackupsRestorePitr: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    database: string;
+                    /** @default false */
+                    replace?: boolean;
+                    target: string;
+                    target_lsn?: string;
+                    target_time?: string;
+                };
+            };
+        };
+        responses: {
+            /** @description {error:{code,message}} */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description {error:{code,message}} */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description success */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        base_backup_id: string;
+                        job_id: string;
+                        note?: string;
+                        queued_behind?: string;
+                        /** @enum {string} */
+                        status: "queued" | "running" | "succeeded" | "failed";
+                        stream_id: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+        };
+    };
     postCatalogRebuild: {
         parameters: {
             query?: never;
@@ -2805,6 +3002,108 @@ export interface operations {
             };
         };
     };
+    getOverview: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description {error:{code,message}} */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description {error:{code,message}} */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        generated_at: string;
+                        last_drill: {
+                            data_loss_seconds: number | null;
+                            finished_at: string | null;
+                            run_id: string;
+                            started_at: string;
+                            /** @enum {string} */
+                            status: "running" | "passed" | "failed";
+                        } | null;
+                        next_drill_at: string | null;
+                        rpo_target_minutes: number;
+                        rto_target_minutes: number;
+                        signed_in: {
+                            actor: string;
+                            /** @enum {string} */
+                            role: "viewer" | "admin";
+                        };
+                        sources: {
+                            continuous: {
+                                /** @enum {string} */
+                                kind: "replica" | "versioning";
+                                replica: string | null;
+                                seconds_behind: number | null;
+                            } | null;
+                            /** @enum {string} */
+                            domain: "database" | "storage" | "ml" | "training_data";
+                            /** @enum {string} */
+                            health: "red" | "amber" | "green";
+                            last_drill: {
+                                at: string;
+                                data_loss_minutes: number | null;
+                                passed: boolean;
+                                run_id: string;
+                            } | null;
+                            last_verify: {
+                                at: string;
+                                backup_id: string;
+                                depth: string | null;
+                                status: string | null;
+                            } | null;
+                            newest_point: {
+                                age_minutes: number;
+                                created_at: string;
+                                id: string;
+                                type: string;
+                            } | null;
+                            next_run: {
+                                at: string;
+                                schedule: string;
+                            } | null;
+                            reasons: string[];
+                            rpo_minutes: number | null;
+                            /** @enum {string} */
+                            rpo_state: "ok" | "at_risk" | "breached" | "unknown";
+                            rpo_target_minutes: number;
+                            rto: {
+                                implied_minutes: number | null;
+                                restores_measured: number;
+                                state: string;
+                                target_minutes: number;
+                            };
+                            source: string;
+                        }[];
+                    };
+                };
+            };
+        };
+    };
     postRepositoryGc: {
         parameters: {
             query?: never;
@@ -2854,6 +3153,81 @@ export interface operations {
                         status: "queued" | "running" | "succeeded" | "failed";
                     } & {
                         [key: string]: unknown;
+                    };
+                };
+            };
+        };
+    };
+    getStatsBackups: {
+        parameters: {
+            query: {
+                days?: number;
+                domain: "database" | "storage" | "ml" | "training_data";
+                source: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description {error:{code,message}} */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description {error:{code,message}} */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description success */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        backups: {
+                            created_at: string;
+                            duration_ms: number;
+                            finished_at: string;
+                            id: string;
+                            logical_bytes: number;
+                            new_bytes: number;
+                            stored_bytes: number | null;
+                            type: string;
+                        }[];
+                        days: number;
+                        /** @enum {string} */
+                        domain: "database" | "storage" | "ml" | "training_data";
+                        replica: string | null;
+                        replication_lag: {
+                            at: string;
+                            seconds: number;
+                        }[];
+                        restores: {
+                            backup_id: string;
+                            bytes: number | null;
+                            duration_ms: number;
+                            finished_at: string;
+                            job_id: string;
+                        }[];
+                        rpo: {
+                            at: string;
+                            minutes: number;
+                        }[];
+                        rpo_target_minutes: number;
+                        since: string;
+                        source: string;
                     };
                 };
             };
