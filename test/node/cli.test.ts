@@ -211,15 +211,13 @@ describe("astrid-backup against the local stack", () => {
     rmSync(file);
   }, 120_000);
 
-  it("restore-pitr sends its contract, and says so when the API has no such route yet", async () => {
+  it("restore-pitr sends its contract; the API's refusal (no continuous archive here) comes back with its code and exit 2", async () => {
     const run = await cli(["restore-pitr", "--database", "astrid", "--time", "2026-11-27T10:00:00Z", "--target", "astrid_pitr"]);
-    const doc = (await stack.api("GET", "/openapi.json")).body;
-    if (doc.paths[RESTORE_PITR_PATH]?.post) {
-      expect(run.code).not.toBe(2); // the route exists (continuous archiving merged): the API judges the request
-    } else {
-      expect(run.code).toBe(4);
-      expect(run.stderr).toContain("no point-in-time restore");
-    }
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain("pitr_no_timeline");
+    const unknown = await cli(["restore-pitr", "--database", "nope", "--time", "2026-11-27T10:00:00Z", "--target", "astrid_pitr"]);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toContain("not configured");
   }, 60_000);
 });
 
@@ -239,12 +237,11 @@ describe("the CLI is typed from the API's OpenAPI document", () => {
     }
     expect(calls.size).toBeGreaterThanOrEqual(18);
     expect([...calls].filter((c) => { const [method, path] = c.split(" "); return !doc.paths[path!]?.[method!]; })).toEqual([]);
-    // The one route called by its announced contract: once it is in the document, its body must take the contract's fields.
+    // The point-in-time restore is called by its path constant: its body must take the contract's fields.
     const pitr = doc.paths[RESTORE_PITR_PATH]?.post;
-    if (pitr) {
-      const props = Object.keys(pitr.requestBody.content["application/json"].schema.properties ?? {});
-      expect(props).toEqual(expect.arrayContaining(["database", "target_time", "target_lsn", "target", "replace"]));
-    }
+    expect(pitr).toBeDefined();
+    const props = Object.keys(pitr.requestBody.content["application/json"].schema.properties ?? {});
+    expect(props).toEqual(expect.arrayContaining(["database", "target_time", "target_lsn", "target", "replace"]));
   }, 60_000);
 });
 
