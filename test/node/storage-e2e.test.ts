@@ -149,8 +149,11 @@ describe("storage on the local stack", () => {
     writeFileSync(script, scriptFromDoc("restore-snapshot.sh"), { mode: 0o755 });
     const identity = join(work, "identity.txt");
     writeFileSync(identity, `${stack.secrets.AGE_IDENTITY}\n`, { mode: 0o600 });
-    // moto_server answers unsigned GETs: curl stands in for the provider's own download tool.
-    const env = { IDENTITY_FILE: identity, OFFSITE: `${offsite.endpoint}/${offsiteBucket}`, FETCH: 'curl -sfo "$2" "$OFFSITE/$1"' };
+    // curl signs its GETs itself (SigV4): stock tools against the provider, no code of this project.
+    const env = {
+      IDENTITY_FILE: identity, OFFSITE: `${offsite.endpoint}/${offsiteBucket}`, OFFSITE_USER: `${offsite.accessKeyId}:${offsite.secretAccessKey}`,
+      FETCH: 'curl -sSf --aws-sigv4 "aws:amz:us-east-1:s3" --user "$OFFSITE_USER" -o "$2" "$OFFSITE/$1"',
+    };
     const out = join(work, "from-offsite");
     const r = succeeded("restore-snapshot.sh (off-site)", await run("bash", [script, snapshotId, out], { env }));
     expect(r.stdout).toContain("restored 5 objects");
@@ -176,5 +179,5 @@ describe("storage on the local stack", () => {
     }));
     expect(r.stdout).toContain("restored 5 objects");
     for (const [key, bytes] of Object.entries(OBJECTS)) expect(sha256(readFileSync(join(out, key)))).toBe(sha256(bytes));
-  });
+  }, 300_000); // one wrangler CLI start per object fetched
 });

@@ -85,7 +85,6 @@ export async function drive(jobId: string, envOverrides: Record<string, unknown>
     if (job.status === "succeeded" || job.status === "failed") return { job, steps, retries };
     if (result.retryMessages.length > 0) {
       retries += 1;
-      if (retries === 3) console.log('DEBUGRETRY', JSON.stringify(job));
       continue; // the same message again, as the Queue would after the backoff
     }
     const next = sent.shift();
