@@ -7,6 +7,7 @@ import http from "node:http";
 import https from "node:https";
 import type { MlflowAccess } from "../../workers/ml/protocol.ts";
 import { AppError } from "../../workers/shared/errors.ts";
+import { fixedLookup, pinnedFetch } from "../target-address.ts";
 
 const ATTEMPTS = 4;
 const TIMEOUT_MS = 60_000;
@@ -14,9 +15,12 @@ const TIMEOUT_MS = 60_000;
 export class MlflowClient {
   readonly base: string;
   private readonly token: string | undefined;
-  constructor(access: MlflowAccess) {
+  /** A restore target given as a URL: the address its host was checked at; every request connects there (target-address.ts). */
+  private readonly address: string | undefined;
+  constructor(access: MlflowAccess, opts: { address?: string } = {}) {
     this.base = access.tracking_uri.replace(/\/+$/, "");
     this.token = access.token;
+    this.address = opts.address;
   }
 
   /** Fails fast, with a clear code, if the server is unreachable or refuses the token. */
@@ -126,7 +130,7 @@ export class MlflowClient {
     return new Promise((resolve, reject) => {
       // A fresh connection per upload: reusing one the server is closing ends in "socket hang up".
       const req = client.request(url, {
-        method: "PUT", agent: false, timeout: TIMEOUT_MS,
+        method: "PUT", agent: false, timeout: TIMEOUT_MS, ...(this.address ? { lookup: fixedLookup(this.address) } : {}),
         headers: { ...this.auth(), "content-length": String(size), "content-type": "application/octet-stream" },
       }, (res) => {
         let text = "";
@@ -152,7 +156,7 @@ export class MlflowClient {
     let last = "";
     for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
       try {
-        const res = await fetch(url, { ...init, signal: AbortSignal.timeout(TIMEOUT_MS) });
+        const res = await (this.address ? pinnedFetch(this.address) : fetch)(url, { ...init, signal: AbortSignal.timeout(TIMEOUT_MS) });
         if (res.status < 500 && res.status !== 429) return res;
         last = `HTTP ${res.status} ${(await res.text()).slice(0, 200)}`;
       } catch (e) {
