@@ -92,7 +92,7 @@ export const trainingDataRestore = runnerKind({
     return {
       kind: "training_data.restore", job_id: ctx.job.id, backup_id: p.backup_id, manifest_key: mlManifestKey(p.backup_id), target_label: p.target_label,
       ...(target_url ? { target_url } : {}), ...(p.schema ? { schema: p.schema } : {}), ...(p.bucket ? { bucket: p.bucket, prefix: p.prefix ?? "" } : {}),
-      ...(await readerAccess(ctx, p.backup_id)),
+      ...(await readerAccess(ctx, p.backup_id)), ...(p.target_url_sealed && !p.target_database ? { target_policy: targetPolicy(ctx.config) } : {}),
     };
   },
   complete: completeRestore,

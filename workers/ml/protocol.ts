@@ -104,6 +104,8 @@ export const TrainingDataRestoreDispatch = DispatchBase.extend({
   manifest_key: z.string().min(1),
   target_label: z.string(),
   target_url: z.string().optional(),
+  /** A target given as a URL: checked and pinned by the runner like a database restore's. */
+  target_policy: TargetPolicy.optional(),
   schema: z.string().optional(),
   bucket: z.string().optional(),
   prefix: z.string().optional(),
