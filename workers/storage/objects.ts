@@ -1,7 +1,10 @@
 // Moving R2 objects as streams: hashing, copying (single put or multipart),
 // and the metadata that must travel with the bytes. Every copy is checked:
 // a single put carries the expected SHA-256 (R2 refuses a mismatch), a
-// multipart copy is hashed back after completion.
+// multipart copy is hashed back after completion. Blobs in the backup
+// bucket are age-encrypted on the way in and decrypted on the way out
+// (storage format 2, sealed.ts), as streams; format-1 blobs (plaintext) are
+// still read.
 import { blobKey, type StoredObjectMeta } from "../shared/format.ts";
 import { toHex } from "../crypto.ts";
 import { decryptStream, encryptBytes, encryptStream, RECIPIENTS_META, type BlobSealing } from "./sealed.ts";
