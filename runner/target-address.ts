@@ -90,6 +90,14 @@ export function pinnedFetch(address: string): (url: string, init?: RequestInit) 
     const u = new URL(url);
     const transport = u.protocol === "https:" ? https : http;
     const headers = Object.fromEntries(new Headers(init.headers).entries());
+    const body = init.body;
+    if (body !== undefined && body !== null && typeof body !== "string" && !(body instanceof Uint8Array)) {
+      reject(new Error("pinnedFetch sends string or byte bodies only"));
+      return;
+    }
+    const bytes = body === undefined || body === null ? undefined : typeof body === "string" ? Buffer.from(body) : body;
+    // A known length, as fetch sends it: some servers (MLflow's among them) do not read a chunked body.
+    if (bytes) headers["content-length"] = String(bytes.length);
     const req = transport.request(u, { method: init.method ?? "GET", headers, lookup: lookupFn, ...(init.signal ? { signal: init.signal } : {}) }, (res) => {
       const h = new Headers();
       for (const [k, v] of Object.entries(res.headers)) if (v !== undefined) h.set(k, Array.isArray(v) ? v.join(", ") : v);
@@ -99,15 +107,6 @@ export function pinnedFetch(address: string): (url: string, init?: RequestInit) 
       resolve(new Response(body, { status, headers: h }));
     });
     req.on("error", reject);
-    const body = init.body;
-    if (body !== undefined && body !== null) {
-      if (typeof body !== "string" && !(body instanceof Uint8Array)) {
-        req.destroy();
-        reject(new Error("pinnedFetch sends string or byte bodies only"));
-        return;
-      }
-      req.write(body);
-    }
-    req.end();
+    req.end(bytes);
   });
 }
