@@ -220,6 +220,28 @@ describe("key rotation (BACKUP_ENCRYPTION_KEY changes)", () => {
   }, 60_000);
 });
 
+describe("CHUNK_ID_KEY changes", () => {
+  it("cost deduplication only: snapshots and captured versions from before still restore, and GC keeps their blobs", async () => {
+    await data().put("obs/s.fits", bytes(9_000, 21));
+    const { snapshot_id } = await snapshot();
+    expect((await api("POST", "/storage/versioning", { body: { bucket: "astrid-scratch" } })).status).toBe(200);
+    const put = await scratch().put("runs/v.txt", bytes(7_000, 22));
+    await deliverEvents([putEvent("astrid-scratch", put!)]);
+    await new Promise((r) => setTimeout(r, 5));
+    const asOf = new Date().toISOString();
+    await scratch().delete("runs/v.txt");
+
+    const newKey = { ...SMALL_PAGES, CHUNK_ID_KEY: "22".repeat(32), GC_GRACE_MINUTES: "0" };
+    const gc = await drive((await api("POST", "/storage/gc", { body: { grace_minutes: 0 }, env: newKey })).body.job_id, newKey);
+    expect(JSON.parse(gc.job.result!)).toMatchObject({ deleted: 0 });
+    expect((await restore(snapshot_id, { target_bucket: "restore-target" }, newKey)).status).toBe("succeeded");
+    const res = await api("POST", "/storage/restore", { body: { bucket: "astrid-scratch", as_of: asOf, target_bucket: "restore-target" }, env: newKey });
+    const job = (await drive(res.body.job_id, newKey)).job;
+    expect(job.status, job.error_message ?? "").toBe("succeeded");
+    expect(await contents(target())).toEqual({ "obs/s.fits": await sha256Hex(bytes(9_000, 21)), "runs/v.txt": await sha256Hex(bytes(7_000, 22)) });
+  });
+});
+
 // The shared helper the tests above decrypt with must itself be right: a blob is a standard age file.
 it("the test identity pair is real (encrypt to BACKUP_ENCRYPTION_KEY, decrypt with AGE_IDENTITY)", async () => {
   const e = new Encrypter();

@@ -8,7 +8,7 @@
 import type { BackupConfig } from "../config.ts";
 import { openStorageCatalog } from "../catalog/storage-catalog.ts";
 import type { Env } from "../env.ts";
-import { StoredObjectMeta } from "../shared/format.ts";
+import { versionBlob } from "../storage/objects.ts";
 import type { DomainResult } from "./protocol.ts";
 import { forEachLimited } from "../shared/concurrency.ts";
 import { COPY_LANES } from "../storage/lanes.ts";
@@ -28,7 +28,7 @@ export async function drillOverwrite(env: Env, config: BackupConfig, settings: D
   try {
     const rows = await openStorageCatalog(env.CATALOG).latestVersions({ bucket, after: "", prefix, asOf, limit: settings.storage_sample });
     const entries: DrillEntry[] = rows.filter((v) => v.action === "put" && v.sha256 && v.size !== null).map((v) => ({
-      key: v.key, size: v.size!, etag: v.etag, sha256: v.sha256!, uploaded: v.event_time, meta: StoredObjectMeta.parse(JSON.parse(v.meta ?? "{}")), sealed: "either" as const,
+      key: v.key, size: v.size!, etag: v.etag, sha256: v.sha256!, uploaded: v.event_time, ...versionBlob(v.meta),
     }));
     if (entries.length === 0) throw new Error(`the version store holds no captured object of ${bucket}/${prefix}: is versioning on?`);
     let t = Date.now();

@@ -82,13 +82,13 @@ async function sampleEntries(env: Env, snapshotId: string, parts: number, object
 }
 
 /** An entry and where its bytes are: a snapshot part says (format 2 or 1), a version row does not ("either"). */
-export type DrillEntry = SnapshotEntry & { sealed: boolean | "either" };
+export type DrillEntry = SnapshotEntry & { sealed: boolean | "either"; blob?: string };
 
 /** Restores one object into the scratch prefix and checks its bytes; a problem line naming the object, or undefined. */
 export async function restoreAndCheck(env: Env, target: R2Bucket, config: BackupConfig, prefix: string, e: DrillEntry): Promise<string | undefined> {
   const key = `${prefix}${e.key}`;
   const address = await addressKey(requireSecret(env.CHUNK_ID_KEY, "CHUNK_ID_KEY"));
-  const blob = await findBlob(env.BACKUPS, address, e.sha256, e.sealed);
+  const blob = await findBlob(env.BACKUPS, address, e);
   if (!blob) return `object ${e.key}: its bytes (blob of ${e.sha256}) are missing from the backup bucket`;
   try {
     await restoreBlob(env.BACKUPS, () => workerIdentities(env), blob, target, key, e, copyLimits(config));

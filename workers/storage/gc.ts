@@ -18,6 +18,7 @@ import { backupBucketLocks } from "./lock-guard.ts";
 import { addressKey } from "./sealed.ts";
 import { requireSecret } from "../jobs/dispatch.ts";
 
+
 export const StorageGcParams = z.object({ grace_minutes: z.number().int().nonnegative(), dry_run: z.boolean() });
 export type StorageGcParams = z.infer<typeof StorageGcParams>;
 
@@ -62,13 +63,13 @@ export async function storageGcStep(ctx: StepContext<StorageGcParams>): Promise<
     return { next: { ...state, phase: "mark-versions", cursor: undefined }, progress };
   }
   if (state.phase === "mark-versions") {
-    const hashes = await openStorageCatalog(ctx.env.CATALOG).versionBlobs(state.after, 5000);
-    // A version row holds the SHA-256: its blob is at the keyed address (format 2) or, captured earlier, at the SHA-256.
+    const { hashes, blobs } = await openStorageCatalog(ctx.env.CATALOG).versionBlobs(state.after, 5000);
+    // A version captured since format 2 records its blob's address; one captured before names a plaintext blob by its
+    // SHA-256. The current key's address of every hash is kept too: a restore of a row without a recorded address
+    // looks there first (GC errs on the side of keeping).
     const address = await addressKey(requireSecret(ctx.env.CHUNK_ID_KEY, "CHUNK_ID_KEY"));
-    for (const h of hashes) {
-      marks.add(h.slice(0, MARK));
-      marks.add((await address(h)).slice(0, MARK));
-    }
+    for (const name of [...hashes, ...blobs]) marks.add(name.slice(0, MARK));
+    for (const h of hashes) marks.add((await address(h)).slice(0, MARK));
     await saveMarks(ctx.env.BACKUPS, state.marks_key, marks);
     if (hashes.length === 5000) return { next: { ...state, after: hashes.at(-1)! }, progress };
     return { next: { ...state, phase: "sweep", after: "" }, progress };

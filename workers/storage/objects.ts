@@ -5,7 +5,7 @@
 // bucket are age-encrypted on the way in and decrypted on the way out
 // (storage format 2, sealed.ts), as streams; format-1 blobs (plaintext) are
 // still read.
-import { blobKey, type StoredObjectMeta } from "../shared/format.ts";
+import { blobKey, StoredObjectMeta } from "../shared/format.ts";
 import { toHex } from "../crypto.ts";
 import { decryptStream, encryptBytes, encryptStream, RECIPIENTS_META, type BlobSealing } from "./sealed.ts";
 
@@ -236,10 +236,10 @@ export type BlobWriteOnce = (sha256: string, write: () => Promise<boolean>) => P
 export async function storeBlob(
   backups: R2Bucket, sealing: BlobSealing, source: R2Bucket, obj: { key: string; etag: string; size: number }, limits: BlobLimits,
   once: BlobWriteOnce = (_sha, write) => write(),
-): Promise<{ sha256: string; copied: boolean }> {
+): Promise<{ sha256: string; blob: string; copied: boolean }> {
   if (obj.size > SMALL_OBJECT_BYTES) {
     const { sha256 } = await hashObject(source, obj.key, obj.etag);
-    return { sha256, copied: await once(sha256, () => ensureBlob(backups, sealing, source, obj, sha256, limits)) };
+    return { sha256, blob: await sealing.address(sha256), copied: await once(sha256, () => ensureBlob(backups, sealing, source, obj, sha256, limits)) };
   }
   const got = await source.get(obj.key, onlyIfEtag(obj.etag));
   if (!got || !("body" in got)) throw new ObjectChanged(obj.key);
@@ -252,7 +252,7 @@ export async function storeBlob(
     await backups.put(key, sealed, { customMetadata: { [RECIPIENTS_META]: sealing.recipientsTag }, sha256: toHex(await crypto.subtle.digest("SHA-256", sealed)) });
     return true;
   });
-  return { sha256, copied };
+  return { sha256, blob: await sealing.address(sha256), copied };
 }
 
 /** Where an entry's bytes are: a format-2 blob (encrypted, keyed address) or a format-1 one (plaintext, named by SHA-256). */
@@ -262,18 +262,32 @@ export interface BlobRef {
 }
 
 /**
- * Where an entry's bytes are. `sealed`: what its part's format says (true: format 2, false: format 1), or
- * "either" for a version row (captured before or after format 2): the encrypted blob first. Undefined: missing.
+ * Where an entry's bytes are. `blob`: the address its part (or version row) recorded, format 2; recorded, so a
+ * later change of CHUNK_ID_KEY does not lose it. Otherwise `sealed` says what to look for: false, the format-1
+ * plaintext blob; "either" (a version row without a recorded address), the current key's address first.
+ * Undefined: missing.
  */
 export async function findBlob(
-  backups: R2Bucket, address: (sha256: string) => Promise<string>, sha256: string, sealed: boolean | "either",
+  backups: R2Bucket, address: (sha256: string) => Promise<string>, entry: { sha256: string; sealed: boolean | "either"; blob?: string },
 ): Promise<BlobRef | undefined> {
+  const { sha256, sealed } = entry;
+  if (entry.blob) {
+    const key = blobKey(entry.blob);
+    return (await backups.head(key)) ? { key, sealed: true } : undefined;
+  }
   if (sealed !== false) {
     const key = blobKey(await address(sha256));
     if (await backups.head(key)) return { key, sealed: true };
   }
   if (sealed !== true && (await backups.head(blobKey(sha256)))) return { key: blobKey(sha256), sealed: false };
   return undefined;
+}
+
+/** A version row's metadata JSON: the object's metadata and, captured since format 2, its blob's address. */
+export function versionBlob(metaJson: string | null): { meta: StoredObjectMeta; sealed: "either" | true; blob?: string } {
+  const raw = JSON.parse(metaJson ?? "{}") as { blob?: unknown };
+  const meta = StoredObjectMeta.parse(raw);
+  return typeof raw.blob === "string" && /^[0-9a-f]{64}$/.test(raw.blob) ? { meta, sealed: true, blob: raw.blob } : { meta, sealed: "either" };
 }
 
 /**

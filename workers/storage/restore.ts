@@ -10,7 +10,7 @@ import { StorageRestoreParams } from "./protocol.ts";
 import { openStorageCatalog } from "../catalog/storage-catalog.ts";
 import type { StepContext, StepOutcome } from "../jobs/kind.ts";
 import { copyLimits, requireStepBucket } from "./buckets.ts";
-import { findBlob, hashObject, restoreBlob } from "./objects.ts";
+import { findBlob, hashObject, restoreBlob, versionBlob } from "./objects.ts";
 import { addressKey, workerIdentities } from "./sealed.ts";
 import { requireSecret } from "../jobs/dispatch.ts";
 import { COPY_LANES } from "./lanes.ts";
@@ -96,16 +96,13 @@ async function fromVersions(ctx: StepContext<StorageRestoreParams>, p: StorageRe
       state.counts.missing += 1; // the event came after the bytes were already overwritten: nothing to restore
       continue;
     }
-    entries.push({
-      key: v.key, size: v.size, etag: v.etag, sha256: v.sha256, uploaded: v.event_time, meta: StoredObjectMeta.parse(JSON.parse(v.meta ?? "{}")),
-      sealed: "either", // captured before or after format 2: the row does not say
-    });
+    entries.push({ key: v.key, size: v.size, etag: v.etag, sha256: v.sha256, uploaded: v.event_time, ...versionBlob(v.meta) });
   }
   return { entries, more: rows.length === ctx.config.storage_page_size };
 }
 
-/** A snapshot entry says whether its blob is encrypted (its part's format); a version row does not. */
-type RestoreEntry = SnapshotEntry & { sealed: boolean | "either" };
+/** A snapshot entry says where its blob is (its part's format and `blobs`); a version row captured before format 2 does not. */
+type RestoreEntry = SnapshotEntry & { sealed: boolean | "either"; blob?: string };
 
 async function restoreEntry(
   ctx: StepContext<StorageRestoreParams>, p: StorageRestoreParams, target: R2Bucket, e: RestoreEntry, address: (sha256: string) => Promise<string>, state: RestoreState,
@@ -121,7 +118,7 @@ async function restoreEntry(
     return;
   }
   if (!p.dry_run) {
-    const blob = await findBlob(ctx.env.BACKUPS, address, e.sha256, e.sealed);
+    const blob = await findBlob(ctx.env.BACKUPS, address, e);
     if (!blob) {
       state.counts.missing += 1;
       return;

@@ -45,7 +45,7 @@ export async function snapshotStep(ctx: StepContext<StorageSnapshotParams>): Pro
   });
   const lastKey = page.objects.at(-1)?.key;
   const parent = lastKey === undefined ? new Map<string, PartEntry>() : await parentEntries(ctx, state, lastKey);
-  const entries: SnapshotEntry[] = [];
+  const entries: PartEntry[] = [];
   const blobs = new BlobWrites();
   const sealing = await blobSealing(ctx.env, ctx.config);
   await forEachLimited(page.objects, COPY_LANES, async (obj) => {
@@ -57,8 +57,8 @@ export async function snapshotStep(ctx: StepContext<StorageSnapshotParams>): Pro
     state.parts += 1;
     const part: SealedSnapshotPart = {
       snapshot_id: p.snapshot_id, part: state.parts,
-      blobs: await Promise.all(entries.map((e) => sealing.address(e.sha256))),
-      entries_age: await sealJson(sealing.recipients, entries),
+      blobs: entries.map((e) => e.blob!),
+      entries_age: await sealJson(sealing.recipients, entries.map(({ blob: _b, sealed: _s, ...e }) => e)),
     };
     await putAuthenticated(ctx.env, snapshotPartKey(p.snapshot_id, state.parts), JSON.stringify(part));
   }
@@ -123,20 +123,20 @@ class BlobWrites {
 async function captureObject(
   ctx: StepContext<StorageSnapshotParams>, sealing: BlobSealing, source: R2Bucket, obj: R2Object, previous: PartEntry | undefined, state: SnapshotState,
   blobs: BlobWrites,
-): Promise<SnapshotEntry | undefined> {
+): Promise<PartEntry | undefined> {
   const base = { key: obj.key, size: obj.size, etag: obj.etag, uploaded: obj.uploaded.toISOString(), meta: metaOf(obj) };
   state.stats.objects += 1;
   state.stats.bytes += obj.size;
   // The parent's blob is reused as it is only if it is in this format (readPart says so); a format-1 parent's
   // plaintext blob is encrypted now (storeBlob), so a snapshot never references plaintext.
-  if (previous?.sealed && previous.etag === obj.etag && previous.size === obj.size) return { ...base, sha256: previous.sha256 };
+  if (previous?.blob && previous.etag === obj.etag && previous.size === obj.size) return { ...base, sha256: previous.sha256, blob: previous.blob, sealed: true };
   try {
-    const { sha256, copied } = await storeBlob(ctx.env.BACKUPS, sealing, source, obj, copyLimits(ctx.config), (sha, write) => blobs.ensure(sha, write));
+    const { sha256, blob, copied } = await storeBlob(ctx.env.BACKUPS, sealing, source, obj, copyLimits(ctx.config), (sha, write) => blobs.ensure(sha, write));
     if (copied) {
       state.stats.copied_objects += 1;
       state.stats.copied_bytes += obj.size;
     }
-    return { ...base, sha256 };
+    return { ...base, sha256, blob, sealed: true };
   } catch (e) {
     if (!(e instanceof ObjectChanged)) throw e;
     // Overwritten or deleted since the listing: the snapshot keeps the listing's moment, minus this object;
@@ -186,7 +186,8 @@ type PartEntry = OpenedPart["entries"][number];
 export interface OpenedPart {
   snapshot_id: string;
   part: number;
-  entries: (SnapshotEntry & { sealed: boolean })[];
+  /** `blob`: a format-2 entry's recorded blob address (its part's `blobs[i]`). */
+  entries: (SnapshotEntry & { sealed: boolean; blob?: string })[];
 }
 
 export async function readPart(env: Env, snapshotId: string, part: number): Promise<OpenedPart> {
@@ -194,5 +195,5 @@ export async function readPart(env: Env, snapshotId: string, part: number): Prom
   if ("entries" in read) return { ...read, entries: read.entries.map((e) => ({ ...e, sealed: false })) };
   const entries = z.array(SnapshotEntry).parse(await openJson(workerIdentities(env), read.entries_age));
   if (entries.length !== read.blobs.length) throw new AppError("manifest_invalid", `${snapshotPartKey(snapshotId, part)}: ${entries.length} entries but ${read.blobs.length} blobs`);
-  return { snapshot_id: read.snapshot_id, part: read.part, entries: entries.map((e) => ({ ...e, sealed: true })) };
+  return { snapshot_id: read.snapshot_id, part: read.part, entries: entries.map((e, i) => ({ ...e, sealed: true, blob: read.blobs[i]! })) };
 }
