@@ -220,6 +220,13 @@ describe("key rotation (BACKUP_ENCRYPTION_KEY changes)", () => {
   }, 60_000);
 });
 
+it("a Worker without AGE_IDENTITY still takes snapshots: it cannot open the parent's parts, and reuses blobs by address", async () => {
+  await data().put("obs/n.fits", bytes(12_000, 31));
+  await snapshot();
+  const noIdentity = { ...SMALL_PAGES, AGE_IDENTITY: "" };
+  expect((await snapshot(noIdentity)).result).toMatchObject({ objects: 1, copied_objects: 0 });
+});
+
 describe("CHUNK_ID_KEY changes", () => {
   it("cost deduplication only: snapshots and captured versions from before still restore, and GC keeps their blobs", async () => {
     await data().put("obs/s.fits", bytes(9_000, 21));

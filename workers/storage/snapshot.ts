@@ -29,7 +29,7 @@ interface SnapshotState {
   parent_parts: number;
   /** The first parent part not yet passed by the listing. */
   parent_part: number;
-  /** The parent was encrypted to other recipients (BACKUP_ENCRYPTION_KEY changed): nothing of it is reused. */
+  /** The parent was encrypted to other recipients (BACKUP_ENCRYPTION_KEY changed) or cannot be opened here: nothing of it is reused. */
   parent_recipients_differ?: boolean;
   stats: { objects: number; bytes: number; copied_objects: number; copied_bytes: number };
 }
@@ -84,7 +84,9 @@ async function firstState(ctx: StepContext<StorageSnapshotParams>, p: StorageSna
   return {
     created_at: ctx.now.toISOString(), parts: 0,
     ...(parentManifest ? { parent_id: parentManifest.snapshot_id } : {}),
-    ...(parentManifest && parentManifest.recipients_tag !== tag ? { parent_recipients_differ: true } : {}),
+    // Other recipients (a key rotation), or a Worker without AGE_IDENTITY that cannot open the parent's parts:
+    // nothing of the parent is reused by entry (blobs still deduplicate by address).
+    ...(parentManifest && (parentManifest.recipients_tag !== tag || !ctx.env.AGE_IDENTITY) ? { parent_recipients_differ: true } : {}),
     parent_parts: parentManifest?.parts ?? 0, parent_part: 1,
     stats: { objects: 0, bytes: 0, copied_objects: 0, copied_bytes: 0 },
   };
