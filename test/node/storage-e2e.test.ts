@@ -5,6 +5,7 @@
 // is restored with nothing but jq, sha256sum, age and wrangler's CLI (or curl
 // from the off-site copy), using the script docs/format.md prints. The
 // off-site copy is read as its provider would: no plaintext of any object.
+import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -142,6 +143,15 @@ describe("storage on the local stack", () => {
       }
     }
     expect(blobs).toBe(4);
+    // With CHUNK_ID_KEY, the operator finds an object's blob as docs/format.md says, with openssl.
+    for (const bytes of Object.values(OBJECTS)) {
+      const out = spawnSync("bash", ["-c", `printf 'astrid-storage-blob:%s' "$SHA" | openssl dgst -sha256 -mac HMAC -macopt hexkey:"$CHUNK_ID_KEY"`], {
+        env: { ...process.env, SHA: sha256(bytes), CHUNK_ID_KEY: stack.secrets.CHUNK_ID_KEY }, encoding: "utf8",
+      });
+      const address = out.stdout.trim().split(/\s+/).at(-1)!;
+      expect(address).toMatch(/^[0-9a-f]{64}$/);
+      expect(keys).toContain(`storage/blobs/${address.slice(0, 2)}/${address}`);
+    }
   });
 
   it("the off-site copy restores with stock tools (curl, age, jq), whole and one key, to identical bytes", async () => {
