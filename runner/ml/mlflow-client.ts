@@ -63,8 +63,13 @@ export class MlflowClient {
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     }, endpoint);
     const text = await res.text();
-    if (res.ok) return text ? JSON.parse(text) : {};
-    throw this.failure(res.status, text, endpoint);
+    if (!res.ok) throw this.failure(res.status, text, endpoint);
+    try {
+      return text ? JSON.parse(text) : {};
+    } catch {
+      // JSON.parse's message quotes the text: a server that is not MLflow must not have its answer shown.
+      throw new AppError("mlflow_not_mlflow", `${endpoint}: the server answered HTTP ${res.status} with ${text.length} bytes that are not JSON: is it an MLflow server?`);
+    }
   }
 
   /** The path of an `mlflow-artifacts:` URI on the artifact proxy. */
@@ -158,7 +163,7 @@ export class MlflowClient {
       try {
         const res = await (this.address ? pinnedFetch(this.address) : fetch)(url, { ...init, signal: AbortSignal.timeout(TIMEOUT_MS) });
         if (res.status < 500 && res.status !== 429) return res;
-        last = `HTTP ${res.status} ${(await res.text()).slice(0, 200)}`;
+        last = `HTTP ${res.status} ${mlflowError(await res.text()) ?? ""}`.trim();
       } catch (e) {
         last = (e as Error).cause ? `${(e as Error).message} (${((e as Error).cause as Error).message ?? (e as Error).cause})` : (e as Error).message;
         if (attempt === ATTEMPTS) throw new AppError("mlflow_unreachable", `cannot reach the MLflow server at ${this.base} (${what}): ${last}`);
@@ -169,17 +174,28 @@ export class MlflowClient {
   }
 
   private failure(status: number, text: string, what: string): AppError {
-    let code = "";
-    let message = text.slice(0, 300);
-    try {
-      const body = JSON.parse(text) as { error_code?: string; message?: string };
-      code = body.error_code ?? "";
-      message = body.message ?? message;
-    } catch {
-      // not JSON
-    }
+    const err = parseMlflowError(text);
+    // Only MLflow's own error answers are quoted (job errors reach viewers): a restore target that is some other
+    // service must not have its answer echoed, so anything else is reported by size only.
+    const message = err ? err.message : `(${text.length} bytes, not an MLflow error answer)`;
     if (status === 401 || status === 403) return new AppError("mlflow_auth_failed", `the MLflow server refused the credentials (HTTP ${status}) on ${what}`);
-    if (status === 404 || code === "RESOURCE_DOES_NOT_EXIST") return new AppError("mlflow_not_found", `${what}: ${message}`);
-    return new AppError("mlflow_request_failed", `${what}: HTTP ${status} ${code} ${message}`.trim());
+    if (status === 404 || err?.code === "RESOURCE_DOES_NOT_EXIST") return new AppError("mlflow_not_found", `${what}: ${message}`);
+    return new AppError("mlflow_request_failed", `${what}: HTTP ${status} ${err?.code ?? ""} ${message}`.trim());
   }
 }
+
+/** MLflow's error answer ({"error_code", "message"}), its message cut to 300 characters; undefined for anything else. */
+function parseMlflowError(text: string): { code: string; message: string } | undefined {
+  try {
+    const body = JSON.parse(text) as { error_code?: unknown; message?: unknown };
+    if (typeof body?.error_code !== "string") return undefined;
+    return { code: body.error_code, message: typeof body.message === "string" ? body.message.slice(0, 300) : "" };
+  } catch {
+    return undefined;
+  }
+}
+
+const mlflowError = (text: string) => {
+  const err = parseMlflowError(text);
+  return err && `${err.code} ${err.message}`;
+};

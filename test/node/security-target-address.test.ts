@@ -114,3 +114,39 @@ describe("the connection goes to the checked address, never through a second loo
     }
   });
 });
+
+describe("an MLflow restore target's answers are not echoed to viewers (job errors)", () => {
+  it("a server that is not MLflow (400, 500, 200 with HTML) is reported by status and size only; MLflow's own errors keep their message", async () => {
+    const { MlflowClient } = await import("../../runner/ml/mlflow-client.ts");
+    const SECRET = "internal-service-secret-9f2c";
+    const answers: [number, string, string][] = [
+      [400, "text/plain", `denied: ${SECRET}`],
+      [502, "text/html", `<html>${SECRET}</html>`],
+      [200, "text/html", `<html><body>${SECRET}</body></html>`],
+      [400, "application/json", JSON.stringify({ error_code: "INVALID_PARAMETER_VALUE", message: "Missing value for required parameter 'name'." })],
+    ];
+    let next = 0;
+    const server = http.createServer((_req, res) => {
+      const [status, type, body] = answers[next]!;
+      res.writeHead(status, { "content-type": type });
+      res.end(body);
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    try {
+      const client = new MlflowClient({ tracking_uri: `http://127.0.0.1:${(server.address() as AddressInfo).port}` });
+      const messages: string[] = [];
+      for (next = 0; next < answers.length; next++) {
+        const e = (await client.post("experiments/create", { name: "x" }).then(() => undefined, (err) => err)) as { code: string; message: string };
+        expect(e, `answer ${next}`).toBeDefined();
+        messages.push(`${e.code}: ${e.message}`);
+      }
+      for (const m of messages) expect(m).not.toContain(SECRET);
+      expect(messages[0]).toMatch(/^mlflow_request_failed: .*HTTP 400.*not an MLflow error answer/);
+      expect(messages[1]).toMatch(/^mlflow_server_error: .*HTTP 502$/);
+      expect(messages[2]).toMatch(/^mlflow_not_mlflow: /);
+      expect(messages[3]).toContain("Missing value for required parameter 'name'.");
+    } finally {
+      server.close();
+    }
+  }, 30_000);
+});

@@ -100,6 +100,11 @@ describe("restore target hosts", () => {
     const ml = await seedBackup({ id: "ml-mlflow-20261101T020000Z-abcdef", domain: "ml", created_at: isoSecondsAgo(60) });
     const res = await api("POST", `/backup/ml/${ml.id}/restore`, { body: { target: "http://169.254.169.254/latest/meta-data" } });
     expect(res.status, res.text).toBe(400);
+    for (const target of ["http://mlflow.example/?x=/internal", "http://mlflow.example/#frag"]) {
+      const r = await api("POST", `/backup/ml/${ml.id}/restore`, { body: { target } });
+      expect(r.status, target).toBe(400);
+      expect(r.body.error.message).toMatch(/no query or fragment/);
+    }
     expect(sentMessages).toEqual([]);
   });
 
