@@ -85,6 +85,19 @@ describe("JOB_TOKEN_SECRET rotation through a list", () => {
   });
 });
 
+describe("the object routes are audited", () => {
+  it("every write and read through /storage/objects is an audit line naming bucket and key", async () => {
+    const put = await api("PUT", "/storage/objects/astrid-scratch/audit/me.txt", { rawBody: "hello", headers: { "content-type": "text/plain", "content-length": "5" } });
+    expect(put.status, put.text).toBe(201);
+    expect((await api("GET", "/storage/objects/astrid-scratch/audit/me.txt")).text).toBe("hello");
+    const lines = (await auditRows()).filter((a) => a.action.startsWith("storage.object."));
+    expect(lines.map((a) => [a.action, a.target, a.outcome]).sort()).toEqual([
+      ["storage.object.get", "astrid-scratch/audit/me.txt", "succeeded"],
+      ["storage.object.put", "astrid-scratch/audit/me.txt", "succeeded"],
+    ]);
+  });
+});
+
 describe("restore target hosts", () => {
   const restoreTo = async (target: string, extraEnv: Record<string, unknown> = {}) => {
     const b = await seedBackup({ created_at: isoSecondsAgo(60) });
