@@ -19,8 +19,9 @@ export default defineConfig({
                 RUNNER_TOKEN: "test-runner-token-0123456789",
                 JOB_TOKEN_SECRET: "test-job-token-secret",
                 CHUNK_ID_KEY: "11".repeat(32),
-                AGE_IDENTITY: "AGE-SECRET-KEY-1QQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQ",
-                BACKUP_ENCRYPTION_KEY: "age1rgy76kk0pdvas8rc65nt2tfclrjrc3pjcn599g6zmtzpgzkuusls8cewrx",
+                // A real pair (test only): the Worker encrypts storage blobs to it and decrypts them on restore.
+                AGE_IDENTITY: "AGE-SECRET-KEY-1D934Q3YDUFDJTK4MGKCPCK3KWU2P7UTUM3T7KAYDYG6CTJAPKYQQ3HHXHC",
+                BACKUP_ENCRYPTION_KEY: "age1n8ps7h4e5g9f7aqgkmu5s8t8zvygt36ftckclq8m8ukkphvfj93sa8s4re",
                 DATABASE_URL: "postgres://backup:s3cret-pw@127.0.0.1:1/astrid",
                 // Nothing listens on port 1: dispatches fail fast, which the consumer tests rely on.
                 RUNNER_URL: "http://127.0.0.1:1",

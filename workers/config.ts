@@ -131,6 +131,7 @@ export const SETTINGS = {
   cf_access_team_domain: setting("CF_ACCESS_TEAM_DOMAIN", "", Text, "Cloudflare Access team domain (<team>.cloudflareaccess.com): assertions are verified when it and CF_ACCESS_AUD are set"),
   cf_access_aud: setting("CF_ACCESS_AUD", "", Text, "the Access application's audience tag"),
   restore_target_hosts: setting("RESTORE_TARGET_HOSTS", "", Text, "restore targets allowed (comma list; .example.org for a domain); empty: any but link-local and metadata addresses"),
+  restore_target_refuse_loopback: setting("RESTORE_TARGET_REFUSE_LOOPBACK", false, Bool, "refuse restore targets (given as URLs) on loopback addresses too; true in production, where loopback is the runner's own container"),
   runner_max_jobs: setting("RUNNER_MAX_JOBS", 4, Count(1, 64), "runner jobs (dumps, restores, MLflow exports) running at once; more wait in the queue"),
   // continuous archiving (workers/continuous, docs/continuous.md)
   database_continuous: setting("DATABASE_CONTINUOUS", "", Text, "databases under continuous archiving and point-in-time recovery (comma list of BACKUP_DATABASES names)"),

@@ -9,6 +9,8 @@
 const QUERY_PARAMS: Record<string, string> = {
   sslmode: "PGSSLMODE",
   connect_timeout: "PGCONNECT_TIMEOUT",
+  // The address a restore target's host was checked at (runner/target-address.ts): libpq connects there, no lookup.
+  hostaddr: "PGHOSTADDR",
 };
 
 export function pgEnv(url: string): Record<string, string> {

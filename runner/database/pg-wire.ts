@@ -97,7 +97,8 @@ export class PgWire {
     const port = Number(env.PGPORT ?? 5432);
     const sslmode = env.PGSSLMODE ?? "prefer";
     const raw = await new Promise<net.Socket>((resolve, reject) => {
-      const s = host.startsWith("/") ? net.connect(`${host}/.s.PGSQL.${port}`) : net.connect(port, host);
+      // PGHOSTADDR (a checked restore target's address) is where to connect; the host name stays for TLS.
+      const s = host.startsWith("/") ? net.connect(`${host}/.s.PGSQL.${port}`) : net.connect(port, env.PGHOSTADDR ?? host);
       s.setTimeout(CONNECT_TIMEOUT_MS, () => s.destroy(new Error(`connecting to ${host}:${port} timed out`)));
       s.once("connect", () => resolve(s));
       s.once("error", reject);

@@ -12,6 +12,7 @@ import { dumpStream } from "./plaintext.ts";
 import { feed } from "./feed.ts";
 import { classifyPgError, exitOf, psql, stderrTail, toolEnv } from "./pg-tools.ts";
 import { pgEnv } from "./pg-env.ts";
+import { pinnedPostgresUrl } from "../target-address.ts";
 import { spool, spoolRefusal, spoolSettings } from "./spool.ts";
 
 export async function restoreDatabase(job: RestoreDispatch, ctx: JobContext): Promise<RestoreResult> {
@@ -19,7 +20,9 @@ export async function restoreDatabase(job: RestoreDispatch, ctx: JobContext): Pr
   const repo = ctx.repository;
   const manifest = await readManifest(repo, job.manifest_key);
   const settings = spoolSettings();
-  const target = await prepareTarget(job.target_url, job.replace);
+  // A target given as a URL: every address of its host checked now, and only the checked one used from here on.
+  const targetUrl = await pinnedPostgresUrl(job.target_url, job.target_policy);
+  const target = await prepareTarget(targetUrl, job.replace);
   let bytes = 0;
   try {
     const refusal = settings && (await spoolRefusal(settings, manifest.dump.logical_bytes, target.created));
@@ -39,12 +42,12 @@ export async function restoreDatabase(job: RestoreDispatch, ctx: JobContext): Pr
       try {
         ctx.progress({ phase: "restoring", bytes, chunks: 0 });
         console.log(`restore ${job.backup_id}: ${bytes} bytes spooled and checked; pg_restore --jobs=${settings.jobs}`);
-        await pgRestore([...args, `--jobs=${settings.jobs}`, copy.file], job.target_url, ctx);
+        await pgRestore([...args, `--jobs=${settings.jobs}`, copy.file], targetUrl, ctx);
       } finally {
         await copy.dispose();
       }
     } else {
-      await pgRestore([...args, "--single-transaction"], job.target_url, ctx, source);
+      await pgRestore([...args, "--single-transaction"], targetUrl, ctx, source);
     }
   } catch (e) {
     if (target.created) await psql(target.maintenanceUrl, `DROP DATABASE IF EXISTS ${quoteIdent(target.name)} WITH (FORCE)`).catch(() => {});

@@ -7,6 +7,7 @@ import http from "node:http";
 import https from "node:https";
 import type { MlflowAccess } from "../../workers/ml/protocol.ts";
 import { AppError } from "../../workers/shared/errors.ts";
+import { fixedLookup, pinnedFetch } from "../target-address.ts";
 
 const ATTEMPTS = 4;
 const TIMEOUT_MS = 60_000;
@@ -14,9 +15,12 @@ const TIMEOUT_MS = 60_000;
 export class MlflowClient {
   readonly base: string;
   private readonly token: string | undefined;
-  constructor(access: MlflowAccess) {
+  /** A restore target given as a URL: the address its host was checked at; every request connects there (target-address.ts). */
+  private readonly address: string | undefined;
+  constructor(access: MlflowAccess, opts: { address?: string } = {}) {
     this.base = access.tracking_uri.replace(/\/+$/, "");
     this.token = access.token;
+    this.address = opts.address;
   }
 
   /** Fails fast, with a clear code, if the server is unreachable or refuses the token. */
@@ -59,8 +63,13 @@ export class MlflowClient {
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     }, endpoint);
     const text = await res.text();
-    if (res.ok) return text ? JSON.parse(text) : {};
-    throw this.failure(res.status, text, endpoint);
+    if (!res.ok) throw this.failure(res.status, text, endpoint);
+    try {
+      return text ? JSON.parse(text) : {};
+    } catch {
+      // JSON.parse's message quotes the text: a server that is not MLflow must not have its answer shown.
+      throw new AppError("mlflow_not_mlflow", `${endpoint}: the server answered HTTP ${res.status} with ${text.length} bytes that are not JSON: is it an MLflow server?`);
+    }
   }
 
   /** The path of an `mlflow-artifacts:` URI on the artifact proxy. */
@@ -126,7 +135,7 @@ export class MlflowClient {
     return new Promise((resolve, reject) => {
       // A fresh connection per upload: reusing one the server is closing ends in "socket hang up".
       const req = client.request(url, {
-        method: "PUT", agent: false, timeout: TIMEOUT_MS,
+        method: "PUT", agent: false, timeout: TIMEOUT_MS, ...(this.address ? { lookup: fixedLookup(this.address) } : {}),
         headers: { ...this.auth(), "content-length": String(size), "content-type": "application/octet-stream" },
       }, (res) => {
         let text = "";
@@ -152,9 +161,9 @@ export class MlflowClient {
     let last = "";
     for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
       try {
-        const res = await fetch(url, { ...init, signal: AbortSignal.timeout(TIMEOUT_MS) });
+        const res = await (this.address ? pinnedFetch(this.address) : fetch)(url, { ...init, signal: AbortSignal.timeout(TIMEOUT_MS) });
         if (res.status < 500 && res.status !== 429) return res;
-        last = `HTTP ${res.status} ${(await res.text()).slice(0, 200)}`;
+        last = `HTTP ${res.status} ${mlflowError(await res.text()) ?? ""}`.trim();
       } catch (e) {
         last = (e as Error).cause ? `${(e as Error).message} (${((e as Error).cause as Error).message ?? (e as Error).cause})` : (e as Error).message;
         if (attempt === ATTEMPTS) throw new AppError("mlflow_unreachable", `cannot reach the MLflow server at ${this.base} (${what}): ${last}`);
@@ -165,17 +174,28 @@ export class MlflowClient {
   }
 
   private failure(status: number, text: string, what: string): AppError {
-    let code = "";
-    let message = text.slice(0, 300);
-    try {
-      const body = JSON.parse(text) as { error_code?: string; message?: string };
-      code = body.error_code ?? "";
-      message = body.message ?? message;
-    } catch {
-      // not JSON
-    }
+    const err = parseMlflowError(text);
+    // Only MLflow's own error answers are quoted (job errors reach viewers): a restore target that is some other
+    // service must not have its answer echoed, so anything else is reported by size only.
+    const message = err ? err.message : `(${text.length} bytes, not an MLflow error answer)`;
     if (status === 401 || status === 403) return new AppError("mlflow_auth_failed", `the MLflow server refused the credentials (HTTP ${status}) on ${what}`);
-    if (status === 404 || code === "RESOURCE_DOES_NOT_EXIST") return new AppError("mlflow_not_found", `${what}: ${message}`);
-    return new AppError("mlflow_request_failed", `${what}: HTTP ${status} ${code} ${message}`.trim());
+    if (status === 404 || err?.code === "RESOURCE_DOES_NOT_EXIST") return new AppError("mlflow_not_found", `${what}: ${message}`);
+    return new AppError("mlflow_request_failed", `${what}: HTTP ${status} ${err?.code ?? ""} ${message}`.trim());
   }
 }
+
+/** MLflow's error answer ({"error_code", "message"}), its message cut to 300 characters; undefined for anything else. */
+function parseMlflowError(text: string): { code: string; message: string } | undefined {
+  try {
+    const body = JSON.parse(text) as { error_code?: unknown; message?: unknown };
+    if (typeof body?.error_code !== "string") return undefined;
+    return { code: body.error_code, message: typeof body.message === "string" ? body.message.slice(0, 300) : "" };
+  } catch {
+    return undefined;
+  }
+}
+
+const mlflowError = (text: string) => {
+  const err = parseMlflowError(text);
+  return err && `${err.code} ${err.message}`;
+};

@@ -10,6 +10,7 @@
 // astrid.restored_from (the backup id); a second restore finds complete runs
 // by that tag and skips them, and replaces a run a failed restore left half
 // done, so restoring twice duplicates nothing.
+import { checkedAddress } from "../target-address.ts";
 import type { MlBlob, MlManifest } from "../../workers/shared/format.ts";
 import type { MlRestoreDispatch, MlRestoreResult } from "../../workers/ml/protocol.ts";
 import type { RepositoryClient } from "../repository/client.ts";
@@ -42,7 +43,9 @@ export async function restoreMl(job: MlRestoreDispatch, ctx: JobContext): Promis
   const repo = ctx.repository;
   const manifest = await readMlManifest(repo, job.manifest_key);
   if (manifest.format !== "astrid-backup/mlflow") throw new AppError("wrong_backup_kind", `${job.backup_id} is a training-data snapshot, not an MLflow backup`);
-  const mlflow = new MlflowClient(job.mlflow);
+  // A target given as a URL: every address of its host checked now, every request sent to the checked one.
+  const address = job.target_policy ? await checkedAddress(new URL(job.mlflow.tracking_uri).hostname, job.target_policy) : undefined;
+  const mlflow = new MlflowClient(job.mlflow, { address });
   await mlflow.check();
   const open = chunkOpener(job.identities, job.chunk_id_key);
   const result: MlRestoreResult = {

@@ -6,6 +6,7 @@
 // part is read back from where it went, hashed, and the snapshot's digest
 // recomputed from those hashes: a restore that does not reproduce the
 // dataset's digest fails.
+import { pinnedPostgresUrl } from "../target-address.ts";
 import { createHash } from "node:crypto";
 import { mlDigestInput, type MlBlob } from "../../workers/shared/format.ts";
 import type { TrainingDataRestoreDispatch, TrainingDataRestoreResult } from "../../workers/ml/protocol.ts";
@@ -42,7 +43,7 @@ export async function restoreTrainingData(job: TrainingDataRestoreDispatch, ctx:
   };
 
   if (parts.length) {
-    const db = await PgWire.connect(job.target_url!);
+    const db = await PgWire.connect(await pinnedPostgresUrl(job.target_url!, job.target_policy));
     ctx.onCancel(() => void db.close());
     try {
       await db.query("BEGIN");

@@ -2,8 +2,10 @@
 // workerd with local R2, D1 and Queues): objects written through the Worker,
 // replicated, snapshotted by the Queue-driven steps, restored into another
 // bucket and read back over HTTP; then the stack is stopped and the snapshot
-// is restored with nothing but jq, sha256sum and wrangler's CLI, using the
-// script docs/format.md prints.
+// is restored with nothing but jq, sha256sum, age and wrangler's CLI (or curl
+// from the off-site copy), using the script docs/format.md prints. The
+// off-site copy is read as its provider would: no plaintext of any object.
+import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -118,15 +120,74 @@ describe("storage on the local stack", () => {
     expect(JSON.stringify(again)).not.toContain(offsite.secretAccessKey);
   });
 
+  it("the off-site provider (and whoever reads the backup bucket) finds no plaintext: no object's bytes, key, or SHA-256", async () => {
+    const client = new S3Client({ ...offsite, region: "us-east-1" });
+    const keys = await offsiteKeys();
+    expect(keys.length).toBeGreaterThan(5);
+    // What an attacker knows and looks for: a slice of each object's bytes, its key, its SHA-256 (to confirm a file is there).
+    // (Needles of 8 bytes or more: a shorter one would turn up in random ciphertext by chance.)
+    const needles = Object.entries(OBJECTS).flatMap(([key, bytes]) => [
+      Buffer.from(bytes.subarray(0, Math.min(32, bytes.length))), Buffer.from(key.split("/").at(-1)!), Buffer.from(sha256(bytes)),
+    ]).filter((n) => n.length >= 8);
+    expect(needles.length).toBe(14);
+    let blobs = 0;
+    for (const key of keys) {
+      const body = Buffer.from(await (await client.get(offsiteBucket, key)).arrayBuffer());
+      for (const needle of needles) {
+        expect(body.includes(needle), `${key} holds ${needle.toString("latin1").slice(0, 40)}`).toBe(false);
+        expect(key.includes(needle.toString("latin1")), `the key ${key}`).toBe(false);
+      }
+      if (key.startsWith("storage/blobs/")) {
+        blobs += 1;
+        expect(body.subarray(0, 22).toString("latin1")).toBe("age-encryption.org/v1\n");
+      }
+    }
+    expect(blobs).toBe(4);
+    // With CHUNK_ID_KEY, the operator finds an object's blob as docs/format.md says, with openssl.
+    for (const bytes of Object.values(OBJECTS)) {
+      const out = spawnSync("bash", ["-c", `printf 'astrid-storage-blob:%s' "$SHA" | openssl dgst -sha256 -mac HMAC -macopt hexkey:"$CHUNK_ID_KEY"`], {
+        env: { ...process.env, SHA: sha256(bytes), CHUNK_ID_KEY: stack.secrets.CHUNK_ID_KEY }, encoding: "utf8",
+      });
+      const address = out.stdout.trim().split(/\s+/).at(-1)!;
+      expect(address).toMatch(/^[0-9a-f]{64}$/);
+      expect(keys).toContain(`storage/blobs/${address.slice(0, 2)}/${address}`);
+    }
+  });
+
+  it("the off-site copy restores with stock tools (curl, age, jq), whole and one key, to identical bytes", async () => {
+    const script = join(work, "restore-snapshot.sh");
+    writeFileSync(script, scriptFromDoc("restore-snapshot.sh"), { mode: 0o755 });
+    const identity = join(work, "identity.txt");
+    writeFileSync(identity, `${stack.secrets.AGE_IDENTITY}\n`, { mode: 0o600 });
+    // curl signs its GETs itself (SigV4): stock tools against the provider, no code of this project.
+    const env = {
+      IDENTITY_FILE: identity, OFFSITE: `${offsite.endpoint}/${offsiteBucket}`, OFFSITE_USER: `${offsite.accessKeyId}:${offsite.secretAccessKey}`,
+      FETCH: 'curl -sSf --aws-sigv4 "aws:amz:us-east-1:s3" --user "$OFFSITE_USER" -o "$2" "$OFFSITE/$1"',
+    };
+    const out = join(work, "from-offsite");
+    const r = succeeded("restore-snapshot.sh (off-site)", await run("bash", [script, snapshotId, out], { env }));
+    expect(r.stdout).toContain("restored 5 objects");
+    for (const [key, bytes] of Object.entries(OBJECTS)) expect(sha256(readFileSync(join(out, key)))).toBe(sha256(bytes));
+    const one = join(work, "one-from-offsite");
+    const single = succeeded("restore-snapshot.sh one key", await run("bash", [script, snapshotId, one, "big/survey.tar"], { env }));
+    expect(single.stdout).toContain("restored 1 objects");
+    expect(sha256(readFileSync(join(one, "big/survey.tar")))).toBe(sha256(OBJECTS["big/survey.tar"]!));
+    // Without the identity the copy is useless: the script stops at the first part.
+    writeFileSync(identity, "AGE-SECRET-KEY-1D934Q3YDUFDJTK4MGKCPCK3KWU2P7UTUM3T7KAYDYG6CTJAPKYQQ3HHXHC\n");
+    expect((await run("bash", [script, snapshotId, join(work, "no-key")], { env })).code).not.toBe(0);
+  });
+
   it("the snapshot restores without the tool: docs/format.md's script with wrangler, jq and sha256sum", async () => {
     await stack.stop();
     const script = join(work, "restore-snapshot.sh");
     writeFileSync(script, scriptFromDoc("restore-snapshot.sh"), { mode: 0o755 });
     const out = join(work, "out");
+    const identity = join(work, "identity.txt");
+    writeFileSync(identity, `${stack.secrets.AGE_IDENTITY}\n`, { mode: 0o600 });
     const r = succeeded("restore-snapshot.sh", await run("bash", [script, snapshotId, out], {
-      env: localFetchCommand(stack.persistDir, join(work, "fetched.log")),
+      env: { ...localFetchCommand(stack.persistDir, join(work, "fetched.log")), IDENTITY_FILE: identity },
     }));
     expect(r.stdout).toContain("restored 5 objects");
     for (const [key, bytes] of Object.entries(OBJECTS)) expect(sha256(readFileSync(join(out, key)))).toBe(sha256(bytes));
-  });
+  }, 300_000); // one wrangler CLI start per object fetched
 });

@@ -7,10 +7,10 @@ import { createExecutionContext, env } from "cloudflare:test";
 import { beforeEach, describe, expect, it } from "vitest";
 import worker from "../../workers/index.ts";
 import { mintJobToken } from "../../workers/repository/job-token.ts";
-import { blobKey, snapshotManifestKey } from "../../workers/shared/format.ts";
+import { snapshotManifestKey } from "../../workers/shared/format.ts";
 import type { LockRule } from "../../workers/storage/bucket-lock.ts";
 import { allBackupRows, api, isoDaysAgo, resetState, seedBackup, seedJob, testEnv } from "./helpers.ts";
-import { bytes, data, drive, MemoryBucketLockApi, resetStorage, sha256Hex } from "./storage-support.ts";
+import { bytes, data, drive, MemoryBucketLockApi, resetStorage, sha256Hex, storedBlobKey } from "./storage-support.ts";
 
 beforeEach(async () => {
   await resetState();
@@ -56,7 +56,7 @@ describe("Bucket Locks", () => {
 
     const gcLocked = await drive((await api("POST", "/storage/gc", { body: { grace_minutes: 0 }, env: { GC_GRACE_MINUTES: "0" } })).body.job_id, lockedEnv);
     expect(JSON.parse(gcLocked.job.result!)).toMatchObject({ deleted: 0, kept_locked: 1 });
-    expect(await env.BACKUPS.head(blobKey(await sha256Hex(bytes(100, 1))))).not.toBeNull();
+    expect(await env.BACKUPS.head(await storedBlobKey(await sha256Hex(bytes(100, 1))))).not.toBeNull();
     const gc = await drive((await api("POST", "/storage/gc", { body: { grace_minutes: 0 }, env: { GC_GRACE_MINUTES: "0" } })).body.job_id);
     expect(JSON.parse(gc.job.result!)).toMatchObject({ deleted: 1, kept_locked: 0 });
   });

@@ -91,7 +91,7 @@ describe("loadConfig defaults", () => {
   it("load from the test Worker's own bindings (wrangler.toml [vars] plus secrets)", () => {
     const config = loadConfig(env);
     expect(config.databases).toEqual({ astrid: "DATABASE_URL_ASTRID" });
-    expect(config.encryption_recipients).toEqual([RECIPIENT]);
+    expect(config.encryption_recipients).toEqual([String(env.BACKUP_ENCRYPTION_KEY)]);
   });
 });
 
@@ -158,6 +158,7 @@ describe("loadConfig environment overrides", () => {
     ["CONTINUOUS_SLOT_ALERT_MB", "512", "continuous_slot_alert_mb", 512],
     ["CONTINUOUS_RPO_ALERT_SECONDS", "120", "continuous_rpo_alert_seconds", 120],
     ["RESTORE_TARGET_HOSTS", "db.example.org", "restore_target_hosts", "db.example.org"],
+    ["RESTORE_TARGET_REFUSE_LOOPBACK", "true", "restore_target_refuse_loopback", true],
     ["CF_ACCESS_TEAM_DOMAIN", "astrid.cloudflareaccess.com", "cf_access_team_domain", "astrid.cloudflareaccess.com"],
     ["CF_ACCESS_AUD", "aud-tag", "cf_access_aud", "aud-tag"],
     ["OFFSITE_S3_ENDPOINT", "https://s3.example.org", "offsite_s3_endpoint", "https://s3.example.org"],

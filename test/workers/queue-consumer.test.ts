@@ -233,6 +233,8 @@ describe("dispatch to a runner that accepts the job", () => {
     await deliver([{ job_id: job.id }], { env: runner.env });
     const dispatch = RestoreDispatch.parse(runner.calls[0]!.body);
     expect(dispatch).toMatchObject({ target_url: target, replace: true, backup_id: backupId, manifest_key: `manifests/database/${backupId}.json` });
+    // A URL-given target carries the host policy: the runner checks every address the host resolves to.
+    expect(dispatch.target_policy).toEqual({ allow: [], refuse_loopback: false });
     expect(dispatch.identities).toEqual([env.AGE_IDENTITY]);
     expect(await readJobToken(env.JOB_TOKEN_SECRET, dispatch.repository.token, new Date())).toMatchObject({ scope: "read", backup_id: backupId });
     expect(await catalogDump()).not.toContain("Sealed-pw-1");
@@ -247,6 +249,7 @@ describe("dispatch to a runner that accepts the job", () => {
     const runner = fakeRunner();
     await deliver([{ job_id: job.id }], { env: runner.env });
     expect(RestoreDispatch.parse(runner.calls[0]!.body).target_url).toBe(env.DATABASE_URL);
+    expect(RestoreDispatch.parse(runner.calls[0]!.body).target_policy).toBeUndefined(); // the config's own target
   });
 
   it("gives a quick verify no identities and a full verify the identities", async () => {

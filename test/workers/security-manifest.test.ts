@@ -6,16 +6,17 @@
 // completion, whenever a job reads a manifest (restore, verify, an
 // incremental's parent, GC) and at catalog rebuild. Repository writes are
 // write-once by R2's conditional put, so racing writers cannot replace one another.
-import { env } from "cloudflare:test";
+import { createExecutionContext, createMessageBatch, env, getQueueResult } from "cloudflare:test";
+import worker from "../../workers/index.ts";
 import { beforeEach, describe, expect, it } from "vitest";
 import type { JobRow } from "../../workers/catalog/schema.ts";
 import { mintJobToken, type JobGrant } from "../../workers/repository/job-token.ts";
-import { MAC_METADATA } from "../../workers/repository/manifest-mac.ts";
-import { DatabaseManifest, manifestKey } from "../../workers/shared/format.ts";
+import { MAC_METADATA, macMetadata } from "../../workers/repository/manifest-mac.ts";
+import { DatabaseManifest, manifestKey, mlManifestKey } from "../../workers/shared/format.ts";
 import type { JobCompletion } from "../../workers/shared/protocol.ts";
 import {
   allBackupRows, api, auditRows, backupIdFor, backupResultFor, isoDaysAgo, isoSecondsAgo, jobRow, repoCall, resetState, seedBackup, seedBackupJob, seedJob,
-  sha256Hex, validManifest,
+  sha256Hex, testEnv, validManifest,
 } from "./helpers.ts";
 
 beforeEach(resetState);
@@ -161,5 +162,75 @@ describe("write-once by R2's conditional put", () => {
     // And a later write never replaces it.
     expect((await putObject(job, key, winner === a ? b : a)).status).toBe(200);
     expect(await (await env.BACKUPS.get(key))!.text()).toBe(winner);
+  });
+});
+
+describe("an incremental's parent is checked at dispatch", () => {
+  /** A RUNNER namespace that records what it is sent (the runner must never hear of a refused job). */
+  function recordingRunner() {
+    const calls: unknown[] = [];
+    const stub = { fetch: async (req: Request) => (calls.push(await req.json()), Response.json({ accepted: true }, { status: 202 })) };
+    return { env: { RUNNER: { idFromName: (name: string) => ({ name }), get: () => stub } }, calls };
+  }
+
+  async function dispatch(jobId: string, extra: Record<string, unknown>) {
+    const batch = createMessageBatch("astrid-backup-jobs", [{ id: `m-${jobId}`, timestamp: new Date(), attempts: 1, body: { job_id: jobId } }]);
+    const ctx = createExecutionContext();
+    await worker.queue(batch as MessageBatch<unknown>, testEnv({ ...macEnv, ...extra }));
+    await getQueueResult(batch, ctx);
+  }
+
+  /** The parent as the Worker wrote it (MACed), then changed in R2 by whoever can write there, keeping the MAC. */
+  async function tamperedParent(key: string, manifest: object) {
+    const bytes = new TextEncoder().encode(JSON.stringify(manifest));
+    await env.BACKUPS.put(key, bytes, { customMetadata: await macMetadata(testEnv(macEnv), bytes) });
+    const genuine = await env.BACKUPS.head(key);
+    const planted = JSON.stringify({ ...manifest, planted: "the attacker's chunks" });
+    await env.BACKUPS.put(key, planted, { customMetadata: genuine!.customMetadata! });
+  }
+
+  const nothingWritten = async (backupId: string) => {
+    const all = await env.BACKUPS.list();
+    expect(all.objects.filter((o) => o.key.includes(backupId))).toEqual([]);
+    expect((await allBackupRows()).map((b) => b.id)).not.toContain(backupId);
+  };
+
+  it("database: a parent manifest changed in R2 refuses the dispatch (parent_not_authentic), audited; the runner is never called", async () => {
+    const parent = await seedBackup({ created_at: isoDaysAgo(1) });
+    await tamperedParent(parent.manifest_key, validManifest(parent.id));
+    const backup_id = backupIdFor("astrid");
+    const job = await seedJob({ kind: "database.backup", backup_id, params: { database: "astrid", type: "incremental", backup_id } });
+    const runner = recordingRunner();
+    await dispatch(job.id, runner.env);
+    expect(await jobRow(job.id)).toMatchObject({ status: "failed", error_code: "parent_not_authentic", error_message: expect.stringContaining(parent.manifest_key) });
+    expect(runner.calls).toEqual([]);
+    await nothingWritten(job.backup_id!);
+    expect((await auditRows()).find((a) => a.action === "repository.manifest_forged")).toMatchObject({ target: parent.manifest_key, outcome: "denied" });
+  });
+
+  it("database: an intact parent dispatches as before", async () => {
+    const parent = await seedBackup({ created_at: isoDaysAgo(1) });
+    const bytes = new TextEncoder().encode(JSON.stringify(validManifest(parent.id)));
+    await env.BACKUPS.put(parent.manifest_key, bytes, { customMetadata: await macMetadata(testEnv(macEnv), bytes) });
+    const job = await seedBackupJob();
+    const runner = recordingRunner();
+    await dispatch(job.id, runner.env);
+    expect(await jobRow(job.id)).toMatchObject({ status: "running" });
+    expect(runner.calls).toEqual([expect.objectContaining({ job_id: job.id, parent_manifest_key: parent.manifest_key })]);
+  });
+
+  it("ML: a parent manifest changed in R2 refuses the dispatch too", async () => {
+    const stamp = (at: Date) => at.toISOString().replace(/[-:]/g, "").replace(/\.\d{3}/, "");
+    const at = new Date(Date.now() - 86_400_000);
+    const parentId = `ml-mlflow-${stamp(at)}-m00001`;
+    const parent = await seedBackup({ id: parentId, created_at: at.toISOString(), domain: "ml", source: "mlflow", manifest_key: mlManifestKey(parentId) });
+    await tamperedParent(parent.manifest_key, { format: "astrid-backup/mlflow", backup_id: parentId });
+    const backupId = `ml-mlflow-${stamp(new Date())}-m00002`;
+    const job = await seedJob({ kind: "ml.backup", backup_id: backupId, params: { server: "mlflow", backup_id: backupId, registry: true } });
+    const runner = recordingRunner();
+    await dispatch(job.id, { ...runner.env, MLFLOW_TRACKING_URI: "http://127.0.0.1:5000" });
+    expect(await jobRow(job.id)).toMatchObject({ status: "failed", error_code: "parent_not_authentic" });
+    expect(runner.calls).toEqual([]);
+    await nothingWritten(backupId);
   });
 });

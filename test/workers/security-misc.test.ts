@@ -85,6 +85,19 @@ describe("JOB_TOKEN_SECRET rotation through a list", () => {
   });
 });
 
+describe("the object routes are audited", () => {
+  it("every write and read through /storage/objects is an audit line naming bucket and key", async () => {
+    const put = await api("PUT", "/storage/objects/astrid-scratch/audit/me.txt", { rawBody: "hello", headers: { "content-type": "text/plain", "content-length": "5" } });
+    expect(put.status, put.text).toBe(201);
+    expect((await api("GET", "/storage/objects/astrid-scratch/audit/me.txt")).text).toBe("hello");
+    const lines = (await auditRows()).filter((a) => a.action.startsWith("storage.object."));
+    expect(lines.map((a) => [a.action, a.target, a.outcome]).sort()).toEqual([
+      ["storage.object.get", "astrid-scratch/audit/me.txt", "succeeded"],
+      ["storage.object.put", "astrid-scratch/audit/me.txt", "succeeded"],
+    ]);
+  });
+});
+
 describe("restore target hosts", () => {
   const restoreTo = async (target: string, extraEnv: Record<string, unknown> = {}) => {
     const b = await seedBackup({ created_at: isoSecondsAgo(60) });
@@ -95,11 +108,16 @@ describe("restore target hosts", () => {
     for (const host of ["169.254.169.254", "[fe80::1]", "metadata.google.internal", "100.100.100.200"]) {
       const res = await restoreTo(`postgres://u@${host}:5432/x`);
       expect(res.status, `${host}: ${res.text}`).toBe(400);
-      expect(res.body.error.message).toMatch(/link-local or metadata/);
+      expect(res.body.error.message).toMatch(/link-local|metadata/);
     }
     const ml = await seedBackup({ id: "ml-mlflow-20261101T020000Z-abcdef", domain: "ml", created_at: isoSecondsAgo(60) });
     const res = await api("POST", `/backup/ml/${ml.id}/restore`, { body: { target: "http://169.254.169.254/latest/meta-data" } });
     expect(res.status, res.text).toBe(400);
+    for (const target of ["http://mlflow.example/?x=/internal", "http://mlflow.example/#frag"]) {
+      const r = await api("POST", `/backup/ml/${ml.id}/restore`, { body: { target } });
+      expect(r.status, target).toBe(400);
+      expect(r.body.error.message).toMatch(/no query or fragment/);
+    }
     expect(sentMessages).toEqual([]);
   });
 

@@ -8,7 +8,7 @@ import { beforeEach, describe, expect, it } from "vitest";
 import { blobKey, SnapshotManifest, snapshotManifestKey, snapshotPartKey, STORAGE_BLOB_PREFIX } from "../../workers/shared/format.ts";
 import { api, recordingQueue, resetState, testEnv } from "./helpers.ts";
 import { parseLifecycleRules, saveLifecycleRules } from "../../workers/storage/lifecycle.ts";
-import { bytes, contents, data, drive, resetStorage, scratch, sha256Hex, target } from "./storage-support.ts";
+import { bytes, contents, data, drive, openBlob, resetStorage, scratch, sha256Hex, storedBlobKey, target } from "./storage-support.ts";
 
 beforeEach(async () => {
   await resetState();
@@ -51,9 +51,11 @@ describe("storage snapshot", () => {
     expect(manifest.stats.objects).toBe(7);
     const listed = await api("GET", "/backup/storage?bucket=astrid-data");
     expect(listed.body.snapshots.map((s: { id: string }) => s.id)).toEqual([snapshot_id]);
-    // Each blob holds exactly the bytes its name says.
-    const blob = await env.BACKUPS.get(blobKey(await sha256Hex(bytes(40_000, 1))));
-    expect(await sha256Hex(await blob!.arrayBuffer())).toBe(await sha256Hex(bytes(40_000, 1)));
+    // Each blob holds the bytes its name stands for, encrypted: the identity opens it, and it is not the plaintext.
+    const sha = await sha256Hex(bytes(40_000, 1));
+    expect(await env.BACKUPS.head(blobKey(sha))).toBeNull(); // the address is keyed, not the content hash
+    expect(await sha256Hex(await (await env.BACKUPS.get(await storedBlobKey(sha)))!.arrayBuffer())).not.toBe(sha);
+    expect(await sha256Hex((await openBlob(sha))!)).toBe(sha);
   });
 
   it("a second snapshot copies only what changed, and references the rest", async () => {
@@ -96,7 +98,7 @@ describe("storage snapshot", () => {
     // Blobs the failed attempt had already written count as present on the retry, not copied twice.
     expect(JSON.parse(driven.job.result!).objects).toBe(7);
     expect(await blobCount()).toBe(6);
-    expect(await env.BACKUPS.head(blobKey(await sha256Hex(bytes(30_000, 2))))).not.toBeNull();
+    expect(await env.BACKUPS.head(await storedBlobKey(await sha256Hex(bytes(30_000, 2))))).not.toBeNull();
   });
 
   it("large objects go through multipart and come back identical", async () => {
@@ -144,7 +146,8 @@ describe("storage restore", () => {
     const part = (await env.BACKUPS.get(key))!;
     expect(part.customMetadata?.["astrid-mac"]).toMatch(/^hmac-sha256:[0-9a-f]{64}$/);
     // Whoever can write to R2 points an entry at other bytes, keeping the old MAC (they cannot compute a new one).
-    const planted = (await part.text()).replace(/"sha256":"[0-9a-f]{64}"/, `"sha256":"${"0".repeat(64)}"`);
+    const planted = (await part.text()).replace(/"blobs":\["[0-9a-f]{64}"/, `"blobs":["${"0".repeat(64)}"`);
+    expect(planted).not.toBe(await (await env.BACKUPS.get(key))!.text());
     await env.BACKUPS.put(key, planted, { customMetadata: part.customMetadata! });
     const res = await api("POST", `/backup/storage/${snapshot_id}/restore`, { body: { target_bucket: "restore-target" }, env: withMac });
     const driven = await drive(res.body.job_id, withMac);
@@ -183,7 +186,7 @@ describe("storage restore", () => {
   it("fails loudly when a blob is missing from the backup bucket", async () => {
     await seedData();
     const { snapshot_id } = await snapshot();
-    await env.BACKUPS.delete(blobKey(await sha256Hex("star catalog\n")));
+    await env.BACKUPS.delete(await storedBlobKey(await sha256Hex("star catalog\n")));
     const { job, result } = await restore(snapshot_id, { target_bucket: "restore-target" });
     expect(job.status).toBe("failed");
     expect(job.error_code).toBe("restore_incomplete");
@@ -269,9 +272,11 @@ describe("storage retention and garbage collection", () => {
     const gcDry = await drive((await api("POST", "/storage/gc", { body: { grace_minutes: 0, dry_run: true }, env: { GC_GRACE_MINUTES: "0" } })).body.job_id);
     expect(JSON.parse(gcDry.job.result!)).toMatchObject({ dry_run: true, deleted: 1, blobs: 3 });
     expect(await blobCount()).toBe(3);
+    const doomed = (await env.BACKUPS.head(await storedBlobKey(await sha256Hex(bytes(1000, 2)))))!;
+    expect(doomed.size).toBeGreaterThan(1000); // the encrypted blob: age's header and tags on top of the 1000 bytes
     const gc = await drive((await api("POST", "/storage/gc", { body: { grace_minutes: 0 }, env: { GC_GRACE_MINUTES: "0" } })).body.job_id);
-    expect(JSON.parse(gc.job.result!)).toMatchObject({ deleted: 1, reclaimed_bytes: 1000 });
-    expect(await env.BACKUPS.head(blobKey(await sha256Hex(bytes(1000, 2))))).toBeNull();
+    expect(JSON.parse(gc.job.result!)).toMatchObject({ deleted: 1, reclaimed_bytes: doomed.size });
+    expect(await env.BACKUPS.head(await storedBlobKey(await sha256Hex(bytes(1000, 2))))).toBeNull();
     expect((await env.BACKUPS.list({ prefix: "tmp/" })).objects).toEqual([]); // its marks are cleaned up
 
     await data().delete("a.bin");
@@ -293,7 +298,7 @@ describe("storage retention and garbage collection", () => {
     expect(JSON.parse(young.job.result!)).toMatchObject({ deleted: 0, orphan_parts: 0 });
     const gc = await drive((await api("POST", "/storage/gc", { body: { grace_minutes: 0 }, env: { GC_GRACE_MINUTES: "0" } })).body.job_id);
     expect(JSON.parse(gc.job.result!)).toMatchObject({ deleted: 0, orphan_parts: 1 });
-    expect(await env.BACKUPS.head(blobKey(await sha256Hex(bytes(500, 9))))).not.toBeNull();
+    expect(await env.BACKUPS.head(await storedBlobKey(await sha256Hex(bytes(500, 9))))).not.toBeNull();
   });
 
   it("expires versions superseded longer ago than the version retention, never a key's newest", async () => {

@@ -8,6 +8,9 @@ import type { JobRow } from "../../workers/catalog/schema.ts";
 import type { JobMessage } from "../../workers/shared/protocol.ts";
 import type { BucketLockApi, LockRule } from "../../workers/storage/bucket-lock.ts";
 import { jobRow, recordingQueue, testEnv } from "./helpers.ts";
+import { blobKey } from "../../workers/shared/format.ts";
+import { addressKey } from "../../workers/storage/sealed.ts";
+import { Decrypter } from "age-encryption";
 
 export const data = () => env.ASTRID_DATA as R2Bucket;
 export const replica = () => env.ASTRID_DATA_REPLICA as R2Bucket;
@@ -44,6 +47,19 @@ export async function contents(bucket: R2Bucket): Promise<Record<string, string>
   return out;
 }
 
+/** Where the backup bucket keeps the (encrypted) bytes whose SHA-256 is `sha`: their keyed address. */
+export async function storedBlobKey(sha: string): Promise<string> {
+  return blobKey(await (await addressKey(String(env.CHUNK_ID_KEY)))(sha));
+}
+
+/** The plaintext of the blob of `sha`, decrypted with the test identity; null if there is no such blob. */
+export async function openBlob(sha: string): Promise<Uint8Array | null> {
+  const blob = await (env.BACKUPS as R2Bucket).get(await storedBlobKey(sha));
+  if (!blob) return null;
+  const d = new Decrypter();
+  d.addIdentity(String(env.AGE_IDENTITY));
+  return d.decrypt(new Uint8Array(await blob.arrayBuffer()));
+}
 
 export interface Driven {
   job: JobRow;

@@ -48,9 +48,16 @@ export function openStorageCatalog(d1: D1Database) {
         .all<{ id: number; key: string; superseded_at: string }>()).results,
     deleteVersions: (ids: number[]) => db.delete(objectVersions).where(inArray(objectVersions.id, ids)).run(),
     /** Distinct blob hashes the version store references, a page at a time (garbage collection marks them). */
+    /** A page of distinct version hashes after `after`, and every blob address recorded for them (format 2, in meta). */
     versionBlobs: (after: string, limit: number) =>
-      d1.prepare("SELECT DISTINCT sha256 FROM object_versions WHERE sha256 > ? ORDER BY sha256 LIMIT ?").bind(after, limit).all<{ sha256: string }>()
-        .then((r) => r.results.map((x) => x.sha256)),
+      d1.prepare(
+        `SELECT DISTINCT sha256, json_extract(meta, '$.blob') AS blob FROM object_versions
+         WHERE sha256 IN (SELECT DISTINCT sha256 FROM object_versions WHERE sha256 > ? ORDER BY sha256 LIMIT ?) ORDER BY sha256`,
+      ).bind(after, limit).all<{ sha256: string; blob: string | null }>()
+        .then((r) => ({
+          hashes: [...new Set(r.results.map((x) => x.sha256))],
+          blobs: r.results.map((x) => x.blob).filter((b): b is string => typeof b === "string"),
+        })),
     deleteSnapshot: (id: string) => db.delete(storageSnapshots).where(eq(storageSnapshots.id, id)).run(),
 
     protection: (bucket: string) => db.select().from(bucketProtection).where(eq(bucketProtection.bucket, bucket)).get(),

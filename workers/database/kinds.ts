@@ -1,6 +1,7 @@
 // The database capability's job kinds (backup, verify, restore of PostgreSQL
 // databases, run on the runner) and its scheduled tasks (full, incremental
 // and archive backups; retention runs with the daily full).
+import { targetPolicy } from "../target-hosts.ts";
 import { databaseUrl } from "../config.ts";
 import { randomId, unseal } from "../crypto.ts";
 import type { KindContext } from "../context.ts";
@@ -61,6 +62,7 @@ export const databaseRestore = runnerKind({
     return {
       kind: "database.restore", job_id: ctx.job.id, backup_id: p.backup_id, manifest_key: manifestKey(p.backup_id),
       target_url, replace: p.replace, ...(await readerAccess(ctx, p.backup_id)),
+      ...(p.target_database ? {} : { target_policy: targetPolicy(ctx.config) }),
     };
   },
   complete: completeRestore,

@@ -3,6 +3,7 @@
 // database.verify and database.restore. Imported by both sides.
 import { z } from "zod";
 import { BackupType, DatabaseName, DispatchBase, StoredBackup, VerifyDepth, VerifyFindings, VerifyParams, WriteAccess } from "../shared/protocol.ts";
+import { TargetPolicy } from "../shared/target-policy.ts";
 
 export const DatabaseBackupParams = z.object({
   database: DatabaseName,
@@ -53,6 +54,8 @@ export const DatabaseRestoreDispatch = DispatchBase.extend({
   backup_id: z.string().min(1),
   manifest_key: z.string().min(1),
   target_url: z.string().min(1),
+  /** A target given as a URL: the runner checks every address its host resolves to, and connects to the one it checked. */
+  target_policy: TargetPolicy.optional(),
   replace: z.boolean(),
   identities: z.array(z.string()).min(1),
   /** Every chunk's keyed id is checked against its plaintext before it reaches pg_restore. */

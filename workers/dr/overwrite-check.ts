@@ -8,12 +8,12 @@
 import type { BackupConfig } from "../config.ts";
 import { openStorageCatalog } from "../catalog/storage-catalog.ts";
 import type { Env } from "../env.ts";
-import { StoredObjectMeta, type SnapshotEntry } from "../shared/format.ts";
+import { versionBlob } from "../storage/objects.ts";
 import type { DomainResult } from "./protocol.ts";
 import { forEachLimited } from "../shared/concurrency.ts";
 import { COPY_LANES } from "../storage/lanes.ts";
 import type { DrSettings } from "./settings.ts";
-import { removePrefix, restoreAndCheck, scratchBucket, SCRATCH_PREFIX } from "./storage-check.ts";
+import { removePrefix, restoreAndCheck, scratchBucket, SCRATCH_PREFIX, type DrillEntry } from "./storage-check.ts";
 
 export async function drillOverwrite(env: Env, config: BackupConfig, settings: DrSettings, runId: string, bucket: string, prefix: string): Promise<DomainResult> {
   const result: DomainResult = { domain: "storage", source: `${bucket}/${prefix}`, passed: false, restore_ms: 0, validate_ms: 0, bytes: 0, problems: [] };
@@ -27,13 +27,13 @@ export async function drillOverwrite(env: Env, config: BackupConfig, settings: D
   const steps: { name: string; ms: number; ok: boolean }[] = [];
   try {
     const rows = await openStorageCatalog(env.CATALOG).latestVersions({ bucket, after: "", prefix, asOf, limit: settings.storage_sample });
-    const entries: SnapshotEntry[] = rows.filter((v) => v.action === "put" && v.sha256 && v.size !== null).map((v) => ({
-      key: v.key, size: v.size!, etag: v.etag, sha256: v.sha256!, uploaded: v.event_time, meta: StoredObjectMeta.parse(JSON.parse(v.meta ?? "{}")),
+    const entries: DrillEntry[] = rows.filter((v) => v.action === "put" && v.sha256 && v.size !== null).map((v) => ({
+      key: v.key, size: v.size!, etag: v.etag, sha256: v.sha256!, uploaded: v.event_time, ...versionBlob(v.meta),
     }));
     if (entries.length === 0) throw new Error(`the version store holds no captured object of ${bucket}/${prefix}: is versioning on?`);
     let t = Date.now();
     await forEachLimited(entries, COPY_LANES, async (e) => {
-      const problem = await restoreAndCheck(env.BACKUPS, target, config, scratch, e);
+      const problem = await restoreAndCheck(env, target, config, scratch, e);
       if (problem) result.problems.push(`copying production: ${problem}`);
     });
     steps.push({ name: `copy ${entries.length} objects of ${bucket}/${prefix} to ${scratch}`, ms: Date.now() - t, ok: result.problems.length === 0 });
@@ -42,7 +42,7 @@ export async function drillOverwrite(env: Env, config: BackupConfig, settings: D
     steps.push({ name: "simulate: overwrite every copied object with bad bytes", ms: Date.now() - t, ok: true });
     t = Date.now();
     await forEachLimited(entries, COPY_LANES, async (e) => {
-      const problem = await restoreAndCheck(env.BACKUPS, target, config, scratch, e);
+      const problem = await restoreAndCheck(env, target, config, scratch, e);
       if (problem) result.problems.push(problem);
       else result.bytes += e.size;
     });

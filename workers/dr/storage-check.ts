@@ -1,17 +1,19 @@
 // The storage part of a drill: the newest snapshot of a source (whole, or a
 // deterministic sample of at most DR_STORAGE_SAMPLE objects: every k-th entry
 // in key order) is restored into a scratch prefix of the scratch bucket with
-// the storage restore's own copy (copyObject), each restored object's bytes
+// the storage restore's own copy (restoreBlob, decrypting format-2 blobs), each restored object's bytes
 // are hashed against the manifest, and the prefix is removed afterwards.
 // Nothing is ever written to the source bucket.
 import type { BackupConfig } from "../config.ts";
 import type { Env } from "../env.ts";
-import { blobKey, type SnapshotEntry } from "../shared/format.ts";
+import type { SnapshotEntry } from "../shared/format.ts";
 import type { DomainResult } from "./protocol.ts";
 import { forEachLimited } from "../shared/concurrency.ts";
 import { copyLimits, storageBucket } from "../storage/buckets.ts";
 import { COPY_LANES } from "../storage/lanes.ts";
-import { copyObject, hashObject } from "../storage/objects.ts";
+import { findBlob, hashObject, restoreBlob } from "../storage/objects.ts";
+import { addressKey, workerIdentities } from "../storage/sealed.ts";
+import { requireSecret } from "../jobs/dispatch.ts";
 import { readManifest, readPart } from "../storage/snapshot.ts";
 import type { DrSettings } from "./settings.ts";
 
@@ -42,7 +44,7 @@ export async function drillStorage(
     result.point_created_at = manifest.created_at;
     const { sample, canary } = await sampleEntries(env, manifest.snapshot_id, manifest.parts, manifest.stats.objects, settings.storage_sample, canaryKey(s.prefix));
     await forEachLimited(sample, COPY_LANES, async (e) => {
-      const problem = await restoreAndCheck(env.BACKUPS, target, config, prefix, e);
+      const problem = await restoreAndCheck(env, target, config, prefix, e);
       if (problem) result.problems.push(problem);
       else result.bytes += e.size;
     });
@@ -67,7 +69,7 @@ export async function drillStorage(
  */
 async function sampleEntries(env: Env, snapshotId: string, parts: number, objects: number, max: number, canaryAt: string) {
   const stride = Math.max(1, Math.ceil(objects / max));
-  const sample: SnapshotEntry[] = [];
+  const sample: DrillEntry[] = [];
   let canary: string | undefined;
   let index = 0;
   for (let n = 1; n <= parts; n++) {
@@ -79,12 +81,17 @@ async function sampleEntries(env: Env, snapshotId: string, parts: number, object
   return { sample, canary };
 }
 
+/** An entry and where its bytes are: a snapshot part says (format 2 or 1), a version row does not ("either"). */
+export type DrillEntry = SnapshotEntry & { sealed: boolean | "either"; blob?: string };
+
 /** Restores one object into the scratch prefix and checks its bytes; a problem line naming the object, or undefined. */
-export async function restoreAndCheck(backups: R2Bucket, target: R2Bucket, config: BackupConfig, prefix: string, e: SnapshotEntry): Promise<string | undefined> {
+export async function restoreAndCheck(env: Env, target: R2Bucket, config: BackupConfig, prefix: string, e: DrillEntry): Promise<string | undefined> {
   const key = `${prefix}${e.key}`;
-  if (!(await backups.head(blobKey(e.sha256)))) return `object ${e.key}: its bytes (blob ${e.sha256}) are missing from the backup bucket`;
+  const address = await addressKey(requireSecret(env.CHUNK_ID_KEY, "CHUNK_ID_KEY"));
+  const blob = await findBlob(env.BACKUPS, address, e);
+  if (!blob) return `object ${e.key}: its bytes (blob of ${e.sha256}) are missing from the backup bucket`;
   try {
-    await copyObject({ from: backups, fromKey: blobKey(e.sha256), to: target, toKey: key, size: e.size, sha256: e.sha256, meta: e.meta }, copyLimits(config));
+    await restoreBlob(env.BACKUPS, () => workerIdentities(env), blob, target, key, e, copyLimits(config));
   } catch (err) {
     return `object ${e.key}: restore from blob ${e.sha256} failed: ${(err as Error).message}`;
   }

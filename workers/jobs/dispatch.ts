@@ -6,6 +6,7 @@ import type { JobRow } from "../catalog/schema.ts";
 import type { KindContext } from "../context.ts";
 import type { Env } from "../env.ts";
 import { mintJobToken, tokenExpiry } from "../repository/job-token.ts";
+import { readAuthenticated } from "../repository/manifest-mac.ts";
 import type { DispatchContext, RunnerKind } from "./kind.ts";
 
 export async function buildDispatch(spec: RunnerKind<unknown, unknown>, job: JobRow, ctx: KindContext) {
@@ -23,8 +24,15 @@ export async function buildDispatch(spec: RunnerKind<unknown, unknown>, job: Job
   return spec.dispatch(params, dispatchCtx);
 }
 
-/** What every job that writes a backup into the chunk store gets: recipients, the chunk-id key, a write token for its backup. */
+/**
+ * What every job that writes a backup into the chunk store gets: recipients,
+ * the chunk-id key, a write token for its backup. An incremental's parent
+ * manifest is checked here, before anything is dispatched: one changed in R2
+ * (its MAC no longer matches) would have the new backup reference the
+ * attacker's chunks, so the job fails at once and nothing is written.
+ */
 export async function writerAccess(ctx: DispatchContext, backupId: string, parentManifestKey?: string) {
+  if (parentManifestKey) await requireAuthenticParent(ctx, parentManifestKey);
   return {
     recipients: ctx.config.encryption_recipients,
     chunk_id_key: requireSecret(ctx.env.CHUNK_ID_KEY, "CHUNK_ID_KEY"),
@@ -43,6 +51,19 @@ export async function readerAccess(ctx: DispatchContext, backupId: string) {
     identities: ageIdentities(ctx.env), chunk_id_key: requireSecret(ctx.env.CHUNK_ID_KEY, "CHUNK_ID_KEY"),
     repository: await ctx.repository("read", backupId),
   };
+}
+
+async function requireAuthenticParent(ctx: DispatchContext, key: string): Promise<void> {
+  const read = await readAuthenticated(ctx.env, key);
+  // A parent gone missing is the runner's to report (it cannot read it); only a forged one is refused here.
+  if (read?.auth !== "forged") return;
+  await ctx.catalog.audit({
+    actor: "worker", action: "repository.manifest_forged", target: key, outcome: "denied", detail: { job_id: ctx.job.id, at: "dispatch" },
+  });
+  throw new AppError(
+    "parent_not_authentic",
+    `the parent backup's manifest ${key} does not carry a valid MAC (changed in R2?): refusing to build an incremental on it; verify it, or take a full backup`,
+  );
 }
 
 /** A Worker secret a dispatch needs; its absence fails the job at once (retrying will not set it). */

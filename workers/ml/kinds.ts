@@ -1,6 +1,7 @@
 // The ML capability's job kinds (MLflow backup, restore and verify;
 // training-data snapshots), all run on the runner, and its scheduled task
 // (every MLflow server and dataset, then ML retention).
+import { targetPolicy } from "../target-hosts.ts";
 import { mlflowAccess } from "../config.ts";
 import { randomId, unseal } from "../crypto.ts";
 import type { KindContext } from "../context.ts";
@@ -58,7 +59,7 @@ export const mlRestore = runnerKind({
     return {
       kind: "ml.restore", job_id: ctx.job.id, backup_id: p.backup_id, manifest_key: mlManifestKey(p.backup_id), target_label: p.target_label,
       mlflow, registry: p.registry, ...(p.experiment_ids ? { experiment_ids: p.experiment_ids } : {}),
-      ...(await readerAccess(ctx, p.backup_id)),
+      ...(await readerAccess(ctx, p.backup_id)), ...(p.target_server ? {} : { target_policy: targetPolicy(ctx.config) }),
     };
   },
   complete: completeRestore,
@@ -91,7 +92,7 @@ export const trainingDataRestore = runnerKind({
     return {
       kind: "training_data.restore", job_id: ctx.job.id, backup_id: p.backup_id, manifest_key: mlManifestKey(p.backup_id), target_label: p.target_label,
       ...(target_url ? { target_url } : {}), ...(p.schema ? { schema: p.schema } : {}), ...(p.bucket ? { bucket: p.bucket, prefix: p.prefix ?? "" } : {}),
-      ...(await readerAccess(ctx, p.backup_id)),
+      ...(await readerAccess(ctx, p.backup_id)), ...(p.target_url_sealed && !p.target_database ? { target_policy: targetPolicy(ctx.config) } : {}),
     };
   },
   complete: completeRestore,

@@ -3,6 +3,7 @@
 import { z } from "zod";
 import { DatabaseName, DispatchBase, ExperimentId, MlName, StoredBackup, TrainingDataset, VerifyFindings, WriteAccess } from "../shared/protocol.ts";
 import { DatabaseVerifyDispatch } from "../database/protocol.ts";
+import { TargetPolicy } from "../shared/target-policy.ts";
 
 export const MlBackupParams = z.object({
   server: MlName,
@@ -71,6 +72,8 @@ export const MlRestoreDispatch = DispatchBase.extend({
   manifest_key: z.string().min(1),
   target_label: z.string(),
   mlflow: MlflowAccess,
+  /** A target given as a URL: the runner checks every address its host resolves to, and connects to the one it checked. */
+  target_policy: TargetPolicy.optional(),
   experiment_ids: z.array(ExperimentId).optional(),
   registry: z.boolean(),
   identities: z.array(z.string()).min(1),
@@ -101,6 +104,8 @@ export const TrainingDataRestoreDispatch = DispatchBase.extend({
   manifest_key: z.string().min(1),
   target_label: z.string(),
   target_url: z.string().optional(),
+  /** A target given as a URL: checked and pinned by the runner like a database restore's. */
+  target_policy: TargetPolicy.optional(),
   schema: z.string().optional(),
   bucket: z.string().optional(),
   prefix: z.string().optional(),

@@ -162,6 +162,8 @@ async function restoreTarget(c: Ctx, target: string, token: string | undefined) 
       throw badRequest("target: not a valid tracking URI");
     }
     if (url.username || url.password) throw badRequest("target: put credentials in target_token, not in the URI");
+    // The client appends /api/2.0/mlflow/… to it: a query or fragment would point those requests somewhere else.
+    if (url.search || url.hash) throw badRequest("target: a tracking URI takes no query or fragment");
     checkTargetHost(c.get("config"), url);
     const access = { tracking_uri: url.toString().replace(/\/+$/, ""), ...(token ? { token } : {}) };
     return { target_label: `${url.host} (url)`, target_sealed: await seal(c.env.JOB_TOKEN_SECRET, JSON.stringify(access)) };

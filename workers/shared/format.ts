@@ -219,13 +219,15 @@ export type SegmentManifest = z.infer<typeof SegmentManifest>;
 
 // ---- Storage snapshots and the version store (R2 buckets) ----
 //
-//   storage/blobs/<sha[0:2]>/<sha256>               one object's bytes, as they were, named by their SHA-256
+//   storage/blobs/<a[0:2]>/<a>                      one object's bytes (format 2: age-encrypted, a keyed address;
+//                                                   format 1: plaintext, a = its SHA-256)
 //   manifests/storage/<snapshot_id>.json            a snapshot's top manifest (written last)
 //   manifests/storage/<snapshot_id>/part-<n>.json   its entries, 1 part per listing page, keys in order
 //
-// Blobs are plaintext copies inside the same account (R2 encrypts at rest):
-// content addressing means an object unchanged between snapshots, or the same
-// bytes under two keys, or a version captured by the version store, is stored once.
+// Content addressing means an object unchanged between snapshots, or the same
+// bytes under two keys, or a version captured by the version store, is stored
+// once. Format 2 (storage/sealed.ts) encrypts blobs and part entries and keys
+// the addresses; snapshots written in format 1 stay restorable.
 
 export const STORAGE_BLOB_PREFIX = "storage/blobs/";
 export const STORAGE_MANIFEST_PREFIX = "manifests/storage/";
@@ -271,16 +273,32 @@ export const SnapshotEntry = z.object({
 });
 export type SnapshotEntry = z.infer<typeof SnapshotEntry>;
 
-export const SnapshotPart = z.object({
+/** Format 1: entries in the clear, blobs named by their SHA-256. */
+export const PlainSnapshotPart = z.object({
   snapshot_id: SnapshotId,
   part: z.number().int().positive(),
   entries: z.array(SnapshotEntry),
 });
+export type PlainSnapshotPart = z.infer<typeof PlainSnapshotPart>;
+
+/** Format 2: entries as base64 of an age file; `blobs[i]` is the keyed blob address of entry i. */
+export const SealedSnapshotPart = z.object({
+  snapshot_id: SnapshotId,
+  part: z.number().int().positive(),
+  blobs: z.array(z.string().regex(/^[0-9a-f]{64}$/)),
+  entries_age: z.string(),
+});
+export type SealedSnapshotPart = z.infer<typeof SealedSnapshotPart>;
+
+export const SnapshotPart = z.union([SealedSnapshotPart, PlainSnapshotPart]);
 export type SnapshotPart = z.infer<typeof SnapshotPart>;
+
+/** Storage snapshots: 1 = plaintext blobs and parts, 2 = age-encrypted, keyed addresses (storage/sealed.ts). */
+export const STORAGE_FORMAT_VERSION = 2;
 
 export const SnapshotManifest = z.object({
   format: z.literal("astrid-backup/storage-snapshot"),
-  format_version: z.literal(FORMAT_VERSION),
+  format_version: z.union([z.literal(1), z.literal(STORAGE_FORMAT_VERSION)]),
   snapshot_id: SnapshotId,
   bucket: BucketName,
   prefix: z.string(),
@@ -296,6 +314,8 @@ export const SnapshotManifest = z.object({
     copied_objects: z.number().int().nonnegative(),
     copied_bytes: z.number().int().nonnegative(),
   }),
+  /** Format 2: a tag of the recipients its blobs and parts are encrypted to (the next snapshot reuses them only if equal). */
+  recipients_tag: z.string().optional(),
 });
 export type SnapshotManifest = z.infer<typeof SnapshotManifest>;
 

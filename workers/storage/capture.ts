@@ -17,6 +17,7 @@ import type { Env } from "../env.ts";
 import { openStorageCatalog, type StorageCatalog } from "../catalog/storage-catalog.ts";
 import { copyLimits, protectionOf, storageBucket } from "./buckets.ts";
 import { copyObject, hashObject, metaOf, ObjectChanged, storeBlob } from "./objects.ts";
+import { blobSealing } from "./sealed.ts";
 import { COPY_LANES } from "./lanes.ts";
 import { forEachLimited } from "../shared/concurrency.ts";
 
@@ -74,8 +75,9 @@ export async function captureVersion(
     return;
   }
   try {
-    const { sha256 } = await storeBlob(ctx.env.BACKUPS, bucket, obj, copyLimits(ctx.config));
-    await ctx.storage.insertVersion({ ...row, size: obj.size, sha256, meta: JSON.stringify(metaOf(obj)) });
+    const { sha256, blob } = await storeBlob(ctx.env.BACKUPS, await blobSealing(ctx.env, ctx.config), bucket, obj, copyLimits(ctx.config));
+    // The blob's address is recorded with the version (in its metadata JSON): restores and GC find it even after CHUNK_ID_KEY changes.
+    await ctx.storage.insertVersion({ ...row, size: obj.size, sha256, meta: JSON.stringify({ ...metaOf(obj), blob }) });
   } catch (e) {
     if (!(e instanceof ObjectChanged)) throw e;
     await ctx.storage.insertVersion({ ...row, size: null, sha256: null, meta: null });

@@ -1,4 +1,5 @@
 // storage.gc: deletes blobs no snapshot part and no version references.
+// It needs no age identity: format-2 parts list their blob addresses in the clear.
 //
 // Mark: every part file under manifests/storage/ counts, complete snapshot or
 // not (a snapshot still running references blobs through the parts it has
@@ -14,6 +15,9 @@ import { openStorageCatalog } from "../catalog/storage-catalog.ts";
 import { SnapshotPart, snapshotManifestKey, STORAGE_BLOB_PREFIX, STORAGE_MANIFEST_PREFIX } from "../shared/format.ts";
 import type { StepContext, StepOutcome } from "../jobs/kind.ts";
 import { backupBucketLocks } from "./lock-guard.ts";
+import { addressKey } from "./sealed.ts";
+import { requireSecret } from "../jobs/dispatch.ts";
+
 
 export const StorageGcParams = z.object({ grace_minutes: z.number().int().nonnegative(), dry_run: z.boolean() });
 export type StorageGcParams = z.infer<typeof StorageGcParams>;
@@ -50,7 +54,8 @@ export async function storageGcStep(ctx: StepContext<StorageGcParams>): Promise<
         continue;
       }
       const part = SnapshotPart.parse(await (await ctx.env.BACKUPS.get(obj.key))!.json());
-      for (const e of part.entries) marks.add(e.sha256.slice(0, MARK));
+      // Format 2 lists its (keyed) blob addresses in the clear; format 1 names plaintext blobs by SHA-256.
+      for (const name of "blobs" in part ? part.blobs : part.entries.map((e) => e.sha256)) marks.add(name.slice(0, MARK));
       state.counts.parts += 1;
     }
     await saveMarks(ctx.env.BACKUPS, state.marks_key, marks);
@@ -58,8 +63,13 @@ export async function storageGcStep(ctx: StepContext<StorageGcParams>): Promise<
     return { next: { ...state, phase: "mark-versions", cursor: undefined }, progress };
   }
   if (state.phase === "mark-versions") {
-    const hashes = await openStorageCatalog(ctx.env.CATALOG).versionBlobs(state.after, 5000);
-    for (const h of hashes) marks.add(h.slice(0, MARK));
+    const { hashes, blobs } = await openStorageCatalog(ctx.env.CATALOG).versionBlobs(state.after, 5000);
+    // A version captured since format 2 records its blob's address; one captured before names a plaintext blob by its
+    // SHA-256. The current key's address of every hash is kept too: a restore of a row without a recorded address
+    // looks there first (GC errs on the side of keeping).
+    const address = await addressKey(requireSecret(ctx.env.CHUNK_ID_KEY, "CHUNK_ID_KEY"));
+    for (const name of [...hashes, ...blobs]) marks.add(name.slice(0, MARK));
+    for (const h of hashes) marks.add((await address(h)).slice(0, MARK));
     await saveMarks(ctx.env.BACKUPS, state.marks_key, marks);
     if (hashes.length === 5000) return { next: { ...state, after: hashes.at(-1)! }, progress };
     return { next: { ...state, phase: "sweep", after: "" }, progress };

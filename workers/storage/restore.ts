@@ -5,12 +5,14 @@
 // so a restore never silently replaces newer data. Every object comes back
 // with its metadata and is checked against its SHA-256 as it is written.
 // A dry run reports what would happen and writes nothing.
-import { blobKey, type SnapshotEntry } from "../shared/format.ts";
+import type { SnapshotEntry } from "../shared/format.ts";
 import { StorageRestoreParams } from "./protocol.ts";
 import { openStorageCatalog } from "../catalog/storage-catalog.ts";
 import type { StepContext, StepOutcome } from "../jobs/kind.ts";
 import { copyLimits, requireStepBucket } from "./buckets.ts";
-import { copyObject, hashObject } from "./objects.ts";
+import { findBlob, hashObject, restoreBlob, versionBlob } from "./objects.ts";
+import { addressKey, workerIdentities } from "./sealed.ts";
+import { requireSecret } from "../jobs/dispatch.ts";
 import { COPY_LANES } from "./lanes.ts";
 import { forEachLimited } from "../shared/concurrency.ts";
 import { StoredObjectMeta } from "../shared/format.ts";
@@ -35,7 +37,8 @@ export async function restoreStep(ctx: StepContext<StorageRestoreParams>): Promi
     part: 1, offset: 0, after: "", counts: { restored: 0, unchanged: 0, conflicts: 0, missing: 0, bytes: 0 }, conflict_keys: [],
   };
   const { entries, more } = p.source.from === "snapshot" ? await fromSnapshot(ctx, p, state) : await fromVersions(ctx, p, state);
-  await forEachLimited(entries, COPY_LANES, (e) => restoreEntry(ctx, p, target, e, state));
+  const address = await addressKey(requireSecret(ctx.env.CHUNK_ID_KEY, "CHUNK_ID_KEY"));
+  await forEachLimited(entries, COPY_LANES, (e) => restoreEntry(ctx, p, target, e, address, state));
   if (more) return { next: state, progress: { phase: p.dry_run ? "planning" : "restoring", bytes: state.counts.bytes, chunks: state.counts.restored } };
   const result = { kind: "storage.restore", dry_run: p.dry_run, target_bucket: p.target_bucket, ...state.counts, conflict_keys: state.conflict_keys };
   if (p.dry_run) return { done: result };
@@ -60,7 +63,7 @@ const wanted = (p: StorageRestoreParams, key: string) => key.startsWith(p.prefix
 async function fromSnapshot(ctx: StepContext<StorageRestoreParams>, p: StorageRestoreParams, state: RestoreState) {
   if (p.source.from !== "snapshot") throw new Error("unreachable");
   const manifest = await readManifest(ctx.env, p.source.snapshot_id);
-  const entries: SnapshotEntry[] = [];
+  const entries: RestoreEntry[] = [];
   const budget = ctx.config.storage_page_size;
   let partsRead = 0;
   while (state.part <= manifest.parts && entries.length < budget && partsRead < 50) {
@@ -85,7 +88,7 @@ async function fromVersions(ctx: StepContext<StorageRestoreParams>, p: StorageRe
   const rows = await storage.latestVersions({
     bucket: p.source.bucket, after: state.after, prefix: p.key ?? p.prefix, asOf: p.source.as_of, limit: ctx.config.storage_page_size,
   });
-  const entries: SnapshotEntry[] = [];
+  const entries: RestoreEntry[] = [];
   for (const v of rows) {
     state.after = v.key;
     if (!wanted(p, v.key) || v.action === "delete") continue;
@@ -93,12 +96,17 @@ async function fromVersions(ctx: StepContext<StorageRestoreParams>, p: StorageRe
       state.counts.missing += 1; // the event came after the bytes were already overwritten: nothing to restore
       continue;
     }
-    entries.push({ key: v.key, size: v.size, etag: v.etag, sha256: v.sha256, uploaded: v.event_time, meta: StoredObjectMeta.parse(JSON.parse(v.meta ?? "{}")) });
+    entries.push({ key: v.key, size: v.size, etag: v.etag, sha256: v.sha256, uploaded: v.event_time, ...versionBlob(v.meta) });
   }
   return { entries, more: rows.length === ctx.config.storage_page_size };
 }
 
-async function restoreEntry(ctx: StepContext<StorageRestoreParams>, p: StorageRestoreParams, target: R2Bucket, e: SnapshotEntry, state: RestoreState) {
+/** A snapshot entry says where its blob is (its part's format and `blobs`); a version row captured before format 2 does not. */
+type RestoreEntry = SnapshotEntry & { sealed: boolean | "either"; blob?: string };
+
+async function restoreEntry(
+  ctx: StepContext<StorageRestoreParams>, p: StorageRestoreParams, target: R2Bucket, e: RestoreEntry, address: (sha256: string) => Promise<string>, state: RestoreState,
+) {
   const existing = await target.head(e.key);
   if (existing && existing.size === e.size && (existing.etag === e.etag || (await hashObject(target, e.key)).sha256 === e.sha256)) {
     state.counts.unchanged += 1;
@@ -110,14 +118,12 @@ async function restoreEntry(ctx: StepContext<StorageRestoreParams>, p: StorageRe
     return;
   }
   if (!p.dry_run) {
-    const blob = await ctx.env.BACKUPS.head(blobKey(e.sha256));
+    const blob = await findBlob(ctx.env.BACKUPS, address, e);
     if (!blob) {
       state.counts.missing += 1;
       return;
     }
-    await copyObject({
-      from: ctx.env.BACKUPS, fromKey: blobKey(e.sha256), to: target, toKey: e.key, size: e.size, sha256: e.sha256, meta: e.meta,
-    }, copyLimits(ctx.config));
+    await restoreBlob(ctx.env.BACKUPS, () => workerIdentities(ctx.env), blob, target, e.key, e, copyLimits(ctx.config));
   }
   state.counts.restored += 1;
   state.counts.bytes += e.size;

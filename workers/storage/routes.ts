@@ -310,6 +310,8 @@ storageRoutes.put("/storage/objects/:bucket/:key{.+}", requireRole("admin"), asy
   } else {
     await handleEvent({ env: c.env, config: c.get("config"), storage: openStorageCatalog(c.env.CATALOG), now: new Date() }, event, "write-through");
   }
+  // The object routes carry the data itself: every write and read is an audit line (issue #12).
+  await c.get("catalog").audit({ actor: c.get("actor"), action: "storage.object.put", target: `${name}/${key.data}`, outcome: "succeeded", detail: { size: obj.size } });
   const answer: z.infer<typeof ObjectWritten> = { bucket: name, key: key.data, etag: obj.etag, size: obj.size, version_time: event.eventTime };
   return c.json(answer, 201);
 });
@@ -321,6 +323,7 @@ storageRoutes.get("/storage/objects/:bucket/:key{.+}", requireRole("admin"), asy
   if (!key.success) throw badRequest(`key: ${key.error.issues[0]?.message}`);
   const obj = await bucket.get(key.data);
   if (!obj) throw notFound(`object "${key.data}"`);
+  await c.get("catalog").audit({ actor: c.get("actor"), action: "storage.object.get", target: `${c.req.param("bucket")}/${key.data}`, outcome: "succeeded", detail: { size: obj.size } });
   const headers = new Headers({ etag: obj.httpEtag, "content-length": String(obj.size) });
   obj.writeHttpMetadata(headers);
   return new Response(obj.body, { headers });
