@@ -42,6 +42,7 @@ export async function backupDatabase(job: BackupDispatch, ctx: JobContext): Prom
       ctx.progress({ phase: "dumping", bytes: logical, chunks: writer.stats.new_chunks });
     }
   } catch (e) {
+    writer.close();
     dump.kill("SIGTERM");
     await exited.catch(() => {});
     throw e;
