@@ -8,7 +8,8 @@ import type { DatabaseBackupDispatch as BackupDispatch, DatabaseBackupResult as 
 import { chunkStream } from "../repository/chunker.ts";
 import { ChunkWriter } from "../repository/chunk-writer.ts";
 import type { RepositoryClient } from "../repository/client.ts";
-import { sha256Hex, ZSTD_LEVEL } from "../repository/codec.ts";
+import { ZSTD_LEVEL } from "../repository/codec.ts";
+import { manifestPieces } from "../repository/manifest-file.ts";
 import { AppError } from "../../workers/shared/errors.ts";
 import type { JobContext } from "../job-context.ts";
 import { readManifest } from "./manifest.ts";
@@ -52,19 +53,21 @@ export async function backupDatabase(job: BackupDispatch, ctx: JobContext): Prom
   const chunks = await writer.finish();
 
   const finished = new Date();
-  const manifest = DatabaseManifest.parse({
+  // Validated without its chunk list (manifestPieces checks each chunk): no copy of a list that grows with the dump.
+  const fields = DatabaseManifest.parse({
     format: "astrid-backup/database", format_version: FORMAT_VERSION, backup_id: job.backup_id, type: job.type,
     database: job.database, created_at: started.toISOString(), finished_at: finished.toISOString(), source,
     dump: { format: "custom", pg_dump_args: PG_DUMP_ARGS, logical_bytes: logical, sha256: hash.digest("hex") },
     compression: { algorithm: "zstd", level: ZSTD_LEVEL },
     encryption: { scheme: "age-x25519", recipients: job.recipients },
-    chunker: CHUNKER, pack_prefix: prefix, chunks,
+    chunker: CHUNKER, pack_prefix: prefix, chunks: [],
     stats: { stored_bytes: writer.stats.stored_bytes, new_stored_bytes: writer.stats.new_stored_bytes, new_chunks: writer.stats.new_chunks },
     ...(await consistency.result()),
   });
-  const body = Buffer.from(JSON.stringify(manifest, null, 1));
+  const { chunks: _, ...manifest } = fields;
+  const body = manifestPieces(manifest, chunks);
   ctx.progress({ phase: "writing manifest", bytes: logical, chunks: chunks.length });
-  await repo.put(manifestKey(job.backup_id), body, sha256Hex(body));
+  await repo.put(manifestKey(job.backup_id), body.pieces, body.sha256);
   return {
     kind: "database.backup", backup_id: job.backup_id, manifest_key: manifestKey(job.backup_id), logical_bytes: logical,
     stored_bytes: manifest.stats.stored_bytes, new_stored_bytes: manifest.stats.new_stored_bytes, chunk_count: chunks.length,
