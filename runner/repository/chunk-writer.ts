@@ -11,7 +11,7 @@ import { Worker } from "node:worker_threads";
 import { CHUNKER, PACK_TARGET_SIZE, packKey, type ChunkRef } from "../../workers/shared/format.ts";
 import { ChunkSealer, chunkId } from "./codec.ts";
 import type { RepositoryClient } from "./client.ts";
-import type { FromSealer, SealThreadConfig, ToSealer } from "./seal-thread.ts";
+import { IDLE_EXIT_MS, type FromSealer, type SealThreadConfig, type ToSealer } from "./seal-thread.ts";
 
 export interface WriterStats {
   stored_bytes: number;
@@ -29,6 +29,8 @@ const BATCHES_IN_FLIGHT = 2;
 
 export class ChunkWriter {
   readonly stats: WriterStats = { stored_bytes: 0, new_stored_bytes: 0, new_chunks: 0 };
+  /** Milliseconds add() spent waiting for the sealer or the uploads (the backup's timeline line). */
+  waitedMs = 0;
   /** finish()'s list, one entry per add(). Plain objects, not a promise per chunk: a 4 GiB dump has ~60,000 chunks. */
   private readonly refs: ChunkRef[] = [];
   /** Chunks this backup references: repeats and known chunks cost no request. */
@@ -52,7 +54,11 @@ export class ChunkWriter {
   private readonly recipients: string[];
   private readonly batchCapacity: number;
 
-  constructor(repo: RepositoryClient, prefix: string, recipients: string[], idKeyHex: string) {
+  private readonly idleExitMs: number;
+
+  /** `idleExitMs`: how long the sealing thread waits for work before it ends (seal-thread.ts); tests shorten it. */
+  constructor(repo: RepositoryClient, prefix: string, recipients: string[], idKeyHex: string, idleExitMs = IDLE_EXIT_MS) {
+    this.idleExitMs = idleExitMs;
     this.repo = repo;
     this.prefix = prefix;
     this.recipients = recipients;
@@ -91,11 +97,13 @@ export class ChunkWriter {
     if (!ref) {
       ref = { id, plain_size: plaintext.length, pack: "", offset: 0, stored_size: 0, stored_sha256: "" };
       this.seen.set(id, ref);
+      this.append(plaintext); // before the push: a thread it starts numbers its first chunk (the unsent batch's, or this one) right
       this.fresh.push(ref);
-      this.append(plaintext);
     }
     const index = this.refs.push(ref) - 1;
+    const before = performance.now();
     while (!this.failure && (this.batchesInFlight >= BATCHES_IN_FLIGHT || this.uploading.size >= UPLOAD_CONCURRENCY)) await this.sleep();
+    this.waitedMs += performance.now() - before;
     if (this.failure) throw this.failure;
     return index;
   }
@@ -103,6 +111,7 @@ export class ChunkWriter {
   /** All chunk references in stream order, once the last pack is uploaded. */
   async finish(): Promise<ChunkRef[]> {
     try {
+      if (this.batchSizes.length > 0) this.thread ??= this.startThread(); // the last batch, after the thread went idle
       if (this.thread) {
         this.send();
         const done = new Promise<void>((resolve) => (this.flushed = resolve));
@@ -123,7 +132,6 @@ export class ChunkWriter {
 
   /** Stops the sealing thread (finish() does; call it when a backup gives up before finishing). */
   close(): void {
-    abandoned.unregister(this);
     void this.thread?.terminate();
     this.thread = undefined;
     this.batch = undefined;
@@ -157,23 +165,21 @@ export class ChunkWriter {
 
   private startThread(): Worker {
     const config: SealThreadConfig = {
-      recipients: this.recipients, packTarget: PACK_TARGET_SIZE,
+      recipients: this.recipients, packTarget: PACK_TARGET_SIZE, first: this.fresh.length - this.batchSizes.length, idleExitMs: this.idleExitMs,
       // Room for a full pack plus the largest chunk file, so a pack is cut only once it reaches the target.
       packCapacity: PACK_TARGET_SIZE + new ChunkSealer(this.recipients).maxSealedSize(CHUNKER.max_size),
     };
     const thread = new Worker(new URL("./seal-thread.ts", import.meta.url), { workerData: config });
     thread.unref(); // never what keeps the runner alive
-    // finish(), close() and a failure end the thread. A writer its caller
-    // dropped without finishing (the source failed) ends it when collected:
-    // the listeners hold the writer weakly, so the live thread does not keep it.
-    const self = new WeakRef(this);
-    thread.on("message", (m: FromSealer) => self.deref()?.receive(m));
-    thread.on("error", (e) => self.deref()?.fail(e));
+    // finish(), close() and a failure end the thread; one its writer's caller
+    // dropped unfinished (its source failed) ends itself once idle (seal-thread.ts).
+    // The listeners hold the writer strongly: while a caller awaits room, the
+    // thread's messages are the only thing that will wake it, so they must keep it alive.
+    thread.on("message", (m: FromSealer) => this.receive(m));
+    thread.on("error", (e) => this.fail(e));
     thread.on("exit", (code) => {
-      const writer = self.deref();
-      if (writer?.thread === thread) writer.fail(new Error(`the sealing thread exited (${code})`));
+      if (this.thread === thread) this.fail(new Error(`the sealing thread exited (${code})`));
     });
-    abandoned.register(this, thread, this);
     return thread;
   }
 
@@ -183,6 +189,11 @@ export class ChunkWriter {
       if (m.batch.byteLength === this.batchCapacity && this.thread) this.spareBatches.push(Buffer.from(m.batch));
     } else if (m.type === "pack") {
       this.upload(m);
+    } else if (m.type === "idle") {
+      // The thread ends; its open pack came just before this. The next new chunk starts another.
+      // A batch sent as it went idle would be lost: fail rather than wait for it forever.
+      this.thread = undefined;
+      if (this.batchesInFlight > 0) this.fail(new Error("the sealing thread went idle with a batch pending"));
     } else if (m.type === "flushed") {
       const done = this.flushed;
       this.flushed = undefined;
@@ -231,9 +242,6 @@ export class ChunkWriter {
     for (const wake of waiting) wake();
   }
 }
-
-/** Sealing threads of writers dropped unfinished. */
-const abandoned = new FinalizationRegistry<Worker>((thread) => void thread.terminate());
 
 /** Packs are ~8 MiB: two uploads in flight bound memory to a few packs. */
 const UPLOAD_CONCURRENCY = 2;

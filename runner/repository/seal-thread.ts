@@ -11,7 +11,7 @@
 //        flush                cut the last pack, then say "flushed"
 //   out: pack {buffer, size, id, first, offsets, stored, sha256}  a cut pack (transferred) and its chunks, in order
 //        sealed {batch}       the batch's chunks are in packs (open or cut): its buffer comes back
-//        flushed | failed {message}
+//        flushed | idle (the thread ends: see IDLE_EXIT_MS) | failed {message}
 import { createHash } from "node:crypto";
 import { parentPort, workerData } from "node:worker_threads";
 import { ChunkSealer, sha256Hex } from "./codec.ts";
@@ -20,6 +20,9 @@ export interface SealThreadConfig {
   recipients: string[];
   packTarget: number;
   packCapacity: number;
+  /** Index, among the backup's new chunks, of the first chunk this thread will seal (a writer may start several threads in turn). */
+  first: number;
+  idleExitMs: number;
 }
 
 export type ToSealer =
@@ -31,6 +34,7 @@ export type FromSealer =
   | { type: "pack"; buffer: ArrayBuffer; size: number; id: string; first: number; offsets: number[]; stored: number[]; sha256: string[] }
   | { type: "sealed"; batch: ArrayBuffer }
   | { type: "flushed" }
+  | { type: "idle" }
   | { type: "failed"; message: string };
 
 class PackBuilder {
@@ -49,6 +53,7 @@ class PackBuilder {
 
   constructor(config: SealThreadConfig, post: (m: FromSealer, transfer?: ArrayBuffer[]) => void) {
     this.config = config;
+    this.first = this.next = config.first;
     this.sealer = new ChunkSealer(config.recipients);
     this.post = post;
   }
@@ -95,11 +100,29 @@ class PackBuilder {
   }
 }
 
+/**
+ * A thread that hears nothing for this long hands over its open pack, says
+ * "idle" and ends: its writer may have been dropped unfinished (the backup's
+ * source failed and that caller does not close() it). A writer still in use
+ * (a long run of deduplicated chunks) uploads that pack and starts a new
+ * thread for its next new chunk.
+ */
+export const IDLE_EXIT_MS = 10 * 60_000;
+
 if (parentPort) {
   const port = parentPort;
   const post = (m: FromSealer, transfer: ArrayBuffer[] = []) => port.postMessage(m, transfer);
-  const builder = new PackBuilder(workerData as SealThreadConfig, post);
+  const config = workerData as SealThreadConfig;
+  const builder = new PackBuilder(config, post);
+  const rest = () => {
+    builder.cut();
+    post({ type: "idle" });
+    port.close(); // not process.exit(): that may drop the messages just posted; with the port closed the thread ends on its own
+  };
+  let idle = setTimeout(rest, config.idleExitMs);
   port.on("message", (m: ToSealer) => {
+    clearTimeout(idle);
+    idle = setTimeout(rest, config.idleExitMs);
     try {
       if (m.type === "seal") {
         builder.seal(m.batch, m.sizes);

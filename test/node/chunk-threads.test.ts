@@ -93,6 +93,20 @@ describe("sealing and opening threads", () => {
     expect((error as Error).message).toBe(`chunk #${index} ${victim.id}: stored bytes do not match their SHA-256`);
   });
 
+  it("a sealing thread that goes idle hands over its open pack; the next new chunk starts another and nothing is lost", async () => {
+    const { identity, recipient } = await ageKeyPair();
+    const { repo } = memoryRepo();
+    const writer = new ChunkWriter(repo, PREFIX, [recipient], ID_KEY, 300);
+    const parts = [randomBytes(3 << 20), randomBytes(2 << 20), randomBytes(1 << 20)];
+    for (const part of parts) {
+      for await (const chunk of chunkStream(pieces(part))) await writer.add(chunk);
+      await new Promise((r) => setTimeout(r, 1000)); // long enough for the thread to go idle and end
+    }
+    const refs = await writer.finish();
+    expect(new Set(refs.map((r) => r.pack)).size).toBeGreaterThanOrEqual(parts.length);
+    expect((await readAll(repo, refs, identity)).bytes.equals(Buffer.concat(parts))).toBe(true);
+  });
+
   it("a failed upload fails the writer (no hang, no half-stored backup)", async () => {
     const { recipient } = await ageKeyPair();
     const { objects, repo } = memoryRepo(true);
