@@ -356,6 +356,10 @@ async function ourJob(b: Bench, label: string, submit: () => Promise<{ job_id: s
   }
   const { job, wall_ms } = phase.value;
   if (job.status !== "succeeded") throw new Error(`job ${job.id} failed: ${JSON.stringify(job.error)}`);
+  // Where the runner's main thread spent the job (runner/database/backup.ts and restore.ts log it).
+  await new Promise((r) => setTimeout(r, 500)); // restore's line comes once pg_restore has exited
+  const timeline = readFileSync(join(b.dir, "runner.log"), "utf8").split("\n").filter((l) => l.startsWith("timeline:")).at(-1);
+  if (timeline) log(`  ${timeline}`);
   const profile = await collectProfile(b, pid);
   return { job, result: job.result, wall_ms, memory, cpu: phase.cpu, machine_busy_pct: phase.machine_busy_pct, load_before: phase.load_before, profile };
 }
