@@ -332,6 +332,8 @@ async function freshRunner(b: Bench, env?: Record<string, string>): Promise<numb
  * One job of ours as a measured phase: a fresh runner first (outside the
  * measurement), then submit and poll every POLL_MS until the job settles.
  */
+let timelinesSeen = 0;
+
 async function ourJob(b: Bench, label: string, submit: () => Promise<{ job_id: string }>, timeoutMs: number, runnerEnv?: Record<string, string>) {
   const pid = await freshRunner(b, runnerEnv);
   const rss = sampleRss(pid, 50);
@@ -358,8 +360,9 @@ async function ourJob(b: Bench, label: string, submit: () => Promise<{ job_id: s
   if (job.status !== "succeeded") throw new Error(`job ${job.id} failed: ${JSON.stringify(job.error)}`);
   // Where the runner's main thread spent the job (runner/database/backup.ts and restore.ts log it).
   await new Promise((r) => setTimeout(r, 500)); // restore's line comes once pg_restore has exited
-  const timeline = readFileSync(join(b.dir, "runner.log"), "utf8").split("\n").filter((l) => l.startsWith("timeline:")).at(-1);
-  if (timeline) log(`  ${timeline}`);
+  const timelines = readFileSync(join(b.dir, "runner.log"), "utf8").split("\n").filter((l) => l.startsWith("timeline:"));
+  for (const line of timelines.slice(timelinesSeen)) log(`  ${line}`);
+  timelinesSeen = timelines.length;
   const profile = await collectProfile(b, pid);
   return { job, result: job.result, wall_ms, memory, cpu: phase.cpu, machine_busy_pct: phase.machine_busy_pct, load_before: phase.load_before, profile };
 }
