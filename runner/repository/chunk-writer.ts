@@ -11,6 +11,8 @@ import { Worker } from "node:worker_threads";
 import { CHUNKER, PACK_TARGET_SIZE, packKey, type ChunkRef } from "../../workers/shared/format.ts";
 import { ChunkSealer, chunkId } from "./codec.ts";
 import type { RepositoryClient } from "./client.ts";
+import { RUNNER_SETTINGS } from "../settings.ts";
+import { THREAD_LIMITS } from "./plaintext-reader.ts";
 import { IDLE_EXIT_MS, type FromSealer, type SealThreadConfig, type ToSealer } from "./seal-thread.ts";
 
 export interface WriterStats {
@@ -169,7 +171,7 @@ export class ChunkWriter {
       // Room for a full pack plus the largest chunk file, so a pack is cut only once it reaches the target.
       packCapacity: PACK_TARGET_SIZE + new ChunkSealer(this.recipients).maxSealedSize(CHUNKER.max_size),
     };
-    const thread = new Worker(new URL("./seal-thread.ts", import.meta.url), { workerData: config });
+    const thread = new Worker(new URL("./seal-thread.ts", import.meta.url), { workerData: config, resourceLimits: THREAD_LIMITS });
     thread.unref(); // never what keeps the runner alive
     // finish(), close() and a failure end the thread; one its writer's caller
     // dropped unfinished (its source failed) ends itself once idle (seal-thread.ts).
@@ -243,8 +245,8 @@ export class ChunkWriter {
   }
 }
 
-/** Packs are ~8 MiB: two uploads in flight bound memory to a few packs. */
-const UPLOAD_CONCURRENCY = 2;
+/** Packs are ~8 MiB: a few uploads in flight bound memory to a few packs (runner/settings.ts). */
+const UPLOAD_CONCURRENCY = RUNNER_SETTINGS.packUploads;
 
 /** Equal as sets: order does not matter to age. */
 export function sameRecipients(a: string[], b: string[]): boolean {

@@ -8,7 +8,7 @@
 // Messages (one reader, one thread; all in order):
 //   in:  open {input, first, chunks}  chunk files back to back (transferred); `first` is the first chunk's index in the manifest
 //        end                          no more groups: say the digest
-//   out: opened {output}              the group's plaintexts back to back (transferred)
+//   out: opened {input, output}       the group's plaintexts back to back (transferred), and the input back for reuse
 //        digest {sha256}
 //        failed {message, integrity}  integrity: the stored bytes are damaged (retrying will not help)
 import { createHash } from "node:crypto";
@@ -30,7 +30,7 @@ export interface ChunkToOpen {
 
 export type ToOpener = { type: "open"; input: ArrayBuffer; first: number; chunks: ChunkToOpen[] } | { type: "end" };
 export type FromOpener =
-  | { type: "opened"; output: ArrayBuffer }
+  | { type: "opened"; input: ArrayBuffer; output: ArrayBuffer }
   | { type: "digest"; sha256: string }
   | { type: "failed"; message: string; integrity: boolean };
 
@@ -69,7 +69,7 @@ if (parentPort) {
       out += plain.copy(output, out);
     }
     hash.update(output);
-    port.postMessage({ type: "opened", output: output.buffer as ArrayBuffer } satisfies FromOpener, [output.buffer as ArrayBuffer]);
+    port.postMessage({ type: "opened", input: m.input, output: output.buffer as ArrayBuffer } satisfies FromOpener, [m.input, output.buffer as ArrayBuffer]);
   };
   port.on("message", (m: ToOpener) => {
     queue = queue.then(() => handle(m)).catch((e: Error) => {

@@ -5,13 +5,13 @@
 // Memory stays bounded whatever the backup's size: the prefetched spans, two
 // slices at the thread, and the slice being consumed.
 import { Worker } from "node:worker_threads";
-import type { ChunkRef } from "../../workers/shared/format.ts";
+import { CHUNKER, type ChunkRef } from "../../workers/shared/format.ts";
 import type { RepositoryClient } from "./client.ts";
 import { fetchSpanBytes, IntegrityError, spans, type Span } from "./chunk-reader.ts";
 import type { ChunkToOpen, FromOpener, OpenThreadConfig, ToOpener } from "./open-thread.ts";
 
 /** Stored bytes per slice handed to the thread: a few chunks, so the consumer gets plaintext early and often. */
-const SLICE_BYTES = 1024 * 1024;
+const SLICE_BYTES = 512 * 1024;
 /** Slices at the thread and not yet consumed: one being opened, one waiting. */
 const SLICES_IN_FLIGHT = 2;
 
@@ -23,10 +23,10 @@ const SLICES_IN_FLIGHT = 2;
  */
 export async function* readPlaintext(
   repo: RepositoryClient, prefix: string, chunks: ChunkRef[], identities: string[], chunkIdKey: string | undefined,
-  digest: (sha256: string) => void, prefetch = 2,
+  digest: (sha256: string) => void, prefetch = 1,
 ): AsyncGenerator<Buffer> {
   const config: OpenThreadConfig = { identities, ...(chunkIdKey ? { chunkIdKey } : {}) };
-  const thread = new Worker(new URL("./open-thread.ts", import.meta.url), { workerData: config });
+  const thread = new Worker(new URL("./open-thread.ts", import.meta.url), { workerData: config, resourceLimits: THREAD_LIMITS });
   thread.unref();
   const results: FromOpener[] = [];
   let wake: (() => void) | undefined;
@@ -59,6 +59,12 @@ export async function* readPlaintext(
   };
   let inFlight = 0;
   const send = (m: ToOpener, transfer: ArrayBuffer[] = []) => thread.postMessage(m, transfer);
+  // Input slices come back with their plaintext and are reused: one allocation per slice size, not per slice.
+  const spare: Buffer[] = [];
+  const opened = (m: Extract<FromOpener, { type: "opened" }>) => {
+    if (m.input.byteLength === SLICE_CAPACITY) spare.push(Buffer.from(m.input));
+    return Buffer.from(m.output);
+  };
 
   const all = spans(chunks);
   const window: Promise<Buffer>[] = [];
@@ -75,19 +81,19 @@ export async function* readPlaintext(
       if (fetched < all.length) launch();
       for (const slice of slices(span)) {
         // A copy of the slice goes to the thread; the span's buffer stays here until its last slice is copied.
-        const input = Buffer.allocUnsafeSlow(slice.length);
+        const input = slice.length <= SLICE_CAPACITY ? (spare.pop() ?? Buffer.allocUnsafeSlow(SLICE_CAPACITY)) : Buffer.allocUnsafeSlow(slice.length);
         bytes.copy(input, 0, slice.offset, slice.offset + slice.length);
         send({ type: "open", input: input.buffer as ArrayBuffer, first: span.first + slice.from, chunks: slice.chunks }, [input.buffer as ArrayBuffer]);
         if (++inFlight >= SLICES_IN_FLIGHT) {
           const m = await next();
           inFlight--;
-          if (m.type === "opened") yield Buffer.from(m.output);
+          if (m.type === "opened") yield opened(m);
         }
       }
     }
     for (; inFlight > 0; inFlight--) {
       const m = await next();
-      if (m.type === "opened") yield Buffer.from(m.output);
+      if (m.type === "opened") yield opened(m);
     }
     send({ type: "end" });
     const last = await next();
@@ -98,6 +104,16 @@ export async function* readPlaintext(
     void thread.terminate();
   }
 }
+
+/** A reused input slice: room for a slice that reaches SLICE_BYTES with its last chunk (at most max_size stored, plus the age overhead). */
+const SLICE_CAPACITY = SLICE_BYTES + 2 * CHUNKER.max_size;
+
+/**
+ * The threads' V8 heaps: they hold a few small objects at a time (the bytes
+ * are ArrayBuffers outside the heap), so a small young generation keeps the
+ * runner's resident memory down, as --max-semi-space-size=1 does for the main thread.
+ */
+export const THREAD_LIMITS = { maxYoungGenerationSizeMb: 2 };
 
 /** A span cut at chunk boundaries into slices of about SLICE_BYTES stored bytes (offsets within the span). */
 function slices(span: Span): { offset: number; length: number; from: number; chunks: ChunkToOpen[] }[] {
