@@ -113,7 +113,7 @@ const SLICE_CAPACITY = SLICE_BYTES + 2 * CHUNKER.max_size;
  * are ArrayBuffers outside the heap), so a small young generation keeps the
  * runner's resident memory down, as --max-semi-space-size=1 does for the main thread.
  */
-export const THREAD_LIMITS = { maxYoungGenerationSizeMb: 2 };
+export const THREAD_LIMITS = { maxYoungGenerationSizeMb: 2, maxOldGenerationSizeMb: 32 };
 
 /** A span cut at chunk boundaries into slices of about SLICE_BYTES stored bytes (offsets within the span). */
 function slices(span: Span): { offset: number; length: number; from: number; chunks: ChunkToOpen[] }[] {
