@@ -18,9 +18,8 @@ const WRANGLER = join(dirname(createRequire(import.meta.url).resolve("wrangler/p
  * generation collects them early, and glibc returns freed blocks instead of
  * keeping them in per-thread arenas. Together they took a 1 GB backup's peak
  * RSS from ~315 MiB to ~205 MiB in a measurement on this machine. One arena,
- * not two, since the sealing and opening worker threads (runner/repository/):
- * with two, a 1 GiB restore peaked at 219 MiB, with one (and the threads' own
- * heap limits) at 190 MiB.
+ * not two, since backups seal on a worker thread (runner/repository/seal-thread.ts):
+ * the thread would otherwise get an arena of its own.
  */
 export const RUNNER_NODE_FLAGS = ["--max-semi-space-size=1"];
 export const RUNNER_MALLOC_ENV = { MALLOC_ARENA_MAX: "1", MALLOC_MMAP_THRESHOLD_: "65536", MALLOC_TRIM_THRESHOLD_: "131072" };

@@ -17,7 +17,7 @@ export class IntegrityError extends AppError {
 }
 
 /** Consecutive chunks (manifest order) stored back to back in one pack. */
-export interface Span {
+interface Span {
   pack: string;
   offset: number;
   length: number;
@@ -75,18 +75,14 @@ function chunkFiles(bytes: Buffer, span: Span): { file: Buffer; problem?: string
   });
 }
 
-/** The span's bytes, unchecked; a missing, unreadable or short pack throws, naming the span's first chunk. */
-export async function fetchSpanBytes(repo: RepositoryClient, prefix: string, span: Span): Promise<Buffer> {
+/** The chunk files of one span; the first damaged one throws, naming the chunk. */
+export async function fetchSpan(repo: RepositoryClient, prefix: string, span: Span): Promise<Buffer[]> {
+  let bytes: Buffer;
   try {
-    return await spanBytes(repo, prefix, span);
+    bytes = await spanBytes(repo, prefix, span);
   } catch (e) {
     throw e instanceof IntegrityError ? new IntegrityError(`${chunkName(span, 0)}: ${e.message}`) : e;
   }
-}
-
-/** The chunk files of one span; the first damaged one throws, naming the chunk. */
-export async function fetchSpan(repo: RepositoryClient, prefix: string, span: Span): Promise<Buffer[]> {
-  const bytes = await fetchSpanBytes(repo, prefix, span);
   return chunkFiles(bytes, span).map(({ file, problem }) => {
     if (problem) throw new IntegrityError(problem);
     return file;

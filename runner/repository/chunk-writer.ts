@@ -12,7 +12,6 @@ import { CHUNKER, PACK_TARGET_SIZE, packKey, type ChunkRef } from "../../workers
 import { ChunkSealer, chunkId } from "./codec.ts";
 import type { RepositoryClient } from "./client.ts";
 import { RUNNER_SETTINGS } from "../settings.ts";
-import { THREAD_LIMITS } from "./plaintext-reader.ts";
 import { IDLE_EXIT_MS, type FromSealer, type SealThreadConfig, type ToSealer } from "./seal-thread.ts";
 
 export interface WriterStats {
@@ -244,6 +243,13 @@ export class ChunkWriter {
     for (const wake of waiting) wake();
   }
 }
+
+/**
+ * The sealing thread's V8 heap: it holds a few small objects at a time (the
+ * bytes are ArrayBuffers outside the heap), so a small heap keeps the
+ * runner's resident memory down, as --max-semi-space-size=1 does for the main thread.
+ */
+const THREAD_LIMITS = { maxYoungGenerationSizeMb: 2, maxOldGenerationSizeMb: 32 };
 
 /** Packs are ~8 MiB: a few uploads in flight bound memory to a few packs (runner/settings.ts). */
 const UPLOAD_CONCURRENCY = RUNNER_SETTINGS.packUploads;

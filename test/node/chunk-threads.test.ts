@@ -1,20 +1,19 @@
-// The sealing and opening worker threads (runner/repository/seal-thread.ts,
-// open-thread.ts) behind ChunkWriter and readPlaintext: what goes in comes
-// out byte for byte, in the documented format (each chunk an age file at its
-// pack offset, packs named by their SHA-256), damage is named by chunk, and a
-// failed upload stops the writer instead of hanging it. The repository here
+// The sealing worker thread (runner/repository/seal-thread.ts) behind
+// ChunkWriter: what goes in comes back byte for byte through the readers, in
+// the documented format (each chunk an age file at its pack offset, packs
+// named by their SHA-256), damage is named by chunk, a thread that went idle
+// loses nothing, and a failed upload stops the writer instead of hanging it. The repository here
 // is an in-memory object store with the client's put/getRange shape: these
 // are the repository-level units; the e2e tests run the same code against the
 // real Worker and R2.
 import { createHash, randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { ageKeyPair } from "../../runner/dev/secrets.ts";
-import { IntegrityError } from "../../runner/repository/chunk-reader.ts";
+import { IntegrityError, readChunks } from "../../runner/repository/chunk-reader.ts";
 import { ChunkWriter } from "../../runner/repository/chunk-writer.ts";
 import { chunkStream } from "../../runner/repository/chunker.ts";
 import type { RepositoryClient } from "../../runner/repository/client.ts";
 import { chunkOpener, sha256Hex } from "../../runner/repository/codec.ts";
-import { readPlaintext } from "../../runner/repository/plaintext-reader.ts";
 import { packKey, type ChunkRef } from "../../workers/shared/format.ts";
 
 const PREFIX = "packs/";
@@ -50,16 +49,17 @@ async function store(repo: RepositoryClient, data: Buffer, recipient: string): P
 }
 
 async function readAll(repo: RepositoryClient, refs: ChunkRef[], identity: string) {
-  let digest = "";
+  const open = chunkOpener([identity], ID_KEY);
   const out: Buffer[] = [];
-  for await (const piece of readPlaintext(repo, PREFIX, refs, [identity], ID_KEY, (d) => (digest = d))) out.push(piece);
-  return { bytes: Buffer.concat(out), digest };
+  for await (const piece of readChunks(repo, PREFIX, refs, (file, ref) => open(file, ref.plain_size, ref.id))) out.push(piece);
+  const bytes = Buffer.concat(out);
+  return { bytes, digest: createHash("sha256").update(bytes).digest("hex") };
 }
 
 // Random (incompressible) and repeated (compressible, deduplicated) stretches: several packs.
 const data = Buffer.concat([randomBytes(12 << 20), Buffer.alloc(6 << 20, 7), randomBytes(3 << 20), randomBytes(64)]);
 
-describe("sealing and opening threads", () => {
+describe("the sealing thread", () => {
   it("round-trip a stream through packs in the documented format", async () => {
     const { identity, recipient } = await ageKeyPair();
     const { objects, repo } = memoryRepo();
