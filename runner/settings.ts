@@ -13,4 +13,6 @@ export const RUNNER_SETTINGS = {
   heartbeatMs: number("RUNNER_HEARTBEAT_MS", 5000),
   /** MLflow runs exported or restored at once: bounded by what the MLflow server can take. */
   mlRunConcurrency: number("ML_RUN_CONCURRENCY", 6),
+  /** Pack uploads (~8 MiB each) a backup keeps in flight: more hides the repository's latency, each costs a pack of memory. */
+  packUploads: number("PACK_UPLOAD_CONCURRENCY", 2),
 } as const;

@@ -63,8 +63,16 @@ async function pgRestore(args: string[], targetUrl: string, ctx: JobContext, std
   const tail = stderrTail(restore);
   ctx.onCancel(() => restore.kill("SIGTERM"));
   if (stdin) {
+    const waiting = { ms: 0 };
+    const start = performance.now();
     try {
-      await feed(restore, stdin, false);
+      await feed(restore, timed(stdin, waiting), false);
+      const fed = performance.now();
+      exited.then(() => {
+        const sec = (ms: number) => (ms / 1000).toFixed(1);
+        console.log(`timeline: restore: stream ${sec(fed - start)} s = waiting for plaintext ${sec(waiting.ms)} s + writing into pg_restore ${sec(fed - start - waiting.ms)} s; ` +
+          `pg_restore after the last byte ${sec(performance.now() - fed)} s`);
+      }, () => {});
     } catch (e) {
       // A bad chunk: kill pg_restore before it commits; its transaction rolls back.
       restore.kill("SIGKILL");
@@ -74,6 +82,22 @@ async function pgRestore(args: string[], targetUrl: string, ctx: JobContext, std
   }
   const { code } = await exited;
   if (code !== 0) throw classifyPgError("pg_restore", tail(), targetUrl);
+}
+
+/** `source`, adding the time spent waiting for each next piece to `waiting.ms` (for the timeline line). */
+async function* timed<T>(source: AsyncIterable<T>, waiting: { ms: number }): AsyncGenerator<T> {
+  const it = source[Symbol.asyncIterator]();
+  try {
+    for (;;) {
+      const before = performance.now();
+      const next = await it.next();
+      waiting.ms += performance.now() - before;
+      if (next.done) return;
+      yield next.value;
+    }
+  } finally {
+    await it.return?.();
+  }
 }
 
 const USER_OBJECTS = `SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace

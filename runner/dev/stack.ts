@@ -17,10 +17,12 @@ const WRANGLER = join(dirname(createRequire(import.meta.url).resolve("wrangler/p
  * two alike). Backups churn through many 64 KiB Buffers: a small young
  * generation collects them early, and glibc returns freed blocks instead of
  * keeping them in per-thread arenas. Together they took a 1 GB backup's peak
- * RSS from ~315 MiB to ~205 MiB in a measurement on this machine.
+ * RSS from ~315 MiB to ~205 MiB in a measurement on this machine. One arena,
+ * not two, since backups seal on a worker thread (runner/repository/seal-thread.ts):
+ * the thread would otherwise get an arena of its own.
  */
 export const RUNNER_NODE_FLAGS = ["--max-semi-space-size=1"];
-export const RUNNER_MALLOC_ENV = { MALLOC_ARENA_MAX: "2", MALLOC_MMAP_THRESHOLD_: "65536", MALLOC_TRIM_THRESHOLD_: "131072" };
+export const RUNNER_MALLOC_ENV = { MALLOC_ARENA_MAX: "1", MALLOC_MMAP_THRESHOLD_: "65536", MALLOC_TRIM_THRESHOLD_: "131072" };
 
 export interface StackOptions {
   /** Holds the local state (R2, D1, Queues), the effective vars file and logs. */

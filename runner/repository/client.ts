@@ -59,8 +59,8 @@ export class RepositoryClient {
     return this.get(key, { range: `bytes=${offset}-${offset + length - 1}` });
   }
 
-  /** Writes an object once; an existing object is left as it is and described. */
-  async put(key: string, body: Buffer, sha256: string): Promise<StoredObjectInfo> {
+  /** Writes an object once; an existing object is left as it is and described. `body` may come in pieces (see manifest-file.ts). */
+  async put(key: string, body: Buffer | Buffer[], sha256: string): Promise<StoredObjectInfo> {
     const res = await this.send("PUT", `/objects/${key}`, "write", body, { "x-content-sha256": sha256 });
     res.discard();
     return info(res);
@@ -162,7 +162,7 @@ export class RepositoryClient {
     (await this.send("POST", `/jobs/${jobId}/complete`, "report", Buffer.from(JSON.stringify(completion)), json)).discard();
   }
 
-  private async send(method: string, path: string, what: "read" | "write" | "report", body?: Buffer, headers: Record<string, string> = {}): Promise<Reply> {
+  private async send(method: string, path: string, what: "read" | "write" | "report", body?: Buffer | Buffer[], headers: Record<string, string> = {}): Promise<Reply> {
     let last = "";
     for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
       try {

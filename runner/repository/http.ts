@@ -28,16 +28,20 @@ export interface Reply {
   discard(): void;
 }
 
-export function request(url: string, method: string, headers: Record<string, string>, body?: Buffer): Promise<Reply> {
+/** `body` may come in pieces (a large manifest), written one after another: never joined into one copy. */
+export function request(url: string, method: string, headers: Record<string, string>, body?: Buffer | Buffer[]): Promise<Reply> {
   const target = new URL(url);
   const transport = target.protocol === "https:" ? https : http;
+  const pieces = body === undefined ? [] : Array.isArray(body) ? body : [body];
+  const length = pieces.reduce((sum, p) => sum + p.length, 0);
   return new Promise<Reply>((resolve, reject) => {
-    const req = transport.request(target, { method, headers: { ...headers, ...(body ? { "content-length": String(body.length) } : {}) } }, (res) => {
+    const req = transport.request(target, { method, headers: { ...headers, ...(body ? { "content-length": String(length) } : {}) } }, (res) => {
       resolve(reply(res));
     });
     req.setTimeout(IDLE_TIMEOUT_MS, () => req.destroy(new Error(`no answer for ${IDLE_TIMEOUT_MS / 1000} s`)));
     req.once("error", reject);
-    req.end(body);
+    for (const piece of pieces) req.write(piece);
+    req.end();
   });
 }
 

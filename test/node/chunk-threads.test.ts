@@ -1,0 +1,116 @@
+// The sealing worker thread (runner/repository/seal-thread.ts) behind
+// ChunkWriter: what goes in comes back byte for byte through the readers, in
+// the documented format (each chunk an age file at its pack offset, packs
+// named by their SHA-256), damage is named by chunk, a thread that went idle
+// loses nothing, and a failed upload stops the writer instead of hanging it. The repository here
+// is an in-memory object store with the client's put/getRange shape: these
+// are the repository-level units; the e2e tests run the same code against the
+// real Worker and R2.
+import { createHash, randomBytes } from "node:crypto";
+import { describe, expect, it } from "vitest";
+import { ageKeyPair } from "../../runner/dev/secrets.ts";
+import { IntegrityError, readChunks } from "../../runner/repository/chunk-reader.ts";
+import { ChunkWriter } from "../../runner/repository/chunk-writer.ts";
+import { chunkStream } from "../../runner/repository/chunker.ts";
+import type { RepositoryClient } from "../../runner/repository/client.ts";
+import { chunkOpener, sha256Hex } from "../../runner/repository/codec.ts";
+import { packKey, type ChunkRef } from "../../workers/shared/format.ts";
+
+const PREFIX = "packs/";
+const ID_KEY = randomBytes(32).toString("hex");
+
+function memoryRepo(failPut = false) {
+  const objects = new Map<string, Buffer>();
+  const repo = {
+    async put(key: string, body: Buffer | Buffer[], sha256: string) {
+      const bytes = Buffer.concat(Array.isArray(body) ? body : [body]);
+      if (failPut) throw new Error("the store refused the write");
+      if (sha256Hex(bytes) !== sha256) throw new Error("checksum mismatch");
+      objects.set(key, Buffer.from(bytes)); // a copy: the writer reuses its pack buffers
+      return { size: bytes.length, sha256 };
+    },
+    async getRange(key: string, offset: number, length: number) {
+      const object = objects.get(key);
+      if (!object) throw new Error(`${key} missing`);
+      return Buffer.from(object.subarray(offset, offset + length));
+    },
+  };
+  return { objects, repo: repo as unknown as RepositoryClient };
+}
+
+async function* pieces(data: Buffer, size = 65536) {
+  for (let i = 0; i < data.length; i += size) yield data.subarray(i, i + size);
+}
+
+async function store(repo: RepositoryClient, data: Buffer, recipient: string): Promise<ChunkRef[]> {
+  const writer = new ChunkWriter(repo, PREFIX, [recipient], ID_KEY);
+  for await (const chunk of chunkStream(pieces(data))) await writer.add(chunk);
+  return writer.finish();
+}
+
+async function readAll(repo: RepositoryClient, refs: ChunkRef[], identity: string) {
+  const open = chunkOpener([identity], ID_KEY);
+  const out: Buffer[] = [];
+  for await (const piece of readChunks(repo, PREFIX, refs, (file, ref) => open(file, ref.plain_size, ref.id))) out.push(piece);
+  const bytes = Buffer.concat(out);
+  return { bytes, digest: createHash("sha256").update(bytes).digest("hex") };
+}
+
+// Random (incompressible) and repeated (compressible, deduplicated) stretches: several packs.
+const data = Buffer.concat([randomBytes(12 << 20), Buffer.alloc(6 << 20, 7), randomBytes(3 << 20), randomBytes(64)]);
+
+describe("the sealing thread", () => {
+  it("round-trip a stream through packs in the documented format", async () => {
+    const { identity, recipient } = await ageKeyPair();
+    const { objects, repo } = memoryRepo();
+    const refs = await store(repo, data, recipient);
+    expect(objects.size).toBeGreaterThan(1);
+    for (const [key, bytes] of objects) expect(key).toBe(packKey(PREFIX, sha256Hex(bytes)));
+    // Each chunk file sits at its offset, has its SHA-256, and opens with the one-chunk reader.
+    const open = chunkOpener([identity], ID_KEY);
+    let at = 0;
+    for (const r of refs) {
+      const file = objects.get(packKey(PREFIX, r.pack))!.subarray(r.offset, r.offset + r.stored_size);
+      expect(sha256Hex(file)).toBe(r.stored_sha256);
+      expect((await open(file, r.plain_size, r.id)).equals(data.subarray(at, at + r.plain_size))).toBe(true);
+      at += r.plain_size;
+    }
+    expect(at).toBe(data.length);
+    const back = await readAll(repo, refs, identity);
+    expect(back.bytes.equals(data)).toBe(true);
+    expect(back.digest).toBe(createHash("sha256").update(data).digest("hex"));
+  });
+
+  it("name a damaged chunk", async () => {
+    const { identity, recipient } = await ageKeyPair();
+    const { objects, repo } = memoryRepo();
+    const refs = await store(repo, data, recipient);
+    const victim = refs[Math.floor(refs.length / 2)]!;
+    objects.get(packKey(PREFIX, victim.pack))![victim.offset + 100]! ^= 1;
+    const index = refs.findIndex((r) => r === victim);
+    const error = await readAll(repo, refs, identity).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(IntegrityError);
+    expect((error as Error).message).toBe(`chunk #${index} ${victim.id}: stored bytes do not match their SHA-256`);
+  });
+
+  it("a sealing thread that goes idle hands over its open pack; the next new chunk starts another and nothing is lost", async () => {
+    const { identity, recipient } = await ageKeyPair();
+    const { repo } = memoryRepo();
+    const writer = new ChunkWriter(repo, PREFIX, [recipient], ID_KEY, 300);
+    const parts = [randomBytes(3 << 20), randomBytes(2 << 20), randomBytes(1 << 20)];
+    for (const part of parts) {
+      for await (const chunk of chunkStream(pieces(part))) await writer.add(chunk);
+      await new Promise((r) => setTimeout(r, 1000)); // long enough for the thread to go idle and end
+    }
+    const refs = await writer.finish();
+    expect(new Set(refs.map((r) => r.pack)).size).toBeGreaterThanOrEqual(parts.length);
+    expect((await readAll(repo, refs, identity)).bytes.equals(Buffer.concat(parts))).toBe(true);
+  });
+
+  it("a failed upload fails the writer (no hang, no half-stored backup)", async () => {
+    const { recipient } = await ageKeyPair();
+    const { objects, repo } = memoryRepo(true);
+    await expect(store(repo, data, recipient)).rejects.toThrow("the store refused the write");
+    expect(objects.size).toBe(0);
+  });
+});
