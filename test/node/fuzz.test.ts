@@ -35,10 +35,14 @@ const offsiteBucket = `fuzz-offsite-${process.pid}`;
 const database = scratchName("fuzz");
 let stack: TestStack;
 let work: string;
+let st: string;
 /** Real ids for the path parameters that name stored things: random ids would only ever reach the 404. */
 const known: Record<string, string> = {};
 
 beforeAll(async () => {
+  // Installed before the stack starts: on a fresh clone the pip install takes a while, and a stack left idle
+  // that long met its first request with a closed socket (seen in a clean-clone CI run).
+  st = await ensureSchemathesis();
   await createDatabase(pg, database);
   const client = new S3Client({ ...s3, region: "us-east-1" });
   // moto stands in for the off-site provider and for R2's S3 API (the buckets the stack binds).
@@ -93,7 +97,6 @@ function run(cmd: string, args: string[]): Promise<{ code: number | null; output
 
 describe("schemathesis against the local stack", () => {
   it("finds no 5xx, no response off the document, no accepted invalid request", async () => {
-    const st = await ensureSchemathesis();
     const doc = await stack.api("GET", "/openapi.json");
     expect(doc.status).toBe(200);
     const schemaFile = join(work, "openapi.json");
