@@ -13,11 +13,11 @@ import { storageStatus } from "../storage/status.ts";
 import { openStorageCatalog } from "../catalog/storage-catalog.ts";
 import { nextCronRun } from "./cron.ts";
 import { DOMAINS, type Domain } from "./domains.ts";
-import type { Overview, OverviewRow } from "./views.ts";
+import { Health, type Overview, type OverviewRow } from "./views.ts";
 import type { z } from "zod";
 
-export type Health = "red" | "amber" | "green";
-const HEALTH_ORDER: Health[] = ["red", "amber", "green"];
+/** Failing first: the order of the schema's own enum (views.ts). */
+const HEALTH_ORDER = Health.options;
 /** Recent backups looked at per source for the newest point and the newest verify. */
 const RECENT = 20;
 
