@@ -14,7 +14,7 @@ import { createDatabase, psql, type PgServer } from "../../runner/dev/postgres.t
 import { PgWire } from "../../runner/database/pg-wire.ts";
 import { startTestStack, type TestStack } from "../support/fixture.ts";
 import { startLogicalPostgres } from "../support/logical-pg.ts";
-import { localFetchCommand, run, scriptFromDoc, succeeded, WRANGLER } from "../support/doc-scripts.ts";
+import { run, scriptFromDoc, serveLocalBucket, succeeded, WRANGLER } from "../support/doc-scripts.ts";
 import { ROOT } from "../../runner/dev/stack.ts";
 
 let pg: PgServer;
@@ -201,7 +201,8 @@ describe("continuous archiving and point-in-time restore", () => {
       const identity = join(work, "identity.txt");
       writeFileSync(identity, `${stack.secrets.AGE_IDENTITY.split(",").join("\n")}\n`, { mode: 0o600 });
       const objects = join(work, "objects");
-      const fetchEnv = localFetchCommand(stack.persistDir, join(work, "fetch.log"));
+      const bucket = await serveLocalBucket(stack.persistDir, join(work, "fetch.log"));
+      const fetchEnv = bucket.env;
       // The recorded segments up to the moment, in order (a bucket listing would do as well: see docs/format.md).
       const listed = succeeded("wrangler d1 execute", await run(process.execPath, [WRANGLER, "d1", "execute", "astrid-backup-catalog", "--local",
         "--persist-to", stack.persistDir, "--json", "--command", `SELECT manifest_key FROM continuous_segments WHERE first_commit_at <= '${moment.at}' ORDER BY stream_id, seq`],
@@ -216,6 +217,7 @@ describe("continuous archiving and point-in-time restore", () => {
         succeeded(`segment-sql.sh | psql (${key})`, await run("bash", ["-c", `set -o pipefail; "$0" "$1" "$2" "$3" "$4" | psql -X -q -v ON_ERROR_STOP=1 "$5"`,
           segmentScript, manifest, objects, identity, moment.at, target]));
       }
+      await bucket.close();
       expect(await tablesOf(target)).toEqual(moment.tables);
     } finally {
       rmSync(work, { recursive: true, force: true });
