@@ -1,11 +1,13 @@
 import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-plugin";
 import { defineConfig } from "vitest/config";
+import { PythonToolsLastSequencer } from "./test/support/sequencer.ts";
 
 // Two projects: the Worker's tests run inside workerd (the Workers Vitest
 // integration, with local R2, D1 and Queues); the runner's and the
 // end-to-end tests run in Node against real PostgreSQL and a real local stack.
 export default defineConfig({
   test: {
+    sequence: { sequencer: PythonToolsLastSequencer },
     projects: [
       {
         plugins: [
