@@ -5,18 +5,56 @@ import type { z } from "zod";
 import { ChunkRef } from "../../workers/shared/format.ts";
 import { AppError } from "../../workers/shared/errors.ts";
 import type { RepositoryClient } from "./client.ts";
+import { ChunkTable } from "./chunk-table.ts";
 
 export async function readManifestFile<T>(repo: RepositoryClient, key: string, schema: z.ZodType<T>): Promise<T> {
-  const raw = await repo.get(key);
-  let parsed;
+  return checked(key, parseJson(key, await repo.get(key)), schema);
+}
+
+function parseJson(key: string, raw: Buffer, reviver?: (this: unknown, k: string, v: unknown) => unknown): unknown {
   try {
-    parsed = schema.safeParse(JSON.parse(raw.toString("utf8")));
-  } catch {
-    throw new AppError("manifest_invalid", `${key} is not JSON`);
+    return JSON.parse(raw.toString("utf8"), reviver);
+  } catch (e) {
+    throw e instanceof AppError ? e : new AppError("manifest_invalid", `${key} is not JSON`);
   }
+}
+
+function checked<T>(key: string, value: unknown, schema: z.ZodType<T>): T {
+  const parsed = schema.safeParse(value);
   if (parsed.success) return parsed.data;
   const issue = parsed.error.issues[0]!;
   throw new AppError("manifest_invalid", `${key}: ${issue.path.length ? `${issue.path.join(".")}: ` : ""}${issue.message}`);
+}
+
+/** A chunk manifest whose chunk list is packed (chunk-table.ts). */
+export type Packed<M extends { chunks: ChunkRef[] }> = Omit<M, "chunks"> & { chunks: ChunkTable };
+
+/**
+ * readManifestFile for a manifest whose only array of objects is its chunk
+ * list: each chunk entry is checked and packed as JSON.parse meets it, so
+ * the entries never all exist as objects at once. The other fields are then
+ * checked by `schema` with an empty chunk list.
+ */
+export async function readPackedManifestFile<M extends { chunks: ChunkRef[] }>(repo: RepositoryClient, key: string, schema: z.ZodType<M>): Promise<Packed<M>> {
+  const table = new ChunkTable();
+  const packChunk = function (this: unknown, k: string, value: unknown): unknown {
+    if (!Array.isArray(this) || value === null || typeof value !== "object" || Array.isArray(value)) return value;
+    const entry = ChunkRef.safeParse(value);
+    if (!entry.success) {
+      const issue = entry.error.issues[0]!;
+      throw new AppError("manifest_invalid", `${key}: chunks.${k}${issue.path.length ? `.${issue.path.join(".")}` : ""}: ${issue.message}`);
+    }
+    table.push(entry.data);
+    return table.length - 1;
+  };
+  const value = parseJson(key, await repo.get(key), packChunk) as { chunks?: unknown } | null;
+  // Each chunk entry became its index in the table, in the order JSON.parse met them.
+  const indexes = value?.chunks;
+  if (!Array.isArray(indexes) || indexes.length !== table.length || !indexes.every((n, i) => n === i)) {
+    throw new AppError("manifest_invalid", `${key}: chunks: chunk entries missing or outside the chunk list`);
+  }
+  const { chunks: _, ...fields } = checked(key, { ...value, chunks: [] }, schema);
+  return { ...fields, chunks: table };
 }
 
 /** Chunk entries per piece of a manifest's bytes. */
