@@ -112,9 +112,15 @@ describe("the sealing thread", () => {
     expect(packed.chunks.at(-1)).toEqual(refs.at(-1));
     expect((await readAll(repo, packed.chunks, identity)).bytes.equals(data)).toBe(true);
 
+    // A manifest written whole (before manifests were written in pieces) reads back the same.
+    objects.set("manifests/whole.json", Buffer.from(JSON.stringify({ backup_id: "b1", pack_prefix: PREFIX, chunks: refs })));
+    expect([...(await readPackedManifestFile(repo, "manifests/whole.json", ChunkStoreManifest)).chunks]).toEqual(refs);
+
     const text = Buffer.concat(written.pieces).toString("utf8");
     objects.set("manifests/bad.json", Buffer.from(text.replace(`"stored_sha256":"${refs[2]!.stored_sha256}"`, '"stored_sha256":"not hex"')));
     await expect(readPackedManifestFile(repo, "manifests/bad.json", ChunkStoreManifest)).rejects.toThrow("manifests/bad.json: chunks.2.stored_sha256:");
+    objects.set("manifests/cut.json", Buffer.from(text.slice(0, text.length - 200)));
+    await expect(readPackedManifestFile(repo, "manifests/cut.json", ChunkStoreManifest)).rejects.toThrow("manifests/cut.json is not JSON");
   });
 
   it("a sealing thread that goes idle hands over its open pack; the next new chunk starts another and nothing is lost", async () => {
