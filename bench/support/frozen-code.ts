@@ -15,7 +15,8 @@ export interface FrozenCode {
 /** Copies what the stack runs into a temporary directory (node_modules linked); `patch` may edit the copy first. */
 export async function freezeCode(patch: (root: string) => void = () => {}): Promise<FrozenCode> {
   const root = mkdtempSync(join(tmpdir(), "astrid-bench-code-"));
-  for (const entry of ["runner", "workers", "migrations", "bench/support", "wrangler.toml", "package.json", "tsconfig.json"]) {
+  // docs/runbook.md: the console's build (workers/console/ui/build.ts) serves it.
+  for (const entry of ["runner", "workers", "migrations", "bench/support", "docs/runbook.md", "wrangler.toml", "package.json", "tsconfig.json"]) {
     cpSync(join(ROOT, entry), join(root, entry), { recursive: true });
   }
   symlinkSync(join(ROOT, "node_modules"), join(root, "node_modules"), "dir");

@@ -1,17 +1,21 @@
 // validate_data_consistency: what a database holds, reduced to something a
 // restored copy can be compared with table by table. Per relation a row count
-// and an order-independent checksum (a sum of per-row md5s), plus the SHA-256
+// and an order-independent checksum (a sum of per-row hashes), plus the SHA-256
 // of a normalised schema-only dump. At backup time all of it is taken in the
 // very snapshot pg_dump reads (pg_export_snapshot + pg_dump --snapshot), so a
 // busy source cannot make the record and the dump disagree; a drill computes
 // the same on the restored database (runner/dr/drill.ts).
 import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
 import { createHash } from "node:crypto";
-import type { ConsistencyRecord } from "../../workers/shared/format.ts";
+import type { ConsistencyMethod, ConsistencyRecord } from "../../workers/shared/format.ts";
 import { AppError } from "../../workers/shared/errors.ts";
 import { classifyPgError, exitOf, stderrTail, toolEnv } from "./pg-tools.ts";
 
-export type Fingerprints = ConsistencyRecord["tables"];
+/** Per relation key: row count (or a sequence's last_value; 0 for views and extensions) and checksum. */
+export type Fingerprints = Record<string, { rows: number; checksum: string }>;
+
+/** What new records use. */
+export const CONSISTENCY_METHOD = "row-hashtext-sum" satisfies ConsistencyMethod;
 
 // Row text depends on session settings, so pin every one that affects it:
 // otherwise two servers with different defaults would disagree on equal data.
@@ -23,14 +27,23 @@ const SESSION_SQL = `
   SET bytea_output = 'hex';`;
 
 // ROW(t.*) rather than plain t, which would mean a column if one is named t.
-// A table's hash is order-independent: the sum of its rows' md5s (two 64-bit
-// halves, summed as numeric so nothing overflows). Unlike md5(string_agg(...
-// ORDER BY ...)) this needs no sort and no single value holding the whole
-// table, which PostgreSQL caps at 1 GB; and it still counts duplicate rows.
-const TABLE_HASH = `
+// A table's checksum is order-independent: the sum of a hash of each row's
+// text, summed as numeric so nothing overflows. Unlike a hash of
+// string_agg(... ORDER BY ...) this needs no sort and no single value holding
+// the whole table, which PostgreSQL caps at 1 GB; and it still counts
+// duplicate rows. Rendering the rows as text is most of the cost either way.
+const TABLE_HASH: Record<ConsistencyMethod, string> = {
+  // hashtextextended: PostgreSQL's 64-bit hash of text (the one hash
+  // partitioning uses, so it stays the same across versions, though not across
+  // byte orders). A third of md5's CPU on the bench database (docs/dr.md).
+  "row-hashtext-sum": `
+  SELECT %L, count(*), coalesce(sum(hashtextextended(ROW(t.*)::text, 0)), 0) FROM %I.%I AS t`,
+  // The first records': md5 per row, its two 64-bit halves summed, then md5 of the two sums.
+  "row-md5-sum": `
   SELECT %L, count(*), md5(coalesce(sum(('x' || left(h, 16))::bit(64)::bigint::numeric), 0)
                            || ':' || coalesce(sum(('x' || right(h, 16))::bit(64)::bigint::numeric), 0))
-    FROM (SELECT md5(ROW(t.*)::text) AS h FROM %I.%I AS t) AS rows`;
+    FROM (SELECT md5(ROW(t.*)::text) AS h FROM %I.%I AS t) AS rows`,
+};
 
 // Relations of user schemas that no extension owns.
 const USER_RELATIONS = `
@@ -44,14 +57,15 @@ const USER_RELATIONS = `
                     WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')`;
 
 /**
- * Prints "key|rows|md5" per relation. Keys are "schema.table" for tables and
- * materialized views (content), "view:schema.name" (definition),
+ * Prints "key|rows|checksum" per relation. Keys are "schema.table" for tables
+ * and materialized views (content), "view:schema.name" (definition),
  * "sequence:schema.name" (last_value and is_called) and "extension:name"
- * (version and schema). \gexec runs each generated query.
+ * (version and schema); the last three are small, an md5 whatever the method.
+ * \gexec runs each generated query.
  */
-export const FINGERPRINT_SQL = `
+export const fingerprintSql = (method: ConsistencyMethod) => `
   ${SESSION_SQL}
-  SELECT format($q$${TABLE_HASH}$q$, n.nspname || '.' || c.relname, n.nspname, c.relname)
+  SELECT format($q$${TABLE_HASH[method]}$q$, n.nspname || '.' || c.relname, n.nspname, c.relname)
   ${USER_RELATIONS} AND c.relkind IN ('r', 'm')
   ORDER BY 1 \\gexec
 
@@ -66,14 +80,22 @@ export const FINGERPRINT_SQL = `
   SELECT 'extension:' || e.extname, 0, md5(e.extversion || ':' || n.nspname)
     FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace;`;
 
-/** psql's "key|rows|md5" lines -> fingerprints. Split from the right: only the key could contain the separator. */
+/** psql's "key|rows|checksum" lines -> fingerprints. Split from the right: only the key could contain the separator. */
 export function parseFingerprints(output: string): Fingerprints {
   const out: Fingerprints = {};
   for (const line of output.split("\n").filter(Boolean)) {
-    const [md5, rows, ...key] = line.split("|").reverse();
-    out[key.reverse().join("|")] = { rows: Number(rows), md5: md5 ?? "" };
+    const [checksum, rows, ...key] = line.split("|").reverse();
+    out[key.reverse().join("|")] = { rows: Number(rows), checksum: checksum ?? "" };
   }
   return out;
+}
+
+/** A record's fingerprints and the method to compute a restored copy's with. */
+export function recordedFingerprints(record: ConsistencyRecord): { method: ConsistencyMethod; tables: Fingerprints } {
+  if ("method" in record) return { method: record.method, tables: record.tables };
+  const tables: Fingerprints = {};
+  for (const [key, { rows, md5 }] of Object.entries(record.tables)) tables[key] = { rows, checksum: md5 };
+  return { method: "row-md5-sum", tables };
 }
 
 /** Mismatches, one line per relation, in key order; empty when the two agree. */
@@ -85,7 +107,7 @@ export function compareFingerprints(expected: Fingerprints, actual: Fingerprints
     if (!a) problems.push(`table ${key}: missing from the restored database (${e!.rows} rows in the backup)`);
     else if (!e) problems.push(`table ${key}: in the restored database but not in the backup`);
     else if (e.rows !== a.rows) problems.push(`table ${key}: ${a.rows} rows restored, ${e.rows} in the backup`);
-    else if (e.md5 !== a.md5) problems.push(`table ${key}: same ${a.rows} rows counted but their content checksum differs`);
+    else if (e.checksum !== a.checksum) problems.push(`table ${key}: same ${a.rows} rows counted but their content checksum differs`);
   }
   return problems;
 }
@@ -105,8 +127,8 @@ export async function psqlScript(url: string, sql: string): Promise<string> {
   return out;
 }
 
-export async function fingerprintDatabase(url: string): Promise<Fingerprints> {
-  return parseFingerprints(await psqlScript(url, FINGERPRINT_SQL));
+export async function fingerprintDatabase(url: string, method: ConsistencyMethod = CONSISTENCY_METHOD): Promise<Fingerprints> {
+  return parseFingerprints(await psqlScript(url, fingerprintSql(method)));
 }
 
 /**
@@ -189,9 +211,9 @@ export async function openSnapshot(url: string): Promise<SnapshotSession> {
     async record() {
       const started = Date.now();
       const schema = schemaHash(url, id);
-      child.stdin.write(`${FINGERPRINT_SQL}\nSELECT '${END}';\n`);
+      child.stdin.write(`${fingerprintSql(CONSISTENCY_METHOD)}\nSELECT '${END}';\n`);
       const tables = parseFingerprints(await until(`${END}\n`));
-      return { tables, schema_sha256: await schema, duration_ms: Date.now() - started };
+      return { method: CONSISTENCY_METHOD, tables, schema_sha256: await schema, duration_ms: Date.now() - started };
     },
     close() {
       child.stdin.end("COMMIT;\n");

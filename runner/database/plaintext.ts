@@ -3,12 +3,13 @@
 // manifest's SHA-256 at the end.
 import { createHash } from "node:crypto";
 import type { DatabaseManifest } from "../../workers/shared/format.ts";
+import type { ChunkList } from "../repository/chunk-table.ts";
 import { readChunks, IntegrityError } from "../repository/chunk-reader.ts";
 import type { RepositoryClient } from "../repository/client.ts";
 import { chunkId, chunkOpener } from "../repository/codec.ts";
 
 /** What the stream needs of a manifest: a database dump's, or a change-stream segment's with its payload hash as `dump.sha256`. */
-type Plaintext = Pick<DatabaseManifest, "pack_prefix" | "chunks"> & { dump: { sha256: string } };
+type Plaintext = Pick<DatabaseManifest, "pack_prefix"> & { chunks: ChunkList; dump: { sha256: string } };
 
 export async function* dumpStream(
   repo: RepositoryClient, manifest: Plaintext, identities: string[], onBytes: (n: number) => void = () => {}, chunkIdKey?: string,

@@ -3,13 +3,12 @@
 // decrypts and authenticates, the whole dump's SHA-256 matches, and
 // pg_restore --list reads the archive.
 import { spawn } from "node:child_process";
-import type { DatabaseManifest } from "../../workers/shared/format.ts";
 import type { DatabaseVerifyDispatch as VerifyDispatch, DatabaseVerifyResult as VerifyResult } from "../../workers/database/protocol.ts";
 import { checkStoredChunks, verifyFindings } from "../repository/checker.ts";
 import type { RepositoryClient } from "../repository/client.ts";
 import { AppError } from "../../workers/shared/errors.ts";
 import type { JobContext } from "../job-context.ts";
-import { readManifest } from "./manifest.ts";
+import { readManifest, type ReadManifest } from "./manifest.ts";
 import { dumpStream } from "./plaintext.ts";
 import { feed } from "./feed.ts";
 import { exitOf, stderrTail } from "./pg-tools.ts";
@@ -30,7 +29,7 @@ export async function verifyBackup(job: VerifyDispatch, ctx: JobContext): Promis
   };
 }
 
-async function checkContents(repo: RepositoryClient, manifest: DatabaseManifest, identities: string[], ctx: JobContext, chunkIdKey?: string): Promise<string | undefined> {
+async function checkContents(repo: RepositoryClient, manifest: ReadManifest, identities: string[], ctx: JobContext, chunkIdKey?: string): Promise<string | undefined> {
   const list = spawn("pg_restore", ["--list"], { stdio: ["pipe", "ignore", "pipe"] });
   const exited = exitOf(list);
   const tail = stderrTail(list);

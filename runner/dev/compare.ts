@@ -1,13 +1,13 @@
 // Fingerprints a database's contents so a restored copy can be compared with
 // its source: equal fingerprints mean equal data, down to float bits. The
-// fingerprint is the one DR drills use (runner/dr/consistency.ts).
-import { FINGERPRINT_SQL, parseFingerprints } from "../database/consistency.ts";
+// fingerprint is the one new consistency records use (runner/database/consistency.ts).
+import { CONSISTENCY_METHOD, fingerprintSql, parseFingerprints } from "../database/consistency.ts";
 import { psql } from "./postgres.ts";
 
 export interface Fingerprint {
   /** Tables: row count. Sequences: last_value. Views and extensions: 0. */
   rows: number;
-  md5: string;
+  checksum: string;
 }
 
 /**
@@ -17,5 +17,5 @@ export interface Fingerprint {
  * to an extension are left to the extension's entry.
  */
 export async function tableFingerprints(url: string): Promise<Record<string, Fingerprint>> {
-  return parseFingerprints(await psql(url, FINGERPRINT_SQL));
+  return parseFingerprints(await psql(url, fingerprintSql(CONSISTENCY_METHOD)));
 }

@@ -22,7 +22,7 @@ import { scrub } from "../failure.ts";
 import { AppError } from "../../workers/shared/errors.ts";
 import { dispatchSecrets } from "../../workers/shared/protocol.ts";
 import type { JobContext } from "../job-context.ts";
-import { compareFingerprints, fingerprintDatabase, schemaHash } from "../database/consistency.ts";
+import { compareFingerprints, fingerprintDatabase, recordedFingerprints, schemaHash } from "../database/consistency.ts";
 import { findCanary } from "./canary.ts";
 import { dropAndRestoreTable } from "./table-restore.ts";
 
@@ -98,8 +98,10 @@ async function drillDatabase(job: DrillDispatch, d: DrillDispatch["databases"][n
     ctx.progress({ phase: `validating ${d.database}`, bytes: restored.bytes, chunks: 0 });
     const t1 = Date.now();
     if (manifest.consistency) {
-      const [tables, schema] = await Promise.all([fingerprintDatabase(d.target_url), schemaHash(d.target_url)]);
-      result.problems.push(...compareFingerprints(manifest.consistency.tables, tables));
+      // Computed the way the record was: records from before a method change still compare.
+      const recorded = recordedFingerprints(manifest.consistency);
+      const [tables, schema] = await Promise.all([fingerprintDatabase(d.target_url, recorded.method), schemaHash(d.target_url)]);
+      result.problems.push(...compareFingerprints(recorded.tables, tables));
       if (schema !== manifest.consistency.schema_sha256) result.problems.push("schema: the restored schema (normalised schema-only dump) differs from the backup's");
       result.details = { tables_compared: Object.keys(manifest.consistency.tables).length };
     } else {

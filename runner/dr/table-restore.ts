@@ -4,10 +4,11 @@
 // whole-database dump, the feature pgBackRest's users ask for most), and its
 // rows must match the backup's consistency record again.
 import { spawn } from "node:child_process";
-import type { ConsistencyRecord, DatabaseManifest } from "../../workers/shared/format.ts";
+import type { ConsistencyRecord } from "../../workers/shared/format.ts";
+import type { ReadManifest } from "../database/manifest.ts";
 import type { DrillDispatch } from "../../workers/dr/protocol.ts";
 import type { JobContext } from "../job-context.ts";
-import { compareFingerprints, fingerprintDatabase } from "../database/consistency.ts";
+import { compareFingerprints, fingerprintDatabase, recordedFingerprints } from "../database/consistency.ts";
 import { feed } from "../database/feed.ts";
 import { classifyPgError, exitOf, psql, stderrTail, toolEnv } from "../database/pg-tools.ts";
 import { dumpStream } from "../database/plaintext.ts";
@@ -26,7 +27,7 @@ export function pickTable(record: ConsistencyRecord | undefined, asked: string):
 const ident = (s: string) => `"${s.replace(/"/g, '""')}"`;
 
 export async function dropAndRestoreTable(
-  job: DrillDispatch, ctx: JobContext, manifest: DatabaseManifest, scratchUrl: string, asked: string, problems: string[],
+  job: DrillDispatch, ctx: JobContext, manifest: ReadManifest, scratchUrl: string, asked: string, problems: string[],
 ): Promise<Step[]> {
   const steps: Step[] = [];
   const table = pickTable(manifest.consistency, asked);
@@ -47,8 +48,9 @@ export async function dropAndRestoreTable(
   steps.push({ name: `recover: pg_restore -n ${schema} -t ${name} from the backup`, ms: Date.now() - t, ok: true });
 
   t = Date.now();
-  const expected = manifest.consistency?.tables[table];
-  const found = (await fingerprintDatabase(scratchUrl))[table];
+  const recorded = manifest.consistency && recordedFingerprints(manifest.consistency);
+  const expected = recorded?.tables[table];
+  const found = (await fingerprintDatabase(scratchUrl, recorded?.method))[table];
   const mismatch = expected ? compareFingerprints({ [table]: expected }, found ? { [table]: found } : {}) : found ? [] : [`table ${table}: not restored`];
   problems.push(...mismatch);
   steps.push({ name: `validate: ${table} rows and checksum equal the backup's`, ms: Date.now() - t, ok: mismatch.length === 0, ...(found ? { detail: `${found.rows} rows` } : {}) });

@@ -5,13 +5,14 @@
 import type { ChunkStoreManifest } from "../../workers/shared/format.ts";
 import { checkSpan, spans } from "./chunk-reader.ts";
 import type { RepositoryClient } from "./client.ts";
+import type { ChunkList } from "./chunk-table.ts";
 import { backupsUsingChunks } from "./manifests.ts";
 
 const CHECK_CONCURRENCY = 3;
 
 /** Checks every chunk, not just up to the first bad one, so the report names all the damage. */
 export async function checkStoredChunks(
-  repo: RepositoryClient, manifest: Pick<ChunkStoreManifest, "pack_prefix" | "chunks">, onChecked: (chunks: number) => void,
+  repo: RepositoryClient, manifest: Pick<ChunkStoreManifest, "pack_prefix"> & { chunks: ChunkList }, onChecked: (chunks: number) => void,
 ): Promise<string[]> {
   const all = spans(manifest.chunks);
   const problems: string[] = [];
@@ -19,8 +20,8 @@ export async function checkStoredChunks(
   let done = 0;
   const worker = async () => {
     for (let i = next++; i < all.length; i = next++) {
-      problems.push(...(await checkSpan(repo, manifest.pack_prefix, all[i]!)));
-      done += all[i]!.chunks.length;
+      problems.push(...(await checkSpan(repo, manifest.pack_prefix, manifest.chunks, all[i]!)));
+      done += all[i]!.count;
       onChecked(done);
     }
   };
@@ -29,7 +30,7 @@ export async function checkStoredChunks(
 }
 
 /** The verdict on a manifest's problems, naming every backup that shares a damaged chunk (chunks are shared). */
-export async function verifyFindings(repo: RepositoryClient, manifest: Pick<ChunkStoreManifest, "pack_prefix" | "chunks">, problems: string[]) {
+export async function verifyFindings(repo: RepositoryClient, manifest: Pick<ChunkStoreManifest, "pack_prefix"> & { chunks: ChunkList }, problems: string[]) {
   const damaged = new Set(problems.map((p) => /^chunk #\d+ ([0-9a-f]{64})/.exec(p)?.[1]).filter((id): id is string => !!id));
   const affected = damaged.size ? await backupsUsingChunks(repo, manifest.pack_prefix, damaged) : [];
   return { ok: problems.length === 0, checked_chunks: manifest.chunks.length, problems, affected_backups: affected };

@@ -7,6 +7,7 @@ import { PACK_TARGET_SIZE, packKey, type ChunkRef } from "../../workers/shared/f
 import { sha256Hex } from "./codec.ts";
 import { AppError } from "../../workers/shared/errors.ts";
 import type { RepositoryClient } from "./client.ts";
+import type { ChunkList } from "./chunk-table.ts";
 
 /** Stored bytes that do not decode to what the manifest promised: the backup is damaged, retrying will not help. */
 export class IntegrityError extends AppError {
@@ -16,13 +17,22 @@ export class IntegrityError extends AppError {
   }
 }
 
-/** Consecutive chunks (manifest order) stored back to back in one pack. */
+/** Consecutive chunks (manifest order) stored back to back in one pack: chunks first .. first + count - 1. */
 interface Span {
   pack: string;
   offset: number;
   length: number;
   first: number;
+  count: number;
+}
+
+/** A span with its chunks' entries, made only when the span is read: a packed list stays packed meanwhile. */
+interface ReadSpan extends Span {
   chunks: ChunkRef[];
+}
+
+function withChunks(list: ChunkList, span: Span): ReadSpan {
+  return { ...span, chunks: Array.from({ length: span.count }, (_, i) => list.at(span.first + i)!) };
 }
 
 /**
@@ -33,23 +43,25 @@ interface Span {
  */
 const MAX_SPAN = 2 * PACK_TARGET_SIZE;
 
-export function spans(chunks: ChunkRef[]): Span[] {
+export function spans(chunks: ChunkList): Span[] {
   const out: Span[] = [];
   let current: Span | undefined;
-  chunks.forEach((c, index) => {
+  let index = 0;
+  for (const c of chunks) {
     const adjacent = current && current.pack === c.pack && current.offset + current.length === c.offset && current.length + c.stored_size <= MAX_SPAN;
     if (adjacent) {
       current!.length += c.stored_size;
-      current!.chunks.push(c);
+      current!.count++;
     } else {
-      current = { pack: c.pack, offset: c.offset, length: c.stored_size, first: index, chunks: [c] };
+      current = { pack: c.pack, offset: c.offset, length: c.stored_size, first: index, count: 1 };
       out.push(current);
     }
-  });
+    index++;
+  }
   return out;
 }
 
-const chunkName = (span: Span, i: number) => `chunk #${span.first + i} ${span.chunks[i]!.id}`;
+const chunkName = (span: ReadSpan, i: number) => `chunk #${span.first + i} ${span.chunks[i]!.id}`;
 
 /** The span's bytes; a pack that is missing, unreadable or short is an integrity problem. */
 async function spanBytes(repo: RepositoryClient, prefix: string, span: Span): Promise<Buffer> {
@@ -66,7 +78,7 @@ async function spanBytes(repo: RepositoryClient, prefix: string, span: Span): Pr
 }
 
 /** Splits a span's bytes into chunk files, checking each against its size and SHA-256. */
-function chunkFiles(bytes: Buffer, span: Span): { file: Buffer; problem?: string }[] {
+function chunkFiles(bytes: Buffer, span: ReadSpan): { file: Buffer; problem?: string }[] {
   let at = 0;
   return span.chunks.map((c, i) => {
     const file = bytes.subarray(at, at + c.stored_size);
@@ -76,7 +88,7 @@ function chunkFiles(bytes: Buffer, span: Span): { file: Buffer; problem?: string
 }
 
 /** The chunk files of one span; the first damaged one throws, naming the chunk. */
-export async function fetchSpan(repo: RepositoryClient, prefix: string, span: Span): Promise<Buffer[]> {
+async function fetchSpan(repo: RepositoryClient, prefix: string, span: ReadSpan): Promise<Buffer[]> {
   let bytes: Buffer;
   try {
     bytes = await spanBytes(repo, prefix, span);
@@ -90,7 +102,8 @@ export async function fetchSpan(repo: RepositoryClient, prefix: string, span: Sp
 }
 
 /** Every problem in one span, one line per damaged chunk (for verify, which reports all damage). */
-export async function checkSpan(repo: RepositoryClient, prefix: string, span: Span): Promise<string[]> {
+export async function checkSpan(repo: RepositoryClient, prefix: string, list: ChunkList, plain: Span): Promise<string[]> {
+  const span = withChunks(list, plain);
   try {
     return chunkFiles(await spanBytes(repo, prefix, span), span).flatMap((c) => (c.problem ? [c.problem] : []));
   } catch (e) {
@@ -106,14 +119,14 @@ export async function checkSpan(repo: RepositoryClient, prefix: string, span: Sp
  * is those spans' stored bytes and one chunk's output, whatever the backup's size.
  */
 export async function* readChunks<T>(
-  repo: RepositoryClient, prefix: string, chunks: ChunkRef[], transform: (file: Buffer, ref: ChunkRef, index: number) => Promise<T>,
+  repo: RepositoryClient, prefix: string, chunks: ChunkList, transform: (file: Buffer, ref: ChunkRef, index: number) => Promise<T>,
   prefetch = 2,
 ): AsyncGenerator<T> {
   const all = spans(chunks);
-  const window: { span: Span; files: Promise<Buffer[]> }[] = [];
+  const window: { span: ReadSpan; files: Promise<Buffer[]> }[] = [];
   let next = 0;
   const launch = () => {
-    const span = all[next++]!;
+    const span = withChunks(chunks, all[next++]!);
     const files = fetchSpan(repo, prefix, span);
     files.catch(() => {}); // surfaced in order when the consumer reaches it
     window.push({ span, files });

@@ -76,7 +76,7 @@ export class ChunkWriter {
    * the first backup after a rotation stores everything afresh (a new full)
    * and the next ones reuse from it. Returns whether the chunks were taken.
    */
-  know(refs: ChunkRef[], encryptedTo: string[]): boolean {
+  know(refs: Iterable<ChunkRef>, encryptedTo: string[]): boolean {
     if (!sameRecipients(encryptedTo, this.recipients)) {
       console.warn("parent backup was encrypted to other recipients (key rotation): storing every chunk afresh");
       return false;

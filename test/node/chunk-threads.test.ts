@@ -14,7 +14,9 @@ import { ChunkWriter } from "../../runner/repository/chunk-writer.ts";
 import { chunkStream } from "../../runner/repository/chunker.ts";
 import type { RepositoryClient } from "../../runner/repository/client.ts";
 import { chunkOpener, sha256Hex } from "../../runner/repository/codec.ts";
-import { packKey, type ChunkRef } from "../../workers/shared/format.ts";
+import type { ChunkList } from "../../runner/repository/chunk-table.ts";
+import { manifestPieces, readPackedManifestFile } from "../../runner/repository/manifest-file.ts";
+import { ChunkStoreManifest, packKey, type ChunkRef } from "../../workers/shared/format.ts";
 
 const PREFIX = "packs/";
 const ID_KEY = randomBytes(32).toString("hex");
@@ -28,6 +30,11 @@ function memoryRepo(failPut = false) {
       if (sha256Hex(bytes) !== sha256) throw new Error("checksum mismatch");
       objects.set(key, Buffer.from(bytes)); // a copy: the writer reuses its pack buffers
       return { size: bytes.length, sha256 };
+    },
+    async get(key: string) {
+      const object = objects.get(key);
+      if (!object) throw new Error(`${key} missing`);
+      return Buffer.from(object);
     },
     async getRange(key: string, offset: number, length: number) {
       const object = objects.get(key);
@@ -48,7 +55,7 @@ async function store(repo: RepositoryClient, data: Buffer, recipient: string): P
   return writer.finish();
 }
 
-async function readAll(repo: RepositoryClient, refs: ChunkRef[], identity: string) {
+async function readAll(repo: RepositoryClient, refs: ChunkList, identity: string) {
   const open = chunkOpener([identity], ID_KEY);
   const out: Buffer[] = [];
   for await (const piece of readChunks(repo, PREFIX, refs, (file, ref) => open(file, ref.plain_size, ref.id))) out.push(piece);
@@ -91,6 +98,29 @@ describe("the sealing thread", () => {
     const error = await readAll(repo, refs, identity).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(IntegrityError);
     expect((error as Error).message).toBe(`chunk #${index} ${victim.id}: stored bytes do not match their SHA-256`);
+  });
+
+  it("a manifest's chunk list read back packed holds the same entries and reads back the same bytes; a bad entry is refused by index", async () => {
+    const { identity, recipient } = await ageKeyPair();
+    const { objects, repo } = memoryRepo();
+    const refs = await store(repo, data, recipient);
+    const written = manifestPieces({ backup_id: "b1", pack_prefix: PREFIX }, refs);
+    await repo.put("manifests/b1.json", written.pieces, written.sha256);
+    const packed = await readPackedManifestFile(repo, "manifests/b1.json", ChunkStoreManifest);
+    expect(packed.backup_id).toBe("b1");
+    expect([...packed.chunks]).toEqual(refs);
+    expect(packed.chunks.at(-1)).toEqual(refs.at(-1));
+    expect((await readAll(repo, packed.chunks, identity)).bytes.equals(data)).toBe(true);
+
+    // A manifest written whole (before manifests were written in pieces) reads back the same.
+    objects.set("manifests/whole.json", Buffer.from(JSON.stringify({ backup_id: "b1", pack_prefix: PREFIX, chunks: refs })));
+    expect([...(await readPackedManifestFile(repo, "manifests/whole.json", ChunkStoreManifest)).chunks]).toEqual(refs);
+
+    const text = Buffer.concat(written.pieces).toString("utf8");
+    objects.set("manifests/bad.json", Buffer.from(text.replace(`"stored_sha256":"${refs[2]!.stored_sha256}"`, '"stored_sha256":"not hex"')));
+    await expect(readPackedManifestFile(repo, "manifests/bad.json", ChunkStoreManifest)).rejects.toThrow("manifests/bad.json: chunks.2.stored_sha256:");
+    objects.set("manifests/cut.json", Buffer.from(text.slice(0, text.length - 200)));
+    await expect(readPackedManifestFile(repo, "manifests/cut.json", ChunkStoreManifest)).rejects.toThrow("manifests/cut.json is not JSON");
   });
 
   it("a sealing thread that goes idle hands over its open pack; the next new chunk starts another and nothing is lost", async () => {

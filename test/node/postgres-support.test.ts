@@ -4,6 +4,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { appendObservations, seedAstronomyDatabase, updateObservations } from "../../runner/dev/astronomy-seed.ts";
 import { tableFingerprints } from "../../runner/dev/compare.ts";
+import { compareFingerprints, fingerprintDatabase, recordedFingerprints } from "../../runner/database/consistency.ts";
+import { ConsistencyRecord } from "../../workers/shared/format.ts";
 import { createDatabase, dropDatabase, ensurePostgres, pgEnv, psql, type PgServer } from "../../runner/dev/postgres.ts";
 
 const MiB = 1024 * 1024;
@@ -115,8 +117,30 @@ describe("astronomy seed and fingerprints", () => {
     expect(restored).toEqual(before["public.surveys"]);
 
     await psql(url, "UPDATE observations SET flux[1] = flux[1] + 0.5 WHERE id = 42");
-    expect((await tableFingerprints(url))["public.observations"]?.md5).not.toBe(before["public.observations"]?.md5);
+    expect((await tableFingerprints(url))["public.observations"]?.checksum).not.toBe(before["public.observations"]?.checksum);
   }, 120_000);
+
+  it("each consistency method gives the checksums stored records hold, and a first-form record (md5, no method) is compared the md5 way", async () => {
+    const name = `astrid_test_methods_${process.pid}_${Date.now().toString(36)}`;
+    databases.push(name);
+    const url = await createDatabase(server, name);
+    await psql(url, `CREATE TABLE pinned (id int, x float8, t text, b bytea, ts timestamptz);
+      INSERT INTO pinned VALUES (1, 0.1, 'a', '\\x00ff', '2026-01-02 03:04:05+00'), (2, -0.0, NULL, NULL, NULL), (2, -0.0, NULL, NULL, NULL)`);
+    // Pinned: the md5 value is what the first code (#10) computed for this table. A method whose
+    // values drift would fail every drill of the backups already stored with it.
+    const md5 = await fingerprintDatabase(url, "row-md5-sum");
+    expect(md5["public.pinned"]).toEqual({ rows: 3, checksum: "fad8bb3935d3304f86cce8e02a22b2c1" });
+    expect((await fingerprintDatabase(url, "row-hashtext-sum"))["public.pinned"]).toEqual({ rows: 3, checksum: "3931543694088043909" });
+
+    const firstForm = ConsistencyRecord.parse({
+      tables: Object.fromEntries(Object.entries(md5).map(([key, f]) => [key, { rows: f.rows, md5: f.checksum }])),
+      schema_sha256: "0".repeat(64), duration_ms: 1,
+    });
+    const recorded = recordedFingerprints(firstForm);
+    expect(recorded.method).toBe("row-md5-sum");
+    expect(compareFingerprints(recorded.tables, await fingerprintDatabase(url, recorded.method))).toEqual([]);
+    expect(compareFingerprints(recorded.tables, await fingerprintDatabase(url))).toEqual(["table public.pinned: same 3 rows counted but their content checksum differs"]);
+  }, 60_000);
 
   it("appends and updates observations for incremental backups", async () => {
     const url = await seeded("incremental", 10 * MiB);
@@ -135,13 +159,13 @@ describe("astronomy seed and fingerprints", () => {
     const newest = Math.round(rows * 0.05);
     expect(await recalibrated("count(*) || ',' || min(id)")).toBe(`${newest},${rows - newest + 1}`);
     const afterNewest = await tableFingerprints(url);
-    expect(afterNewest["public.observations"]?.md5).not.toBe(appended["public.observations"]?.md5);
+    expect(afterNewest["public.observations"]?.checksum).not.toBe(appended["public.observations"]?.checksum);
 
     await updateObservations(url, 0.05, "random");
     expect(Number(await recalibrated(`count(*) FILTER (WHERE id < ${rows / 2})`))).toBeGreaterThan(0);
     const afterRandom = await tableFingerprints(url);
     expect(afterRandom["public.observations"]?.rows).toBe(rows);
-    expect(afterRandom["public.observations"]?.md5).not.toBe(afterNewest["public.observations"]?.md5);
+    expect(afterRandom["public.observations"]?.checksum).not.toBe(afterNewest["public.observations"]?.checksum);
   }, 120_000);
 });
 

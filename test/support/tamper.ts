@@ -41,9 +41,10 @@ export function tamperWithConsistency(persistDir: string, backupId: string, tabl
   for (const file of readdirSync(blobs).map((f) => join(blobs, f))) {
     const manifest = tryJson(readFileSync(file));
     if (manifest?.backup_id !== backupId || !manifest.consistency) continue;
-    const md5: string = manifest.consistency.tables[table].md5;
-    const flipped = `${md5[0] === "0" ? "1" : "0"}${md5.slice(1)}`;
-    writeFileSync(file, readFileSync(file, "utf8").replace(md5, flipped));
+    const entry = manifest.consistency.tables[table];
+    const checksum: string = entry.checksum ?? entry.md5; // records from before methods name it md5
+    const flipped = `${checksum[0] === "0" ? "1" : "0"}${checksum.slice(1)}`;
+    writeFileSync(file, readFileSync(file, "utf8").replace(`"${checksum}"`, `"${flipped}"`));
     return;
   }
   throw new Error(`manifest of ${backupId} with a consistency record not found`);

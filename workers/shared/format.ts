@@ -129,13 +129,26 @@ export type ChunkStoreManifest = z.infer<typeof ChunkStoreManifest>;
  * A database's contents at backup time, from the same snapshot pg_dump read:
  * per relation ("schema.table", "sequence:…", "view:…", "extension:…") its row
  * count and an order-independent checksum of its rows, and the SHA-256 of its
- * normalised schema-only dump. A drill computes the same on the restored copy.
+ * normalised schema-only dump. A drill computes the same on the restored copy,
+ * the way `method` names (runner/database/consistency.ts).
  */
-export const ConsistencyRecord = z.object({
-  tables: z.record(z.string(), z.object({ rows: z.number().int().nonnegative(), md5: z.string() })),
-  schema_sha256: Sha256Hex,
-  duration_ms: z.number().nonnegative(),
-});
+const RecordedRows = { rows: z.number().int().nonnegative() };
+const RecordCommon = { schema_sha256: Sha256Hex, duration_ms: z.number().nonnegative() };
+/** Checksum methods; records without a `method` (written before there was a choice) are "row-md5-sum". */
+export const CONSISTENCY_METHODS = ["row-hashtext-sum", "row-md5-sum"] as const;
+export type ConsistencyMethod = (typeof CONSISTENCY_METHODS)[number];
+export const ConsistencyRecord = z.union([
+  z.object({
+    method: z.literal("row-hashtext-sum"),
+    tables: z.record(z.string(), z.object({ ...RecordedRows, checksum: z.string() })),
+    ...RecordCommon,
+  }),
+  // The first records (#10): md5 per row, and no method field.
+  z.object({
+    tables: z.record(z.string(), z.object({ ...RecordedRows, md5: z.string() })),
+    ...RecordCommon,
+  }),
+]);
 export type ConsistencyRecord = z.infer<typeof ConsistencyRecord>;
 
 export const DatabaseManifest = z.object({
