@@ -30,7 +30,7 @@ import { backupDatabase } from "../database/backup.ts";
 import { PgServerError, PgWire } from "../database/pg-wire.ts";
 import type { JobContext } from "../job-context.ts";
 import { DDL_MESSAGE_PREFIX, lsnText, parseLsn, PgOutputDecoder, pgTimeIso, pgTimeNow, schemaFingerprint, type Relation } from "./pgoutput.ts";
-import { installDdlCapture, isSingleStatement, removeDdlCapture } from "./ddl.ts";
+import { installDdlCapture, isSingleStatement, MAINTENANCE_SETTING, removeDdlCapture } from "./ddl.ts";
 import { dropSlot, dropStreamObjects, ensurePublication, readSequences, shapeInSnapshot, slotHealth } from "./source.ts";
 
 /** What a segment holds before it is cut. */
@@ -61,7 +61,10 @@ export async function runStream(job: ContinuousStreamDispatch, ctx: JobContext):
       await removeDdlCapture(sql);
       return { kind: "continuous.stream", stream_id: job.stream_id, ended: "dropped", detail: "continuous protection turned off", segments: 0 };
     }
+    // This session's DDL (publication, capture) is upkeep, not the user's schema: the capture trigger skips it.
+    await sql.query(`SET ${MAINTENANCE_SETTING} = 'on'`);
     if (job.new_stream) {
+      for (const slot of job.retired_slots) await dropSlot(sql, slot);
       const published = await ensurePublication(sql, job.publication_name);
       if (ddl) ddl = await installDdlCapture(sql, job.publication_name).catch((e: Error) => {
         console.warn(`continuous ${job.database}: DDL capture not installed (${e.message}); a schema change will start a new base`);
@@ -162,8 +165,8 @@ class Streamer {
       if (["yielded", "schema_changed", "superseded", "rebased"].includes(this.stopping.ended)) this.cut();
       await this.cutting;
       if (this.failure) throw this.failure;
-      if (this.stopping.ended === "rebased") {
-        // The successor stream covers everything from here on: this stream's slot would only hold WAL back.
+      if (this.stopping.ended === "rebased" || this.stopping.ended === "schema_changed") {
+        // The stream ends here (a successor covers what follows, or a new base starts): its slot would only hold WAL back.
         this.repl.destroy();
         await this.withSql((sql) => dropSlot(sql, this.job.slot_name));
       }

@@ -57,11 +57,14 @@ export const continuousStream = runnerKind({
       await store.holdStream(stream.id, ctx.job.id);
     }
     const parent = p.new_stream && !p.drop ? await ctx.catalog.latestSharedBackup(p.database) : undefined;
+    const all = p.new_stream ? await store.streams(p.database) : [];
+    const kept = new Set(all.filter((s) => s.status !== "ended").map((s) => s.slot_name));
+    const retired = [...new Set(all.filter((s) => s.status === "ended" && !kept.has(s.slot_name)).map((s) => s.slot_name))];
     const c = ctx.config;
     return {
       kind: "continuous.stream", job_id: ctx.job.id, database: p.database, stream_id: p.stream_id, new_stream: p.new_stream, drop: p.drop,
       source_url: requireDatabaseUrl(ctx, p.database), slot_name: stream!.slot_name, publication_name: publicationName(p.database),
-      next_seq: stream!.next_seq, ...(stream!.last_end_lsn ? { resume_after_lsn: stream!.last_end_lsn } : {}),
+      next_seq: stream!.next_seq, retired_slots: retired, ...(stream!.last_end_lsn ? { resume_after_lsn: stream!.last_end_lsn } : {}),
       ...(stream!.schema ? { schema: JSON.parse(stream!.schema) } : {}),
       segment_seconds: c.continuous_segment_seconds, segment_max_bytes: c.continuous_segment_max_mb * 1024 * 1024,
       heartbeat_seconds: c.continuous_heartbeat_seconds, capture_ddl: c.continuous_capture_ddl,

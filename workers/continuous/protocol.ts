@@ -50,6 +50,8 @@ export const ContinuousStreamDispatch = DispatchBase.extend({
   next_seq: z.number().int().nonnegative(),
   /** Transactions committed at or before this LSN are already in recorded segments (a resumed stream skips them). */
   resume_after_lsn: Lsn.optional(),
+  /** Slots of the database's ended streams: a new stream drops any still there (a job that died, a stream ended by a schema change). */
+  retired_slots: z.array(z.string().regex(/^[a-z0-9_]{1,63}$/)).default([]),
   /** The schema of record (resumed stream): tables and columns the segments replay onto. */
   schema: z.array(TableShape).optional(),
   segment_seconds: z.number().int().positive(),
