@@ -159,7 +159,6 @@ async function capture(load: Writer, stream: string): Promise<Moment> {
 
 async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 90_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
-  console.log(new Date().toISOString(), "waiting for", what); // DEBUG
   for (;;) {
     const v = await probe();
     if (v !== undefined) return v;
@@ -180,7 +179,7 @@ beforeAll(async () => {
   await psql(sourceUrl, SCHEMA);
   stack = await startTestStack({
     vars: {
-      DATABASE_URL: sourceUrl, DATABASE_CONTINUOUS: "astrid", CONTINUOUS_SEGMENT_SECONDS: "1", CONTINUOUS_HEARTBEAT_SECONDS: "1", DATABASE_VERIFY_AFTER_BACKUP: "off",
+      DATABASE_URL: sourceUrl, DATABASE_CONTINUOUS: "astrid", CONTINUOUS_SEGMENT_SECONDS: "2", CONTINUOUS_HEARTBEAT_SECONDS: "1", DATABASE_VERIFY_AFTER_BACKUP: "off",
       // Any stream older than ~2 s is due for a re-base: the test decides when, by running the watch cron (wrangler dev runs none by itself).
       CONTINUOUS_REBASE_HOURS: "0.0005",
     },
@@ -214,10 +213,6 @@ describe("continuous archiving and point-in-time restore", () => {
       const t = await timelineOf();
       const streams = t.windows?.[0]?.streams ?? [];
       return streams.length === 2 && !streams[0].live && streams[1].live ? t : undefined;
-    }).catch(async (e) => { // DEBUG
-      console.log(JSON.stringify(await timelineOf(), null, 1), JSON.stringify((await stack.api("GET", "/jobs?kind=continuous.stream")).body, null, 1));
-      console.log(await psql(sourceUrl, "SELECT * FROM pg_replication_slots"));
-      throw e;
     });
     const next = handedOver.windows[0].stream_id;
     expect(next).not.toBe(old);
@@ -229,7 +224,7 @@ describe("continuous archiving and point-in-time restore", () => {
     const ended = (await stack.api("GET", "/jobs?kind=continuous.stream")).body.jobs.filter((j: any) => j.status === "succeeded");
     expect(ended.map((j: any) => j.result.ended)).toEqual(["rebased"]);
 
-    await new Promise((r) => setTimeout(r, 1000));
+    await new Promise((r) => setTimeout(r, 1500));
     moments.push(await capture(load, next));
     // DDL mid-stream, beside the writer: a column added and a table created, both written to at once.
     await psql(sourceUrl, `ALTER TABLE objects ADD COLUMN color text`);
@@ -270,7 +265,6 @@ describe("continuous archiving and point-in-time restore", () => {
       expect(job.status).toBe("succeeded");
       expect(job.result.achieved_time, `moment ${n}`).toBe(moment.commitAt); // exactly the snapshot's last commit
       expect(job.result.transactions).toBeGreaterThan(0);
-      console.log(new Date().toISOString(), "restored", n); // DEBUG
       const target = pg.url(`pitr_${n}`);
       const restored = await tableFingerprints(target);
       expect(tablesOnly(restored), `moment ${n}`).toEqual(moment.tables);
@@ -308,9 +302,12 @@ describe("continuous archiving and point-in-time restore", () => {
       const bucket = join(work, "bucket");
       const state = await openLocalState(stack.persistDir);
       let recorded: string[];
+      let needed: number;
       try {
         expect(await state.copyBucket(bucket)).toBeGreaterThan(0);
         recorded = (await state.catalog<{ manifest_key: string }>("SELECT manifest_key FROM continuous_segments WHERE stream_id = ? ORDER BY seq", streamId)).map((r) => r.manifest_key);
+        // Those that can hold a commit at or before the moment (the later ones would print nothing).
+        needed = (await state.catalog<{ n: number }>("SELECT count(*) AS n FROM continuous_segments WHERE stream_id = ? AND first_commit_at <= ?", streamId, moment.commitAt))[0]!.n;
       } finally {
         await state.dispose();
       }
@@ -318,12 +315,12 @@ describe("continuous archiving and point-in-time restore", () => {
       // The stream's segments by listing the bucket, in seq order (as docs/format.md does it): with zombie writes fenced, exactly the recorded ones.
       const keys = readdirSync(join(bucket, "manifests/continuous", streamId)).sort().map((f) => `manifests/continuous/${streamId}/${f}`);
       expect(keys).toEqual(recorded);
-      expect(keys.length).toBeGreaterThan(1);
+      expect(needed!).toBeGreaterThan(1);
       const objects = join(work, "objects");
       const base = succeeded("fetch-backup.sh base", await run("bash", [fetchScript, streamId, objects], { env: fetchEnv })).stdout.trim();
       const target = await createDatabase(pg, "breakglass");
       succeeded("manual-restore.sh", await run("bash", [restoreScript, base, objects, identity, target], { cwd: work }));
-      for (const key of keys) {
+      for (const key of keys.slice(0, needed!)) {
         const manifest = succeeded(`fetch-backup.sh ${key}`, await run("bash", [fetchScript, key, objects], { env: fetchEnv })).stdout.trim();
         succeeded(`segment-sql.sh | psql (${key})`, await run("bash", ["-c", `set -o pipefail; "$0" "$1" "$2" "$3" "$4" | psql -X -q -v ON_ERROR_STOP=1 "$5"`,
           segmentScript, manifest, objects, identity, moment.commitAt, target]));
