@@ -297,6 +297,17 @@ describe("claims and the watch task", () => {
     const pitr = (target_time: string) => api("POST", "/backups/restore-pitr", { body: { database: "astrid", target_time, target: "astrid" }, env: VARS });
     expect((await pitr(isoSecondsAgo(90))).body.stream_id).toBe(next.stream_id);
     expect((await pitr(isoSecondsAgo(3600))).body.stream_id).toBe(streamA);
+
+    // Retention takes the old base: the window now starts at the new base, and the old stream's segments go.
+    await env.BACKUPS.put(`manifests/continuous/${streamA}/00000000-job-a.json`, "{}");
+    await env.CATALOG.prepare("INSERT INTO continuous_segments (stream_id, seq, manifest_key, start_lsn, end_lsn, transactions, logical_bytes, stored_bytes, created_at) VALUES (?, 0, ?, '0/1', '0/2', 1, 1, 1, ?)")
+      .bind(streamA, `manifests/continuous/${streamA}/00000000-job-a.json`, old).run();
+    await catalog().deleteBackup(streamA);
+    const after = (await api("GET", "/backup/database/timeline?database=astrid", { token: VIEWER, env: VARS })).body;
+    expect(after.windows.map((w: any) => [w.start, w.streams.length])).toEqual([[base, 1]]);
+    await watch();
+    expect(await store().getStream(streamA)).toBeUndefined();
+    expect(await env.BACKUPS.head(`manifests/continuous/${streamA}/00000000-job-a.json`)).toBeNull();
   });
 
   it("a stream that ends before the next stream's base leaves a gap up to that base, closed at once", async () => {
