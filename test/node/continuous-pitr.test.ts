@@ -6,7 +6,7 @@
 // under that load (a second stream with its own slot and base takes over from
 // the first), and point-in-time restores to three moments, each compared
 // table by table with an exported snapshot of the source at that moment.
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -17,7 +17,7 @@ import { PgWire } from "../../runner/database/pg-wire.ts";
 import { startTestStack, type TestStack } from "../support/fixture.ts";
 import { LOGICAL_SETTINGS } from "../support/logical-pg.ts";
 import { openLocalState } from "../support/local-state.ts";
-import { run, scriptFromDoc, succeeded } from "../support/doc-scripts.ts";
+import { run, scriptFromDoc, serveLocalBucket, succeeded } from "../support/doc-scripts.ts";
 
 let pg: PgServer;
 let stack: TestStack;
@@ -298,33 +298,33 @@ describe("continuous archiving and point-in-time restore", () => {
       const segmentScript = script("segment-sql.sh");
       const identity = join(work, "identity.txt");
       writeFileSync(identity, `${stack.secrets.AGE_IDENTITY.split(",").join("\n")}\n`, { mode: 0o600 });
-      // The bucket copied out once; FETCH is then a plain copy (as rclone or aws s3 cp would fetch from R2).
-      const bucket = join(work, "bucket");
+      // What an operator sees without the Worker: the bucket's listing of the stream's segments (in seq order, as
+      // docs/format.md restores them) is exactly the recorded ones, as the repository refuses any other job's.
       const state = await openLocalState(stack.persistDir);
-      let recorded: string[];
+      let keys: string[];
       let needed: number;
       try {
-        expect(await state.copyBucket(bucket)).toBeGreaterThan(0);
-        recorded = (await state.catalog<{ manifest_key: string }>("SELECT manifest_key FROM continuous_segments WHERE stream_id = ? ORDER BY seq", streamId)).map((r) => r.manifest_key);
+        keys = await state.list(`manifests/continuous/${streamId}/`);
+        const recorded = await state.catalog<{ manifest_key: string }>("SELECT manifest_key FROM continuous_segments WHERE stream_id = ? ORDER BY seq", streamId);
+        expect(keys).toEqual(recorded.map((r) => r.manifest_key));
         // Those that can hold a commit at or before the moment (the later ones would print nothing).
         needed = (await state.catalog<{ n: number }>("SELECT count(*) AS n FROM continuous_segments WHERE stream_id = ? AND first_commit_at <= ?", streamId, moment.commitAt))[0]!.n;
       } finally {
         await state.dispose();
       }
-      const fetchEnv = { BUCKET_COPY: bucket, FETCH: 'cp "$BUCKET_COPY/$1" "$2"' };
-      // The stream's segments by listing the bucket, in seq order (as docs/format.md does it): with zombie writes fenced, exactly the recorded ones.
-      const keys = readdirSync(join(bucket, "manifests/continuous", streamId)).sort().map((f) => `manifests/continuous/${streamId}/${f}`);
-      expect(keys).toEqual(recorded);
-      expect(needed!).toBeGreaterThan(1);
+      expect(needed).toBeGreaterThan(1);
+      const bucket = await serveLocalBucket(stack.persistDir, join(work, "fetch.log"));
+      const fetchEnv = bucket.env;
       const objects = join(work, "objects");
       const base = succeeded("fetch-backup.sh base", await run("bash", [fetchScript, streamId, objects], { env: fetchEnv })).stdout.trim();
       const target = await createDatabase(pg, "breakglass");
       succeeded("manual-restore.sh", await run("bash", [restoreScript, base, objects, identity, target], { cwd: work }));
-      for (const key of keys.slice(0, needed!)) {
+      for (const key of keys.slice(0, needed)) {
         const manifest = succeeded(`fetch-backup.sh ${key}`, await run("bash", [fetchScript, key, objects], { env: fetchEnv })).stdout.trim();
         succeeded(`segment-sql.sh | psql (${key})`, await run("bash", ["-c", `set -o pipefail; "$0" "$1" "$2" "$3" "$4" | psql -X -q -v ON_ERROR_STOP=1 "$5"`,
           segmentScript, manifest, objects, identity, moment.commitAt, target]));
       }
+      await bucket.close();
       expect(await tablesOf(target)).toEqual(moment.tables);
     } finally {
       rmSync(work, { recursive: true, force: true });

@@ -16,7 +16,7 @@ import { appendObservations, seedAstronomyDatabase, updateObservations } from ".
 import { tableFingerprints } from "../../runner/dev/compare.ts";
 import { psql } from "../../runner/dev/postgres.ts";
 import { createDatabase, dropDatabase, scratchName, startTestStack, testPg, type TestStack } from "../support/fixture.ts";
-import { localFetchCommand, run, scriptFromDoc, succeeded } from "../support/doc-scripts.ts";
+import { run, scriptFromDoc, serveLocalBucket, succeeded } from "../support/doc-scripts.ts";
 import { manifestMac } from "../../workers/shared/format.ts";
 
 const MiB = 1024 * 1024;
@@ -60,6 +60,7 @@ describe("manual restore with stock tools (docs/format.md)", () => {
   let restoreScript: string;
   let identityFile: string;
   let fetchLog: string;
+  let bucket: Awaited<ReturnType<typeof serveLocalBucket>> | undefined;
   const objects = () => join(work, "objects");
   const packKey = (m: any, pack: string) => `${m.pack_prefix}${pack.slice(0, 2)}/${pack}`;
   const distinctPacks = (m: any): string[] => [...new Set<string>(m.chunks.map((c: any) => c.pack))].sort();
@@ -79,10 +80,10 @@ describe("manual restore with stock tools (docs/format.md)", () => {
     return submitted.body.backup_id;
   }
 
-  /** Step 1 of the document: fetch-backup.sh, with FETCH being wrangler against the local bucket; every fetched key is logged. */
+  /** Step 1 of the document: fetch-backup.sh, with FETCH reading the local bucket; every fetched key is logged. */
   async function fetchBackup(id: string): Promise<string> {
     const r = succeeded(`fetch-backup.sh ${id}`, await run("bash", [fetchScript, id, objects()], {
-      env: localFetchCommand(stack!.persistDir, fetchLog),
+      env: bucket!.env,
     }));
     return r.stdout.trim();
   }
@@ -104,9 +105,10 @@ describe("manual restore with stock tools (docs/format.md)", () => {
     await appendObservations(sourceUrl, 0.01);
     await updateObservations(sourceUrl, 0.01, "newest");
     backupId = await backup("incremental");
-    // wrangler's CLI opens the same local persistence as `wrangler dev`: stop the stack so they never share it.
+    // The bucket server opens the same local persistence as `wrangler dev`: stop the stack so they never share it.
     await stack.stop();
     stopped = true;
+    bucket = await serveLocalBucket(stack.persistDir, fetchLog);
 
     manifestPath = await fetchBackup(backupId);
     expect(manifestPath).toBe(join(objects(), `manifests/database/${backupId}.json`));
@@ -117,6 +119,7 @@ describe("manual restore with stock tools (docs/format.md)", () => {
   }, 300_000);
 
   afterAll(async () => {
+    await bucket?.close();
     for (const name of databases) await dropDatabase(pg, name).catch(() => {});
     // dispose() would stop() a second time, which never returns once the runner
     // has died of a signal (runner/dev/stack.ts waits for an exit event that

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { seedAstronomyDatabase } from "../../runner/dev/astronomy-seed.ts";
 import { ageKeyPair } from "../../runner/dev/secrets.ts";
 import { createDatabase, dropDatabase, scratchName, startTestStack, testPg, type TestStack } from "../support/fixture.ts";
-import { localFetchCommand, run, scriptFromDoc, succeeded } from "../support/doc-scripts.ts";
+import { run, scriptFromDoc, serveLocalBucket, succeeded } from "../support/doc-scripts.ts";
 
 const MiB = 1024 * 1024;
 
@@ -88,8 +88,8 @@ describe("key rotation", () => {
     writeFileSync(fetchScript, scriptFromDoc("fetch-backup.sh"), { mode: 0o755 });
     writeFileSync(restoreScript, scriptFromDoc("manual-restore.sh"), { mode: 0o755 });
     const objects = join(work, "objects");
-    const fetchEnv = localFetchCommand(stack!.persistDir, join(work, "fetched.log"));
-    const fetchBackup = async (id: string) => succeeded(`fetch ${id}`, await run("bash", [fetchScript, id, objects], { env: fetchEnv })).stdout.trim();
+    const bucket = await serveLocalBucket(stack!.persistDir, join(work, "fetched.log"));
+    const fetchBackup = async (id: string) => succeeded(`fetch ${id}`, await run("bash", [fetchScript, id, objects], { env: bucket.env })).stdout.trim();
     const identityFile = (label: string, identity: string) => {
       const file = join(work, `${label}.txt`);
       writeFileSync(file, `${identity}\n`, { mode: 0o600 });
@@ -100,12 +100,16 @@ describe("key rotation", () => {
 
     const oldFile = identityFile("old", oldIdentity);
     const newFile = identityFile("new", newIdentity);
-    const firstAfter = await fetchBackup(jobs.first.backup_id);
+    try {
+      const firstAfter = await fetchBackup(jobs.first.backup_id);
 
-    const refused = await restore(firstAfter, oldFile, "rot_old");
-    expect(refused.code).not.toBe(0);
-    expect(refused.stderr).toMatch(/chunk 1\/\d+ \(.*\): does not decrypt/);
-    succeeded("restore with the new identity", await restore(firstAfter, newFile, "rot_new"));
-    succeeded("old backup, old identity", await restore(await fetchBackup(jobs.before.backup_id), oldFile, "rot_before"));
+      const refused = await restore(firstAfter, oldFile, "rot_old");
+      expect(refused.code).not.toBe(0);
+      expect(refused.stderr).toMatch(/chunk 1\/\d+ \(.*\): does not decrypt/);
+      succeeded("restore with the new identity", await restore(firstAfter, newFile, "rot_new"));
+      succeeded("old backup, old identity", await restore(await fetchBackup(jobs.before.backup_id), oldFile, "rot_before"));
+    } finally {
+      await bucket.close();
+    }
   });
 });

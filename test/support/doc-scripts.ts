@@ -3,6 +3,7 @@
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
+import { convertV4MiniflareOptions, Miniflare } from "miniflare";
 import { dirname, join } from "node:path";
 import { ROOT } from "../../runner/dev/stack.ts";
 
@@ -43,10 +44,30 @@ export function succeeded(what: string, r: RunResult): RunResult {
 }
 
 
-/** The documents' FETCH: wrangler's own CLI against a local stack's bucket; each key fetched is appended to $FETCH_LOG. */
-export function localFetchCommand(persistDir: string, fetchLog: string, bucket = "astrid-backups"): Record<string, string> {
+/**
+ * The documents' FETCH for a local stack's bucket: one Miniflare instance over
+ * the stack's persisted state (the same store `wrangler r2 object get --local`
+ * opens) serves GET /<key>, and FETCH is a curl of it, as a user's rclone or
+ * aws s3 cp would be. One server per script run rather than one wrangler CLI
+ * start per object: that start cost seconds of CPU for every object fetched.
+ * Each key fetched is appended to $FETCH_LOG.
+ */
+export async function serveLocalBucket(persistDir: string, fetchLog: string, bucket = "astrid-backups"): Promise<{ env: Record<string, string>; close(): Promise<void> }> {
+  const mf = new Miniflare(convertV4MiniflareOptions({
+    modules: true,
+    script: `export default {
+      async fetch(request, env) {
+        if (request.method !== "GET") return new Response(null, { status: 405 });
+        const object = await env.BUCKET.get(decodeURIComponent(new URL(request.url).pathname.slice(1)));
+        return object ? new Response(object.body) : new Response("no such key", { status: 404 });
+      },
+    };`,
+    resourcePersistencePath: join(persistDir, "v3"),
+    r2Buckets: { BUCKET: bucket },
+  }));
+  const url = (await mf.ready).toString();
   return {
-    NODE: process.execPath, WRANGLER, PERSIST: persistDir, WRANGLER_SEND_METRICS: "false", CI: "1", FETCH_LOG: fetchLog, BUCKET: bucket,
-    FETCH: 'echo "$1" >> "$FETCH_LOG"; "$NODE" "$WRANGLER" r2 object get "$BUCKET/$1" --local --persist-to "$PERSIST" --file "$2"',
+    env: { FETCH_URL: url, FETCH_LOG: fetchLog, FETCH: 'echo "$1" >> "$FETCH_LOG"; curl -sSf -o "$2" "$FETCH_URL$1"' },
+    close: () => mf.dispose(),
   };
 }

@@ -11,12 +11,14 @@ import { openDrStore } from "../../workers/dr/runs.ts";
 import { setAlert } from "../../workers/dr/alerts.ts";
 import { buildDrillDispatch } from "../../workers/dr/dispatch.ts";
 import { rtoState } from "../../workers/dr/status.ts";
+import { evaluateAlerts } from "../../workers/dr/tasks.ts";
+import { openContinuousCatalog } from "../../workers/catalog/continuous-catalog.ts";
 import type { DrillResult } from "../../workers/dr/protocol.ts";
 import { api, catalog, catalogDump, ctxOf, DATABASE_URL_PASSWORD, isoSecondsAgo, jobRow, recordingQueue, resetState, seedBackup, seedJob, testEnv, VIEWER } from "./helpers.ts";
 
 beforeEach(async () => {
   await resetState();
-  await env.CATALOG.batch([env.CATALOG.prepare("DELETE FROM dr_runs"), env.CATALOG.prepare("DELETE FROM dr_alerts")]);
+  await env.CATALOG.batch(["dr_runs", "dr_alerts", "continuous_streams"].map((t) => env.CATALOG.prepare(`DELETE FROM ${t}`)));
 });
 
 const ONLY_DATABASE = { DR_DOMAINS: "database" };
@@ -224,6 +226,38 @@ describe("RTO, status and metrics", () => {
     expect(rtoState(30, 60)).toBe("ok");
     expect(rtoState(31, 60)).toBe("at_risk");
     expect(rtoState(61, 60)).toBe("breached");
+  });
+
+  it("a database under continuous archiving: the archive's age is the RPO in force, so 9 hours after the last backup nothing alerts until the stream stalls", async () => {
+    const vars = { DATABASE_CONTINUOUS: "astrid" };
+    await seedBackup({ created_at: isoSecondsAgo(9 * 3600), verify_status: "passed" });
+    const alerts = openDrStore(env.CATALOG);
+    const rpoOf = async () => (await api("GET", "/dr/status", { token: VIEWER, env: vars })).body.sources.find((s: any) => s.domain === "database");
+
+    // Without a stream: the 9-hour-old backup is the RPO, and it breaches the 15-minute target.
+    expect(await rpoOf()).toMatchObject({ protection: "restore_points", rpo_minutes: 540, rpo_met: false });
+    await evaluateAlerts(ctxOf(testEnv(vars)));
+    expect(await alerts.getAlert("rpo_breached:database:astrid")).toMatchObject({ status: "firing" });
+
+    // A live stream whose newest durable commit is 40 s old: protected, and the alert resolves.
+    const streams = openContinuousCatalog(env.CATALOG);
+    const id = "db-astrid-20261127T010000Z-cccccc";
+    await streams.createStream({ id, database: "astrid", slot_name: "astrid_astrid", holder_job_id: "job-c", created_at: isoSecondsAgo(3600) });
+    await env.CATALOG.prepare("UPDATE continuous_streams SET status = 'active', covered_until = ? WHERE id = ?").bind(isoSecondsAgo(40), id).run();
+    expect(await rpoOf()).toMatchObject({ protection: "continuous", rpo_minutes: 0.7, rpo_met: true });
+    await evaluateAlerts(ctxOf(testEnv(vars)));
+    expect(await alerts.getAlert("rpo_breached:database:astrid")).toMatchObject({ status: "resolved" });
+    const metrics = (await api("GET", "/metrics", { token: VIEWER, env: vars })).text;
+    expect(metrics).toMatch(/^astrid_rpo_seconds\{domain="database",source="astrid"\} 4[0-9]$/m);
+    const row = (await api("GET", "/overview", { token: VIEWER, env: vars })).body.sources.find((s: any) => s.domain === "database");
+    expect(row).toMatchObject({ rpo_state: "ok", continuous: { kind: "archive", replica: null } });
+    expect(row.continuous.seconds_behind).toBeGreaterThanOrEqual(40);
+
+    // The stream stalls: its coverage ages past the target and the alert fires again.
+    await env.CATALOG.prepare("UPDATE continuous_streams SET covered_until = ? WHERE id = ?").bind(isoSecondsAgo(3600), id).run();
+    expect(await rpoOf()).toMatchObject({ protection: "continuous", rpo_minutes: 60, rpo_met: false });
+    await evaluateAlerts(ctxOf(testEnv(vars)));
+    expect(await alerts.getAlert("rpo_breached:database:astrid")).toMatchObject({ status: "firing" });
   });
 
   it("/dr/rto implies an RTO from a drill's throughput and the newest point's size; /metrics exposes it", async () => {

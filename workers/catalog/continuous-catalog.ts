@@ -49,6 +49,16 @@ export function openContinuousCatalog(d1: D1Database) {
         lte(continuousStreams.consistent_at, stream.covered_until),
         or(gt(continuousStreams.next_seq, 0), gt(continuousStreams.covered_until, continuousStreams.consistent_at)),
       )).orderBy(desc(continuousStreams.created_at)).limit(1).get(),
+    /**
+     * The newest moment before which every commit of the database is durable
+     * in the repository, over its live streams (two overlap while one is
+     * re-based); null when no live stream has recorded its base yet.
+     */
+    coveredUntil: async (database: string): Promise<string | null> => {
+      const row = await db.select({ at: sql<string | null>`max(${continuousStreams.covered_until})` }).from(continuousStreams)
+        .where(and(eq(continuousStreams.database, database), inArray(continuousStreams.status, ["starting", "active"]))).get();
+      return row?.at ?? null;
+    },
     /** A database's streams, oldest first. */
     streams: (database: string) =>
       db.select().from(continuousStreams).where(eq(continuousStreams.database, database)).orderBy(asc(continuousStreams.created_at)).all(),

@@ -21,7 +21,8 @@ export const OverviewRow = z.strictObject({
   last_verify: z.strictObject({ backup_id: z.string(), at: z.string(), depth: z.string().nullable(), status: z.string().nullable() }).nullable(),
   last_drill: z.strictObject({ run_id: z.string(), at: z.string(), passed: z.boolean(), data_loss_minutes: z.number().nullable() }).nullable(),
   rto: z.strictObject({ implied_minutes: z.number().nullable(), target_minutes: z.number(), state: z.string(), restores_measured: z.number().int() }),
-  continuous: z.strictObject({ kind: z.enum(["replica", "versioning"]), replica: z.string().nullable(), seconds_behind: z.number().nullable() }).nullable(),
+  /** Continuous protection: a bucket's replica or versioning, or a database's continuous archive (seconds_behind: its RPO). */
+  continuous: z.strictObject({ kind: z.enum(["replica", "versioning", "archive"]), replica: z.string().nullable(), seconds_behind: z.number().nullable() }).nullable(),
   next_run: z.strictObject({ at: z.string(), schedule: z.string() }).nullable(),
 });
 export type OverviewRow = z.infer<typeof OverviewRow>;

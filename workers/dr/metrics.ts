@@ -55,7 +55,7 @@ export async function renderMetrics(ctx: KindContext): Promise<string> {
     rto.filter((r) => r.implied_rto_minutes !== null).map((r) => [{ domain: r.domain, source: r.source }, r.implied_rto_minutes! * 60]));
   out.metric("astrid_rto_target_seconds", "gauge", "RTO_TARGET_MINUTES.", [[{}, config.rto_target_minutes * 60]]);
   const status = await computeStatus(ctx);
-  out.metric("astrid_rpo_seconds", "gauge", "RPO in force: age of the newest verified restore point, or replica lag under continuous protection.",
+  out.metric("astrid_rpo_seconds", "gauge", "RPO in force: age of the newest verified restore point, or under continuous protection the replica lag or the continuous archive's age.",
     status.sources.filter((s) => s.rpo_minutes !== null).map((s) => [{ domain: s.domain, source: s.source }, s.rpo_minutes! * 60]));
   out.metric("astrid_rpo_target_seconds", "gauge", "RPO_TARGET_MINUTES.", [[{}, config.rpo_target_minutes * 60]]);
   const lastPassed = await store.latestRun("drill", true);

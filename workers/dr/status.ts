@@ -4,11 +4,13 @@
 //        restore point and the RTO that implies today, against RTO_TARGET_MINUTES:
 //        ok, at_risk (over half the target) or breached.
 //   status: per domain and source, the newest restorable point, the RPO in
-//        force (age of the newest verified point, or continuous protection
-//        where versioning/replication covers the bucket), and the data loss
+//        force (age of the newest verified point, or continuous protection:
+//        versioning/replication of a bucket, or a database's continuous
+//        archive, whose newest durable commit is the RPO), and the data loss
 //        the last drill measured, against RPO_TARGET_MINUTES.
 import type { Catalog } from "../catalog/catalog.ts";
 import { openStorageCatalog } from "../catalog/storage-catalog.ts";
+import { openContinuousCatalog } from "../catalog/continuous-catalog.ts";
 import type { BackupConfig } from "../config.ts";
 import type { Env } from "../env.ts";
 import type { KindContext } from "../context.ts";
@@ -105,6 +107,7 @@ export async function computeStatus(ctx: KindContext) {
   const lastDrill = await store.latestRun("drill");
   const lastResults = (lastDrill?.results ? JSON.parse(lastDrill.results) : []) as DomainResult[];
   const storageRows = await storageStatus(env, config, now);
+  const continuousStore = openContinuousCatalog(env.CATALOG);
   const target = config.rpo_target_minutes;
   const out = [];
   for (const s of await sources(env, catalog, config)) {
@@ -114,10 +117,16 @@ export async function computeStatus(ctx: KindContext) {
       verified = v ? { id: v.id, created_at: v.created_at, bytes: v.logical_bytes, verified: true } : null;
     }
     const st = s.domain === "storage" ? storageRows.find((r) => `${r.bucket}/${r.prefix}` === s.source) : undefined;
-    const continuous = Boolean(st && (st.versioning || st.replica));
-    const pointAge = verified ? (now.getTime() - Date.parse(verified.created_at)) / 60_000 : null;
-    // Continuous protection: the replica's lag (or 0 with versioning alone) is the RPO in force.
-    const rpo = continuous ? (st!.replica_seconds_behind ?? 0) / 60 : pointAge;
+    // A database under continuous archiving loses at most what is newer than its newest durable commit, at
+    // 01:59 as at noon; without it (or before its base is recorded) the newest verified restore point counts.
+    const archivedUntil = s.domain === "database" ? await continuousStore.coveredUntil(s.source) : null;
+    const continuous = Boolean(st && (st.versioning || st.replica)) || archivedUntil !== null;
+    const minutesSince = (at: string) => Math.max(0, now.getTime() - Date.parse(at)) / 60_000;
+    const pointAge = verified ? minutesSince(verified.created_at) : null;
+    // Continuous protection: the replica's lag (0 with versioning alone) is the RPO in force; for a database
+    // the archive's age, or the newest verified point's when that is younger (a stalled stream).
+    const rpo = archivedUntil !== null ? Math.min(minutesSince(archivedUntil), pointAge ?? Infinity)
+      : continuous ? (st!.replica_seconds_behind ?? 0) / 60 : pointAge;
     const drilled = lastResults.find((d) => d.domain === s.domain && d.source === s.source);
     const loss = drilled?.details?.data_loss_seconds;
     out.push({

@@ -3071,7 +3071,7 @@ export interface operations {
                         sources: {
                             continuous: {
                                 /** @enum {string} */
-                                kind: "replica" | "versioning";
+                                kind: "replica" | "versioning" | "archive";
                                 replica: string | null;
                                 seconds_behind: number | null;
                             } | null;

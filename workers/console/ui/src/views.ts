@@ -25,18 +25,13 @@ function heading(main: HTMLElement, text: string, ...after: (Node | string)[]): 
 // ---- Overview ----
 
 export async function overview({ main, admin }: Page): Promise<Stop> {
-  const [ov, dbStatus] = await Promise.all([
-    api("GET", "/overview"),
-    api("GET", "/backup/database/status").catch(() => ({ databases: [] })),
-  ]);
-  // Continuous archiving of databases, when the API reports it (continuous.rpo_seconds); otherwise "—".
-  const continuousDb = new Map<string, number>();
-  for (const d of dbStatus.databases ?? []) if (typeof d.continuous?.rpo_seconds === "number") continuousDb.set(d.database, d.continuous.rpo_seconds);
+  const ov = await api("GET", "/overview");
 
   const rows = (ov.sources as any[]).map((s) => {
-    const cont = s.domain === "database"
-      ? (continuousDb.has(s.source) ? `archiving, ${seconds(continuousDb.get(s.source))} behind` : "—")
-      : s.continuous ? (s.continuous.replica ? `replica ${s.continuous.replica}, ${seconds(s.continuous.seconds_behind ?? 0)} behind` : "versioning") : "—";
+    const c = s.continuous;
+    const cont = !c ? "—"
+      : c.kind === "archive" ? `archiving, ${seconds(c.seconds_behind ?? 0)} behind`
+      : c.kind === "replica" ? `replica ${c.replica}, ${seconds(c.seconds_behind ?? 0)} behind` : "versioning";
     return [
       h("span", {}, h("span", { class: "muted" }, `${DOMAIN_LABEL[s.domain] ?? s.domain} `), link(sourceHref(s.domain, s.source), s.source)),
       h("span", {}, chip(TONE[s.health as keyof typeof TONE], HEALTH_TEXT[s.health as keyof typeof HEALTH_TEXT]),
