@@ -40,6 +40,7 @@ interface Moment {
   stream: string;
 }
 const moments: Moment[] = [];
+
 const SCHEMA = `
   CREATE TABLE objects (id int PRIMARY KEY, name text NOT NULL, magnitude real, updated_at timestamptz NOT NULL DEFAULT now());
   CREATE TABLE detections (id bigserial PRIMARY KEY, object_id int REFERENCES objects(id), ra double precision, dec double precision,
