@@ -1,11 +1,13 @@
 import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-plugin";
 import { defineConfig } from "vitest/config";
+import { PythonToolsLastSequencer } from "./test/support/sequencer.ts";
 
 // Two projects: the Worker's tests run inside workerd (the Workers Vitest
 // integration, with local R2, D1 and Queues); the runner's and the
 // end-to-end tests run in Node against real PostgreSQL and a real local stack.
 export default defineConfig({
   test: {
+    sequence: { sequencer: PythonToolsLastSequencer },
     projects: [
       {
         plugins: [
@@ -35,6 +37,10 @@ export default defineConfig({
         test: {
           name: "workers",
           include: ["test/workers/**/*.test.ts"],
+          // One runtime for every file, in one batch: a workerd start per file cost ~3 minutes of the
+          // suite on 2 cores. Files share its storage, so each test starts from resetState() (helpers.ts).
+          isolate: false,
+          maxWorkers: 1,
           setupFiles: ["./test/workers/apply-migrations.ts"],
         },
       },

@@ -3,69 +3,18 @@
 // `mlflow server` processes on free loopback ports. The product never runs
 // Python: only the tests and the benchmark use this, to have a server to
 // back up and restore into.
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { spawn, type ChildProcess } from "node:child_process";
+import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { freePort, ROOT } from "./stack.ts";
+import { freePort } from "./stack.ts";
+import { ensurePipVenv } from "./venv.ts";
 
 export const MLFLOW_VERSION = "3.17.2";
-const VENV = join(ROOT, ".cache", `mlflow-${MLFLOW_VERSION}`);
-const READY = join(VENV, ".installed");
-const LOCK = join(ROOT, ".cache", `mlflow-${MLFLOW_VERSION}.lock`);
 
 /** The virtualenv's bin directory, installing MLflow (and any extra pip packages) on first use. */
-export async function ensureMlflow(extra: string[] = []): Promise<string> {
-  const bin = join(VENV, "bin");
-  if (!existsSync(READY)) await underLock(() => {
-    if (existsSync(READY)) return;
-    rmSync(VENV, { recursive: true, force: true });
-    mkdirSync(join(ROOT, ".cache"), { recursive: true });
-    const python = process.env.PYTHON ?? "python3";
-    sh(python, ["-m", "venv", VENV]);
-    sh(join(bin, "pip"), ["install", "--quiet", "--disable-pip-version-check", `mlflow==${MLFLOW_VERSION}`]);
-    writeFileSync(READY, `${MLFLOW_VERSION}\n`);
-  });
-  for (const pkg of extra) {
-    const marker = join(VENV, `.installed-${pkg.replace(/[^A-Za-z0-9._-]/g, "_")}`);
-    if (!existsSync(marker)) await underLock(() => {
-      if (existsSync(marker)) return;
-      sh(join(bin, "pip"), ["install", "--quiet", "--disable-pip-version-check", pkg]);
-      writeFileSync(marker, "ok\n");
-    });
-  }
-  return bin;
-}
-
-function sh(cmd: string, args: string[]): void {
-  const r = spawnSync(cmd, args, { stdio: ["ignore", "inherit", "inherit"], timeout: 15 * 60_000 });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(" ")} failed (${r.error?.message ?? `exit ${r.status}`})`);
-}
-
-/** One installer at a time across processes (vitest workers, a bench run alongside). */
-async function underLock(fn: () => void): Promise<void> {
-  mkdirSync(join(ROOT, ".cache"), { recursive: true });
-  const deadline = Date.now() + 20 * 60_000;
-  for (;;) {
-    try {
-      closeSync(openSync(LOCK, "wx"));
-      break;
-    } catch {
-      // A lock older than the longest install is a crashed installer's.
-      try {
-        if (Date.now() - statSync(LOCK).mtimeMs > 20 * 60_000) rmSync(LOCK, { force: true });
-      } catch {
-        // gone meanwhile
-      }
-      if (Date.now() > deadline) throw new Error(`${LOCK}: another install did not finish`);
-      await new Promise((r) => setTimeout(r, 500));
-    }
-  }
-  try {
-    fn();
-  } finally {
-    rmSync(LOCK, { force: true });
-  }
+export function ensureMlflow(extra: string[] = []): Promise<string> {
+  return ensurePipVenv("mlflow", MLFLOW_VERSION, `mlflow==${MLFLOW_VERSION}`, extra);
 }
 
 export interface MlflowServer {

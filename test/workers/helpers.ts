@@ -57,12 +57,17 @@ export function ctxOf(e: Env = testEnv()): KindContext {
   return { env: e, config: loadConfig(e), catalog: openCatalog(e.CATALOG), now: new Date() };
 }
 
+/**
+ * Every catalog table emptied and the backup bucket cleared. The Worker tests
+ * share one runtime and its storage across files (vitest.config.ts: isolate
+ * false, which spares a workerd start per file), so each test starts from
+ * this, whatever file ran before it.
+ */
 export async function resetState(): Promise<void> {
-  await env.CATALOG.batch([
-    env.CATALOG.prepare("DELETE FROM jobs"),
-    env.CATALOG.prepare("DELETE FROM backups"),
-    env.CATALOG.prepare("DELETE FROM audit_log"),
-  ]);
+  const tables = await env.CATALOG.prepare(
+    "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name NOT LIKE '\\_cf\\_%' ESCAPE '\\' AND name != 'd1_migrations'",
+  ).all<{ name: string }>();
+  await env.CATALOG.batch(tables.results.map((t) => env.CATALOG.prepare(`DELETE FROM "${t.name}"`)));
   for (;;) {
     const listed = await env.BACKUPS.list({ limit: 1000 });
     if (listed.objects.length === 0) break;
