@@ -10,7 +10,7 @@ import { ConfigError, loadConfig } from "./config.ts";
 import { backupItemRoutes, databaseRoutes, restoreDatabaseBackup } from "./database/routes.ts";
 import { databaseStatusRoutes } from "./database/status.ts";
 import { continuousRoutes, continuousStatus } from "./continuous/routes.ts";
-import { continuousRunnerRoutes } from "./continuous/runner-routes.ts";
+import { continuousRunnerRoutes, segmentWriteFence } from "./continuous/runner-routes.ts";
 import { AppError } from "./shared/errors.ts";
 import { presentedRole } from "./auth.ts";
 import { jobRoutes } from "./jobs/routes.ts";
@@ -76,7 +76,7 @@ app.route("/", consoleRoutes);
 // The runner's side: every request carries a job token naming a running job.
 const runnerSide = new Hono<RepoEnv>();
 runnerSide.use("*", requireJobToken);
-runnerSide.route("/", repositoryRoutes(backupBucketLocks));
+runnerSide.route("/", repositoryRoutes(backupBucketLocks, segmentWriteFence));
 runnerSide.route("/", sourceRoutes);
 runnerSide.route("/", runnerReportRoutes(kinds));
 runnerSide.route("/", continuousRunnerRoutes(kinds));

@@ -139,6 +139,7 @@ export const SETTINGS = {
   continuous_segment_max_mb: setting("CONTINUOUS_SEGMENT_MAX_MB", 16, Count(1, 1024), "a segment is cut once it holds this many MiB of SQL"),
   continuous_heartbeat_seconds: setting("CONTINUOUS_HEARTBEAT_SECONDS", 10, Count(1, 600), "stream heartbeat: slot health, covered time, idle-slot message"),
   continuous_watch_schedule: setting("CONTINUOUS_WATCH_SCHEDULE", "* * * * *", Cron, "(re)starts streams whose job is gone, evaluates slot and RPO alerts"),
+  continuous_rebase_hours: setting("CONTINUOUS_REBASE_HOURS", 24, z.coerce.number().min(0).max(24 * 366), "a stream whose base is this old is replaced by a new one (own slot and base), overlapping it: bounds a restore's replay (fractions allowed; 0 = never)"),
   continuous_capture_ddl: setting("CONTINUOUS_CAPTURE_DDL", true, Bool, "install the DDL event trigger where the role may (else a schema change starts a new base)"),
   continuous_slot_alert_mb: setting("CONTINUOUS_SLOT_ALERT_MB", 1024, Count(0, 1024 * 1024), "alert when a slot's safe_wal_size falls below this (MiB) or its WAL is no longer reserved"),
   continuous_rpo_alert_seconds: setting("CONTINUOUS_RPO_ALERT_SECONDS", 300, Count(10, 86_400), "alert when the newest durable point of a stream is older than this"),

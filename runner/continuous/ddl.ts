@@ -13,6 +13,8 @@ import { DDL_MESSAGE_PREFIX, quoteIdent } from "./pgoutput.ts";
 
 export const DDL_SCHEMA = "astrid_continuous";
 export const DDL_TRIGGER = "astrid_capture_ddl";
+/** Set in the stream's own session: its DDL (publication, capture) is not captured. */
+export const MAINTENANCE_SETTING = "astrid.stream_maintenance";
 
 /** Installs (or refreshes) the event trigger; false when the role may not (then schema changes fall back to a new base). */
 export async function installDdlCapture(sql: PgWire, publication: string): Promise<boolean> {
@@ -24,6 +26,10 @@ export async function installDdlCapture(sql: PgWire, publication: string): Promi
     DECLARE
       r record;
     BEGIN
+      -- the streams' own upkeep (a re-base's publication and capture refresh while the old stream still decodes) is not the user's schema
+      IF current_setting('${MAINTENANCE_SETTING}', true) = 'on' THEN
+        RETURN;
+      END IF;
       -- once per client query, however many commands it ran
       IF current_setting('astrid.ddl_query', true) IS DISTINCT FROM md5(current_query()) THEN
         PERFORM set_config('astrid.ddl_query', md5(current_query()), true);

@@ -27,7 +27,7 @@ export interface Published {
 }
 
 /**
- * (Re)creates the publication over every replicable table. A table without a
+ * Creates the publication over every replicable table, or sets an existing one's tables to them. A table without a
  * primary key or replica identity is left out (publishing it would make the
  * source refuse its UPDATEs and DELETEs) and reported with the statement that
  * would include it; such a table is covered by the base backups only.
@@ -48,8 +48,18 @@ export async function ensurePublication(sql: PgWire, name: string): Promise<Publ
       uncovered.push({ table: `${schema}.${table}`, fix: `ALTER TABLE ${qualified} REPLICA IDENTITY FULL; -- or add a primary key` });
     }
   }
-  await sql.query(`DROP PUBLICATION IF EXISTS ${quoteIdent(name)}`);
-  await sql.query(`CREATE PUBLICATION ${quoteIdent(name)}${names.length ? ` FOR TABLE ${names.join(", ")}` : ""} WITH (publish_via_partition_root = true)`);
+  // Altered in place, never dropped: during a re-base the old stream's walsender still decodes through it.
+  const [exists] = await sql.query(`SELECT 1 FROM pg_publication WHERE pubname = ${quoteLiteral(name)}`);
+  if (!exists) {
+    await sql.query(`CREATE PUBLICATION ${quoteIdent(name)}${names.length ? ` FOR TABLE ${names.join(", ")}` : ""} WITH (publish_via_partition_root = true)`);
+  } else {
+    await sql.query(`ALTER PUBLICATION ${quoteIdent(name)} SET (publish = 'insert, update, delete, truncate', publish_via_partition_root = true)`);
+    if (names.length) await sql.query(`ALTER PUBLICATION ${quoteIdent(name)} SET TABLE ${names.join(", ")}`);
+    else {
+      const published = await sql.query(`SELECT format('%I.%I', schemaname, tablename) FROM pg_publication_tables WHERE pubname = ${quoteLiteral(name)}`);
+      if (published.length) await sql.query(`ALTER PUBLICATION ${quoteIdent(name)} DROP TABLE ${published.map(([t]) => t).join(", ")}`);
+    }
+  }
   return { tables, uncovered };
 }
 

@@ -12,8 +12,10 @@
 // (flush_lsn): nothing the server may discard is only in the runner's memory.
 //
 // The job runs until told to stop: its heartbeat's answer asks it to yield
-// (an exclusive job, garbage collection, waits) or says another job now holds
-// the stream; it then cuts what it holds and ends. The Worker's cron resumes it.
+// (an exclusive job, garbage collection, waits), says another job now holds
+// the stream, or says a newer stream of the database (a re-base) has taken
+// over; it then cuts what it holds and ends. The Worker's cron resumes it,
+// except after a re-base: then the stream ends and this job drops its slot.
 import { Readable } from "node:stream";
 import { createHash } from "node:crypto";
 import { CHUNKER, FORMAT_VERSION, SegmentManifest, segmentManifestKey } from "../../workers/shared/format.ts";
@@ -28,7 +30,7 @@ import { backupDatabase } from "../database/backup.ts";
 import { PgServerError, PgWire } from "../database/pg-wire.ts";
 import type { JobContext } from "../job-context.ts";
 import { DDL_MESSAGE_PREFIX, lsnText, parseLsn, PgOutputDecoder, pgTimeIso, pgTimeNow, schemaFingerprint, type Relation } from "./pgoutput.ts";
-import { installDdlCapture, isSingleStatement, removeDdlCapture } from "./ddl.ts";
+import { installDdlCapture, isSingleStatement, MAINTENANCE_SETTING, removeDdlCapture } from "./ddl.ts";
 import { dropSlot, dropStreamObjects, ensurePublication, readSequences, shapeInSnapshot, slotHealth } from "./source.ts";
 
 /** What a segment holds before it is cut. */
@@ -59,7 +61,10 @@ export async function runStream(job: ContinuousStreamDispatch, ctx: JobContext):
       await removeDdlCapture(sql);
       return { kind: "continuous.stream", stream_id: job.stream_id, ended: "dropped", detail: "continuous protection turned off", segments: 0 };
     }
+    // This session's DDL (publication, capture) is upkeep, not the user's schema: the capture trigger skips it.
+    await sql.query(`SET ${MAINTENANCE_SETTING} = 'on'`);
     if (job.new_stream) {
+      for (const slot of job.retired_slots) await dropSlot(sql, slot);
       const published = await ensurePublication(sql, job.publication_name);
       if (ddl) ddl = await installDdlCapture(sql, job.publication_name).catch((e: Error) => {
         console.warn(`continuous ${job.database}: DDL capture not installed (${e.message}); a schema change will start a new base`);
@@ -71,7 +76,7 @@ export async function runStream(job: ContinuousStreamDispatch, ctx: JobContext):
       const [slot] = await repl.query(`CREATE_REPLICATION_SLOT ${job.slot_name} LOGICAL pgoutput (SNAPSHOT 'export')`);
       const consistentLsn = slot![1]!;
       const snapshot = slot![2]!;
-      const consistentAt = new Date().toISOString();
+      const consistentAt = pgTimeIso(pgTimeNow()); // microseconds, like the commit times it is compared with
       schema = await shapeInSnapshot(job.source_url, snapshot, published.tables);
       ctx.progress({ phase: "base backup", bytes: 0, chunks: 0 });
       const backup = await backupDatabase({
@@ -157,9 +162,14 @@ class Streamer {
       }
       if (!this.stopping) this.stopping = { ended: "failed", detail: "the server ended the replication stream" };
       // What is held is cut and recorded before the job ends, unless the stream broke (then the next job re-reads it from the slot).
-      if (this.stopping.ended === "yielded" || this.stopping.ended === "schema_changed" || this.stopping.ended === "superseded") this.cut();
+      if (["yielded", "schema_changed", "superseded", "rebased"].includes(this.stopping.ended)) this.cut();
       await this.cutting;
       if (this.failure) throw this.failure;
+      if (this.stopping.ended === "rebased" || this.stopping.ended === "schema_changed") {
+        // The stream ends here (a successor covers what follows, or a new base starts): its slot would only hold WAL back.
+        this.repl.destroy();
+        await this.withSql((sql) => dropSlot(sql, this.job.slot_name));
+      }
       if (this.stopping.ended === "failed") throw new AppError("stream_failed", this.stopping.detail);
       return {
         kind: "continuous.stream", stream_id: this.job.stream_id, ended: this.stopping.ended, detail: this.stopping.detail,
@@ -346,6 +356,7 @@ class Streamer {
       });
       if (answer.stop === "yield") this.stop("yielded", "an exclusive job (garbage collection) is waiting");
       else if (answer.stop === "superseded") this.stop("superseded", "another job holds this stream now");
+      else if (answer.stop === "rebased") this.stop("rebased", "a newer stream (its own slot and base) has taken over");
     } catch (e) {
       console.warn(`continuous ${this.job.database}: heartbeat failed: ${(e as Error).message}`);
     } finally {

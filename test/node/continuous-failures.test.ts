@@ -113,11 +113,12 @@ describe("continuous archiving under failures", () => {
   it("slot dropped under the stream: detected, alerted, a gap on the timeline, and a new slot and base", async () => {
     const before = await timelineOf();
     const streamId = before.windows[0].stream_id;
+    const slot = `astrid_astrid_${streamId.slice(streamId.lastIndexOf("-") + 1)}`; // the stream's own slot
     // What a Supabase upgrade or restore does to slots: gone, whoever was reading it.
     await until("the slot dropped", async () => {
       try {
-        await psql(sourceUrl, `SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = 'astrid_astrid' AND active_pid IS NOT NULL;
-          SELECT pg_drop_replication_slot('astrid_astrid');`);
+        await psql(sourceUrl, `SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = '${slot}' AND active_pid IS NOT NULL;
+          SELECT pg_drop_replication_slot('${slot}');`);
         return true;
       } catch {
         return undefined;
@@ -187,6 +188,9 @@ describe("continuous archiving under failures", () => {
       return t.windows?.length === before.windows.length + 1 ? t : undefined;
     });
     expect(after.gaps.at(-1)).toMatchObject({ cause: "schema_changed" });
+    // The ended stream dropped its slot: only the new stream's is left.
+    const newest = after.windows.at(-1).stream_id;
+    expect((await psql(sourceUrl, "SELECT slot_name FROM pg_replication_slots")).trim()).toBe(`astrid_astrid_${newest.slice(newest.lastIndexOf("-") + 1)}`);
     await writeLedger(db, 3200, 5);
     await db.close();
     await restoreAndCompare("after_schema_change");

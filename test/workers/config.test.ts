@@ -154,6 +154,7 @@ describe("loadConfig environment overrides", () => {
     ["CONTINUOUS_SEGMENT_MAX_MB", "4", "continuous_segment_max_mb", 4],
     ["CONTINUOUS_HEARTBEAT_SECONDS", "5", "continuous_heartbeat_seconds", 5],
     ["CONTINUOUS_WATCH_SCHEDULE", "*/2 * * * *", "continuous_watch_schedule", "*/2 * * * *"],
+    ["CONTINUOUS_REBASE_HOURS", "0.5", "continuous_rebase_hours", 0.5],
     ["CONTINUOUS_CAPTURE_DDL", "false", "continuous_capture_ddl", false],
     ["CONTINUOUS_SLOT_ALERT_MB", "512", "continuous_slot_alert_mb", 512],
     ["CONTINUOUS_RPO_ALERT_SECONDS", "120", "continuous_rpo_alert_seconds", 120],

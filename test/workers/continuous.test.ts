@@ -12,7 +12,7 @@ import { mintJobToken } from "../../workers/repository/job-token.ts";
 import { claimRules } from "../../workers/jobs/consumer.ts";
 import { kinds } from "../../workers/kinds.ts";
 import { loadConfig } from "../../workers/config.ts";
-import { api, catalog, isoSecondsAgo, recordingQueue, repoCall, resetState, seedBackup, seedJob, testEnv, VIEWER } from "./helpers.ts";
+import { api, catalog, isoSecondsAgo, recordingQueue, repoCall, resetState, seedBackup, seedJob, sha256Hex, testEnv, VIEWER } from "./helpers.ts";
 
 const store = () => openContinuousCatalog(env.CATALOG);
 const VARS = { DATABASE_CONTINUOUS: "astrid" };
@@ -46,6 +46,7 @@ async function streamToken(jobId: string, streamId: string) {
   await seedJob({
     id: jobId, kind: "continuous.stream", status: "running", attempts: 1, backup_id: streamId, started_at: isoSecondsAgo(30),
     heartbeat_at: isoSecondsAgo(1), params: { database: "astrid", stream_id: streamId, new_stream: false, drop: false },
+    concurrency_key: `continuous.stream:${streamId}`,
   });
   return mintJobToken(env.JOB_TOKEN_SECRET, { job_id: jobId, scope: "write", backup_id: streamId, expires: Math.floor(Date.now() / 1000) + 3600 });
 }
@@ -176,6 +177,40 @@ describe("the stream's reports", () => {
     expect(res.status).toBe(403);
   });
 
+  it("a zombie (the job that held the stream before a takeover) can write neither a segment manifest nor a segment", async () => {
+    await seedStream(streamB, "job-new", at(60), at(80));
+    // The old job's token still passes (it kept sending heartbeats after the takeover): only the stream fence stops it.
+    const zombie = await streamToken("job-old", streamB);
+    const timeline = async () => {
+      const { windows, gaps } = (await api("GET", "/backup/database/timeline?database=astrid", { token: VIEWER, env: VARS })).body;
+      return { windows, gaps };
+    };
+    const before = await timeline();
+    const manifest = JSON.stringify({ zombie: true });
+    const own = `manifests/continuous/${streamB}/00000000-job-old.json`;
+    const sha = await sha256Hex(manifest);
+    const put = (token: string, key: string) => repoCall(token, "PUT", `/objects/${key}`, { body: manifest, headers: { "x-content-sha256": sha, "content-length": String(manifest.length) } });
+    const refused = await put(zombie, own);
+    expect([refused.status, refused.body.error.code]).toEqual([409, "stream_not_held"]);
+    // Nor under the holder's name.
+    const forged = await put(zombie, `manifests/continuous/${streamB}/00000000-job-new.json`);
+    expect([forged.status, forged.body.error.code]).toEqual([403, "forbidden"]);
+    const segment = await repoCall(zombie, "POST", "/continuous/segment", {
+      body: JSON.stringify({
+        stream_id: streamB, seq: 0, manifest_key: own, start_lsn: "0/2000", end_lsn: "0/3000", confirm_lsn: "0/3010", first_commit_at: at(81),
+        last_commit_at: at(82), transactions: 1, covered_until: at(82), logical_bytes: manifest.length, stored_bytes: 10, sha256: sha, schema: [],
+      }),
+      headers: { "content-type": "application/json" },
+    });
+    expect([segment.status, segment.body.error.code]).toEqual([409, "stream_not_held"]);
+    expect(await env.BACKUPS.head(own)).toBeNull();
+    expect(await store().segments(streamB)).toEqual([]);
+    expect(await timeline()).toEqual(before);
+    // The holder itself may write its manifest.
+    const holder = await streamToken("job-new", streamB);
+    expect((await put(holder, `manifests/continuous/${streamB}/00000000-job-new.json`)).status).toBe(201);
+  });
+
   it("a segment whose manifest is not in the repository is not recorded", async () => {
     await seedStream(streamB, "job-holder", at(60), at(80));
     const token = await streamToken("job-holder", streamB);
@@ -219,6 +254,69 @@ describe("claims and the watch task", () => {
     expect(await run()).toHaveLength(1);
   });
 
+  it("re-base: a new stream starts beside an old one, takes over once it covers past its base, and the two make one window with no gap", async () => {
+    const REBASE = { ...VARS, CONTINUOUS_REBASE_HOURS: "1" };
+    const watch = async () => {
+      const ctx = createExecutionContext();
+      await worker.scheduled(createScheduledController({ cron: "* * * * *", scheduledTime: Date.now() }), testEnv({ JOBS: recordingQueue([]), ...REBASE }), ctx);
+      await waitOnExecutionContext(ctx);
+    };
+    const old = isoSecondsAgo(2 * 3600);
+    await seedStream(streamA, "job-a", old, isoSecondsAgo(60));
+    const oldToken = await streamToken("job-a", streamA);
+    await watch();
+    await watch(); // the new stream's job is queued: no second one
+    const started = (await catalog().listJobs({ kind: "continuous.stream", limit: 10 })).filter((j) => j.id !== "job-a");
+    expect(started).toHaveLength(1);
+    const next = JSON.parse(started[0]!.params);
+    expect(next).toMatchObject({ database: "astrid", new_stream: true });
+    const successor = await store().getStream(next.stream_id);
+    expect(successor?.slot_name).toMatch(/^astrid_astrid_[a-z0-9]{6}$/); // a slot of its own
+    expect(started[0]!.concurrency_key).not.toBe(`continuous.stream:${streamA}`); // runs beside the old stream's job
+
+    const beat = async () => (await repoCall(oldToken, "POST", "/continuous/heartbeat", {
+      body: JSON.stringify({ stream_id: streamA, slot: { wal_status: "reserved", safe_wal_size: null, retained_bytes: 1, lag_bytes: 0 } }),
+      headers: { "content-type": "application/json" },
+    })).body;
+    expect(await beat()).toEqual({}); // the successor has no base yet: the old stream goes on
+    const base = isoSecondsAgo(120);
+    await seedBackup({ id: next.stream_id, created_at: base, type: "full" });
+    await store().recordBase(next.stream_id, started[0]!.id, { consistent_lsn: "0/1800", consistent_at: base, schema: "[]", uncovered: "[]", ddl_captured: true }, new Date());
+    expect(await beat()).toEqual({}); // a base, but nothing durable past it yet
+    const covered = isoSecondsAgo(30);
+    await env.CATALOG.prepare("UPDATE continuous_streams SET covered_until = ?, next_seq = 1, last_end_lsn = '0/2400' WHERE id = ?").bind(covered, next.stream_id).run();
+    expect(await beat()).toEqual({ stop: "rebased" });
+
+    await store().endStream(streamA, "rebased", "a newer stream has taken over", new Date());
+    const { body } = await api("GET", "/backup/database/timeline?database=astrid", { token: VIEWER, env: VARS });
+    expect(body.gaps).toEqual([]);
+    expect(body.windows).toHaveLength(1);
+    expect(body.windows[0]).toMatchObject({ start: old, end: covered, stream_id: next.stream_id, live: true });
+    expect(body.windows[0].streams.map((w: any) => w.stream_id)).toEqual([streamA, next.stream_id]);
+    // A target both streams cover restores from the newer base (the shorter replay); an earlier one from the old base.
+    const pitr = (target_time: string) => api("POST", "/backups/restore-pitr", { body: { database: "astrid", target_time, target: "astrid" }, env: VARS });
+    expect((await pitr(isoSecondsAgo(90))).body.stream_id).toBe(next.stream_id);
+    expect((await pitr(isoSecondsAgo(3600))).body.stream_id).toBe(streamA);
+
+    // Retention takes the old base: the window now starts at the new base, and the old stream's segments go.
+    await env.BACKUPS.put(`manifests/continuous/${streamA}/00000000-job-a.json`, "{}");
+    await env.CATALOG.prepare("INSERT INTO continuous_segments (stream_id, seq, manifest_key, start_lsn, end_lsn, transactions, logical_bytes, stored_bytes, created_at) VALUES (?, 0, ?, '0/1', '0/2', 1, 1, 1, ?)")
+      .bind(streamA, `manifests/continuous/${streamA}/00000000-job-a.json`, old).run();
+    await catalog().deleteBackup(streamA);
+    const after = (await api("GET", "/backup/database/timeline?database=astrid", { token: VIEWER, env: VARS })).body;
+    expect(after.windows.map((w: any) => [w.start, w.streams.length])).toEqual([[base, 1]]);
+    await watch();
+    expect(await store().getStream(streamA)).toBeUndefined();
+    expect(await env.BACKUPS.head(`manifests/continuous/${streamA}/00000000-job-a.json`)).toBeNull();
+  });
+
+  it("a stream that ends before the next stream's base leaves a gap up to that base, closed at once", async () => {
+    await seedStream(streamA, "job-a", at(0), at(30));
+    await seedStream(streamB, "job-b", at(40), at(50));
+    await store().endStream(streamA, "slot_lost", "gone", new Date(at(45)));
+    expect((await store().gaps("astrid")).map((g) => [g.from_time, g.until_time, g.cause])).toEqual([[at(30), at(40), "slot_lost"]]);
+  });
+
   it("retention: an ended stream whose base is gone loses its segments; a live one keeps them", async () => {
     await twoStreams();
     for (const id of [streamA, streamB]) {
@@ -260,7 +358,7 @@ describe("claims and the watch task", () => {
     await seedStream(streamB, "job-b", at(60), at(80)); // covered_until long ago: RPO far past the limit
     await env.CATALOG.prepare("UPDATE continuous_streams SET slot_health = ? WHERE id = ?")
       .bind(JSON.stringify({ wal_status: "unreserved", safe_wal_size: -1024, retained_bytes: 5e9, lag_bytes: 5e9 }), streamB).run();
-    await seedJob({ kind: "continuous.stream", status: "running", heartbeat_at: new Date().toISOString(), concurrency_key: "continuous.stream:astrid", params: { database: "astrid", stream_id: streamB, new_stream: false, drop: false } });
+    await seedJob({ kind: "continuous.stream", status: "running", heartbeat_at: new Date().toISOString(), concurrency_key: `continuous.stream:${streamB}`, params: { database: "astrid", stream_id: streamB, new_stream: false, drop: false } });
     const ctx = createExecutionContext();
     await worker.scheduled(createScheduledController({ cron: "* * * * *", scheduledTime: Date.now() }), testEnv({ JOBS: recordingQueue([]), ...VARS }), ctx);
     await waitOnExecutionContext(ctx);

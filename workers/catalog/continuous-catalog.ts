@@ -2,7 +2,7 @@
 // the gaps between streams. Like catalog.ts it knows no job kind by name; the
 // fencing rule (only the holder job's reports count) is in the SQL, so a late
 // report from a runner that lost the stream changes nothing.
-import { and, asc, desc, eq, inArray, isNull, sql } from "drizzle-orm";
+import { and, asc, desc, eq, gt, inArray, isNull, lte, ne, or, sql } from "drizzle-orm";
 import { drizzle } from "drizzle-orm/d1";
 import { continuousGaps, continuousSegments, continuousStreams, type ContinuousStreamRow } from "./schema.ts";
 
@@ -28,11 +28,27 @@ export function openContinuousCatalog(d1: D1Database) {
   const db = drizzle(d1);
   return {
     getStream: (id: string) => db.select().from(continuousStreams).where(eq(continuousStreams.id, id)).get(),
-    /** The database's stream that is starting or active (at most one), if any. */
-    liveStream: (database: string) =>
+    /**
+     * The database's streams that are starting or active, oldest first: one,
+     * or two while a re-base overlaps the old stream with its successor.
+     */
+    liveStreams: (database: string) =>
       db.select().from(continuousStreams)
         .where(and(eq(continuousStreams.database, database), inArray(continuousStreams.status, ["starting", "active"])))
-        .orderBy(desc(continuousStreams.created_at)).limit(1).get(),
+        .orderBy(asc(continuousStreams.created_at)).all(),
+    /**
+     * The stream that has taken over from `stream` (a re-base): a newer active
+     * stream of the database that has proven itself (a segment recorded, or
+     * covered time past its base: an idle source writes no segment) and whose
+     * base is not later than the last moment `stream` covers, so the two
+     * windows overlap and ending `stream` leaves no gap.
+     */
+    successor: (stream: ContinuousStreamRow) =>
+      stream.covered_until === null ? undefined : db.select().from(continuousStreams).where(and(
+        eq(continuousStreams.database, stream.database), eq(continuousStreams.status, "active"), gt(continuousStreams.created_at, stream.created_at),
+        lte(continuousStreams.consistent_at, stream.covered_until),
+        or(gt(continuousStreams.next_seq, 0), gt(continuousStreams.covered_until, continuousStreams.consistent_at)),
+      )).orderBy(desc(continuousStreams.created_at)).limit(1).get(),
     /**
      * The newest moment before which every commit of the database is durable
      * in the repository, over its live streams (two overlap while one is
@@ -87,23 +103,32 @@ export function openContinuousCatalog(d1: D1Database) {
       ]);
       return (advanced?.meta.changes ?? 0) > 0 ? "recorded" : "refused";
     },
-    /** A heartbeat of the holder: covered time and slot health. False when the job no longer holds the stream. */
-    heartbeat: async (id: string, jobId: string, h: { covered_until?: string; slot_health: string }, now: Date) => {
-      const row = await db.update(continuousStreams).set({
+    /** A heartbeat of the holder: covered time and slot health. Undefined when the job no longer holds the stream. */
+    heartbeat: (id: string, jobId: string, h: { covered_until?: string; slot_health: string }, now: Date) =>
+      db.update(continuousStreams).set({
         slot_health: h.slot_health, heartbeat_at: now.toISOString(),
         ...(h.covered_until ? { covered_until: sql`CASE WHEN ${continuousStreams.covered_until} IS NULL OR ${continuousStreams.covered_until} < ${h.covered_until} THEN ${h.covered_until} ELSE ${continuousStreams.covered_until} END` } : {}),
-      }).where(and(eq(continuousStreams.id, id), eq(continuousStreams.holder_job_id, jobId), eq(continuousStreams.status, "active"))).returning({ id: continuousStreams.id }).get();
-      return row !== undefined;
-    },
-    /** The stream ends: a gap opens at the last moment it covered (closed by the next stream's base). */
+      }).where(and(eq(continuousStreams.id, id), eq(continuousStreams.holder_job_id, jobId), eq(continuousStreams.status, "active"))).returning().get(),
+    /**
+     * The stream ends. Unless another active stream of the database already
+     * covers from the last moment this one covered (a re-base's successor), a
+     * gap opens there: closed at once by such a stream's later base, or by the
+     * next stream's base when it is recorded.
+     */
     endStream: async (id: string, cause: string, detail: string | undefined, now: Date): Promise<ContinuousStreamRow | undefined> => {
       const row = await db.update(continuousStreams).set({ status: "ended", ended_at: now.toISOString(), end_cause: cause, end_detail: detail ?? null })
         .where(and(eq(continuousStreams.id, id), inArray(continuousStreams.status, ["starting", "active"]))).returning().get();
       if (row && row.status === "ended" && row.consistent_at) {
-        await db.insert(continuousGaps).values({
-          database: row.database, after_stream_id: row.id, from_time: row.covered_until, until_time: null, cause, detail: detail ?? null,
-          detected_at: now.toISOString(),
-        }).run();
+        const next = await db.select().from(continuousStreams)
+          .where(and(eq(continuousStreams.database, row.database), eq(continuousStreams.status, "active"), ne(continuousStreams.id, row.id)))
+          .orderBy(asc(continuousStreams.consistent_at)).limit(1).get();
+        const covered = next?.consistent_at && row.covered_until && next.consistent_at <= row.covered_until;
+        if (!covered) {
+          await db.insert(continuousGaps).values({
+            database: row.database, after_stream_id: row.id, from_time: row.covered_until, until_time: next?.consistent_at ?? null, cause, detail: detail ?? null,
+            detected_at: now.toISOString(),
+          }).run();
+        }
       }
       return row;
     },

@@ -23,12 +23,23 @@ import {
   isoMicros, type ContinuousRestoreDispatch, type ContinuousStreamDispatch, type ContinuousStreamResult as StreamResult, type ContinuousStreamParams as StreamParams,
 } from "./protocol.ts";
 
-/** One slot and one publication per database, named after it. */
-export const slotName = (database: string) => `astrid_${database}`;
+/** One publication per database, named after it: the streams of a database (two while a re-base overlaps them) share it. */
+export const publicationName = (database: string) => `astrid_${database}`;
+
+/**
+ * A slot per stream: during a re-base the old and the new stream of one
+ * database are both alive, each on its own slot. Named after the database and
+ * the stream id's random part (at most 62 characters; streams created before
+ * re-basing kept the database's name alone, which their rows record).
+ */
+export const streamSlotName = (database: string, streamId: string) => `astrid_${database.slice(0, 48)}_${streamId.slice(streamId.lastIndexOf("-") + 1)}`;
+
+/** One job at a time per stream (never two consumers on one slot); two streams of a database may run side by side. */
+export const streamJobKey = (streamId: string) => `continuous.stream:${streamId}`;
 
 export const continuousStream = runnerKind({
   kind: "continuous.stream", params: ContinuousStreamParams, result: ContinuousStreamResult,
-  concurrencyKey: (p) => `continuous.stream:${p.database}`,
+  concurrencyKey: (p) => streamJobKey(p.stream_id),
   longRunning: true,
   async dispatch(p, ctx): Promise<ContinuousStreamDispatch> {
     const store = openContinuousCatalog(ctx.env.CATALOG);
@@ -38,7 +49,7 @@ export const continuousStream = runnerKind({
       if (stream && (stream.holder_job_id !== ctx.job.id || stream.status !== "starting")) {
         throw new AppError("stream_exists", `stream ${p.stream_id} was already started; a new stream gets a new id`);
       }
-      if (!stream) await store.createStream({ id: p.stream_id, database: p.database, slot_name: slotName(p.database), holder_job_id: ctx.job.id, created_at: ctx.now.toISOString() });
+      if (!stream) await store.createStream({ id: p.stream_id, database: p.database, slot_name: streamSlotName(p.database, p.stream_id), holder_job_id: ctx.job.id, created_at: ctx.now.toISOString() });
       stream = await store.getStream(p.stream_id);
     } else {
       if (!stream || stream.status !== "active") throw new AppError("stream_not_active", `stream ${p.stream_id} is not active`);
@@ -46,11 +57,14 @@ export const continuousStream = runnerKind({
       await store.holdStream(stream.id, ctx.job.id);
     }
     const parent = p.new_stream && !p.drop ? await ctx.catalog.latestSharedBackup(p.database) : undefined;
+    const all = p.new_stream ? await store.streams(p.database) : [];
+    const kept = new Set(all.filter((s) => s.status !== "ended").map((s) => s.slot_name));
+    const retired = [...new Set(all.filter((s) => s.status === "ended" && !kept.has(s.slot_name)).map((s) => s.slot_name))];
     const c = ctx.config;
     return {
       kind: "continuous.stream", job_id: ctx.job.id, database: p.database, stream_id: p.stream_id, new_stream: p.new_stream, drop: p.drop,
-      source_url: requireDatabaseUrl(ctx, p.database), slot_name: slotName(p.database), publication_name: slotName(p.database),
-      next_seq: stream!.next_seq, ...(stream!.last_end_lsn ? { resume_after_lsn: stream!.last_end_lsn } : {}),
+      source_url: requireDatabaseUrl(ctx, p.database), slot_name: stream!.slot_name, publication_name: publicationName(p.database),
+      next_seq: stream!.next_seq, retired_slots: retired, ...(stream!.last_end_lsn ? { resume_after_lsn: stream!.last_end_lsn } : {}),
       ...(stream!.schema ? { schema: JSON.parse(stream!.schema) } : {}),
       segment_seconds: c.continuous_segment_seconds, segment_max_bytes: c.continuous_segment_max_mb * 1024 * 1024,
       heartbeat_seconds: c.continuous_heartbeat_seconds, capture_ddl: c.continuous_capture_ddl,
@@ -62,22 +76,25 @@ export const continuousStream = runnerKind({
 
 /**
  * How a stream's job ended. Yielded or superseded: the stream goes on (the
- * watch task resumes it). A lost slot or a schema change the stream could
- * not capture: the stream ends with a gap, an alert for a lost slot, and a
- * new stream (slot and base) starts at once. A failed job leaves an active
- * stream to the watch task; one that never recorded its base ends.
+ * watch task resumes it). Rebased: its successor covers its end; it ends
+ * without a gap (its job dropped the slot). A lost slot or a schema change the
+ * stream could not capture: the stream ends with a gap, an alert for a lost
+ * slot, and a new stream (slot and base) starts at once unless a newer one
+ * already runs. A failed job leaves an active stream to the watch task; one
+ * that never recorded its base ends.
  */
 async function completeStream(c: CompletionContext<StreamParams, StreamResult>): Promise<void> {
   const store = openContinuousCatalog(c.env.CATALOG);
   const stream = await store.getStream(c.params.stream_id);
   const r = c.outcome.status === "succeeded" ? c.outcome.result : undefined;
   if (stream && stream.holder_job_id === c.job.id) {
-    if (r && (r.ended === "slot_lost" || r.ended === "schema_changed" || r.ended === "dropped")) {
+    if (r && (r.ended === "slot_lost" || r.ended === "schema_changed" || r.ended === "dropped" || r.ended === "rebased")) {
       await store.endStream(stream.id, r.ended, r.detail, c.now);
-      if (r.ended === "slot_lost") {
+      const newer = (await store.liveStreams(stream.database)).some((s) => s.created_at > stream.created_at);
+      if (r.ended === "slot_lost" && !newer) {
         await setAlert(c, { key: `continuous_slot_lost:${stream.database}`, kind: "continuous_slot_lost", source: stream.database, summary: `replication slot lost: ${r.detail ?? ""}; a new slot and base backup are starting` }, true);
       }
-      if (r.ended !== "dropped") await startStream(c, stream.database, "policy:continuous", true);
+      if ((r.ended === "slot_lost" || r.ended === "schema_changed") && !newer) await startStream(c, stream.database, "policy:continuous", true);
     } else if (!r && stream.status === "starting") {
       await store.endStream(stream.id, "failed", c.outcome.status === "failed" ? c.outcome.error.message : undefined, c.now);
     }
@@ -85,12 +102,20 @@ async function completeStream(c: CompletionContext<StreamParams, StreamResult>):
   await settle(c);
 }
 
-/** Submits the stream job of a database: resuming its live stream, or a new stream (slot and base). */
-export async function startStream(ctx: KindContext, database: string, actor: string, fresh = false, drop = false) {
+/**
+ * Submits a stream job: resuming a live stream, or a new stream (slot and
+ * base). A new stream's row is written at once, so the next watch run sees it
+ * (its job holds it) and starts no second one.
+ */
+export async function startStream(ctx: KindContext, database: string, actor: string, fresh = false, drop = false, resume?: ContinuousStreamRow) {
   const store = openContinuousCatalog(ctx.env.CATALOG);
-  const live = fresh ? undefined : await store.liveStream(database);
+  const live = fresh ? undefined : resume ?? (await store.liveStreams(database)).at(-1);
   const stream_id = live?.id ?? newBackupId(database, ctx.now, randomId(6));
-  return submitJob(ctx, continuousStream, { database, stream_id, new_stream: !live, drop }, { backup_id: stream_id, actor, target: database });
+  const submitted = await submitJob(ctx, continuousStream, { database, stream_id, new_stream: !live, drop }, { backup_id: stream_id, actor, target: database });
+  if (!live) {
+    await store.createStream({ id: stream_id, database, slot_name: streamSlotName(database, stream_id), holder_job_id: submitted.job.id, created_at: ctx.now.toISOString() });
+  }
+  return submitted;
 }
 
 export const continuousRestore = runnerKind({
@@ -122,7 +147,12 @@ export function lsnValue(lsn: string): bigint {
 
 export const continuousKinds = [continuousStream, continuousRestore];
 
-/** Every minute: streams of DATABASE_CONTINUOUS running (or restarted), slots of databases taken out of it dropped, alerts evaluated. */
+/**
+ * Every minute: streams of DATABASE_CONTINUOUS running (or restarted), a new
+ * stream started beside one whose base is older than CONTINUOUS_REBASE_HOURS
+ * (re-base: the old one ends once the new one has taken over, see the
+ * heartbeat), slots of databases taken out of it dropped, alerts evaluated.
+ */
 export const continuousWatch: ScheduledTask = {
   name: "continuous archiving watch", cron: (c) => c.continuous_watch_schedule, enabled: () => true, // also when no database is listed: a dropped one's slot must go
   async run(ctx, actor) {
@@ -130,22 +160,35 @@ export const continuousWatch: ScheduledTask = {
     const wanted = new Set(continuousDatabases(ctx.config));
     const ids: string[] = [];
     for (const database of Object.keys(ctx.config.databases)) {
-      const live = await store.liveStream(database);
-      const running = await ctx.catalog.activeJobWithKey(`continuous.stream:${database}`);
-      if (!wanted.has(database)) {
-        // Protection dropped: the slot goes too, or the source would keep WAL for it forever.
-        if (live && !running) ids.push((await startStream(ctx, database, actor, false, true)).job.id);
-        continue;
+      let newest: ContinuousStreamRow | undefined;
+      for (const live of await store.liveStreams(database)) {
+        const running = await ctx.catalog.activeJobWithKey(streamJobKey(live.id));
+        if (!wanted.has(database)) {
+          // Protection dropped: the slot goes too, or the source would keep WAL for it forever.
+          if (!running) ids.push((await startStream(ctx, database, actor, false, true, live)).job.id);
+          continue;
+        }
+        if (!running && live.status === "starting") {
+          await store.endStream(live.id, "failed", "the stream's job ended before its base backup was recorded", ctx.now);
+          continue;
+        }
+        if (!running) ids.push((await startStream(ctx, database, actor, false, false, live)).job.id);
+        newest = live;
       }
-      await evaluateAlerts(ctx, store, database, live);
+      if (!wanted.has(database)) continue;
+      await evaluateAlerts(ctx, store, database, newest);
       await dropExpiredStreams(ctx, store, database);
-      if (running) continue;
-      if (live?.status === "starting") await store.endStream(live.id, "failed", "the stream's job ended before its base backup was recorded", ctx.now);
-      ids.push((await startStream(ctx, database, actor, live?.status === "starting")).job.id);
+      if (!newest || rebaseDue(newest, ctx.config.continuous_rebase_hours, ctx.now)) ids.push((await startStream(ctx, database, actor, true)).job.id);
     }
     return ids;
   },
 };
+
+/** A live stream whose base is older than the re-base interval (and no newer stream started yet: it would be the newest). */
+function rebaseDue(stream: ContinuousStreamRow, hours: number, now: Date): boolean {
+  return hours > 0 && stream.status === "active" && stream.consistent_at !== null
+    && now.getTime() - Date.parse(stream.consistent_at) >= hours * 3_600_000;
+}
 
 /**
  * Retention: an ended stream whose base backup retention removed can restore

@@ -8,8 +8,13 @@ import { BackupId, Lsn } from "../shared/format.ts";
 import { DatabaseName, DispatchBase, WriteAccess } from "../shared/protocol.ts";
 import { DatabaseBackupResult } from "../database/protocol.ts";
 
-/** Why a stream ended: each is a gap on the timeline until the next stream's base. */
-export const StreamEnd = z.enum(["yielded", "schema_changed", "slot_lost", "superseded", "dropped", "failed"]);
+/**
+ * Why a stream's job ended. Yielded and superseded: the stream goes on in a
+ * new job. Rebased: a newer stream (its own slot and base) covers this one's
+ * end, so the stream ends without a gap and drops its slot. The others end
+ * the stream with a gap until the next stream's base.
+ */
+export const StreamEnd = z.enum(["yielded", "schema_changed", "slot_lost", "superseded", "rebased", "dropped", "failed"]);
 export type StreamEnd = z.infer<typeof StreamEnd>;
 
 /** A published table as the stream must decode it: what a Relation message is checked against. */
@@ -45,6 +50,8 @@ export const ContinuousStreamDispatch = DispatchBase.extend({
   next_seq: z.number().int().nonnegative(),
   /** Transactions committed at or before this LSN are already in recorded segments (a resumed stream skips them). */
   resume_after_lsn: Lsn.optional(),
+  /** Slots of the database's ended streams: a new stream drops any still there (a job that died, a stream ended by a schema change). */
+  retired_slots: z.array(z.string().regex(/^[a-z0-9_]{1,63}$/)).default([]),
   /** The schema of record (resumed stream): tables and columns the segments replay onto. */
   schema: z.array(TableShape).optional(),
   segment_seconds: z.number().int().positive(),
@@ -118,8 +125,12 @@ export const HeartbeatReport = z.object({
 });
 export type HeartbeatReport = z.infer<typeof HeartbeatReport>;
 
-/** The heartbeat's answer: stop (finishing the open segment) when an exclusive job waits or another job holds the stream. */
-export const HeartbeatAnswer = z.object({ stop: z.enum(["yield", "superseded"]).optional() });
+/**
+ * The heartbeat's answer: stop (finishing the open segment) when an exclusive
+ * job waits, another job holds the stream, or a newer stream of the database
+ * has taken over (then the slot is dropped too).
+ */
+export const HeartbeatAnswer = z.object({ stop: z.enum(["yield", "superseded", "rebased"]).optional() });
 export type HeartbeatAnswer = z.infer<typeof HeartbeatAnswer>;
 
 // ---- Point-in-time restore ----

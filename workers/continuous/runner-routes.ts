@@ -6,7 +6,8 @@
 // tells it to stop when an exclusive job waits or another job holds the stream.
 import { Hono, type Context } from "hono";
 import { AppError } from "../shared/errors.ts";
-import { DatabaseManifest, manifestKey, SegmentManifest, segmentManifestKey } from "../shared/format.ts";
+import { CONTINUOUS_MANIFEST_PREFIX, DatabaseManifest, manifestKey, SegmentManifest, segmentManifestKey } from "../shared/format.ts";
+import type { JobGrant } from "../repository/job-token.ts";
 import { parseJson } from "../http.ts";
 import type { RepoEnv } from "../repository/routes.ts";
 import { openContinuousCatalog } from "../catalog/continuous-catalog.ts";
@@ -64,6 +65,10 @@ export function continuousRunnerRoutes(kinds: KindRegistry) {
     const report = await parseJson(c, SegmentReport);
     const { job } = streamJob(c, report.stream_id);
     const ctx = kindContext(c);
+    const store = openContinuousCatalog(c.env.CATALOG);
+    // Refused first (recordSegment checks it again, atomically): a zombie learns it lost the stream, not that its manifest is missing.
+    const held = await store.getStream(report.stream_id);
+    if (!held || held.status !== "active" || held.holder_job_id !== job.id) throw notHeld(report.stream_id);
     const key = segmentManifestKey(report.stream_id, report.seq, job.id);
     if (report.manifest_key !== key) throw new AppError("invalid_request", `segment ${report.seq} belongs at ${key}`, 400);
     const problem = await manifestProblem(ctx, { ...job, backup_id: report.stream_id }, { backup_id: report.stream_id, manifest_key: key }, {
@@ -73,7 +78,7 @@ export function continuousRunnerRoutes(kinds: KindRegistry) {
         && m.chunks.reduce((n, ch) => n + ch.plain_size, 0) === m.payload.logical_bytes,
     });
     if (problem) throw new AppError("manifest_mismatch", problem, 409);
-    const outcome = await openContinuousCatalog(c.env.CATALOG).recordSegment(job.id, {
+    const outcome = await store.recordSegment(job.id, {
       stream_id: report.stream_id, seq: report.seq, manifest_key: key, start_lsn: report.start_lsn, end_lsn: report.end_lsn,
       first_commit_at: report.first_commit_at, last_commit_at: report.last_commit_at, transactions: report.transactions,
       logical_bytes: report.logical_bytes, stored_bytes: report.stored_bytes, covered_until: report.covered_until,
@@ -86,12 +91,32 @@ export function continuousRunnerRoutes(kinds: KindRegistry) {
   routes.post("/continuous/heartbeat", async (c) => {
     const report = await parseJson(c, HeartbeatReport);
     const { job } = streamJob(c, report.stream_id);
-    const held = await openContinuousCatalog(c.env.CATALOG).heartbeat(report.stream_id, job.id, {
+    const store = openContinuousCatalog(c.env.CATALOG);
+    const held = await store.heartbeat(report.stream_id, job.id, {
       ...(report.covered_until ? { covered_until: report.covered_until } : {}), slot_health: JSON.stringify(report.slot),
     }, new Date());
+    // A re-base's successor has taken over: this stream's end is covered by it, so it ends (and drops its slot) without a gap.
     const answer: HeartbeatAnswer = !held ? { stop: "superseded" }
+      : (await store.successor(held)) ? { stop: "rebased" }
       : (await c.get("catalog").jobOfKindsPending(kinds.exclusiveKinds())) ? { stop: "yield" } : {};
     return c.json(answer);
   });
   return routes;
+}
+
+/**
+ * The repository's write fence for segment manifests: only the job holding
+ * an active stream may write one (under its own job id). A zombie runner,
+ * whose job was taken over but whose token still passes (it kept sending
+ * heartbeats), is refused before R2 is touched: its manifest would otherwise
+ * stay in the bucket, keeping its packs referenced and showing a bucket
+ * listing a segment the timeline never recorded.
+ */
+export async function segmentWriteFence(env: RepoEnv["Bindings"], grant: JobGrant, key: string): Promise<void> {
+  if (!key.startsWith(CONTINUOUS_MANIFEST_PREFIX)) return;
+  const [streamId, file] = key.slice(CONTINUOUS_MANIFEST_PREFIX.length).split("/");
+  const writer = /^\d{8}-(.+)\.json$/.exec(file ?? "")?.[1];
+  if (writer !== grant.job_id) throw new AppError("forbidden", `job ${grant.job_id} may write segment manifests under its own job id only`, 403);
+  const stream = await openContinuousCatalog(env.CATALOG).getStream(streamId ?? "");
+  if (!stream || stream.status !== "active" || stream.holder_job_id !== grant.job_id) throw notHeld(streamId ?? "");
 }

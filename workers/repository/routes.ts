@@ -128,8 +128,11 @@ function parseRange(header: string | undefined): { offset: number; length: numbe
   return { offset: Number(m[1]), length: Number(m[2]) - Number(m[1]) + 1 };
 }
 
+/** A capability's extra check of a write its job's grant allows (e.g. a segment manifest only from the stream's holder); throws to refuse. */
+export type WriteFence = (env: RepoEnv["Bindings"], grant: JobGrant, key: string) => Promise<void>;
+
 /** The repository's objects, for jobs: list, read (ranges), write once, and (GC only) delete unreferenced packs. */
-export function repositoryRoutes(locks: LockGuardSource) {
+export function repositoryRoutes(locks: LockGuardSource, fence: WriteFence = async () => {}) {
   const routes = new Hono<RepoEnv>();
   /** One page (up to 1,000) of objects under a repository prefix, with sizes and upload times. */
   routes.get("/list", async (c) => {
@@ -202,6 +205,7 @@ export function repositoryRoutes(locks: LockGuardSource) {
     const key = objectKey(c.req.path);
     const grant = c.get("grant");
     if (!mayWrite(grant, key)) throw new AppError("forbidden", `job ${grant.job_id} may not write ${key}`, 403);
+    await fence(c.env, grant, key);
     const sha256 = c.req.header("x-content-sha256");
     const length = Number(c.req.header("content-length"));
     if (!sha256 || !/^[0-9a-f]{64}$/.test(sha256)) throw new AppError("checksum_required", "x-content-sha256 is required", 400);

@@ -1236,6 +1236,21 @@ export interface operations {
                             start_lsn: string | null;
                             stored_bytes: number;
                             stream_id: string;
+                            streams: {
+                                base_backup_id: string;
+                                end: string;
+                                end_lsn: string | null;
+                                live: boolean;
+                                segments: number;
+                                start: string;
+                                start_lsn: string | null;
+                                stored_bytes: number;
+                                stream_id: string;
+                                uncovered: {
+                                    fix: string;
+                                    table: string;
+                                }[];
+                            }[];
                             uncovered: {
                                 fix: string;
                                 table: string;
