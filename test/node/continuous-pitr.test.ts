@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { tableFingerprints, type Fingerprint } from "../../runner/dev/compare.ts";
 import { createDatabase, psql, startThrowawayPostgres, type PgServer } from "../../runner/dev/postgres.ts";
-import { FINGERPRINT_SQL, parseFingerprints } from "../../runner/database/consistency.ts";
+import { CONSISTENCY_METHOD, fingerprintSql, parseFingerprints } from "../../runner/database/consistency.ts";
 import { PgWire } from "../../runner/database/pg-wire.ts";
 import { startTestStack, type TestStack } from "../support/fixture.ts";
 import { LOGICAL_SETTINGS } from "../support/logical-pg.ts";
@@ -151,7 +151,7 @@ async function capture(load: Writer, stream: string): Promise<Moment> {
     });
     const [id, lsn, commitAt, sequence] = point as string[];
     const tables = tablesOnly(parseFingerprints(await psql(sourceUrl,
-      `BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '${id}';\n${FINGERPRINT_SQL}\nCOMMIT;`)));
+      `BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '${id}';\n${fingerprintSql(CONSISTENCY_METHOD)}\nCOMMIT;`)));
     return { commitAt: commitAt!, lsn: lsn!, tables, sequence: Number(sequence), stream };
   } finally {
     await snapshot.close();
