@@ -3,7 +3,8 @@
 // `npm start`, the end-to-end tests and the benchmarks, so all three run the
 // same thing.
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdirSync, openSync, writeFileSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -58,7 +59,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
   writeFileSync(envFile, formatVars(vars), { mode: 0o600 });
   const stdio = (name: string) => (opts.output === "inherit" ? "inherit" : openSync(join(opts.dir, `${name}.log`), "a"));
 
-  await run(process.execPath, [WRANGLER, "d1", "migrations", "apply", "CATALOG", "--local", "--persist-to", persistDir], stdio("migrations"));
+  await prepareCatalog(persistDir, stdio("migrations"));
 
   let runner: ChildProcess | undefined;
   const startRunner = async (env: Record<string, string> = {}) => {
@@ -68,12 +69,13 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     });
     await waitFor(`${runnerUrl}/health`, runner);
   };
-  await startRunner();
+  const runnerUp = startRunner();
   const worker = spawn(process.execPath, [
     WRANGLER, "dev", "--local", "--ip", "127.0.0.1", "--port", String(opts.workerPort), "--persist-to", persistDir,
     "--env-file", envFile, "--test-scheduled", "--show-interactive-dev-session=false", "--inspector-port", "0",
   ], { cwd: ROOT, stdio: ["ignore", stdio("worker"), stdio("worker")], env: { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "1" } });
-  await waitFor(`${workerUrl}/health`, worker, 90_000);
+  // Both start at once: the Worker calls the runner only when it dispatches a job.
+  await Promise.all([runnerUp, waitFor(`${workerUrl}/health`, worker, 90_000)]);
 
   const killRunner = async (signal: NodeJS.Signals = "SIGKILL") => {
     if (!runner || runner.exitCode !== null || runner.signalCode !== null) return;
@@ -94,6 +96,39 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       }
     },
   };
+}
+
+/**
+ * The local catalog (D1) at the newest migration. State that exists already
+ * (npm start's, a restarted stack's) is migrated in place. A new one is a copy
+ * of a catalog migrated once per set of migrations and wrangler version, kept
+ * in .cache/: `wrangler d1 migrations apply` costs ~5 CPU-seconds, and the
+ * tests start some thirty stacks.
+ */
+async function prepareCatalog(persistDir: string, out: "inherit" | number): Promise<void> {
+  const migrate = (dir: string) => run(process.execPath, [WRANGLER, "d1", "migrations", "apply", "CATALOG", "--local", "--persist-to", dir], out);
+  const d1 = join(persistDir, "v3", "d1");
+  if (existsSync(d1)) return migrate(persistDir);
+  const migrations = join(ROOT, "migrations");
+  const hash = createHash("sha256").update(readFileSync(join(dirname(WRANGLER), "..", "package.json")))
+    .update(readFileSync(join(ROOT, "wrangler.toml")));
+  for (const file of readdirSync(migrations).filter((f) => f.endsWith(".sql")).sort()) hash.update(file).update(readFileSync(join(migrations, file)));
+  const template = join(ROOT, ".cache", `d1-${hash.digest("hex").slice(0, 16)}`);
+  if (!existsSync(template)) {
+    mkdirSync(join(ROOT, ".cache"), { recursive: true });
+    const scratch = mkdtempSync(join(ROOT, ".cache", "d1-part-"));
+    try {
+      await migrate(scratch);
+      try {
+        renameSync(join(scratch, "v3", "d1"), template);
+      } catch {
+        // another process made it meanwhile: the same migrations, the same catalog
+      }
+    } finally {
+      rmSync(scratch, { recursive: true, force: true });
+    }
+  }
+  cpSync(template, d1, { recursive: true });
 }
 
 function run(cmd: string, args: string[], out: "inherit" | number): Promise<void> {
