@@ -24,6 +24,20 @@ export interface SegmentRecord {
   schema: string;
 }
 
+/**
+ * Of a database's live streams (two overlap while one is re-based), the one
+ * that covers the latest moment: the continuous RPO is its age. The first
+ * when none has recorded its base yet.
+ */
+export function freshestStream(live: ContinuousStreamRow[]): ContinuousStreamRow | undefined {
+  return live.filter((s) => s.covered_until).sort((a, b) => Date.parse(a.covered_until!) - Date.parse(b.covered_until!)).at(-1) ?? live[0];
+}
+
+/** The continuous RPO: age of the newest moment every commit before which is durable. */
+export function rpoSeconds(stream: Pick<ContinuousStreamRow, "covered_until">, now: Date): number | null {
+  return stream.covered_until ? Math.max(0, (now.getTime() - Date.parse(stream.covered_until)) / 1000) : null;
+}
+
 export function openContinuousCatalog(d1: D1Database) {
   const db = drizzle(d1);
   return {
@@ -49,16 +63,11 @@ export function openContinuousCatalog(d1: D1Database) {
         lte(continuousStreams.consistent_at, stream.covered_until),
         or(gt(continuousStreams.next_seq, 0), gt(continuousStreams.covered_until, continuousStreams.consistent_at)),
       )).orderBy(desc(continuousStreams.created_at)).limit(1).get(),
-    /**
-     * The newest moment before which every commit of the database is durable
-     * in the repository, over its live streams (two overlap while one is
-     * re-based); null when no live stream has recorded its base yet.
-     */
-    coveredUntil: async (database: string): Promise<string | null> => {
-      const row = await db.select({ at: sql<string | null>`max(${continuousStreams.covered_until})` }).from(continuousStreams)
-        .where(and(eq(continuousStreams.database, database), inArray(continuousStreams.status, ["starting", "active"]))).get();
-      return row?.at ?? null;
-    },
+    /** The database's live stream that covers the latest moment (see freshestStream), if any. */
+    freshestLiveStream: async (database: string): Promise<ContinuousStreamRow | undefined> =>
+      freshestStream(await db.select().from(continuousStreams)
+        .where(and(eq(continuousStreams.database, database), inArray(continuousStreams.status, ["starting", "active"])))
+        .orderBy(asc(continuousStreams.created_at)).all()),
     /** A database's streams, oldest first. */
     streams: (database: string) =>
       db.select().from(continuousStreams).where(eq(continuousStreams.database, database)).orderBy(asc(continuousStreams.created_at)).all(),

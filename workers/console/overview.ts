@@ -11,7 +11,7 @@ import type { KindContext } from "../context.ts";
 import { computeRto, computeStatus } from "../dr/status.ts";
 import { storageStatus } from "../storage/status.ts";
 import { openStorageCatalog } from "../catalog/storage-catalog.ts";
-import { openContinuousCatalog } from "../catalog/continuous-catalog.ts";
+import { openContinuousCatalog, rpoSeconds } from "../catalog/continuous-catalog.ts";
 import { nextCronRun } from "./cron.ts";
 import { DOMAINS, type Domain } from "./domains.ts";
 import { Health, type Overview, type OverviewRow } from "./views.ts";
@@ -89,8 +89,9 @@ export async function computeOverview(ctx: KindContext): Promise<z.infer<typeof 
       rpo ??= newest?.age_minutes ?? null;
     } else {
       // A database's continuous archive: how far behind its newest durable commit is (dr/status counts it in the RPO).
-      const archivedUntil = domain === "database" ? await archive.coveredUntil(source) : null;
-      if (archivedUntil) continuous = { kind: "archive", replica: null, seconds_behind: Math.max(0, Math.round((now.getTime() - Date.parse(archivedUntil)) / 1000)) };
+      const stream = domain === "database" ? await archive.freshestLiveStream(source) : undefined;
+      const behind = stream ? rpoSeconds(stream, now) : null;
+      if (behind !== null) continuous = { kind: "archive", replica: null, seconds_behind: Math.round(behind) };
       const recent: BackupRow[] = await catalog.listBackups({ domain, source, limit: RECENT });
       const point = recent.find((b) => b.status === "completed");
       if (point) newest = { id: point.id, type: point.type, created_at: point.created_at, age_minutes: minutesBetween(point.created_at, now) };

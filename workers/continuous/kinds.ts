@@ -9,7 +9,7 @@ import { randomId, unseal } from "../crypto.ts";
 import type { KindContext } from "../context.ts";
 import { AppError } from "../shared/errors.ts";
 import { CONTINUOUS_MANIFEST_PREFIX, manifestKey, newBackupId } from "../shared/format.ts";
-import { openContinuousCatalog, type ContinuousCatalog } from "../catalog/continuous-catalog.ts";
+import { openContinuousCatalog, rpoSeconds, type ContinuousCatalog } from "../catalog/continuous-catalog.ts";
 import type { ContinuousStreamRow } from "../catalog/schema.ts";
 import { readerAccess, writerAccess } from "../jobs/dispatch.ts";
 import { runnerKind, type CompletionContext, type ScheduledTask } from "../jobs/kind.ts";
@@ -231,9 +231,5 @@ async function evaluateAlerts(ctx: KindContext, store: ContinuousCatalog, databa
   if (slot?.wal_status !== "lost") await setAlert(ctx, { key: `continuous_slot_lost:${database}`, kind: "continuous_slot_lost", source: database, summary: "slot healthy again" }, false);
 }
 
-/** The continuous RPO: age of the newest moment every commit before which is durable. */
-export function rpoSeconds(stream: Pick<ContinuousStreamRow, "covered_until">, now: Date): number | null {
-  return stream.covered_until ? Math.max(0, (now.getTime() - Date.parse(stream.covered_until)) / 1000) : null;
-}
 
 export const continuousTasks = [continuousWatch];

@@ -11,10 +11,10 @@ import { DatabaseName } from "../shared/protocol.ts";
 import { accepted, AcceptedResponse, kindContext, parseJson, parseQuery } from "../http.ts";
 import { submitJob } from "../jobs/submit.ts";
 import { restoreTarget } from "../database/routes.ts";
-import { openContinuousCatalog } from "../catalog/continuous-catalog.ts";
+import { freshestStream, openContinuousCatalog, rpoSeconds } from "../catalog/continuous-catalog.ts";
 import type { Catalog } from "../catalog/catalog.ts";
 import type { ContinuousStreamRow } from "../catalog/schema.ts";
-import { continuousRestore, lsnValue, rpoSeconds } from "./kinds.ts";
+import { continuousRestore, lsnValue } from "./kinds.ts";
 import { parseMicros } from "./protocol.ts";
 
 export const TimelineQuery = z.strictObject({ database: DatabaseName });
@@ -106,11 +106,6 @@ export function mergeSpans(spans: StreamSpan[]): Window[] {
   return windows;
 }
 
-/** The live stream that covers the latest moment: the continuous RPO is its age. */
-function freshest(live: ContinuousStreamRow[]): ContinuousStreamRow | undefined {
-  return live.filter((s) => s.covered_until).sort((a, b) => Number(parseMicros(a.covered_until!)! - parseMicros(b.covered_until!)!)).at(-1) ?? live[0];
-}
-
 export const continuousRoutes = new Hono<AppEnv>();
 
 continuousRoutes.get("/backup/database/timeline", requireRole("viewer"), async (c) => {
@@ -118,7 +113,7 @@ continuousRoutes.get("/backup/database/timeline", requireRole("viewer"), async (
   if (!(q.database in c.get("config").databases)) throw badRequest(`database "${q.database}" is not configured (BACKUP_DATABASES)`);
   const t = await timeline(c.env, c.get("catalog"), q.database);
   const now = new Date();
-  const best = freshest(t.live);
+  const best = freshestStream(t.live);
   const rpo = best ? rpoSeconds(best, now) : null;
   const answer: z.infer<typeof TimelineResponse> = { database: t.database, windows: t.windows, gaps: t.gaps, rpo_seconds: rpo === null ? null : Math.round(rpo) };
   return c.json(answer);
@@ -163,7 +158,7 @@ export function pickWindow(windows: StreamSpan[], t: { target_time?: string; tar
 
 /** What GET /backup/database/status adds per database: the continuous RPO (of the live stream covering the latest moment). */
 export async function continuousStatus(env: AppEnv["Bindings"], database: string, now: Date) {
-  const live = freshest(await openContinuousCatalog(env.CATALOG).liveStreams(database));
+  const live = await openContinuousCatalog(env.CATALOG).freshestLiveStream(database);
   if (!live) return {};
   const rpo = rpoSeconds(live, now);
   return { continuous: { stream_id: live.id, status: live.status, covered_until: live.covered_until, rpo_seconds: rpo === null ? null : Math.round(rpo) } };

@@ -10,7 +10,7 @@
 //        the last drill measured, against RPO_TARGET_MINUTES.
 import type { Catalog } from "../catalog/catalog.ts";
 import { openStorageCatalog } from "../catalog/storage-catalog.ts";
-import { openContinuousCatalog } from "../catalog/continuous-catalog.ts";
+import { openContinuousCatalog, rpoSeconds } from "../catalog/continuous-catalog.ts";
 import type { BackupConfig } from "../config.ts";
 import type { Env } from "../env.ts";
 import type { KindContext } from "../context.ts";
@@ -119,13 +119,13 @@ export async function computeStatus(ctx: KindContext) {
     const st = s.domain === "storage" ? storageRows.find((r) => `${r.bucket}/${r.prefix}` === s.source) : undefined;
     // A database under continuous archiving loses at most what is newer than its newest durable commit, at
     // 01:59 as at noon; without it (or before its base is recorded) the newest verified restore point counts.
-    const archivedUntil = s.domain === "database" ? await continuousStore.coveredUntil(s.source) : null;
-    const continuous = Boolean(st && (st.versioning || st.replica)) || archivedUntil !== null;
-    const minutesSince = (at: string) => Math.max(0, now.getTime() - Date.parse(at)) / 60_000;
-    const pointAge = verified ? minutesSince(verified.created_at) : null;
+    const archive = s.domain === "database" ? await continuousStore.freshestLiveStream(s.source) : undefined;
+    const archiveAgeSeconds = archive ? rpoSeconds(archive, now) : null;
+    const continuous = Boolean(st && (st.versioning || st.replica)) || archiveAgeSeconds !== null;
+    const pointAge = verified ? Math.max(0, now.getTime() - Date.parse(verified.created_at)) / 60_000 : null;
     // Continuous protection: the replica's lag (0 with versioning alone) is the RPO in force; for a database
     // the archive's age, or the newest verified point's when that is younger (a stalled stream).
-    const rpo = archivedUntil !== null ? Math.min(minutesSince(archivedUntil), pointAge ?? Infinity)
+    const rpo = archiveAgeSeconds !== null ? Math.min(archiveAgeSeconds / 60, pointAge ?? Infinity)
       : continuous ? (st!.replica_seconds_behind ?? 0) / 60 : pointAge;
     const drilled = lastResults.find((d) => d.domain === s.domain && d.source === s.source);
     const loss = drilled?.details?.data_loss_seconds;
