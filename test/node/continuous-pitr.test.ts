@@ -16,8 +16,8 @@ import { CONSISTENCY_METHOD, fingerprintSql, parseFingerprints } from "../../run
 import { PgWire } from "../../runner/database/pg-wire.ts";
 import { startTestStack, type TestStack } from "../support/fixture.ts";
 import { LOGICAL_SETTINGS } from "../support/logical-pg.ts";
-import { openLocalState } from "../support/local-state.ts";
-import { run, scriptFromDoc, serveLocalBucket, succeeded } from "../support/doc-scripts.ts";
+import { openLocalState, serveLocalBucket } from "../support/local-state.ts";
+import { run, scriptFromDoc, succeeded } from "../support/doc-scripts.ts";
 
 let pg: PgServer;
 let stack: TestStack;

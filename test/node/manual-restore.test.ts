@@ -16,7 +16,8 @@ import { appendObservations, seedAstronomyDatabase, updateObservations } from ".
 import { tableFingerprints } from "../../runner/dev/compare.ts";
 import { psql } from "../../runner/dev/postgres.ts";
 import { createDatabase, dropDatabase, scratchName, startTestStack, testPg, type TestStack } from "../support/fixture.ts";
-import { run, scriptFromDoc, serveLocalBucket, succeeded } from "../support/doc-scripts.ts";
+import { run, scriptFromDoc, succeeded } from "../support/doc-scripts.ts";
+import { serveLocalBucket } from "../support/local-state.ts";
 import { manifestMac } from "../../workers/shared/format.ts";
 
 const MiB = 1024 * 1024;

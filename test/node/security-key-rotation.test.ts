@@ -12,7 +12,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { seedAstronomyDatabase } from "../../runner/dev/astronomy-seed.ts";
 import { ageKeyPair } from "../../runner/dev/secrets.ts";
 import { createDatabase, dropDatabase, scratchName, startTestStack, testPg, type TestStack } from "../support/fixture.ts";
-import { run, scriptFromDoc, serveLocalBucket, succeeded } from "../support/doc-scripts.ts";
+import { run, scriptFromDoc, succeeded } from "../support/doc-scripts.ts";
+import { serveLocalBucket } from "../support/local-state.ts";
 
 const MiB = 1024 * 1024;
 

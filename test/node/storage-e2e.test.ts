@@ -13,7 +13,8 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { S3Client } from "../../workers/storage/s3/client.ts";
 import { pseudoRandom } from "../../runner/dev/pseudo-random.ts";
-import { run, scriptFromDoc, serveLocalBucket, succeeded } from "../support/doc-scripts.ts";
+import { run, scriptFromDoc, succeeded } from "../support/doc-scripts.ts";
+import { serveLocalBucket } from "../support/local-state.ts";
 import { startTestStack, type TestStack } from "../support/fixture.ts";
 
 const sha256 = (bytes: Uint8Array | string) => createHash("sha256").update(bytes).digest("hex");
