@@ -18,7 +18,8 @@ import { parseArgs } from "node:util";
 import { seedAstronomyDatabase } from "../runner/dev/astronomy-seed.ts";
 import { createDatabase, psql, startThrowawayPostgres } from "../runner/dev/postgres.ts";
 import { generateLocalSecrets } from "../runner/dev/secrets.ts";
-import { freePort, startStack } from "../runner/dev/stack.ts";
+import { freePort } from "../runner/dev/stack.ts";
+import { freezeCode } from "./support/frozen-code.ts";
 import { PgWire } from "../runner/database/pg-wire.ts";
 import { cpuDelta, cpuSnapshot, sampleRss } from "./support/proc.ts";
 
@@ -26,6 +27,7 @@ const { values: args } = parseArgs({
   options: { size: { type: "string", default: "1GB" }, "rows-per-second": { type: "string", default: "2000" }, minutes: { type: "string", default: "30" } },
 });
 const MiB = 1024 * 1024;
+const mib = (bytes: number) => Math.round(bytes / MiB);
 const size = (() => {
   const m = /^(\d+(?:\.\d+)?)\s*(MB|GB)$/i.exec(args.size!);
   if (!m) throw new Error(`a size like 200MB or 1GB, not ${args.size}`);
@@ -38,7 +40,9 @@ const pg = await startThrowawayPostgres({ wal_level: "logical", max_replication_
 const sourceUrl = await createDatabase(pg, "astro");
 const dir = mkdtempSync(join(tmpdir(), "astrid-bench-cont-"));
 const secrets = await generateLocalSecrets();
-const stack = await startStack({
+// A frozen copy of the code: a half-hour run outlives edits to the working tree (wrangler dev would reload on them).
+const code = await freezeCode();
+const stack = await code.startStack({
   dir, workerPort: await freePort(), runnerPort: await freePort(),
   vars: { ...secrets, DATABASE_URL: sourceUrl, DATABASE_CONTINUOUS: "astrid", DATABASE_VERIFY_AFTER_BACKUP: "off" },
 });
@@ -63,17 +67,22 @@ const serverNow = async () => (await psql(sourceUrl, "SELECT to_char(clock_times
 try {
   console.log(`seeding ${args.size} …`);
   await seedAstronomyDatabase(sourceUrl, { targetBytes: size });
+  const runnerPid = stack.runnerPid()!;
+  // The runner's memory by phase: VmHWM is the process's lifetime peak, so each phase is sampled on its own.
+  let phaseRss = sampleRss(runnerPid, 100);
   // A full backup first: the incremental at the end measures the same changes the stream stored.
   const full = await waitJob((await api("POST", "/backup/database", { type: "full" })).job_id);
+  const fullBackupRss = phaseRss.stop();
+  phaseRss = sampleRss(runnerPid, 100);
   // The stream (slot + base), started as the watch cron does.
   await fetch(`${stack.workerUrl}/__scheduled?cron=${encodeURIComponent("* * * * *")}`);
   for (;;) {
     if ((await timeline()).windows?.length) break;
     await new Promise((r) => setTimeout(r, 500));
   }
+  const baseRss = phaseRss.stop();
   const base = (await timeline()).windows[0];
-  const runnerPid = stack.runnerPid()!;
-  const rss = sampleRss(runnerPid, 200);
+  const rss = sampleRss(runnerPid, 100);
   const role = (s: { pid: number; comm: string }) => (s.pid === runnerPid ? "runner" : s.comm);
   const cpuBefore = cpuSnapshot(role);
 
@@ -90,7 +99,14 @@ try {
   let written = 0;
   let behind = 0;
   console.log(`load: ${rowsPerSecond} rows/s for ${seconds} s …`);
+  // The streaming peak minute by minute: a peak that grows with time is a leak, not a phase.
+  const rssByMinute: number[] = [];
+  let minuteRss = sampleRss(runnerPid, 100);
   for (let s = 0; s < seconds; s++) {
+    if (s > 0 && s % 60 === 0) {
+      rssByMinute.push(mib(minuteRss.stop().peak_rss_sampled_bytes));
+      minuteRss = sampleRss(runnerPid, 100);
+    }
     const tick = Date.now();
     const batch = Math.ceil(rowsPerSecond / 5);
     for (let k = 0; k < 5; k++) {
@@ -104,6 +120,7 @@ try {
     if (wait > 0) await new Promise((r) => setTimeout(r, wait));
     else behind++;
   }
+  rssByMinute.push(mib(minuteRss.stop().peak_rss_sampled_bytes));
   const loadEnd = await serverNow();
   const loadSeconds = (Date.now() - started) / 1000;
   await db.close();
@@ -130,7 +147,15 @@ try {
     size: args.size, rows_per_second_asked: rowsPerSecond, rows_written: written, load_seconds: Math.round(loadSeconds),
     seconds_behind_schedule: behind, load: { from: loadStart, to: loadEnd },
     rpo_seconds: { p50: pct(rpo, 0.5), p99: pct(rpo, 0.99), max: Math.max(...rpo), samples: rpo.length, goal_p99: 60 },
-    runner: { cpu_seconds: cpu.runner ?? 0, cpu_children_seconds: cpu["runner children"] ?? 0, peak_rss_mib: Math.round((memory.vm_hwm_bytes ?? memory.peak_rss_sampled_bytes) / MiB), goal_rss_mib: 256 },
+    runner: {
+      cpu_seconds: cpu.runner ?? 0, cpu_children_seconds: cpu["runner children"] ?? 0,
+      peak_rss_mib: {
+        full_backup: mib(fullBackupRss.peak_rss_sampled_bytes), stream_base_backup: mib(baseRss.peak_rss_sampled_bytes),
+        streaming: mib(memory.peak_rss_sampled_bytes), streaming_by_minute: rssByMinute.join(" "),
+        process_lifetime_vm_hwm: mib(memory.vm_hwm_bytes ?? 0),
+      },
+      goal_rss_mib: 256,
+    },
     stored: {
       stream_segments: window.segments, stream_bytes: window.stored_bytes, stream_bytes_per_hour: Math.round(perHour(window.stored_bytes)),
       incremental_new_bytes: incremental.result.new_stored_bytes, incremental_bytes_per_hour_if_hourly: Math.round(perHour(incremental.result.new_stored_bytes)),
@@ -144,6 +169,7 @@ try {
   }, null, 2));
 } finally {
   await stack.stop();
+  code.dispose();
   rmSync(dir, { recursive: true, force: true });
   await pg.stop();
 }

@@ -107,6 +107,13 @@ export function headerLine(lsn: bigint, commitAt: string, xid: number, bytes: nu
 export class PgOutputDecoder {
   readonly relations = new Map<number, Relation>();
   private lines: string[] = [];
+  /**
+   * The INSERT statement being extended: consecutive inserts into one table
+   * become one multi-row INSERT (same rows, same order, same checks; in an
+   * INSERT, VALUES rows take the target columns' types), which the replay
+   * runs several times faster than a statement per row.
+   */
+  private openInsert: { rel: Relation; rows: number; bytes: number } | undefined;
   private begin: { lsn: bigint; commitUs: bigint; xid: number } | undefined;
   /** Transactional logical messages of the current transaction (DDL capture), in order; cleared by the stream at each commit. */
   readonly messages: { prefix: string; content: string; transactional: boolean }[] = [];
@@ -120,6 +127,7 @@ export class PgOutputDecoder {
   decode(payload: Buffer): DecodedTransaction | undefined {
     const r = new Reader(payload);
     const type = r.char();
+    if (type !== "I") this.closeInsert(); // only an INSERT right after one into the same table joins its statement
     switch (type) {
       case "B": {
         const lsn = r.i64();
@@ -127,6 +135,7 @@ export class PgOutputDecoder {
         const xid = r.i32();
         this.begin = { lsn: BigInt.asUintN(64, lsn), commitUs, xid };
         this.lines = [];
+        this.openInsert = undefined;
         return undefined;
       }
       case "C": {
@@ -163,9 +172,19 @@ export class PgOutputDecoder {
       case "I": {
         const rel = this.relation(r.u32());
         r.char(); // 'N'
-        const values = tuple(r);
-        const cols = rel.columns.map((c) => quoteIdent(c.name)).join(", ");
-        this.lines.push(`INSERT INTO ${table(rel)} (${cols}) VALUES (${values.map(sqlValue).join(", ")});\n`);
+        const row = `(${tuple(r).map(sqlValue).join(", ")})`;
+        const open = this.openInsert;
+        if (open && open.rel === rel && open.rows < INSERT_MAX_ROWS && open.bytes + row.length <= INSERT_MAX_BYTES) {
+          this.lines.push(`,\n${row}`);
+          open.rows++;
+          open.bytes += row.length + 2;
+        } else {
+          this.closeInsert();
+          const cols = rel.columns.map((c) => quoteIdent(c.name)).join(", ");
+          const head = `INSERT INTO ${table(rel)} (${cols}) VALUES\n${row}`;
+          this.lines.push(head);
+          this.openInsert = { rel, rows: 1, bytes: head.length };
+        }
         return undefined;
       }
       case "U": {
@@ -220,6 +239,13 @@ export class PgOutputDecoder {
     return schemaFingerprint([...this.relations.values()]);
   }
 
+  /** Ends the open multi-row INSERT, if any. */
+  private closeInsert(): void {
+    if (!this.openInsert) return;
+    this.lines.push(";\n");
+    this.openInsert = undefined;
+  }
+
   private relation(oid: number): Relation {
     const rel = this.relations.get(oid);
     if (!rel) throw new Error(`pgoutput: change for relation ${oid} before its Relation message`);
@@ -241,6 +267,10 @@ export class PgOutputDecoder {
     return parts.join(" AND ");
   }
 }
+
+/** Bounds of one multi-row INSERT: the replay sends a transaction as one query, and PostgreSQL parses a statement whole. */
+const INSERT_MAX_ROWS = 1000;
+const INSERT_MAX_BYTES = 1024 * 1024;
 
 /** The logical-message prefix the DDL event trigger writes under (runner/continuous/ddl.ts). */
 export const DDL_MESSAGE_PREFIX = "astrid_ddl";

@@ -7,7 +7,9 @@
 // Then it streams pgoutput, turns each transaction into a SQL block
 // (pgoutput.ts) and cuts segments every `segment_seconds` or at
 // `segment_max_bytes`. A segment goes through the chunk store like a dump
-// (zstd, age, packs) with its manifest, is reported to the Worker, and only
+// (zstd, age, packs): each transaction's SQL is chunked and sealed as it
+// arrives, so the runner holds a segment's packs in flight, never the
+// segment's text. At the cut its manifest is written, it is reported to the Worker, and only
 // once the Worker has recorded it is its LSN confirmed to the server
 // (flush_lsn): nothing the server may discard is only in the runner's memory.
 //
@@ -16,14 +18,13 @@
 // the stream, or says a newer stream of the database (a re-base) has taken
 // over; it then cuts what it holds and ends. The Worker's cron resumes it,
 // except after a re-base: then the stream ends and this job drops its slot.
-import { Readable } from "node:stream";
-import { createHash } from "node:crypto";
+import { createHash, type Hash } from "node:crypto";
 import { CHUNKER, FORMAT_VERSION, SegmentManifest, segmentManifestKey } from "../../workers/shared/format.ts";
 import type {
   BaseReport, ContinuousStreamDispatch, ContinuousStreamResult, HeartbeatAnswer, SegmentReport, SlotHealth, StreamEnd, TableShape,
 } from "../../workers/continuous/protocol.ts";
 import { AppError } from "../../workers/shared/errors.ts";
-import { chunkStream } from "../repository/chunker.ts";
+import { StreamSplitter } from "../repository/chunker.ts";
 import { ChunkWriter } from "../repository/chunk-writer.ts";
 import { sha256Hex, ZSTD_LEVEL } from "../repository/codec.ts";
 import { backupDatabase } from "../database/backup.ts";
@@ -33,9 +34,10 @@ import { DDL_MESSAGE_PREFIX, lsnText, parseLsn, PgOutputDecoder, pgTimeIso, pgTi
 import { installDdlCapture, isSingleStatement, MAINTENANCE_SETTING, removeDdlCapture } from "./ddl.ts";
 import { dropSlot, dropStreamObjects, ensurePublication, readSequences, shapeInSnapshot, slotHealth } from "./source.ts";
 
-/** What a segment holds before it is cut. */
+/** What a segment holds before it is cut: its SQL is already on its way into the chunk store. */
 interface Pending {
-  parts: string[];
+  /** Opened by the segment's first transaction. */
+  store?: { writer: ChunkWriter; splitter: StreamSplitter; hash: Hash };
   bytes: number;
   transactions: number;
   firstLsn?: bigint;
@@ -46,7 +48,7 @@ interface Pending {
   lastCommitAt?: string;
 }
 
-const empty = (): Pending => ({ parts: [], bytes: 0, transactions: 0 });
+const empty = (): Pending => ({ bytes: 0, transactions: 0 });
 
 export async function runStream(job: ContinuousStreamDispatch, ctx: JobContext): Promise<ContinuousStreamResult> {
   const repo = ctx.repository;
@@ -117,6 +119,9 @@ class Streamer {
   /** Every commit before this is durable and recorded. */
   private coveredUntil: string | undefined;
   private inTransaction = false;
+  /** A transaction's SQL is being added to the pending segment (a cut waits for it: cutDue). */
+  private feeding = false;
+  private cutDue = false;
   private stopping: { ended: StreamEnd; detail: string } | undefined;
   private failure: unknown;
   private readonly tables = new Map<string, TableShape>();
@@ -142,7 +147,8 @@ class Streamer {
   }
 
   async run(startLsn: string): Promise<ContinuousStreamResult> {
-    const cutTimer = setInterval(() => this.cut(), this.job.segment_seconds * 1000);
+    // A transaction being fed into the segment is finished first: receive() cuts once it is in.
+    const cutTimer = setInterval(() => (this.feeding ? (this.cutDue = true) : this.cut()), this.job.segment_seconds * 1000);
     const beatTimer = setInterval(() => void this.heartbeat(), this.job.heartbeat_seconds * 1000);
     this.ctx.onCancel(() => this.stop("failed", "the runner is shutting down"));
     try {
@@ -178,6 +184,7 @@ class Streamer {
     } finally {
       clearInterval(cutTimer);
       clearInterval(beatTimer);
+      this.pending.store?.writer.close(); // a stream that failed: its unrecorded packs are garbage for gc
     }
   }
 
@@ -227,17 +234,25 @@ class Streamer {
     }
     if (tx.lsn <= this.skipThrough) return; // already in a recorded segment (a resumed stream)
     const p = this.pending;
-    p.parts.push(tx.text);
-    p.bytes += tx.text.length;
+    const sql = Buffer.from(tx.text, "utf8");
+    p.store ??= { writer: new ChunkWriter(this.ctx.repository, "packs/", this.job.recipients, this.job.chunk_id_key), splitter: new StreamSplitter(), hash: createHash("sha256") };
+    this.feeding = true;
+    try {
+      p.store.hash.update(sql);
+      for (const chunk of p.store.splitter.push(sql)) await p.store.writer.add(chunk);
+    } finally {
+      this.feeding = false;
+    }
+    p.bytes += sql.length;
     p.transactions++;
     p.firstLsn ??= tx.lsn;
     p.firstCommitAt ??= tx.commitAt;
     p.lastLsn = tx.lsn;
     p.lastCommitAt = tx.commitAt;
     p.confirmLsn = tx.endLsn;
-    if (p.bytes >= this.job.segment_max_bytes) {
+    if (p.bytes >= this.job.segment_max_bytes || this.cutDue) {
       this.cut();
-      await this.cutting; // backpressure: no more than one segment in memory beside the one being written
+      await this.cutting; // backpressure: one segment being finished at a time beside the one being fed
     }
   }
 
@@ -256,6 +271,7 @@ class Streamer {
 
   /** Cuts what is pending into a segment (chained: segments are written and confirmed in order). */
   private cut(): void {
+    this.cutDue = false;
     if (this.pending.transactions === 0) return;
     const segment = this.pending;
     this.pending = empty();
@@ -269,10 +285,8 @@ class Streamer {
 
   private async writeSegment(seq: number, p: Pending): Promise<void> {
     const job = this.job;
-    const text = Buffer.from(p.parts.join(""), "utf8");
-    p.parts = [];
-    const writer = new ChunkWriter(this.ctx.repository, "packs/", job.recipients, job.chunk_id_key);
-    for await (const chunk of chunkStream(Readable.from([text]))) await writer.add(chunk);
+    const { writer, splitter, hash } = p.store!;
+    for (const chunk of splitter.end()) await writer.add(chunk);
     const chunks = await writer.finish();
     const sequences = await this.withSql(readSequences);
     const schema = [...this.tables.values()];
@@ -281,7 +295,7 @@ class Streamer {
       format: "astrid-backup/continuous-segment", format_version: FORMAT_VERSION, backup_id: job.stream_id, database: job.database, seq,
       start_lsn: lsnText(p.firstLsn!), end_lsn: lsnText(p.lastLsn!), first_commit_at: p.firstCommitAt ?? null, last_commit_at: p.lastCommitAt ?? null,
       transactions: p.transactions, covered_until: coveredUntil, schema_fingerprint: schemaFingerprint(schema), sequences,
-      payload: { format: "sql", logical_bytes: text.length, sha256: createHash("sha256").update(text).digest("hex") },
+      payload: { format: "sql", logical_bytes: p.bytes, sha256: hash.digest("hex") },
       compression: { algorithm: "zstd", level: ZSTD_LEVEL }, encryption: { scheme: "age-x25519", recipients: job.recipients },
       chunker: CHUNKER, stats: { ...writer.stats }, pack_prefix: "packs/", chunks,
     });
@@ -291,7 +305,7 @@ class Streamer {
     const report: SegmentReport = {
       stream_id: job.stream_id, seq, manifest_key: key, start_lsn: manifest.start_lsn, end_lsn: manifest.end_lsn,
       confirm_lsn: lsnText(p.confirmLsn!), first_commit_at: manifest.first_commit_at, last_commit_at: manifest.last_commit_at,
-      transactions: p.transactions, covered_until: coveredUntil, logical_bytes: text.length, stored_bytes: writer.stats.stored_bytes,
+      transactions: p.transactions, covered_until: coveredUntil, logical_bytes: p.bytes, stored_bytes: writer.stats.stored_bytes,
       sha256: manifest.payload.sha256, schema,
     };
     // Recorded by the Worker, then confirmed to the server: never the other way round.

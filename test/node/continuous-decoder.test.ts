@@ -38,7 +38,8 @@ describe("pgoutput decoder", () => {
     expect(tx).toMatchObject({ lsn: 0x16b3748n, endLsn: 0x16b3790n, xid: 812, commitAt: "2026-11-27T16:00:00.123456Z" });
     const body = [
       "BEGIN;",
-      `INSERT INTO "public"."t" ("id", "name", "doc") VALUES (E'1', E'it''s\\nmulti\\\\line', NULL);`,
+      `INSERT INTO "public"."t" ("id", "name", "doc") VALUES`,
+      `(E'1', E'it''s\\nmulti\\\\line', NULL);`,
       `UPDATE "public"."t" SET "id" = E'1', "name" = E'renamed' WHERE "id" = E'1';`,
       `UPDATE "public"."t" SET "id" = E'2', "name" = E'moved' WHERE "id" = E'1';`,
       `DELETE FROM "public"."t" WHERE "id" = E'2';`,
@@ -46,6 +47,28 @@ describe("pgoutput decoder", () => {
     ].join("\n");
     expect(tx.text).toBe(`-- astrid:tx lsn=0/16B3748 commit=2026-11-27T16:00:00.123456Z xid=812 bytes=${Buffer.byteLength(body)}\n${body}`);
     expect(d.messages).toEqual([]);
+  });
+
+  it("consecutive INSERTs into one table share a statement, in order, until another change, another table or the row cap", () => {
+    const d = new PgOutputDecoder();
+    d.decode(relation(1, "d", [["id", 23, true]]));
+    d.decode(relation(2, "d", [["id", 23, true]]));
+    d.decode(begin());
+    const insert = (rel: number, id: number) => d.decode(msg("I", int32(rel), Buffer.from("N"), tuple([String(id)])));
+    insert(1, 1);
+    insert(1, 2);
+    insert(2, 3);
+    insert(1, 4);
+    d.decode(msg("D", int32(1), Buffer.from("K"), tuple(["4"])));
+    insert(1, 5);
+    for (let id = 6; id <= 1006; id++) insert(1, id); // 1,002 rows in a row: cut at 1,000
+    const body = d.decode(commit())!.text.split("\n").slice(1).join("\n");
+    const statements = body.split(";\n").filter((s) => s.startsWith("INSERT"));
+    expect(statements.map((s) => s.split("\n").length - 1)).toEqual([2, 1, 1, 1000, 2]);
+    expect(body).toContain(`INSERT INTO "public"."t" ("id") VALUES\n(E'1'),\n(E'2');\nINSERT INTO "public"."t" ("id") VALUES\n(E'3');\n`);
+    expect(body).toContain(`(E'4');\nDELETE FROM "public"."t" WHERE "id" = E'4';\nINSERT`);
+    expect(body.match(/\(E'(\d+)'\)/g)!.map((v) => Number(v.slice(3, -2)))).toEqual(Array.from({ length: 1006 }, (_, i) => i + 1));
+    expect(body.endsWith("(E'1006');\nCOMMIT;\n")).toBe(true);
   });
 
   it("REPLICA IDENTITY FULL without a key changes one of several equal rows; captured DDL runs in its place", () => {
