@@ -60,6 +60,13 @@ export interface DecodedTransaction {
   xid: number;
   /** The header line and the block, ready to append to a segment. */
   text: string;
+  /**
+   * Set when the transaction's SQL outgrew a part (PART_BYTES) and comes in
+   * several blocks, all with this header's LSN, time and xid: the first opens
+   * with BEGIN, the last (`last`) ends with COMMIT, and each ends at a
+   * statement's end. Unset for a transaction in one block.
+   */
+  part?: { index: number; last: boolean };
 }
 
 type Value = string | null | undefined; // undefined: unchanged TOAST
@@ -94,9 +101,17 @@ export function literal(v: string): string {
 }
 
 /** The header line of a transaction block (the replay and the break-glass path both find blocks by it). */
-export function headerLine(lsn: bigint, commitAt: string, xid: number, bytes: number): string {
-  return `-- astrid:tx lsn=${lsnText(lsn)} commit=${commitAt} xid=${xid} bytes=${bytes}\n`;
+export function headerLine(lsn: bigint, commitAt: string, xid: number, bytes: number, part?: DecodedTransaction["part"]): string {
+  const split = part ? ` part=${part.index} ${part.last ? "last" : "more"}` : "";
+  return `-- astrid:tx lsn=${lsnText(lsn)} commit=${commitAt} xid=${xid} bytes=${bytes}${split}\n`;
 }
+
+/**
+ * A transaction's SQL beyond this is handed on in parts as it is decoded, so
+ * neither the stream nor the replay ever holds a whole large transaction (a
+ * bulk load of a night's detections can be gigabytes of SQL).
+ */
+export const PART_BYTES = 4 * 1024 * 1024;
 
 /**
  * Turns pgoutput messages into transaction blocks. Relations are remembered
@@ -107,6 +122,9 @@ export function headerLine(lsn: bigint, commitAt: string, xid: number, bytes: nu
 export class PgOutputDecoder {
   readonly relations = new Map<number, Relation>();
   private lines: string[] = [];
+  /** Characters in `lines` (the part threshold's measure), and parts of the open transaction handed on so far. */
+  private lineChars = 0;
+  private parts = 0;
   /**
    * The INSERT statement being extended: consecutive inserts into one table
    * become one multi-row INSERT (same rows, same order, same checks; in an
@@ -119,12 +137,24 @@ export class PgOutputDecoder {
   readonly messages: { prefix: string; content: string; transactional: boolean }[] = [];
 
   private readonly onRelation: (r: Relation) => void;
-  constructor(onRelation: (r: Relation) => void = () => {}) {
+  private readonly partBytes: number;
+  constructor(onRelation: (r: Relation) => void = () => {}, partBytes = PART_BYTES) {
     this.onRelation = onRelation;
+    this.partBytes = partBytes;
   }
 
-  /** Decodes one pgoutput message; answers a finished transaction at its Commit. */
+  /**
+   * Decodes one pgoutput message; answers a finished transaction at its
+   * Commit, or a part of a large one once its SQL reaches a part's size.
+   */
   decode(payload: Buffer): DecodedTransaction | undefined {
+    const block = this.decodeMessage(payload);
+    if (block || !this.begin || this.lineChars < this.partBytes) return block;
+    this.closeInsert();
+    return this.block(this.begin.lsn, this.begin.lsn, this.begin.commitUs, this.begin.xid, false);
+  }
+
+  private decodeMessage(payload: Buffer): DecodedTransaction | undefined {
     const r = new Reader(payload);
     const type = r.char();
     if (type !== "I") this.closeInsert(); // only an INSERT right after one into the same table joins its statement
@@ -135,6 +165,8 @@ export class PgOutputDecoder {
         const xid = r.i32();
         this.begin = { lsn: BigInt.asUintN(64, lsn), commitUs, xid };
         this.lines = [];
+        this.lineChars = 0;
+        this.parts = 0;
         this.openInsert = undefined;
         return undefined;
       }
@@ -145,10 +177,7 @@ export class PgOutputDecoder {
         const commitUs = r.i64();
         const xid = this.begin?.xid ?? 0;
         this.begin = undefined;
-        const body = `BEGIN;\n${this.lines.join("")}COMMIT;\n`;
-        this.lines = [];
-        const commitAt = pgTimeIso(commitUs);
-        return { lsn: commitLsn, endLsn, commitAt, xid, text: headerLine(commitLsn, commitAt, xid, Buffer.byteLength(body)) + body };
+        return this.block(commitLsn, endLsn, commitUs, xid, true);
       }
       case "R": {
         const oid = r.u32();
@@ -175,14 +204,14 @@ export class PgOutputDecoder {
         const row = `(${tuple(r).map(sqlValue).join(", ")})`;
         const open = this.openInsert;
         if (open && open.rel === rel && open.rows < INSERT_MAX_ROWS && open.bytes + row.length <= INSERT_MAX_BYTES) {
-          this.lines.push(`,\n${row}`);
+          this.push(`,\n${row}`);
           open.rows++;
           open.bytes += row.length + 2;
         } else {
           this.closeInsert();
           const cols = rel.columns.map((c) => quoteIdent(c.name)).join(", ");
           const head = `INSERT INTO ${table(rel)} (${cols}) VALUES\n${row}`;
-          this.lines.push(head);
+          this.push(head);
           this.openInsert = { rel, rows: 1, bytes: head.length };
         }
         return undefined;
@@ -198,21 +227,21 @@ export class PgOutputDecoder {
         const values = tuple(r);
         const set = rel.columns.map((c, i) => (values[i] === undefined ? undefined : `${quoteIdent(c.name)} = ${sqlValue(values[i])}`)).filter(Boolean);
         if (set.length === 0) return undefined;
-        this.lines.push(`UPDATE ${table(rel)} SET ${set.join(", ")} WHERE ${this.where(rel, old ?? values, old !== undefined && rel.identity === "f")};\n`);
+        this.push(`UPDATE ${table(rel)} SET ${set.join(", ")} WHERE ${this.where(rel, old ?? values, old !== undefined && rel.identity === "f")};\n`);
         return undefined;
       }
       case "D": {
         const rel = this.relation(r.u32());
         const kind = r.char();
         const old = tuple(r);
-        this.lines.push(`DELETE FROM ${table(rel)} WHERE ${this.where(rel, old, kind === "O")};\n`);
+        this.push(`DELETE FROM ${table(rel)} WHERE ${this.where(rel, old, kind === "O")};\n`);
         return undefined;
       }
       case "T": {
         const n = r.i32();
         const options = r.u8();
         const names = Array.from({ length: n }, () => table(this.relation(r.u32())));
-        this.lines.push(`TRUNCATE ${names.join(", ")}${options & 2 ? " RESTART IDENTITY" : ""}${options & 1 ? " CASCADE" : ""};\n`);
+        this.push(`TRUNCATE ${names.join(", ")}${options & 2 ? " RESTART IDENTITY" : ""}${options & 1 ? " CASCADE" : ""};\n`);
         return undefined;
       }
       case "M": {
@@ -225,7 +254,7 @@ export class PgOutputDecoder {
         if ((flags & 1) === 1 && this.begin) {
           this.messages.push({ prefix, content, transactional: true });
           // Captured DDL (the event trigger's message) runs in its place among the changes.
-          if (prefix === DDL_MESSAGE_PREFIX) this.lines.push(`${content.trim().replace(/;?$/, ";")}\n`);
+          if (prefix === DDL_MESSAGE_PREFIX) this.push(`${content.trim().replace(/;?$/, ";")}\n`);
         }
         return undefined;
       }
@@ -239,10 +268,27 @@ export class PgOutputDecoder {
     return schemaFingerprint([...this.relations.values()]);
   }
 
+  /** The SQL decoded since the last block, as a block: the whole transaction, or its next part. */
+  private block(lsn: bigint, endLsn: bigint, commitUs: bigint, xid: number, last: boolean): DecodedTransaction {
+    const first = this.parts === 0;
+    const body = `${first ? "BEGIN;\n" : ""}${this.lines.join("")}${last ? "COMMIT;\n" : ""}`;
+    const part = last && first ? undefined : { index: ++this.parts, last };
+    this.lines = [];
+    this.lineChars = 0;
+    if (last) this.parts = 0;
+    const commitAt = pgTimeIso(commitUs);
+    return { lsn, endLsn, commitAt, xid, text: headerLine(lsn, commitAt, xid, Buffer.byteLength(body), part) + body, ...(part ? { part } : {}) };
+  }
+
+  private push(line: string): void {
+    this.lines.push(line);
+    this.lineChars += line.length;
+  }
+
   /** Ends the open multi-row INSERT, if any. */
   private closeInsert(): void {
     if (!this.openInsert) return;
-    this.lines.push(";\n");
+    this.push(";\n");
     this.openInsert = undefined;
   }
 

@@ -57,21 +57,33 @@ export async function restorePointInTime(job: ContinuousRestoreDispatch, ctx: Jo
       if (segment.backup_id !== job.stream_id) throw new AppError("manifest_invalid", `${key} belongs to stream ${segment.backup_id}`);
       const plaintext = dumpStream(ctx.repository, { ...segment, dump: { sha256: segment.payload.sha256 } }, job.identities, () => {}, job.chunk_id_key);
       let replayedHere = false;
+      /** A large transaction comes in parts (docs/format.md): BEGIN with the first, COMMIT with the last, one query each. */
+      let open = false;
       for await (const tx of segmentTransactions(plaintext)) {
         if ((targetTime !== undefined && isoMicros(tx.commitAt) > targetTime) || (targetLsn !== undefined && tx.lsn > targetLsn)) {
           reached = true;
           continue; // read to the end anyway: the segment's checksum is checked over its whole payload
         }
         replayedHere = true;
-        achieved = { lsn: tx.lsnText, at: tx.commitAt };
+        const first = !tx.part || tx.part.index === 1;
+        const last = !tx.part || tx.part.last;
+        if (first === open) throw new AppError("segment_invalid", `${key}: the parts of the transaction at LSN ${tx.lsnText} are out of order`);
+        open = !last;
+        if (last) achieved = { lsn: tx.lsnText, at: tx.commitAt };
         if (tx.lsn <= resumed) continue;
-        const inner = tx.block.slice("BEGIN;\n".length, tx.block.length - "COMMIT;\n".length);
-        await db.query(`BEGIN;\n${inner}UPDATE ${STATE}.applied SET lsn = '${tx.lsnText}';\nCOMMIT;`).catch(async (e: Error) => {
+        const inner = tx.block.slice(first ? "BEGIN;\n".length : 0, tx.block.length - (last ? "COMMIT;\n".length : 0));
+        const applied = last ? `UPDATE ${STATE}.applied SET lsn = '${tx.lsnText}';\nCOMMIT;` : "";
+        await db.query(`${first ? "BEGIN;\n" : ""}${inner}${applied}`).catch(async (e: Error) => {
           await db.query("ROLLBACK").catch(() => {});
           throw new AppError("replay_failed", `replaying the transaction committed at ${tx.commitAt} (LSN ${tx.lsnText}) failed: ${e.message}`);
         });
+        if (!last) continue;
         transactions++;
         ctx.progress({ phase: `replaying segment ${i + 1}/${job.segment_keys.length}`, bytes: 0, chunks: transactions });
+      }
+      if (open) {
+        await db.query("ROLLBACK").catch(() => {});
+        throw new AppError("segment_invalid", `${key} ends inside a transaction`);
       }
       if (replayedHere || i === 0) sequences = segment.sequences;
     }

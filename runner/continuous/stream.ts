@@ -122,6 +122,8 @@ class Streamer {
   /** A transaction's SQL is being added to the pending segment (a cut waits for it: cutDue). */
   private feeding = false;
   private cutDue = false;
+  /** Parts of a large transaction are in the pending segment, its last part not yet. */
+  private partial = false;
   private stopping: { ended: StreamEnd; detail: string } | undefined;
   private failure: unknown;
   private readonly tables = new Map<string, TableShape>();
@@ -148,7 +150,7 @@ class Streamer {
 
   async run(startLsn: string): Promise<ContinuousStreamResult> {
     // A transaction being fed into the segment is finished first: receive() cuts once it is in.
-    const cutTimer = setInterval(() => (this.feeding ? (this.cutDue = true) : this.cut()), this.job.segment_seconds * 1000);
+    const cutTimer = setInterval(() => (this.feeding || this.partial ? (this.cutDue = true) : this.cut()), this.job.segment_seconds * 1000);
     const beatTimer = setInterval(() => void this.heartbeat(), this.job.heartbeat_seconds * 1000);
     this.ctx.onCancel(() => this.stop("failed", "the runner is shutting down"));
     try {
@@ -223,8 +225,11 @@ class Streamer {
       else this.schemaChanged ??= "a captured DDL query holds more than one statement";
     }
     if (!tx) return;
-    this.inTransaction = false;
-    this.decoder.messages.length = 0;
+    const last = !tx.part || tx.part.last; // a large transaction comes in parts (pgoutput.ts, PART_BYTES)
+    if (last) {
+      this.inTransaction = false;
+      this.decoder.messages.length = 0;
+    }
     if (this.schemaChanged) {
       // This transaction's changes do not fit the schema of record and no captured DDL explains them:
       // it stays unconfirmed (the next stream's base holds it) and the stream ends here.
@@ -244,6 +249,9 @@ class Streamer {
       this.feeding = false;
     }
     p.bytes += sql.length;
+    // A segment never ends inside a transaction: the cut waits for its last part.
+    this.partial = !last;
+    if (!last) return;
     p.transactions++;
     p.firstLsn ??= tx.lsn;
     p.firstCommitAt ??= tx.commitAt;
@@ -272,6 +280,15 @@ class Streamer {
   /** Cuts what is pending into a segment (chained: segments are written and confirmed in order). */
   private cut(): void {
     this.cutDue = false;
+    if (this.partial) {
+      // Only when the stream stops inside a large transaction: what is pending is left unrecorded and
+      // unconfirmed (its packs are garbage for gc), and the slot gives it to the next job again.
+      console.warn(`continuous ${this.job.database}: stopped inside a large transaction; its segment (${this.pending.transactions} transactions before it) is left to the next job`);
+      this.pending.store?.writer.close();
+      this.pending = empty();
+      this.partial = false;
+      return;
+    }
     if (this.pending.transactions === 0) return;
     const segment = this.pending;
     this.pending = empty();

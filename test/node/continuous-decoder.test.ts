@@ -71,6 +71,33 @@ describe("pgoutput decoder", () => {
     expect(body.endsWith("(E'1006');\nCOMMIT;\n")).toBe(true);
   });
 
+  it("a transaction over the part size comes in parts that end at statements, BEGIN in the first, COMMIT in the last, and reads back in order", async () => {
+    const d = new PgOutputDecoder(() => {}, 200);
+    d.decode(relation(1, "d", [["id", 23, true], ["note", 25, false]]));
+    d.decode(begin());
+    const blocks = [];
+    for (let id = 1; id <= 40; id++) {
+      const block = d.decode(msg("I", int32(1), Buffer.from("N"), tuple([String(id), "x".repeat(20)])));
+      if (block) blocks.push(block);
+    }
+    blocks.push(d.decode(commit())!);
+    expect(blocks.length).toBeGreaterThan(3);
+    expect(blocks.map((b) => b.part)).toEqual(blocks.map((_, i) => ({ index: i + 1, last: i === blocks.length - 1 })));
+    expect(blocks.map((b) => b.lsn)).toEqual(blocks.map(() => 0x16b3748n));
+    expect(blocks[0]!.text.split("\n")[0]).toMatch(/ xid=812 bytes=\d+ part=1 more$/);
+    expect(blocks.at(-1)!.text.split("\n")[0]).toMatch(new RegExp(` part=${blocks.length} last$`));
+    const bodies = blocks.map((b) => b.text.slice(b.text.indexOf("\n") + 1));
+    expect(bodies[0]!.startsWith("BEGIN;\nINSERT")).toBe(true);
+    expect(bodies.slice(1, -1).every((b) => b.startsWith("INSERT"))).toBe(true);
+    expect(bodies.every((b) => b.endsWith(";\n"))).toBe(true);
+    expect(bodies.at(-1)!.endsWith("COMMIT;\n")).toBe(true);
+    expect(bodies.join("").match(/\(E'(\d+)'/g)!.map((v) => Number(v.slice(3, -1)))).toEqual(Array.from({ length: 40 }, (_, i) => i + 1));
+    const read = [];
+    for await (const t of segmentTransactions((async function* () { yield Buffer.from(blocks.map((b) => b.text).join("")); })())) read.push(t);
+    expect(read.map((t) => t.part)).toEqual(blocks.map((b) => b.part));
+    expect(read.map((t) => t.block)).toEqual(bodies);
+  });
+
   it("REPLICA IDENTITY FULL without a key changes one of several equal rows; captured DDL runs in its place", () => {
     const d = new PgOutputDecoder();
     d.decode(relation(7, "f", [["a", 23, false], ["b", 25, false]]));

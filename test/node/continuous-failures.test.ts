@@ -224,4 +224,21 @@ describe("continuous archiving under failures", () => {
     const tables = (fp: Record<string, unknown>) => Object.fromEntries(Object.entries(fp).filter(([k]) => !k.startsWith("sequence:")));
     expect(tables(await tableFingerprints(targetUrl))).toEqual(tables(expected));
   });
+
+  it("a transaction of ~13 MB of SQL (over PART_BYTES) streams and replays in parts: a restore has all of it or none of it", async () => {
+    const db = await PgWire.connect(sourceUrl);
+    await writeLedger(db, 5000, 3);
+    const before = await serverNow();
+    await db.query(`BEGIN; INSERT INTO ledger SELECT g, repeat('bulk load ', 40) || g FROM generate_series(10000, 39999) g;
+      UPDATE counter SET n = n + 30000; COMMIT;`);
+    await writeLedger(db, 5003, 3);
+    await db.close();
+    const { at } = await restoreAndCompare("after_bulk");
+    expect(at > before).toBe(true);
+    const { status, body } = await stack.api("POST", "/backups/restore-pitr", { database: "astrid", target_time: before, target: pg.url("before_bulk") });
+    expect(status, JSON.stringify(body)).toBe(202);
+    expect((await stack.waitForJob(body.job_id, 240_000)).error).toBeUndefined();
+    expect(await psql(pg.url("before_bulk"), "SELECT count(*) FILTER (WHERE id >= 10000), count(*) FILTER (WHERE id BETWEEN 5000 AND 5002) FROM ledger")).toBe("0|3\n");
+    expect(await psql(pg.url("after_bulk"), "SELECT count(*) FROM ledger WHERE id >= 10000")).toBe("30000\n");
+  });
 });
