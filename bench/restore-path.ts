@@ -175,14 +175,14 @@ if (args.child) {
   const loadavg = () => readFileSync("/proc/loadavg", "utf8").split(" ")[0];
   // Each setting of --semi replaces the runner's --max-semi-space-size; without it, the runner's flags as they are.
   const settings = args.semi ? args.semi.split(",").map((s) => [...RUNNER_NODE_FLAGS.filter((f) => !f.startsWith("--max-semi-space-size")), `--max-semi-space-size=${s}`]) : [RUNNER_NODE_FLAGS];
-  const summary = [];
+  const summary: { flags: string; runs: RunResult[] }[] = [];
   console.error(`input: ${(p.bytes / MiB).toFixed(0)} MiB of ${p.source}, ${p.chunks.length} chunks; load ${loadavg()}`);
   for (let run = 0; run < Number(args.runs); run++) {
     // Settings interleaved run by run, so a change in the machine's load falls on all of them alike.
     for (const [i, flags] of settings.entries()) {
       const prof = args.prof ? ["--cpu-prof", `--cpu-prof-dir=${join(work, "profiles")}`] : [];
       const r = await runChild(work, [...flags, ...prof]);
-      (summary[i] ??= { flags: flags.join(" "), runs: [] as RunResult[] }).runs.push(r);
+      (summary[i] ??= { flags: flags.join(" "), runs: [] }).runs.push(r);
       console.error(`${flags.join(" ").padEnd(28)} run ${run + 1}: ${r.cpu_s_per_gib.toFixed(2)} CPU-s/GiB (user ${r.user_s} s, sys ${r.system_s} s), ${r.wall_s} s wall, peak RSS ${r.peak_rss_mib} MiB, load ${loadavg()}`);
     }
   }
