@@ -3,7 +3,7 @@
 // all threads of the process) and peak RSS, in a fresh Node process started
 // with the runner's flags and malloc settings (runner/dev/stack.ts).
 //
-//   npm exec -- node bench/restore-path.ts [--file dump | --db name] [--mb 256] [--runs 3] [--semi 1,2,4] [--prof]
+//   npm exec -- node bench/restore-path.ts [--file dump | --db name] [--mb 256] [--runs 3] [--semi 1,2,4] [--baseline dir] [--prof]
 //
 // Once per input the dump's first --mb MiB are chunked and sealed by the real
 // ChunkWriter into packs on local disk (--work, kept between runs). Each run
@@ -14,7 +14,11 @@
 // repository endpoint: each is a fresh Buffer of the span, as http.ts gives,
 // but the HTTP client's own cost (~0.26 CPU-s/GiB, see http.ts) is not in it.
 // Several runs per setting, since the machine may be busy: compare medians
-// (and minimums) of runs made under the same conditions. The last line is JSON.
+// (and minimums) of runs made under the same conditions. --baseline names
+// another checkout (say `git archive <commit> | tar -x -C dir`, with a
+// node_modules link) whose copy of this script runs the same packs,
+// interleaved with this one's runs: a before/after in the same conditions.
+// The last line is JSON.
 import { spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -40,7 +44,7 @@ const { values: args } = parseArgs({
   options: {
     file: { type: "string" }, db: { type: "string" }, mb: { type: "string", default: "256" }, runs: { type: "string", default: "3" },
     semi: { type: "string" }, work: { type: "string", default: join(tmpdir(), "astrid-restore-path") }, prof: { type: "boolean", default: false },
-    child: { type: "string" },
+    baseline: { type: "string" }, child: { type: "string" },
   },
 });
 
@@ -158,9 +162,8 @@ async function child(work: string): Promise<void> {
 const round = (x: number) => Math.round(x * 100) / 100;
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
-function runChild(work: string, flags: string[]): Promise<RunResult> {
-  const self = fileURLToPath(import.meta.url);
-  const proc = spawn(process.execPath, [...flags, self, "--child", work], { env: { ...process.env, ...RUNNER_MALLOC_ENV }, stdio: ["ignore", "pipe", "inherit"] });
+function runChild(script: string, work: string, flags: string[]): Promise<RunResult> {
+  const proc = spawn(process.execPath, [...flags, script, "--child", work], { env: { ...process.env, ...RUNNER_MALLOC_ENV }, stdio: ["ignore", "pipe", "inherit"] });
   let out = "";
   proc.stdout.on("data", (d: Buffer) => (out += d));
   return new Promise((resolve, reject) => proc.once("exit", (code) => (code === 0 ? resolve(JSON.parse(out.trim().split("\n").pop()!) as RunResult) : reject(new Error(`run exited ${code}`)))));
@@ -174,21 +177,23 @@ if (args.child) {
   const p = await prepare(work, Number(args.mb) * MiB);
   const loadavg = () => readFileSync("/proc/loadavg", "utf8").split(" ")[0];
   // Each setting of --semi replaces the runner's --max-semi-space-size; without it, the runner's flags as they are.
-  const settings = args.semi ? args.semi.split(",").map((s) => [...RUNNER_NODE_FLAGS.filter((f) => !f.startsWith("--max-semi-space-size")), `--max-semi-space-size=${s}`]) : [RUNNER_NODE_FLAGS];
+  const flagSets = args.semi ? args.semi.split(",").map((s) => [...RUNNER_NODE_FLAGS.filter((f) => !f.startsWith("--max-semi-space-size")), `--max-semi-space-size=${s}`]) : [RUNNER_NODE_FLAGS];
+  const scripts = [{ name: "", script: fileURLToPath(import.meta.url) }, ...(args.baseline ? [{ name: "baseline ", script: join(args.baseline, "bench/restore-path.ts") }] : [])];
+  const settings = scripts.flatMap(({ name, script }) => flagSets.map((flags) => ({ label: `${name}${flags.join(" ")}`, script, flags })));
   const summary: { flags: string; runs: RunResult[] }[] = [];
   console.error(`input: ${(p.bytes / MiB).toFixed(0)} MiB of ${p.source}, ${p.chunks.length} chunks; load ${loadavg()}`);
   for (let run = 0; run < Number(args.runs); run++) {
     // Settings interleaved run by run, so a change in the machine's load falls on all of them alike.
-    for (const [i, flags] of settings.entries()) {
+    for (const [i, { label, script, flags }] of settings.entries()) {
       const prof = args.prof ? ["--cpu-prof", `--cpu-prof-dir=${join(work, "profiles")}`] : [];
-      const r = await runChild(work, [...flags, ...prof]);
-      (summary[i] ??= { flags: flags.join(" "), runs: [] }).runs.push(r);
-      console.error(`${flags.join(" ").padEnd(28)} run ${run + 1}: ${r.cpu_s_per_gib.toFixed(2)} CPU-s/GiB (user ${r.user_s} s, sys ${r.system_s} s), ${r.wall_s} s wall, peak RSS ${r.peak_rss_mib} MiB, load ${loadavg()}`);
+      const r = await runChild(script, work, [...flags, ...prof]);
+      (summary[i] ??= { flags: label, runs: [] }).runs.push(r);
+      console.error(`${label.padEnd(37)} run ${run + 1}: ${r.cpu_s_per_gib.toFixed(2)} CPU-s/GiB (user ${r.user_s} s, sys ${r.system_s} s), ${r.wall_s} s wall, peak RSS ${r.peak_rss_mib} MiB, load ${loadavg()}`);
     }
   }
   for (const s of summary) {
     const cpu = s.runs.map((r) => r.cpu_s_per_gib);
-    console.error(`${s.flags.padEnd(28)} median ${median(cpu).toFixed(2)} CPU-s/GiB (min ${Math.min(...cpu).toFixed(2)}, max ${Math.max(...cpu).toFixed(2)}), peak RSS max ${Math.max(...s.runs.map((r) => r.peak_rss_mib))} MiB`);
+    console.error(`${s.flags.padEnd(37)} median ${median(cpu).toFixed(2)} CPU-s/GiB (min ${Math.min(...cpu).toFixed(2)}, max ${Math.max(...cpu).toFixed(2)}), peak RSS max ${Math.max(...s.runs.map((r) => r.peak_rss_mib))} MiB`);
   }
   console.log(JSON.stringify({
     bench: "restore-path", input_mib: Math.round(p.bytes / MiB), chunks: p.chunks.length,
