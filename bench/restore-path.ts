@@ -147,7 +147,8 @@ async function child(work: string): Promise<void> {
   let got = 0;
   const c0 = process.cpuUsage();
   const t0 = performance.now();
-  await feed(sink, dumpStream(fileRepository(work), manifest, [p.identity], (n) => (got = n), p.chunk_id_key), false);
+  const dump = dumpStream(fileRepository(work), manifest, [p.identity], (n) => (got = n), p.chunk_id_key);
+  await feed(sink, dump, false, (piece) => dump.release(piece)); // as restore.ts feeds pg_restore
   const cpu = process.cpuUsage(c0);
   const wall = (performance.now() - t0) / 1000;
   if ((await exited) !== 0 || got !== p.bytes) throw new Error(`restored ${got} of ${p.bytes} bytes`);

@@ -6,6 +6,7 @@
 // is an in-memory object store with the client's put/getRange shape: these
 // are the repository-level units; the e2e tests run the same code against the
 // real Worker and R2.
+import { spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { ageKeyPair } from "../../runner/dev/secrets.ts";
@@ -17,6 +18,8 @@ import { chunkOpener, sha256Hex } from "../../runner/repository/codec.ts";
 import type { ChunkList } from "../../runner/repository/chunk-table.ts";
 import { manifestPieces, readPackedManifestFile } from "../../runner/repository/manifest-file.ts";
 import { ChunkStoreManifest, packKey, type ChunkRef } from "../../workers/shared/format.ts";
+import { dumpStream } from "../../runner/database/plaintext.ts";
+import { feed } from "../../runner/database/feed.ts";
 
 const PREFIX = "packs/";
 const ID_KEY = randomBytes(32).toString("hex");
@@ -142,5 +145,50 @@ describe("the sealing thread", () => {
     const { objects, repo } = memoryRepo(true);
     await expect(store(repo, data, recipient)).rejects.toThrow("the store refused the write");
     expect(objects.size).toBe(0);
+  });
+});
+
+// The restore's side (runner/database/plaintext.ts, feed.ts): chunks decompressed
+// into ~1 MiB batches that are reused once written, and, with the chunk-id key,
+// stored SHA-256s hashed only to name damage.
+describe("the dump stream", () => {
+  const manifestOf = (refs: ChunkRef[]) => ({ pack_prefix: PREFIX, chunks: refs, dump: { sha256: createHash("sha256").update(data).digest("hex") } });
+
+  it("fed into a child, gives the dump byte for byte while its batch buffers are reused", async () => {
+    const { identity, recipient } = await ageKeyPair();
+    const { repo } = memoryRepo();
+    const refs = await store(repo, data, recipient);
+    const cat = spawn("cat", [], { stdio: ["pipe", "pipe", "inherit"] });
+    const out: Buffer[] = [];
+    cat.stdout!.on("data", (d: Buffer) => out.push(d));
+    const ended = new Promise((resolve) => cat.stdout!.once("end", resolve));
+    const dump = dumpStream(repo, manifestOf(refs), [identity], () => {}, ID_KEY);
+    const sizes: number[] = [];
+    const buffers = new Set<ArrayBufferLike>();
+    async function* watched() {
+      for await (const piece of dump) {
+        sizes.push(piece.length);
+        buffers.add(piece.buffer);
+        yield piece;
+      }
+    }
+    await feed(cat, watched(), false, (piece) => dump.release(piece));
+    await ended;
+    expect(Buffer.concat(out).equals(data)).toBe(true);
+    expect(sizes.slice(0, -1).every((n) => n >= 1 << 20)).toBe(true); // one write per MiB, not per chunk
+    expect(buffers.size).toBeLessThan(sizes.length / 2); // reused, not one per batch
+  });
+
+  it("with the chunk-id key, a damaged chunk file is still named as damage", async () => {
+    const { identity, recipient } = await ageKeyPair();
+    const { objects, repo } = memoryRepo();
+    const refs = await store(repo, data, recipient);
+    const index = Math.floor(refs.length / 2);
+    const victim = refs[index]!;
+    objects.get(packKey(PREFIX, victim.pack))![victim.offset + victim.stored_size - 5]! ^= 1;
+    const drain = async () => {
+      for await (const _ of dumpStream(repo, manifestOf(refs), [identity], () => {}, ID_KEY));
+    };
+    await expect(drain()).rejects.toThrow(new IntegrityError(`chunk #${index} ${victim.id}: stored bytes do not match their SHA-256`));
   });
 });
