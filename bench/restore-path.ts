@@ -135,6 +135,7 @@ interface RunResult {
   system_s: number;
   wall_s: number;
   peak_rss_mib: number;
+  minor_faults: number;
 }
 
 /** One restore of the prepared packs, in this (child) process. */
@@ -145,6 +146,7 @@ async function child(work: string): Promise<void> {
   const sink = spawn("cat", [], { stdio: ["pipe", "ignore", "inherit"] });
   const exited = new Promise<number | null>((resolve) => sink.once("exit", resolve));
   let got = 0;
+  const f0 = process.resourceUsage().minorPageFault;
   const c0 = process.cpuUsage();
   const t0 = performance.now();
   const dump = dumpStream(fileRepository(work), manifest, [p.identity], (n) => (got = n), p.chunk_id_key);
@@ -155,7 +157,7 @@ async function child(work: string): Promise<void> {
   const r: RunResult = {
     cpu_s_per_gib: round(((cpu.user + cpu.system) / 1e6) / (p.bytes / GiB)),
     user_s: round(cpu.user / 1e6), system_s: round(cpu.system / 1e6), wall_s: round(wall),
-    peak_rss_mib: Math.round(process.resourceUsage().maxRSS / 1024),
+    peak_rss_mib: Math.round(process.resourceUsage().maxRSS / 1024), minor_faults: process.resourceUsage().minorPageFault - f0,
   };
   console.log(JSON.stringify(r));
 }
@@ -189,7 +191,7 @@ if (args.child) {
       const prof = args.prof ? ["--cpu-prof", `--cpu-prof-dir=${join(work, "profiles")}`] : [];
       const r = await runChild(script, work, [...flags, ...prof]);
       (summary[i] ??= { flags: label, runs: [] }).runs.push(r);
-      console.error(`${label.padEnd(37)} run ${run + 1}: ${r.cpu_s_per_gib.toFixed(2)} CPU-s/GiB (user ${r.user_s} s, sys ${r.system_s} s), ${r.wall_s} s wall, peak RSS ${r.peak_rss_mib} MiB, load ${loadavg()}`);
+      console.error(`${label.padEnd(37)} run ${run + 1}: ${r.cpu_s_per_gib.toFixed(2)} CPU-s/GiB (user ${r.user_s} s, sys ${r.system_s} s), ${r.wall_s} s wall, peak RSS ${r.peak_rss_mib} MiB, ${r.minor_faults} page faults, load ${loadavg()}`);
     }
   }
   for (const s of summary) {
