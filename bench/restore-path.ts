@@ -11,7 +11,7 @@
 // per-chunk-file SHA-256, age open, zstd, keyed-id HMAC check, whole-dump
 // SHA-256) fed by feed() into a child `cat` writing to /dev/null, as
 // restore.ts feeds pg_restore. Range reads come from files instead of the
-// repository endpoint: each is a fresh Buffer of the span, as http.ts gives,
+// repository endpoint, into the caller's buffer or a fresh one as http.ts does,
 // but the HTTP client's own cost (~0.26 CPU-s/GiB, see http.ts) is not in it.
 // Several runs per setting, since the machine may be busy: compare medians
 // (and minimums) of runs made under the same conditions. --baseline names
@@ -61,7 +61,7 @@ interface Prepared {
 
 const fileOf = (work: string, key: string) => join(work, "objects", key.replaceAll("/", "_"));
 
-/** A repository of files: put() writes the object, getRange() reads a fresh Buffer of the range, as the HTTP client does. */
+/** A repository of files: put() writes the object, getRange() reads the range into `into` or a fresh Buffer, as the HTTP client does. */
 function fileRepository(work: string): RepositoryClient {
   const handles = new Map<string, Promise<FileHandle>>();
   return {
@@ -69,10 +69,10 @@ function fileRepository(work: string): RepositoryClient {
       writeFileSync(fileOf(work, key), Array.isArray(body) ? Buffer.concat(body) : body); // at once: the writer reuses pack buffers
       return { size: 0, sha256 };
     },
-    getRange: async (key: string, offset: number, length: number) => {
+    getRange: async (key: string, offset: number, length: number, into?: Buffer) => {
       let handle = handles.get(key);
       if (!handle) handles.set(key, (handle = open(fileOf(work, key), "r")));
-      const out = Buffer.allocUnsafe(length);
+      const out = into && into.length >= length ? into : Buffer.allocUnsafe(length);
       const { bytesRead } = await (await handle).read(out, 0, length, offset);
       return out.subarray(0, bytesRead);
     },

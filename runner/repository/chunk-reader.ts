@@ -65,10 +65,10 @@ export function spans(chunks: ChunkList): Span[] {
 const chunkName = (span: ReadSpan, i: number) => `chunk #${span.first + i} ${span.chunks[i]!.id}`;
 
 /** The span's bytes; a pack that is missing, unreadable or short is an integrity problem. */
-async function spanBytes(repo: RepositoryClient, prefix: string, span: Span): Promise<Buffer> {
+async function spanBytes(repo: RepositoryClient, prefix: string, span: Span, into?: Buffer): Promise<Buffer> {
   let bytes: Buffer;
   try {
-    bytes = await repo.getRange(packKey(prefix, span.pack), span.offset, span.length);
+    bytes = await repo.getRange(packKey(prefix, span.pack), span.offset, span.length, into);
   } catch (e) {
     const damaged = e instanceof AppError && (e.code === "object_missing" || e.code === "object_unreadable");
     if (damaged) throw new IntegrityError(`pack ${span.pack} ${e.code === "object_missing" ? "missing" : "unreadable"}`);
@@ -93,10 +93,10 @@ function chunkFiles(bytes: Buffer, span: ReadSpan, check = true): { file: Buffer
 }
 
 /** The chunk files of one span (checked when `check` is set: the first damaged one throws, naming the chunk). */
-async function fetchSpan(repo: RepositoryClient, prefix: string, span: ReadSpan, check: boolean): Promise<Buffer[]> {
+async function fetchSpan(repo: RepositoryClient, prefix: string, span: ReadSpan, check: boolean, into: Buffer): Promise<Buffer[]> {
   let bytes: Buffer;
   try {
-    bytes = await spanBytes(repo, prefix, span);
+    bytes = await spanBytes(repo, prefix, span, into);
   } catch (e) {
     throw e instanceof IntegrityError ? new IntegrityError(`${chunkName(span, 0)}: ${e.message}`) : e;
   }
@@ -122,6 +122,9 @@ export async function checkSpan(repo: RepositoryClient, prefix: string, list: Ch
  * `prefetch` spans (each at most a pack) are fetched ahead of the consumer;
  * each chunk file is transformed only when the consumer reaches it, so memory
  * is those spans' stored bytes and one chunk's output, whatever the backup's size.
+ * The spans are read into a few reused buffers (a full restore would otherwise
+ * allocate a new ~8 MiB Buffer per pack, each page of it faulted in afresh):
+ * transform's result must not be a view of the chunk file it was given.
  *
  * `checkStored: false` skips the up-front SHA-256 of each chunk file and
  * hashes it only when transform throws, so that damage is still reported as
@@ -136,17 +139,20 @@ export async function* readChunks<T>(
   { prefetch = 2, checkStored = true }: { prefetch?: number; checkStored?: boolean } = {},
 ): AsyncGenerator<T> {
   const all = spans(chunks);
-  const window: { span: ReadSpan; files: Promise<Buffer[]> }[] = [];
+  const window: { span: ReadSpan; files: Promise<Buffer[]>; into: Buffer }[] = [];
+  const spare: Buffer[] = [];
+  const size = all.reduce((max, s) => Math.max(max, s.length), 0);
   let next = 0;
   const launch = () => {
     const span = withChunks(chunks, all[next++]!);
-    const files = fetchSpan(repo, prefix, span, checkStored);
+    const into = spare.pop() ?? Buffer.allocUnsafe(size);
+    const files = fetchSpan(repo, prefix, span, checkStored, into);
     files.catch(() => {}); // surfaced in order when the consumer reaches it
-    window.push({ span, files });
+    window.push({ span, files, into });
   };
   while (next < all.length && window.length < prefetch) launch();
   while (window.length > 0) {
-    const { span, files } = window.shift()!;
+    const { span, files, into } = window.shift()!;
     const stored = await files;
     if (next < all.length) launch();
     for (let i = 0; i < stored.length; i++) {
@@ -159,5 +165,6 @@ export async function* readChunks<T>(
       }
       yield out;
     }
+    spare.push(into); // the consumer has moved past this span's chunks
   }
 }
