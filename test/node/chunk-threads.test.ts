@@ -39,10 +39,12 @@ function memoryRepo(failPut = false) {
       if (!object) throw new Error(`${key} missing`);
       return Buffer.from(object);
     },
-    async getRange(key: string, offset: number, length: number) {
+    async getRange(key: string, offset: number, length: number, into?: Buffer) {
       const object = objects.get(key);
       if (!object) throw new Error(`${key} missing`);
-      return Buffer.from(object.subarray(offset, offset + length));
+      const range = object.subarray(offset, offset + length);
+      // Into the reader's buffer when it fits, as the client does: the readers reuse their span buffers.
+      return into && into.length >= range.length ? into.subarray(0, range.copy(into)) : Buffer.from(range);
     },
   };
   return { objects, repo: repo as unknown as RepositoryClient };
