@@ -13,30 +13,29 @@ const AHEAD_BYTES = 1024 * 1024;
  * reading (exits, or closes stdin as `pg_restore --list` does once it has the
  * table of contents), the rest of the source is drained when
  * `drainAfterClose` is set, so its end-of-stream checks still run; otherwise
- * feeding stops there. `written(piece)` is called once a piece has been
- * written into the pipe and its buffer is no longer needed (plaintext.ts reuses it).
+ * feeding stops there. `done(piece)` is called once feed no longer needs a
+ * piece (written into the pipe, or drained unwritten), so its buffer can be
+ * reused (plaintext.ts).
  */
-export async function feed(child: ChildProcess, source: AsyncIterable<Buffer>, drainAfterClose: boolean, written?: (piece: Buffer) => void): Promise<void> {
+export async function feed(child: ChildProcess, source: AsyncIterable<Buffer>, drainAfterClose: boolean, done?: (piece: Buffer) => void): Promise<void> {
   const stdin = child.stdin!;
   let open = true;
   let wake = () => {};
-  const closed = new Promise<void>((resolve) => {
-    const close = () => {
-      open = false;
-      resolve();
-      wake();
-    };
-    stdin.once("error", close);
-    stdin.once("close", close);
-    child.once("exit", close);
-  });
+  const close = () => {
+    open = false;
+    wake();
+  };
+  stdin.once("error", close);
+  stdin.once("close", close);
+  child.once("exit", close);
   for await (const data of source) {
     if (!open) {
-      if (drainAfterClose) continue;
-      return;
+      if (!drainAfterClose) return;
+      done?.(data);
+      continue;
     }
     stdin.write(data, (error) => {
-      if (!error) written?.(data);
+      if (!error) done?.(data);
       wake();
     });
     // A write's callback runs once stdin's queue has shrunk by it.

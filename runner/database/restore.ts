@@ -38,7 +38,7 @@ export async function restoreDatabase(job: RestoreDispatch, ctx: JobContext): Pr
     if (job.replace) args.push("--clean", "--if-exists");
     if (settings && !refusal) {
       // The whole dump is checked (dump.sha256) before pg_restore reads a byte of it.
-      const copy = await spool(source, settings.dir);
+      const copy = await spool(source, settings.dir, (piece) => source.release(piece));
       try {
         ctx.progress({ phase: "restoring", bytes, chunks: 0 });
         console.log(`restore ${job.backup_id}: ${bytes} bytes spooled and checked; pg_restore --jobs=${settings.jobs}`);
