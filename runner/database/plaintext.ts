@@ -35,21 +35,26 @@ export function dumpStream(
 ): PlaintextStream {
   const spare: Buffer[] = [];
   const own = new WeakSet<ArrayBufferLike>();
-  const stream = batches(repo, manifest, identities, onBytes, chunkIdKey, () => {
-    const b = spare.pop() ?? Buffer.allocUnsafe(BATCH_CAPACITY);
+  // No larger than the whole plaintext: a change-stream segment is often a few KiB.
+  let plainBytes = 0;
+  for (let i = 0; i < manifest.chunks.length && plainBytes < BATCH_CAPACITY; i++) plainBytes += manifest.chunks.at(i)!.plain_size;
+  const capacity = Math.min(BATCH_CAPACITY, plainBytes + 1);
+  const stream = batches(repo, manifest, identities, onBytes, chunkIdKey, capacity, () => {
+    const b = spare.pop() ?? Buffer.allocUnsafeSlow(capacity); // never a slice of Node's shared pool: its ArrayBuffer is its own
     own.add(b.buffer);
     return b;
   }) as PlaintextStream;
   stream.release = (piece) => {
-    // allocUnsafe gives a buffer this large an ArrayBuffer of its own, so the piece's names its batch.
+    // A batch's ArrayBuffer is its own (allocUnsafeSlow), so a piece's names its batch.
     if (!own.has(piece.buffer) || spare.length >= SPARE_BATCHES || spare.some((b) => b.buffer === piece.buffer)) return;
-    spare.push(Buffer.from(piece.buffer, 0, BATCH_CAPACITY));
+    spare.push(Buffer.from(piece.buffer, 0, capacity));
   };
   return stream;
 }
 
 async function* batches(
-  repo: RepositoryClient, manifest: Plaintext, identities: string[], onBytes: (n: number) => void, chunkIdKey: string | undefined, newBatch: () => Buffer,
+  repo: RepositoryClient, manifest: Plaintext, identities: string[], onBytes: (n: number) => void, chunkIdKey: string | undefined,
+  capacity: number, newBatch: () => Buffer,
 ): AsyncGenerator<Buffer> {
   const open = chunkOpener(identities);
   // With the chunk-id key, each chunk must be the plaintext its id names: the
@@ -65,7 +70,7 @@ async function* batches(
   const room = (size: number): Buffer => {
     if (!batch || used + size + 1 > batch.length) {
       if (batch && used > 0) full.push(batch.subarray(0, used));
-      batch = size + 1 > BATCH_CAPACITY ? Buffer.allocUnsafe(size + 1) : newBatch();
+      batch = size + 1 > capacity ? Buffer.allocUnsafe(size + 1) : newBatch();
       used = 0;
     }
     return batch.subarray(used);

@@ -179,6 +179,18 @@ describe("the dump stream", () => {
     expect(Buffer.concat(out).equals(data)).toBe(true);
     expect(sizes.slice(0, -1).every((n) => n >= 1 << 20)).toBe(true); // one write per MiB, not per chunk
     expect(buffers.size).toBeLessThan(sizes.length / 2); // reused, not one per batch
+
+    // A dump smaller than a batch (a change-stream segment often is) comes out in one piece no larger than itself.
+    const small = data.subarray(0, 3000);
+    const smallRefs = await store(repo, small, recipient);
+    const pieces: Buffer[] = [];
+    const smallDump = dumpStream(repo, { ...manifestOf(smallRefs), dump: { sha256: createHash("sha256").update(small).digest("hex") } }, [identity], () => {}, ID_KEY);
+    for await (const piece of smallDump) {
+      pieces.push(Buffer.from(piece));
+      expect(piece.buffer.byteLength).toBe(small.length + 1);
+      smallDump.release(piece);
+    }
+    expect(Buffer.concat(pieces).equals(small)).toBe(true);
   });
 
   it("with the chunk-id key, a damaged chunk file is still named as damage", async () => {
