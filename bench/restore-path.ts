@@ -191,7 +191,7 @@ if (args.child) {
       const prof = args.prof ? ["--cpu-prof", `--cpu-prof-dir=${join(work, "profiles")}`] : [];
       const r = await runChild(script, work, [...flags, ...prof]);
       (summary[i] ??= { flags: label, runs: [] }).runs.push(r);
-      console.error(`${label.padEnd(37)} run ${run + 1}: ${r.cpu_s_per_gib.toFixed(2)} CPU-s/GiB (user ${r.user_s} s, sys ${r.system_s} s), ${r.wall_s} s wall, peak RSS ${r.peak_rss_mib} MiB, ${r.minor_faults} page faults, load ${loadavg()}`);
+      console.error(`${label.padEnd(37)} run ${run + 1}: ${r.cpu_s_per_gib.toFixed(2)} CPU-s/GiB (user ${r.user_s} s, sys ${r.system_s} s), ${r.wall_s} s wall, peak RSS ${r.peak_rss_mib} MiB, ${r.minor_faults ?? "?"} page faults, load ${loadavg()}`);
     }
   }
   for (const s of summary) {
