@@ -8,7 +8,7 @@ import type { DatabaseRestoreDispatch as RestoreDispatch, DatabaseRestoreResult 
 import { AppError } from "../../workers/shared/errors.ts";
 import type { JobContext } from "../job-context.ts";
 import { readManifest } from "./manifest.ts";
-import { dumpStream } from "./plaintext.ts";
+import { dumpStream, type PlaintextStream } from "./plaintext.ts";
 import { feed } from "./feed.ts";
 import { classifyPgError, exitOf, psql, stderrTail, toolEnv } from "./pg-tools.ts";
 import { pgEnv } from "./pg-env.ts";
@@ -38,7 +38,7 @@ export async function restoreDatabase(job: RestoreDispatch, ctx: JobContext): Pr
     if (job.replace) args.push("--clean", "--if-exists");
     if (settings && !refusal) {
       // The whole dump is checked (dump.sha256) before pg_restore reads a byte of it.
-      const copy = await spool(source, settings.dir);
+      const copy = await spool(source, settings.dir, (piece) => source.release(piece));
       try {
         ctx.progress({ phase: "restoring", bytes, chunks: 0 });
         console.log(`restore ${job.backup_id}: ${bytes} bytes spooled and checked; pg_restore --jobs=${settings.jobs}`);
@@ -57,7 +57,7 @@ export async function restoreDatabase(job: RestoreDispatch, ctx: JobContext): Pr
 }
 
 /** Runs pg_restore, feeding it `stdin` when given (then a failure of the stream kills it before it can commit). */
-async function pgRestore(args: string[], targetUrl: string, ctx: JobContext, stdin?: AsyncIterable<Buffer>): Promise<void> {
+async function pgRestore(args: string[], targetUrl: string, ctx: JobContext, stdin?: PlaintextStream): Promise<void> {
   const restore = spawn("pg_restore", args, { env: toolEnv(targetUrl), stdio: [stdin ? "pipe" : "ignore", "ignore", "pipe"] });
   const exited = exitOf(restore);
   const tail = stderrTail(restore);
@@ -66,7 +66,7 @@ async function pgRestore(args: string[], targetUrl: string, ctx: JobContext, std
     const waiting = { ms: 0 };
     const start = performance.now();
     try {
-      await feed(restore, timed(stdin, waiting), false);
+      await feed(restore, timed(stdin, waiting), false, (piece) => stdin.release(piece));
       const fed = performance.now();
       exited.then(() => {
         const sec = (ms: number) => (ms / 1000).toFixed(1);

@@ -63,7 +63,7 @@ export async function spoolRefusal(s: SpoolSettings, dumpBytes: number, targetCr
  * (the dump's SHA-256) run before this returns, so a file it returns is whole.
  * The file is removed on failure; on success, by the caller's dispose().
  */
-export async function spool(source: AsyncIterable<Buffer>, dir: string): Promise<{ file: string; dispose: () => Promise<void> }> {
+export async function spool(source: AsyncIterable<Buffer>, dir: string, done?: (piece: Buffer) => void): Promise<{ file: string; dispose: () => Promise<void> }> {
   const own = await mkdtemp(join(dir, "astrid-restore-"));
   const dispose = () => rm(own, { recursive: true, force: true });
   const file = join(own, "dump");
@@ -72,7 +72,8 @@ export async function spool(source: AsyncIterable<Buffer>, dir: string): Promise
     const failed = once(out, "error").then(([e]) => Promise.reject(e as Error));
     failed.catch(() => {});
     for await (const data of source) {
-      if (!out.write(data)) await Promise.race([once(out, "drain"), failed]);
+      // done(piece), as in feed(): once written, its buffer may be reused.
+      if (!out.write(data, (e) => !e && done?.(data))) await Promise.race([once(out, "drain"), failed]);
     }
     out.end();
     await Promise.race([once(out, "finish"), failed]);

@@ -34,7 +34,8 @@ async function checkContents(repo: RepositoryClient, manifest: ReadManifest, ide
   const exited = exitOf(list);
   const tail = stderrTail(list);
   try {
-    await feed(list, dumpStream(repo, manifest, identities, (n) => ctx.progress({ phase: "decrypting", bytes: n, chunks: 0 }), chunkIdKey), true);
+    const dump = dumpStream(repo, manifest, identities, (n) => ctx.progress({ phase: "decrypting", bytes: n, chunks: 0 }), chunkIdKey);
+    await feed(list, dump, true, (piece) => dump.release(piece));
   } catch (e) {
     list.kill("SIGTERM");
     await exited.catch(() => {});

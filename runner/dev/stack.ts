@@ -20,7 +20,10 @@ const WRANGLER = join(dirname(createRequire(import.meta.url).resolve("wrangler/p
  * keeping them in per-thread arenas. Together they took a 1 GB backup's peak
  * RSS from ~315 MiB to ~205 MiB in a measurement on this machine. One arena,
  * not two, since backups seal on a worker thread (runner/repository/seal-thread.ts):
- * the thread would otherwise get an arena of its own.
+ * the thread would otherwise get an arena of its own. On the restore path a
+ * larger young generation buys nothing now that it reuses its buffers
+ * (`bench/restore-path.ts --semi 1,2,4`: ~6.1, 6.5, 6.7 CPU-s per GiB,
+ * peak RSS 118, 123, 137 MiB).
  */
 export const RUNNER_NODE_FLAGS = ["--max-semi-space-size=1"];
 export const RUNNER_MALLOC_ENV = { MALLOC_ARENA_MAX: "1", MALLOC_MMAP_THRESHOLD_: "65536", MALLOC_TRIM_THRESHOLD_: "131072" };

@@ -42,7 +42,8 @@ export async function dropAndRestoreTable(
   });
   const exited = exitOf(restore);
   const tail = stderrTail(restore);
-  await feed(restore, dumpStream(ctx.repository, manifest, job.identities), true);
+  const dump = dumpStream(ctx.repository, manifest, job.identities);
+  await feed(restore, dump, true, (piece) => dump.release(piece));
   const { code } = await exited;
   if (code !== 0) throw classifyPgError("pg_restore", tail(), scratchUrl);
   steps.push({ name: `recover: pg_restore -n ${schema} -t ${name} from the backup`, ms: Date.now() - t, ok: true });

@@ -141,7 +141,7 @@ export async function* blobBytes(repo: RepositoryClient, manifest: MlManifest, b
     }
     if (out.length !== ref.plain_size) throw new IntegrityError(`${blob.kind} ${blob.name}, chunk ${ref.id}: wrong size after decryption`);
     return out;
-  }, 2);
+  });
   for await (const part of plain) {
     hash.update(part);
     yield part;

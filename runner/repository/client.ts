@@ -36,8 +36,11 @@ export class RepositoryClient {
     return info(res);
   }
 
-  /** An object's bytes. A body that breaks off on every attempt is "object_unreadable": the store answered but cannot deliver it. */
-  async get(key: string, headers: Record<string, string> = {}): Promise<Buffer> {
+  /**
+   * An object's bytes. A body that breaks off on every attempt is "object_unreadable": the store answered but cannot deliver it.
+   * With `into`, the bytes land at its start when they fit (the result is then a view of it).
+   */
+  async get(key: string, headers: Record<string, string> = {}, into?: Buffer): Promise<Buffer> {
     let broken = "";
     for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
       const res = await this.send("GET", `/objects/${key}`, "read", undefined, headers);
@@ -46,7 +49,7 @@ export class RepositoryClient {
         throw new AppError("object_missing", `${key} is missing from the repository`);
       }
       try {
-        return await res.bytes();
+        return await res.bytes(into);
       } catch (e) {
         broken = (e as Error).message;
       }
@@ -54,9 +57,9 @@ export class RepositoryClient {
     throw new AppError("object_unreadable", `${key} cannot be read (${broken})`);
   }
 
-  /** Bytes [offset, offset + length) of an object, with the same retry rules as get(). */
-  async getRange(key: string, offset: number, length: number): Promise<Buffer> {
-    return this.get(key, { range: `bytes=${offset}-${offset + length - 1}` });
+  /** Bytes [offset, offset + length) of an object, with the same retry rules (and `into`) as get(). */
+  async getRange(key: string, offset: number, length: number, into?: Buffer): Promise<Buffer> {
+    return this.get(key, { range: `bytes=${offset}-${offset + length - 1}` }, into);
   }
 
   /** Writes an object once; an existing object is left as it is and described. `body` may come in pieces (see manifest-file.ts). */

@@ -57,18 +57,19 @@ export class DecryptionError extends Error {
  * id, the plaintext must be what the id names: the age recipients are public,
  * so anyone able to write to R2 could otherwise plant a chunk that decrypts.
  */
-export function chunkOpener(identities: string[], chunkIdKey?: string): (stored: Uint8Array, plainSize?: number, id?: string) => Promise<Buffer> {
+export function chunkOpener(identities: string[], chunkIdKey?: string): (stored: Uint8Array, plainSize?: number, id?: string, into?: Buffer) => Promise<Buffer> {
   const opener = new AgeOpener(identities);
   const zstd = new FrameDecompressor();
   const idKey = chunkIdKey ? Buffer.from(chunkIdKey, "hex") : undefined;
-  return async (stored, plainSize, id) => {
+  // `into` (plainSize + 1 bytes): where the plaintext goes instead of a new Buffer (FrameDecompressor.decompress).
+  return async (stored, plainSize, id, into) => {
     let compressed: Buffer;
     try {
       compressed = opener.open(stored);
     } catch (e) {
       throw new DecryptionError(`cannot decrypt: ${(e as Error).message}`);
     }
-    const plain = zstd.decompress(compressed, plainSize);
+    const plain = zstd.decompress(compressed, plainSize, into);
     if (idKey && id !== undefined && chunkId(idKey, plain) !== id) throw new DecryptionError("its keyed id does not match its plaintext");
     return plain;
   };

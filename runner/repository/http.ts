@@ -18,8 +18,8 @@ export interface Reply {
   status: number;
   ok: boolean;
   header(name: string): string | undefined;
-  /** The whole body; rejects if it breaks off before content-length bytes arrived. */
-  bytes(): Promise<Buffer>;
+  /** The whole body; rejects if it breaks off before content-length bytes arrived. With `into`, read into its start when the body fits. */
+  bytes(into?: Buffer): Promise<Buffer>;
   text(): Promise<string>;
   json(): Promise<unknown>;
   /** The body as a web stream, for callers that pass it on without holding it. */
@@ -47,10 +47,11 @@ export function request(url: string, method: string, headers: Record<string, str
 
 function reply(res: http.IncomingMessage): Reply {
   const status = res.statusCode ?? 0;
-  const bytes = () => new Promise<Buffer>((resolve, reject) => {
+  const bytes = (into?: Buffer) => new Promise<Buffer>((resolve, reject) => {
     const announced = Number(res.headers["content-length"]);
-    // One allocation when the length is announced; pieces are copied in as they arrive.
-    const whole = Number.isSafeInteger(announced) && announced >= 0 ? Buffer.allocUnsafe(announced) : undefined;
+    // One allocation (or none, into the caller's buffer) when the length is announced; pieces are copied in as they arrive.
+    const known = Number.isSafeInteger(announced) && announced >= 0;
+    const whole = !known ? undefined : into && into.length >= announced ? into.subarray(0, announced) : Buffer.allocUnsafe(announced);
     const pieces: Buffer[] = [];
     let got = 0;
     res.on("data", (piece: Buffer) => {

@@ -134,12 +134,18 @@ export class FrameDecompressor {
   /**
    * The content of one zstd frame. With `size`, the frame must hold exactly
    * that many bytes (more, or a frame cut short, throws); without it the
-   * one-shot function finds out. The result is a fresh Buffer.
+   * one-shot function finds out. The result is a fresh Buffer, or with
+   * `into` (at least size + 1 bytes) a view of `into`'s start.
    */
-  decompress(frame: Uint8Array, size?: number): Buffer {
-    if (!this.context || size === undefined) return zlib.zstdDecompressSync(frame);
+  decompress(frame: Uint8Array, size?: number, into?: Buffer): Buffer {
+    if (size === undefined) return zlib.zstdDecompressSync(frame);
+    if (!this.context) {
+      const plain = zlib.zstdDecompressSync(frame);
+      return into && plain.length === size ? into.subarray(0, plain.copy(into)) : plain;
+    }
     // One spare byte: a frame longer than `size` fills it and is refused.
-    const out = Buffer.allocUnsafe(size + 1);
+    if (into && into.length < size + 1) throw new Error(`zstd: ${into.length} bytes of room for a ${size}-byte frame`);
+    const out = into ? into.subarray(0, size + 1) : Buffer.allocUnsafe(size + 1);
     const n = this.context.run(frame, out);
     if (n !== size) throw new Error(n < 0 ? `zstd: frame holds more than ${size} bytes` : `zstd: frame holds ${n} bytes, expected ${size}`);
     return out.subarray(0, size);

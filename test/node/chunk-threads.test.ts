@@ -6,6 +6,7 @@
 // is an in-memory object store with the client's put/getRange shape: these
 // are the repository-level units; the e2e tests run the same code against the
 // real Worker and R2.
+import { spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { ageKeyPair } from "../../runner/dev/secrets.ts";
@@ -17,6 +18,8 @@ import { chunkOpener, sha256Hex } from "../../runner/repository/codec.ts";
 import type { ChunkList } from "../../runner/repository/chunk-table.ts";
 import { manifestPieces, readPackedManifestFile } from "../../runner/repository/manifest-file.ts";
 import { ChunkStoreManifest, packKey, type ChunkRef } from "../../workers/shared/format.ts";
+import { dumpStream } from "../../runner/database/plaintext.ts";
+import { feed } from "../../runner/database/feed.ts";
 
 const PREFIX = "packs/";
 const ID_KEY = randomBytes(32).toString("hex");
@@ -36,10 +39,12 @@ function memoryRepo(failPut = false) {
       if (!object) throw new Error(`${key} missing`);
       return Buffer.from(object);
     },
-    async getRange(key: string, offset: number, length: number) {
+    async getRange(key: string, offset: number, length: number, into?: Buffer) {
       const object = objects.get(key);
       if (!object) throw new Error(`${key} missing`);
-      return Buffer.from(object.subarray(offset, offset + length));
+      const range = object.subarray(offset, offset + length);
+      // Into the reader's buffer when it fits, as the client does: the readers reuse their span buffers.
+      return into && into.length >= range.length ? into.subarray(0, range.copy(into)) : Buffer.from(range);
     },
   };
   return { objects, repo: repo as unknown as RepositoryClient };
@@ -142,5 +147,62 @@ describe("the sealing thread", () => {
     const { objects, repo } = memoryRepo(true);
     await expect(store(repo, data, recipient)).rejects.toThrow("the store refused the write");
     expect(objects.size).toBe(0);
+  });
+});
+
+// The restore's side (runner/database/plaintext.ts, feed.ts): chunks decompressed
+// into ~1 MiB batches that are reused once written, and, with the chunk-id key,
+// stored SHA-256s hashed only to name damage.
+describe("the dump stream", () => {
+  const manifestOf = (refs: ChunkRef[]) => ({ pack_prefix: PREFIX, chunks: refs, dump: { sha256: createHash("sha256").update(data).digest("hex") } });
+
+  it("fed into a child, gives the dump byte for byte while its batch buffers are reused", async () => {
+    const { identity, recipient } = await ageKeyPair();
+    const { repo } = memoryRepo();
+    const refs = await store(repo, data, recipient);
+    const cat = spawn("cat", [], { stdio: ["pipe", "pipe", "inherit"] });
+    const out: Buffer[] = [];
+    cat.stdout!.on("data", (d: Buffer) => out.push(d));
+    const ended = new Promise((resolve) => cat.stdout!.once("end", resolve));
+    const dump = dumpStream(repo, manifestOf(refs), [identity], () => {}, ID_KEY);
+    const sizes: number[] = [];
+    const buffers = new Set<ArrayBufferLike>();
+    async function* watched() {
+      for await (const piece of dump) {
+        sizes.push(piece.length);
+        buffers.add(piece.buffer);
+        yield piece;
+      }
+    }
+    await feed(cat, watched(), false, (piece) => dump.release(piece));
+    await ended;
+    expect(Buffer.concat(out).equals(data)).toBe(true);
+    expect(sizes.slice(0, -1).every((n) => n >= 1 << 20)).toBe(true); // one write per MiB, not per chunk
+    expect(buffers.size).toBeLessThan(sizes.length / 2); // reused, not one per batch
+
+    // A dump smaller than a batch (a change-stream segment often is) comes out in one piece no larger than itself.
+    const small = data.subarray(0, 3000);
+    const smallRefs = await store(repo, small, recipient);
+    const pieces: Buffer[] = [];
+    const smallDump = dumpStream(repo, { ...manifestOf(smallRefs), dump: { sha256: createHash("sha256").update(small).digest("hex") } }, [identity], () => {}, ID_KEY);
+    for await (const piece of smallDump) {
+      pieces.push(Buffer.from(piece));
+      expect(piece.buffer.byteLength).toBe(small.length + 1);
+      smallDump.release(piece);
+    }
+    expect(Buffer.concat(pieces).equals(small)).toBe(true);
+  });
+
+  it("with the chunk-id key, a damaged chunk file is still named as damage", async () => {
+    const { identity, recipient } = await ageKeyPair();
+    const { objects, repo } = memoryRepo();
+    const refs = await store(repo, data, recipient);
+    const index = Math.floor(refs.length / 2);
+    const victim = refs[index]!;
+    objects.get(packKey(PREFIX, victim.pack))![victim.offset + victim.stored_size - 5]! ^= 1;
+    const drain = async () => {
+      for await (const _ of dumpStream(repo, manifestOf(refs), [identity], () => {}, ID_KEY));
+    };
+    await expect(drain()).rejects.toThrow(new IntegrityError(`chunk #${index} ${victim.id}: stored bytes do not match their SHA-256`));
   });
 });
