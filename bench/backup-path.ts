@@ -9,8 +9,8 @@
 // Once per input the dump's first --mb MiB are saved to a file in --work (kept
 // between runs), so pg_dump's own CPU is never counted. Each run then backs it
 // up in a child process as runner/database/backup.ts does: a child `cat`
-// writes the file into a pipe (as pg_dump does), read by chunkStream
-// (FastCDC), the whole-dump SHA-256, and ChunkWriter (keyed-id HMAC, dedup,
+// writes the file into a pipe (as pg_dump does), read by storeStream
+// (FastCDC, the whole-dump SHA-256) and ChunkWriter (keyed-id HMAC, dedup,
 // batches to the sealing thread: zstd, age, the chunk files' and packs'
 // SHA-256), whose packs go to a repository that discards them: the HTTP
 // client's and the repository endpoint's costs are not in it. Every run's
@@ -26,8 +26,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { CHUNKER, SHARED_PACK_PREFIX } from "../workers/shared/format.ts";
-import { StreamSplitter, chunkStream } from "../runner/repository/chunker.ts";
-import { ChunkWriter } from "../runner/repository/chunk-writer.ts";
+import { StreamSplitter } from "../runner/repository/chunker.ts";
+import { ChunkWriter, storeStream } from "../runner/repository/chunk-writer.ts";
 import { ageKeyPair } from "../runner/dev/secrets.ts";
 import { MiB, compareRuns, dataPathArgs, dumpBytes, fileRepository, sourceLabel, startMeasuring } from "./support/data-path.ts";
 
@@ -79,15 +79,8 @@ async function child(work: string): Promise<void> {
   const dump = spawn("cat", [dumpFile(work)], { stdio: ["ignore", "pipe", "inherit"] });
   const exited = new Promise<number | null>((resolve) => dump.once("exit", resolve));
   const writer = new ChunkWriter(fileRepository(work, true), SHARED_PACK_PREFIX, [p.recipient], p.chunk_id_key);
-  const hash = createHash("sha256");
-  let bytes = 0;
-  for await (const chunk of chunkStream(dump.stdout)) { // as backup.ts reads pg_dump's output
-    hash.update(chunk);
-    bytes += chunk.length;
-    await writer.add(chunk);
-  }
+  const { bytes, sha256 } = await storeStream(dump.stdout, writer); // as backup.ts stores pg_dump's output
   const chunks = await writer.finish();
-  const sha256 = hash.digest("hex");
   const r = stop(bytes);
   if ((await exited) !== 0 || bytes !== p.bytes) throw new Error(`backed up ${bytes} of ${p.bytes} bytes`);
   // What the manifest would say, less what is random (nonces, so the chunk files' SHA-256).
