@@ -2,11 +2,9 @@
 // into the repository; the manifest is written last, so a backup without a
 // manifest is an unfinished one and nothing lists it.
 import { spawn } from "node:child_process";
-import { createHash } from "node:crypto";
 import { CHUNKER, DatabaseManifest, FORMAT_VERSION, manifestKey, packPrefix } from "../../workers/shared/format.ts";
 import type { DatabaseBackupDispatch as BackupDispatch, DatabaseBackupResult as BackupResult } from "../../workers/database/protocol.ts";
-import { chunkStream } from "../repository/chunker.ts";
-import { ChunkWriter } from "../repository/chunk-writer.ts";
+import { ChunkWriter, storeStream } from "../repository/chunk-writer.ts";
 import type { RepositoryClient } from "../repository/client.ts";
 import { ZSTD_LEVEL } from "../repository/codec.ts";
 import { manifestPieces } from "../repository/manifest-file.ts";
@@ -38,21 +36,10 @@ export async function backupDatabase(job: BackupDispatch, ctx: JobContext, opts:
   const exited = exitOf(dump).finally(consistency.dumpDone);
   const tail = stderrTail(dump);
   ctx.onCancel(() => dump.kill("SIGTERM"));
-  const hash = createHash("sha256");
-  let logical = 0;
-  // Where the main thread's time goes (logged at the end; bench/database.ts prints it).
-  let waitingForDump = 0;
   const streamStart = performance.now();
-  let mark = streamStart;
+  let stored: Awaited<ReturnType<typeof storeStream>>;
   try {
-    for await (const chunk of chunkStream(dump.stdout)) {
-      waitingForDump += performance.now() - mark;
-      hash.update(chunk);
-      logical += chunk.length;
-      await writer.add(chunk);
-      ctx.progress({ phase: "dumping", bytes: logical, chunks: writer.stats.new_chunks });
-      mark = performance.now();
-    }
+    stored = await storeStream(dump.stdout, writer, (bytes) => ctx.progress({ phase: "dumping", bytes, chunks: writer.stats.new_chunks }));
   } catch (e) {
     writer.close();
     dump.kill("SIGTERM");
@@ -63,16 +50,18 @@ export async function backupDatabase(job: BackupDispatch, ctx: JobContext, opts:
   if (code !== 0) throw signal ? new AppError("pg_dump_killed", `pg_dump ended by ${signal}`) : classifyPgError("pg_dump", tail(), job.source_url);
   const streamed = performance.now();
   const chunks = await writer.finish();
+  const logical = stored.bytes;
+  // Where the main thread's time went (bench/database.ts prints it).
   const sec = (ms: number) => (ms / 1000).toFixed(1);
-  console.log(`timeline: backup ${job.backup_id}: stream ${sec(streamed - streamStart)} s = reading and chunking pg_dump's output ${sec(waitingForDump)} s + waiting for sealing/uploads ` +
-    `${sec(writer.waitedMs)} s + ids and copies ${sec(streamed - streamStart - waitingForDump - writer.waitedMs)} s; last uploads ${sec(performance.now() - streamed)} s`);
+  console.log(`timeline: backup ${job.backup_id}: stream ${sec(streamed - streamStart)} s = reading and chunking pg_dump's output ${sec(stored.readingMs)} s + waiting for sealing/uploads ` +
+    `${sec(writer.waitedMs)} s + ids and copies ${sec(streamed - streamStart - stored.readingMs - writer.waitedMs)} s; last uploads ${sec(performance.now() - streamed)} s`);
 
   const finished = new Date();
   // Validated without its chunk list (manifestPieces checks each chunk): no copy of a list that grows with the dump.
   const fields = DatabaseManifest.parse({
     format: "astrid-backup/database", format_version: FORMAT_VERSION, backup_id: job.backup_id, type: job.type,
     database: job.database, created_at: started.toISOString(), finished_at: finished.toISOString(), source,
-    dump: { format: "custom", pg_dump_args: PG_DUMP_ARGS, logical_bytes: logical, sha256: hash.digest("hex") },
+    dump: { format: "custom", pg_dump_args: PG_DUMP_ARGS, logical_bytes: logical, sha256: stored.sha256 },
     compression: { algorithm: "zstd", level: ZSTD_LEVEL },
     encryption: { scheme: "age-x25519", recipients: job.recipients },
     chunker: CHUNKER, pack_prefix: prefix, chunks: [],

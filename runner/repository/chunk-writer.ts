@@ -7,8 +7,10 @@
 // memory does not grow with the dump's size; the manifest's chunk list keeps
 // stream order. Pack buffers travel to the main thread for upload and back
 // for reuse: a backup allocates a few of them, not a Buffer per chunk.
+import { createHash } from "node:crypto";
 import { Worker } from "node:worker_threads";
 import { CHUNKER, PACK_TARGET_SIZE, packKey, type ChunkRef } from "../../workers/shared/format.ts";
+import { chunkPieces } from "./chunker.ts";
 import { ChunkSealer, chunkId } from "./codec.ts";
 import type { RepositoryClient } from "./client.ts";
 import { RUNNER_SETTINGS } from "../settings.ts";
@@ -86,19 +88,23 @@ export class ChunkWriter {
   }
 
   /**
-   * Ids and places a chunk (the caller keeps its buffer: the bytes are
-   * copied); waits while the sealer or the uploads are at their bound, and
+   * Ids and places a chunk, whole or as its pieces (chunkPieces); the caller
+   * keeps its buffers: the bytes are copied before this returns a promise.
+   * Waits while the sealer or the uploads are at their bound, and
    * throws the first failure. Returns the chunk's index in finish()'s list
    * (fixed at the call, so concurrent producers can each keep their own).
    */
-  async add(plaintext: Buffer): Promise<number> {
+  async add(plaintext: Buffer | readonly Buffer[]): Promise<number> {
     if (this.failure) throw this.failure;
-    const id = chunkId(this.idKey, plaintext);
+    const pieces = Buffer.isBuffer(plaintext) ? [plaintext] : plaintext;
+    const id = chunkId(this.idKey, pieces);
     let ref = this.seen.get(id);
     if (!ref) {
-      ref = { id, plain_size: plaintext.length, pack: "", offset: 0, stored_size: 0, stored_sha256: "" };
+      let size = 0;
+      for (const piece of pieces) size += piece.length;
+      ref = { id, plain_size: size, pack: "", offset: 0, stored_size: 0, stored_sha256: "" };
       this.seen.set(id, ref);
-      this.append(plaintext); // before the push: a thread it starts numbers its first chunk (the unsent batch's, or this one) right
+      this.append(pieces, size); // before the push: a thread it starts numbers its first chunk (the unsent batch's, or this one) right
       this.fresh.push(ref);
     }
     const index = this.refs.push(ref) - 1;
@@ -139,13 +145,12 @@ export class ChunkWriter {
     this.spareBatches.length = 0;
   }
 
-  private append(plaintext: Buffer): void {
+  private append(pieces: readonly Buffer[], size: number): void {
     this.thread ??= this.startThread();
-    if (this.batch && this.batchUsed + plaintext.length > this.batch.length) this.send();
-    this.batch ??= this.spareBatches.pop() ?? Buffer.allocUnsafeSlow(Math.max(this.batchCapacity, plaintext.length));
-    plaintext.copy(this.batch, this.batchUsed);
-    this.batchUsed += plaintext.length;
-    this.batchSizes.push(plaintext.length);
+    if (this.batch && this.batchUsed + size > this.batch.length) this.send();
+    this.batch ??= this.spareBatches.pop() ?? Buffer.allocUnsafeSlow(Math.max(this.batchCapacity, size));
+    for (const piece of pieces) this.batchUsed += piece.copy(this.batch, this.batchUsed);
+    this.batchSizes.push(size);
     if (this.batchUsed >= BATCH_BYTES) this.send();
   }
 
@@ -242,6 +247,31 @@ export class ChunkWriter {
     this.waiting = [];
     for (const wake of waiting) wake();
   }
+}
+
+/**
+ * A byte stream (a dump's) chunked into `writer`, each chunk taken as the
+ * pieces it was read in (no copy before the writer's own). Returns its length,
+ * SHA-256, and how long reading and chunking the source took (the rest of the
+ * wall time went to the writer: its waits, ids and copies). `progress`: the
+ * bytes so far, after each chunk.
+ */
+export async function storeStream(source: AsyncIterable<Uint8Array>, writer: ChunkWriter, progress: (bytes: number) => void = () => {}) {
+  const hash = createHash("sha256");
+  let bytes = 0;
+  let readingMs = 0;
+  let mark = performance.now();
+  for await (const pieces of chunkPieces(source)) {
+    readingMs += performance.now() - mark;
+    for (const piece of pieces) {
+      hash.update(piece);
+      bytes += piece.length;
+    }
+    await writer.add(pieces);
+    progress(bytes);
+    mark = performance.now();
+  }
+  return { bytes, sha256: hash.digest("hex"), readingMs };
 }
 
 /**

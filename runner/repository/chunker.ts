@@ -97,9 +97,19 @@ export class Chunker {
 
 /** Cuts a byte stream into content-defined chunks. Holds at most one chunk (max_size) at a time. */
 export async function* chunkStream(source: AsyncIterable<Uint8Array>, params: ChunkerParams = CHUNKER): AsyncGenerator<Buffer> {
+  for await (const pieces of chunkPieces(source, params)) yield Buffer.concat(pieces);
+}
+
+/**
+ * chunkStream without the copy: each chunk as the pieces of input it spans
+ * (views of the input buffers, in order). A backup hashes and ids the pieces
+ * and ChunkWriter copies them once into its batch, instead of a fresh Buffer
+ * per chunk first (with 64 KiB pipe reads nearly every chunk spans two or more).
+ */
+export async function* chunkPieces(source: AsyncIterable<Uint8Array>, params: ChunkerParams = CHUNKER): AsyncGenerator<Buffer[]> {
   const splitter = new StreamSplitter(params);
-  for await (const input of source) yield* splitter.push(input);
-  yield* splitter.end();
+  for await (const input of source) yield* splitter.pushPieces(input);
+  yield* splitter.endPieces();
 }
 
 /** chunkStream's push form, for producers that write rather than yield (e.g. NDJSON records). */
@@ -112,8 +122,18 @@ export class StreamSplitter {
 
   /** The chunks completed by this input, in order. */
   push(input: Uint8Array): Buffer[] {
+    return this.pushPieces(input).map((pieces) => Buffer.concat(pieces));
+  }
+
+  /** The last, partial chunk, if any. */
+  end(): Buffer[] {
+    return this.endPieces().map((pieces) => Buffer.concat(pieces));
+  }
+
+  /** push() as pieces (see chunkPieces): views of this input and earlier ones, which must not change meanwhile. */
+  pushPieces(input: Uint8Array): Buffer[][] {
     const data = Buffer.isBuffer(input) ? input : Buffer.from(input.buffer, input.byteOffset, input.byteLength);
-    const out: Buffer[] = [];
+    const out: Buffer[][] = [];
     let start = 0;
     for (;;) {
       const cut = this.chunker.scan(data, start);
@@ -122,15 +142,14 @@ export class StreamSplitter {
         return out;
       }
       this.pending.push(data.subarray(start, cut));
-      out.push(Buffer.concat(this.pending));
+      out.push(this.pending);
       this.pending = [];
       start = cut;
     }
   }
 
-  /** The last, partial chunk, if any. */
-  end(): Buffer[] {
-    const rest = this.pending.length > 0 ? [Buffer.concat(this.pending)] : [];
+  endPieces(): Buffer[][] {
+    const rest = this.pending.length > 0 ? [this.pending] : [];
     this.pending = [];
     return rest;
   }

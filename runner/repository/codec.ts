@@ -11,8 +11,12 @@ export { AgeSealer };
 // well under half the CPU. Readers do not depend on it (docs/format.md).
 export const ZSTD_LEVEL = 1;
 
-export function chunkId(idKey: Buffer, plaintext: Uint8Array): string {
-  return createHmac("sha256", idKey).update(plaintext).digest("hex");
+/** The keyed id of a chunk, given whole or as the pieces it was read in (chunkPieces). */
+export function chunkId(idKey: Buffer, plaintext: Uint8Array | readonly Uint8Array[]): string {
+  const hmac = createHmac("sha256", idKey);
+  if (plaintext instanceof Uint8Array) hmac.update(plaintext);
+  else for (const piece of plaintext) hmac.update(piece);
+  return hmac.digest("hex");
 }
 
 export function sha256Hex(data: Uint8Array): string {

@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { chunkStream } from "../../runner/repository/chunker.ts";
+import { chunkPieces, chunkStream } from "../../runner/repository/chunker.ts";
+import { chunkId } from "../../runner/repository/codec.ts";
 import { CHUNKER } from "../../workers/shared/format.ts";
 
 async function* pieces(data: Buffer, size: number) {
@@ -47,6 +48,17 @@ describe("content-defined chunker", () => {
     const flat = Buffer.alloc(3 * CHUNKER.max_size + 5, 0);
     const chunks = await cut(flat);
     expect(chunks.map((c) => c.length)).toEqual([CHUNKER.max_size, CHUNKER.max_size, CHUNKER.max_size, 5]);
+  });
+
+  it("chunkPieces gives the same chunks as views of the input, with the same keyed ids", async () => {
+    const whole = await cut(data.subarray(0, 4 * 1024 * 1024), 65536);
+    const key = Buffer.alloc(32, 7);
+    const got: Buffer[][] = [];
+    for await (const p of chunkPieces(pieces(data.subarray(0, 4 * 1024 * 1024), 65536))) got.push(p);
+    expect(got.map((p) => Buffer.concat(p))).toEqual(whole);
+    expect(got.some((p) => p.length > 1)).toBe(true);
+    expect(got.every((p) => p.every((piece) => piece.buffer === data.buffer))).toBe(true); // no copies
+    expect(got.map((p) => chunkId(key, p))).toEqual(whole.map((c) => chunkId(key, c)));
   });
 
   it("passes small input through as one chunk and empty input as none", async () => {
