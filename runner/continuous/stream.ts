@@ -244,7 +244,8 @@ class Streamer {
     this.feeding = true;
     try {
       p.store.hash.update(sql);
-      for (const chunk of p.store.splitter.push(sql)) await p.store.writer.add(chunk);
+      // As pieces (views of this and earlier transactions' buffers, never reused): the writer copies each chunk once.
+      for (const pieces of p.store.splitter.pushPieces(sql)) await p.store.writer.add(pieces);
     } finally {
       this.feeding = false;
     }
@@ -303,7 +304,7 @@ class Streamer {
   private async writeSegment(seq: number, p: Pending): Promise<void> {
     const job = this.job;
     const { writer, splitter, hash } = p.store!;
-    for (const chunk of splitter.end()) await writer.add(chunk);
+    for (const pieces of splitter.endPieces()) await writer.add(pieces);
     const chunks = await writer.finish();
     const sequences = await this.withSql(readSequences);
     const schema = [...this.tables.values()];
